@@ -1,0 +1,144 @@
+"""The lab's default image, made offline from the host's busybox-static.
+
+Nothing is downloaded: the rootfs is ``/bin/busybox`` from Debian's ``busybox-static`` package,
+one symlink per applet at the place ``busybox --list-full`` gives, and a minimal ``/etc``
+(passwd, group, hosts, resolv.conf, nsswitch.conf) plus the directories an OCI runtime mounts
+onto (``/proc``, ``/sys``, ``/dev``, ``/tmp``...).
+
+The rootfs tar is reproducible: members sorted, owned by 0:0, mtime fixed at
+:data:`EPOCH`, so the same busybox binary always gives the same bytes and the same sha256 digest
+(which the content store later uses as the layer's diff id).
+
+Public functions:
+* :func:`write_rootfs` — lay the rootfs out in a directory (for a bundle's ``rootfs``);
+* :func:`write_rootfs_tar` — write it as an uncompressed tar (for ``docker import``);
+* :func:`busybox_path` — where the static binary is, or :class:`~runtime.errors.NotFound`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+
+from runtime.errors import NotFound
+
+#: Modification time of every member of the tar (2020-01-01T00:00:00Z), for reproducibility.
+EPOCH = 1577836800
+
+CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
+
+_DIRS = {  # path -> mode
+    "bin": 0o755, "sbin": 0o755, "usr": 0o755, "usr/bin": 0o755, "usr/sbin": 0o755,
+    "etc": 0o755, "dev": 0o755, "proc": 0o555, "sys": 0o555, "tmp": 0o1777, "root": 0o700,
+    "home": 0o755, "var": 0o755, "var/run": 0o755, "var/tmp": 0o1777, "run": 0o755, "mnt": 0o755,
+}
+
+_FILES = {
+    "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n"
+                  "daemon:x:1:1:daemon:/usr/sbin:/bin/false\n"
+                  "nobody:x:65534:65534:nobody:/home:/bin/false\n",
+    "etc/group": "root:x:0:\ndaemon:x:1:\ntty:x:5:\nnogroup:x:65534:\n",
+    "etc/hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    "etc/resolv.conf": "",
+    "etc/hostname": "busybox\n",
+    "etc/nsswitch.conf": "hosts: files dns\n",
+}
+
+
+def _is_static_elf(path: str) -> bool:
+    """True when *path* is a 64-bit little-endian ELF without a PT_INTERP program header."""
+    import struct
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+            return False
+        phoff, = struct.unpack_from("<Q", head, 32)
+        phentsize, phnum = struct.unpack_from("<HH", head, 54)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    return all(struct.unpack_from("<I", table, i * phentsize)[0] != 3 for i in range(phnum))
+
+
+def busybox_path() -> str:
+    """Path of a static busybox on this host (Debian's busybox-static), or raise NotFound."""
+    for p in CANDIDATES:
+        if os.path.exists(p) and _is_static_elf(p):
+            return p
+    raise NotFound("no static busybox on this host: install Debian's busybox-static "
+                   "(scripts/setup.sh does)")
+
+
+def _applets(busybox: str) -> list[str]:
+    out = subprocess.run([busybox, "--list-full"], capture_output=True, text=True, check=True).stdout
+    return sorted({line.strip() for line in out.splitlines() if line.strip()})
+
+
+def _entries(busybox: str):
+    """Yield (path, kind, mode, payload) for the rootfs, sorted by path.
+
+    kind is "dir", "file" (payload: bytes), "link" (payload: target) or "binary" (payload: source path).
+    """
+    entries = [(d, "dir", m, None) for d, m in _DIRS.items()]
+    entries.append(("bin/busybox", "binary", 0o755, busybox))
+    for name, content in _FILES.items():
+        entries.append((name, "file", 0o644, content.encode()))
+    seen = {e[0] for e in entries}
+    for applet in _applets(busybox):
+        if applet in seen or applet == "bin/busybox":
+            continue
+        parent = os.path.dirname(applet)
+        depth = parent.count("/") + 1 if parent else 0
+        target = "busybox" if parent == "bin" else "../" * depth + "bin/busybox" if depth else "bin/busybox"
+        entries.append((applet, "link", 0o777, target))
+        seen.add(applet)
+    return sorted(entries, key=lambda e: e[0])
+
+
+def write_rootfs(target: str, busybox: str | None = None) -> str:
+    """Lay the busybox rootfs out under *target* (created if missing); returns *target*."""
+    busybox = busybox or busybox_path()
+    os.makedirs(target, exist_ok=True)
+    for path, kind, mode, payload in _entries(busybox):
+        dest = os.path.join(target, path)
+        if kind == "dir":
+            os.makedirs(dest, exist_ok=True)
+            os.chmod(dest, mode)
+        elif kind == "file":
+            with open(dest, "wb") as f:
+                f.write(payload)
+            os.chmod(dest, mode)
+        elif kind == "binary":
+            shutil.copyfile(payload, dest)
+            os.chmod(dest, mode)
+        elif not os.path.lexists(dest):
+            os.symlink(payload, dest)
+    return target
+
+
+def write_rootfs_tar(out, busybox: str | None = None) -> None:
+    """Write the rootfs as a reproducible uncompressed tar to *out* (a path or a binary file object)."""
+    busybox = busybox or busybox_path()
+    own = isinstance(out, (str, os.PathLike))
+    f = open(out, "wb") if own else out
+    try:
+        with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for path, kind, mode, payload in _entries(busybox):
+                info = tarfile.TarInfo(path)
+                info.mode, info.mtime, info.uid, info.gid = mode, EPOCH, 0, 0
+                info.uname = info.gname = "root"
+                if kind == "dir":
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                elif kind == "link":
+                    info.type, info.linkname = tarfile.SYMTYPE, payload
+                    tar.addfile(info)
+                else:
+                    data = payload if kind == "file" else open(payload, "rb").read()
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    finally:
+        if own:
+            f.close()

@@ -1,0 +1,168 @@
+"""Suite-wide fixtures: the busybox rootfs, OCI bundles, and the leak check every test passes.
+
+Every test runs as root on the real kernel. The autouse ``no_leaks`` fixture compares the
+host before and after each test — mounts, cgroup directories named after capsize, and processes
+whose command line mentions capsize or a runtime — and fails the test that leaves any behind.
+The suite process is a child subreaper (as the shim and the harness are), so container inits
+re-parented after ``create`` come to it and are reaped here instead of by a late PID 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from runtime import busybox
+from runtime.host import HOST, PR_SET_CHILD_SUBREAPER
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+CAPSIZE_RUNC = os.path.join(VENV_BIN, "capsize-runc")
+
+
+def pytest_configure(config):
+    if os.geteuid() != 0:
+        raise pytest.UsageError("capsize's tests need root: they use real namespaces, mounts and cgroups")
+    HOST.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def reap_children() -> None:
+    """Reap every exited child (re-parented orphans included) without blocking."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+# -- leak check -----------------------------------------------------------------------------------
+
+def _mounts() -> set[str]:
+    """Mount points that tests can make: under temporary dirs and capsize's/containerd's runtime dirs."""
+    with open("/proc/self/mountinfo") as f:
+        points = {line.split()[4] for line in f}
+    return {m for m in points if m.startswith(("/tmp/", "/run/capsize", "/run/containerd", "/var/lib/capsize"))}
+
+
+def _cgroups() -> set[str]:
+    """Cgroup directories named after capsize (the default parent) or docker, at any depth <= 3."""
+    found = set()
+    for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
+        depth = dirpath.count("/") - 3
+        if depth >= 3:
+            dirnames[:] = []
+        found.update(os.path.join(dirpath, d) for d in dirnames
+                     if "capsize" in d or d in ("docker", "default", "moby") or "capsize" in dirpath)
+    return found
+
+
+def _processes() -> dict[int, str]:
+    """Live descendants of this test process (the suite is a subreaper, so orphans count too)."""
+    import psutil
+    procs = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                procs[p.pid] = " ".join(p.cmdline())[:200]
+        except psutil.Error:
+            continue
+    return procs
+
+
+def host_snapshot() -> dict:
+    reap_children()
+    return {"mounts": _mounts(), "cgroups": _cgroups(), "processes": _processes()}
+
+
+def leaks_since(before: dict, settle: float = 3.0) -> list[str]:
+    """What exists now that did not in *before*; waits up to *settle* seconds for it to go away."""
+    deadline = time.monotonic() + settle
+    while True:
+        now = host_snapshot()
+        found = [f"mount {m}" for m in sorted(now["mounts"] - before["mounts"])]
+        found += [f"cgroup {c}" for c in sorted(now["cgroups"] - before["cgroups"])]
+        found += [f"process {p}: {c}" for p, c in sorted(now["processes"].items())
+                  if p not in before["processes"]]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request):
+    """Fail the test if it leaves mounts, capsize cgroups or runtime processes behind."""
+    if request.node.get_closest_marker("no_leak_check"):
+        yield
+        return
+    before = host_snapshot()
+    yield
+    found = leaks_since(before)
+    if found:
+        pytest.fail("test leaked:\n  " + "\n  ".join(found), pytrace=False)
+
+
+# -- images and bundles ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory) -> str:
+    """A read-only-by-convention busybox rootfs directory shared by the session (copy before writing)."""
+    return busybox.write_rootfs(str(tmp_path_factory.mktemp("image") / "rootfs"))
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory) -> str:
+    """The reproducible busybox rootfs tar (``docker import``-able)."""
+    path = str(tmp_path_factory.mktemp("image-tar") / "busybox.tar")
+    busybox.write_rootfs_tar(path)
+    return path
+
+
+@pytest.fixture
+def make_bundle(tmp_path, busybox_rootfs):
+    """Factory: ``make_bundle(args, **overrides)`` -> bundle dir with config.json and a rootfs copy.
+
+    The config is ``capsize-runc spec``'s default with ``process.args`` = *args*; *overrides* is
+    a function ``edit(config) -> None`` given as ``edit=...`` to change anything else.
+    """
+    from runtime.lowlevel.spec import default_spec
+
+    counter = [0]
+
+    def make(args=("true",), edit=None, name=None) -> str:
+        counter[0] += 1
+        bundle = tmp_path / (name or f"bundle{counter[0]}")
+        bundle.mkdir()
+        shutil.copytree(busybox_rootfs, bundle / "rootfs", symlinks=True)
+        config = default_spec()
+        config["process"]["args"] = list(args)
+        if edit:
+            edit(config)
+        (bundle / "config.json").write_text(json.dumps(config, indent=2))
+        return str(bundle)
+
+    return make
+
+
+@pytest.fixture
+def runc_root(tmp_path) -> str:
+    """A private --root state directory for a low-level runtime."""
+    d = tmp_path / "runc-root"
+    d.mkdir()
+    return str(d)
+
+
+def run(argv, **kw) -> subprocess.CompletedProcess:
+    """subprocess.run with captured text output and a 60 s bound (tests never hang)."""
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("timeout", 60)
+    return subprocess.run(argv, **kw)
