@@ -12,6 +12,8 @@ The rootfs tar is reproducible: members sorted, owned by 0:0, mtime fixed at
 Public functions:
 * :func:`write_rootfs` — lay the rootfs out in a directory (for a bundle's ``rootfs``);
 * :func:`write_rootfs_tar` — write it as an uncompressed tar (for ``docker import``);
+* :func:`write_image_tar` — write a one-layer image in ``docker save`` format (for ``docker load``
+  and ``ctr image import``);
 * :func:`busybox_path` — where the static binary is, or :class:`~runtime.errors.NotFound`.
 """
 
@@ -142,3 +144,96 @@ def write_rootfs_tar(out, busybox: str | None = None) -> None:
     finally:
         if own:
             f.close()
+
+
+#: ``os.uname().machine`` -> the OCI/Go architecture name used in image configs.
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386",
+           "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+#: The image's default environment and command (what Docker Hub's busybox image has).
+IMAGE_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+IMAGE_CMD = ["sh"]
+
+
+def _split_reference(reference: str) -> tuple[str, str]:
+    """``"name[:tag]"`` -> (name, tag); the tag defaults to ``latest``. Digests are refused."""
+    from runtime.errors import InvalidArgument
+    if not reference or "@" in reference or any(c.isspace() for c in reference):
+        raise InvalidArgument(f"invalid image reference {reference!r}: want name[:tag]")
+    name, sep, tag = reference.rpartition(":")
+    if not sep or "/" in tag:  # no tag, or the colon belonged to a registry host:port
+        return reference, "latest"
+    return name, tag
+
+
+def image_config(diff_id: str, arch: str | None = None) -> dict:
+    """The image config (OCI image-spec config.md / Docker image JSON) for one layer *diff_id*.
+
+    *diff_id* is ``"sha256:<hex>"`` of the uncompressed layer tar; *arch* defaults to this host's
+    (Go naming: amd64, arm64...). ``created`` is :data:`EPOCH`, so the config, and hence the image
+    ID (its sha256), is the same on every run.
+    """
+    import time
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(EPOCH))
+    return {
+        "architecture": arch or _GOARCH.get(os.uname().machine, os.uname().machine),
+        "config": {"Cmd": list(IMAGE_CMD), "Env": list(IMAGE_ENV)},
+        "created": created,
+        "history": [{"created": created, "created_by": "capsize: rootfs from the host's busybox-static"}],
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }
+
+
+def write_image_tar(out, reference: str = "busybox:latest", busybox: str | None = None) -> str:
+    """Write the busybox image as a ``docker save`` tarball to *out* (a path or a binary file object).
+
+    The archive holds, in this order: ``<layer-hex>/layer.tar`` (the :func:`write_rootfs_tar`
+    bytes), ``<config-hex>.json`` (:func:`image_config`, whose ``rootfs.diff_ids`` is the
+    layer tar's sha256), ``manifest.json`` (``[{"Config", "RepoTags": [reference], "Layers"}]``)
+    and ``repositories`` (``{name: {tag: <layer-hex>}}``) — the layout ``docker load`` (moby's
+    image/tarexport) and ``ctr image import`` (containerd's archive importer, Docker format)
+    accept. Every member is owned by 0:0 with mtime :data:`EPOCH`, so the bytes are
+    reproducible. *reference* is ``name[:tag]`` (tag defaults to ``latest``).
+
+    Returns the image ID, ``"sha256:<hex>"`` of the config JSON (what ``docker images
+    --no-trunc`` shows). Raises InvalidArgument for a bad *reference*, NotFound without busybox.
+    """
+    import hashlib
+    import json
+    name, tag = _split_reference(reference)
+    layer = io.BytesIO()
+    write_rootfs_tar(layer, busybox)
+    layer_bytes = layer.getvalue()
+    layer_hex = hashlib.sha256(layer_bytes).hexdigest()
+    config_bytes = json.dumps(image_config("sha256:" + layer_hex), sort_keys=True,
+                              separators=(",", ":")).encode()
+    config_hex = hashlib.sha256(config_bytes).hexdigest()
+    manifest = [{"Config": f"{config_hex}.json", "RepoTags": [f"{name}:{tag}"],
+                 "Layers": [f"{layer_hex}/layer.tar"]}]
+    members = [
+        (f"{layer_hex}", None),
+        (f"{layer_hex}/VERSION", b"1.0"),
+        (f"{layer_hex}/layer.tar", layer_bytes),
+        (f"{config_hex}.json", config_bytes),
+        ("manifest.json", json.dumps(manifest, separators=(",", ":")).encode()),
+        ("repositories", json.dumps({name: {tag: layer_hex}}, separators=(",", ":")).encode()),
+    ]
+    own = isinstance(out, (str, os.PathLike))
+    f = open(out, "wb") if own else out
+    try:
+        with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for path, data in members:
+                info = tarfile.TarInfo(path)
+                info.mtime, info.uid, info.gid = EPOCH, 0, 0
+                info.uname = info.gname = "root"
+                if data is None:
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+                else:
+                    info.mode, info.size = 0o644, len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    finally:
+        if own:
+            f.close()
+    return "sha256:" + config_hex

@@ -1,7 +1,8 @@
 """The host interface: every privileged operation capsize performs goes through here.
 
 unshare(2), setns(2), mount(2), umount2(2), pivot_root(2), sethostname(2), prctl(2), capset(2),
-mknod(2) and writes to cgroup and /proc/sys files are methods of :class:`Host`. Lifecycle code
+setgroups(2), setgid(2), setuid(2), seccomp_load(3), mknod(2) and writes to cgroup and /proc/sys
+files are methods of :class:`Host`. Lifecycle code
 takes a ``host`` argument (default :data:`HOST`, the real kernel), so that
 
 * unit tests can hand in a :class:`RecordingHost`, which records each call instead of making it,
@@ -217,6 +218,39 @@ class Host:
             data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
         _check(_lib().capset(ctypes.byref(hdr), data), "capset", hex(effective), hex(permitted))
 
+    def setgroups(self, gids: list[int]) -> None:
+        """setgroups(2): replace the supplementary group list (``[]`` clears it)."""
+        self._fault("setgroups", gids)
+        try:
+            os.setgroups(list(gids))
+        except OSError as e:
+            raise OSError(e.errno, f"setgroups({list(gids)!r}): {os.strerror(e.errno)}") from None
+
+    def setgid(self, gid: int) -> None:
+        """setgid(2): set the real, effective and saved group id."""
+        self._fault("setgid", gid)
+        try:
+            os.setgid(gid)
+        except OSError as e:
+            raise OSError(e.errno, f"setgid({gid}): {os.strerror(e.errno)}") from None
+
+    def setuid(self, uid: int) -> None:
+        """setuid(2): set the real, effective and saved user id (see PR_SET_KEEPCAPS for capabilities)."""
+        self._fault("setuid", uid)
+        try:
+            os.setuid(uid)
+        except OSError as e:
+            raise OSError(e.errno, f"setuid({uid}): {os.strerror(e.errno)}") from None
+
+    def seccomp_load(self, filter) -> None:  # noqa: A002 - libseccomp's word
+        """seccomp_load(3): install a filter built with libseccomp (an object with ``load()``, such as
+        ``pyseccomp.SyscallFilter``) on the calling thread. Irreversible."""
+        self._fault("seccomp_load")
+        try:
+            filter.load()
+        except OSError as e:
+            raise OSError(e.errno, f"seccomp_load(): {os.strerror(e.errno)}") from None
+
     # -- kernel files (cgroupfs, procfs sysctls) --------------------------------------------
     def write(self, path: str, data: str) -> None:
         """Write *data* to a kernel file (a cgroup control file, /proc/sys/...) in one write(2)."""
@@ -271,6 +305,10 @@ class RecordingHost(Host):
     setdomainname = _record("setdomainname")
     prctl = _record("prctl")
     capset = _record("capset")
+    setgroups = _record("setgroups")
+    setgid = _record("setgid")
+    setuid = _record("setuid")
+    seccomp_load = _record("seccomp_load")
     write = _record("write")
     mkdir = _record("mkdir")
     rmdir = _record("rmdir")

@@ -41,3 +41,7 @@ if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q -e '.[dev]'
     touch "$stamp"
 fi
+
+# Bytecode for every module, written now: capsize-runc and capsize-shim start on every container,
+# and an environment with PYTHONDONTWRITEBYTECODE would otherwise recompile them on each start.
+.venv/bin/python -m compileall -q -j 0 runtime harness >/dev/null

@@ -54,14 +54,15 @@ def _mounts() -> set[str]:
 
 
 def _cgroups() -> set[str]:
-    """Cgroup directories named after capsize (the default parent) or docker, at any depth <= 3."""
+    """Container cgroups (``capsize/<id>``, ``docker/<id>``) and test cgroups (``capsize-test*``)."""
     found = set()
     for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
         depth = dirpath.count("/") - 3
         if depth >= 3:
             dirnames[:] = []
+        base = os.path.basename(dirpath)
         found.update(os.path.join(dirpath, d) for d in dirnames
-                     if "capsize" in d or d in ("docker", "default", "moby") or "capsize" in dirpath)
+                     if base in ("capsize", "docker", "moby", "default") or d.startswith("capsize-test"))
     return found
 
 
@@ -160,9 +161,17 @@ def runc_root(tmp_path) -> str:
     return str(d)
 
 
-def run(argv, **kw) -> subprocess.CompletedProcess:
-    """subprocess.run with captured text output and a 60 s bound (tests never hang)."""
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    kw.setdefault("timeout", 60)
-    return subprocess.run(argv, **kw)
+def run(argv, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    """Run *argv* with stdout/stderr captured through files, bounded by *timeout* seconds.
+
+    Files, not pipes: a container's init inherits ``create``'s stdio and keeps it open long
+    after ``create`` returns, so reading a pipe to EOF would wait for the container to exit.
+    Returns a CompletedProcess with text ``stdout`` and ``stderr``.
+    """
+    import tempfile
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.run(argv, stdout=out, stderr=err, timeout=timeout, **kw)
+        out.seek(0), err.seek(0)
+        proc.stdout = out.read().decode(errors="replace")
+        proc.stderr = err.read().decode(errors="replace")
+    return proc

@@ -1,0 +1,86 @@
+"""``capsize``: the lab's command line.
+
+Commands so far:
+
+* ``capsize image rootfs --out FILE`` — write the lab's busybox rootfs tar (offline, reproducible);
+* ``capsize image bundle DIR [-- CMD...]`` — lay out an OCI bundle (config.json + busybox rootfs);
+* ``capsize demo [--runtime capsize-runc|runc|crun]`` — run a busybox container through the
+  low-level runtime and show, side by side with the host, that it is isolated.
+
+Errors print one line and exit non-zero (2 for bad usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from runtime.errors import CapsizeError, InvalidArgument, exit_code_for
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise InvalidArgument(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="capsize", description="capsize: a failure-injection and lifecycle lab for container engines")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    img = sub.add_parser("image", help="the lab's busybox image, made offline from busybox-static")
+    isub = img.add_subparsers(dest="image_command", parser_class=_Parser)
+    r = isub.add_parser("rootfs", help="write the busybox rootfs as a tar (docker import-able)")
+    r.add_argument("--out", required=True, help="output file (- for stdout)")
+    b = isub.add_parser("bundle", help="write an OCI bundle: config.json and a busybox rootfs")
+    b.add_argument("dir")
+    b.add_argument("cmd", nargs=argparse.REMAINDER, help="the container's process (default: sh)")
+    d = sub.add_parser("demo", help="run a busybox container through a low-level runtime and show it isolated")
+    d.add_argument("--runtime", default="capsize-runc", help="capsize-runc (default), runc or crun")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+        if args.command == "image":
+            return _image(args)
+        if args.command == "demo":
+            from harness.demo import demo
+            return demo(args.runtime)
+        _parser().print_help()
+        return 2
+    except CapsizeError as e:
+        sys.stderr.write(f"capsize: {e}\n")
+        return exit_code_for(e)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _image(args) -> int:
+    from runtime import busybox
+    if args.image_command == "rootfs":
+        if args.out == "-":
+            busybox.write_rootfs_tar(sys.stdout.buffer)
+        else:
+            busybox.write_rootfs_tar(args.out)
+            sys.stderr.write(f"wrote {args.out}\n")
+        return 0
+    if args.image_command == "bundle":
+        from runtime.lowlevel.spec import default_spec
+        if os.path.exists(os.path.join(args.dir, "config.json")):
+            raise InvalidArgument(f"{args.dir}/config.json exists: remove it first")
+        busybox.write_rootfs(os.path.join(args.dir, "rootfs"))
+        config = default_spec()
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        if cmd:
+            config["process"]["args"] = cmd
+        with open(os.path.join(args.dir, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+        sys.stderr.write(f"wrote bundle {args.dir}\n")
+        return 0
+    raise InvalidArgument("capsize image: rootfs or bundle")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""``capsize-runc``: the runc command line (runc 1.1's commands and flags, OCI runtime.md "Operations").
+
+Global flags (before the command): ``--root DIR`` (state, default /run/capsize/runc), ``--log
+FILE``, ``--log-format text|json``, ``--debug``; accepted for compatibility and refused when
+they ask for something capsize-runc lacks: ``--systemd-cgroup``, ``--rootless true``.
+
+Commands: ``spec``, ``create``, ``start``, ``run``, ``state``, ``kill``, ``delete``, ``list``,
+``ps``, ``pause``, ``resume``, ``exec``, plus ``--version``.
+
+Every failure prints one line on stderr, writes an ``error`` record to the log file and exits
+non-zero (runtime/errors.py maps the error class to the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from runtime.errors import CapsizeError, InvalidArgument, exit_code_for
+from runtime.lowlevel import log
+from runtime.lowlevel.state import DEFAULT_ROOT
+
+VERSION = "0.1.0"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as the rest of capsize
+        raise InvalidArgument(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="capsize-runc", description="capsize's low-level OCI runtime (runc's command line)")
+    p.add_argument("--root", default=DEFAULT_ROOT, help="root directory for container state (default %(default)s)")
+    p.add_argument("--log", default=None, help="log file (default: stderr)")
+    p.add_argument("--log-format", default="text", choices=("text", "json"))
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--systemd-cgroup", action="store_true")
+    p.add_argument("--rootless", default="auto")
+    p.add_argument("--criu", default=None, help=argparse.SUPPRESS)
+    p.add_argument("-v", "--version", action="store_true")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    s = sub.add_parser("spec", help="write a default config.json")
+    s.add_argument("-b", "--bundle", default=".")
+    s.add_argument("--rootless", action="store_true")
+
+    for name in ("create", "run"):
+        s = sub.add_parser(name, help=f"{name} a container")
+        s.add_argument("-b", "--bundle", default=".")
+        s.add_argument("--pid-file")
+        s.add_argument("--console-socket")
+        s.add_argument("--preserve-fds", type=int, default=0)
+        s.add_argument("--no-pivot", action="store_true")
+        s.add_argument("--no-new-keyring", action="store_true")
+        if name == "run":
+            s.add_argument("-d", "--detach", action="store_true")
+            s.add_argument("--keep", action="store_true")
+        s.add_argument("id")
+
+    for name in ("start", "state", "pause", "resume"):
+        sub.add_parser(name).add_argument("id")
+
+    s = sub.add_parser("kill", help="send a signal to the container's init (default SIGTERM)")
+    s.add_argument("-a", "--all", action="store_true")
+    s.add_argument("id")
+    s.add_argument("signal", nargs="?", default="SIGTERM")
+
+    s = sub.add_parser("delete", help="delete the container's resources")
+    s.add_argument("-f", "--force", action="store_true")
+    s.add_argument("id")
+
+    s = sub.add_parser("list", help="list containers")
+    s.add_argument("-f", "--format", default="table", choices=("table", "json"))
+    s.add_argument("-q", "--quiet", action="store_true")
+
+    s = sub.add_parser("ps", help="processes running inside a container")
+    s.add_argument("-f", "--format", default="table", choices=("table", "json"))
+    s.add_argument("id")
+    s.add_argument("ps_args", nargs=argparse.REMAINDER)
+
+    s = sub.add_parser("exec", help="run a process in a running container")
+    s.add_argument("-p", "--process")
+    s.add_argument("-d", "--detach", action="store_true")
+    s.add_argument("--pid-file")
+    s.add_argument("--cwd")
+    s.add_argument("-e", "--env", action="append", default=[])
+    s.add_argument("-u", "--user")
+    s.add_argument("-g", "--additional-gids", action="append", default=[])
+    s.add_argument("-c", "--cap", action="append", default=[])
+    s.add_argument("--no-new-privs", action="store_true")
+    s.add_argument("-t", "--tty", action="store_true")
+    s.add_argument("--console-socket")
+    s.add_argument("--preserve-fds", type=int, default=0)
+    s.add_argument("id")
+    s.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _exec_process(args, st) -> dict:
+    """The OCI process for ``exec``: ``--process`` file, or the container's process with overrides."""
+    if args.process:
+        try:
+            with open(args.process) as f:
+                proc = json.load(f)
+        except (OSError, ValueError) as e:
+            raise InvalidArgument(f"exec --process {args.process}: {e}") from None
+        if not isinstance(proc, dict) or not proc.get("args"):
+            raise InvalidArgument(f"exec --process {args.process}: process.args must be a non-empty list")
+        return proc
+    cmd = args.args[1:] if args.args[:1] == ["--"] else args.args
+    if not cmd:
+        raise InvalidArgument("exec: arguments must be passed")
+    base = json.loads(json.dumps((st.config or {}).get("process") or {}))
+    base["args"] = cmd
+    base["terminal"] = args.tty
+    env = dict(e.split("=", 1) for e in base.get("env") or [] if "=" in e)
+    for e in args.env:
+        k, _, v = e.partition("=")
+        env[k] = v
+    base["env"] = [f"{k}={v}" for k, v in env.items()]
+    if args.cwd:
+        base["cwd"] = args.cwd
+    if args.user:
+        uid, _, gid = args.user.partition(":")
+        base["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    if args.additional_gids:
+        base.setdefault("user", {})["additionalGids"] = [int(g) for g in args.additional_gids]
+    if args.cap:
+        caps = base.setdefault("capabilities", {})
+        for kind in ("bounding", "effective", "permitted", "ambient", "inheritable"):
+            caps[kind] = sorted(set(caps.get(kind) or []) | set(args.cap))
+    if args.no_new_privs:
+        base["noNewPrivileges"] = True
+    return base
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows) + "\n"
+
+
+def dispatch(args) -> int:
+    from runtime.lowlevel import container as c
+
+    root = os.path.abspath(args.root)
+    cmd = args.command
+    if args.systemd_cgroup:
+        raise InvalidArgument("--systemd-cgroup: the systemd cgroup driver is not supported by capsize-runc")
+    if cmd == "spec":
+        from runtime.lowlevel.spec import default_spec
+        path = os.path.join(args.bundle, "config.json")
+        if os.path.exists(path):
+            from runtime.errors import AlreadyExists
+            raise AlreadyExists(f"File {path} exists. Remove it first")
+        with open(path, "w") as f:
+            json.dump(default_spec(), f, indent="\t")
+        return 0
+    if cmd in ("create", "run"):
+        if args.no_pivot:
+            raise InvalidArgument("--no-pivot is not supported by capsize-runc")
+        if cmd == "create":
+            c.create(root, args.id, args.bundle, pid_file=args.pid_file, console_socket=args.console_socket,
+                     preserve_fds=args.preserve_fds)
+            return 0
+        return c.run(root, args.id, args.bundle, detach=args.detach, pid_file=args.pid_file,
+                     console_socket=args.console_socket, keep=args.keep, preserve_fds=args.preserve_fds)
+    if cmd == "start":
+        c.start(root, args.id)
+        return 0
+    if cmd == "state":
+        from runtime.lowlevel.state import State
+        _print_json(State.load(root, args.id).oci_state())
+        return 0
+    if cmd == "kill":
+        c.kill(root, args.id, c.parse_signal(args.signal), all_processes=args.all)
+        return 0
+    if cmd == "delete":
+        c.delete(root, args.id, force=args.force)
+        return 0
+    if cmd == "pause":
+        c.pause(root, args.id)
+        return 0
+    if cmd == "resume":
+        c.resume(root, args.id)
+        return 0
+    if cmd == "list":
+        states = c.list_states(root)
+        if args.quiet:
+            sys.stdout.write("".join(s["id"] + "\n" for s in states))
+        elif args.format == "json":
+            sys.stdout.write(json.dumps([{k: s[k] for k in ("ociVersion", "id", "pid", "status", "bundle",
+                                                            "rootfs", "created", "owner")} for s in states]) + "\n")
+        else:
+            rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+            rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"] or "", s["created"] or "", s["owner"] or "root"]
+                     for s in states]
+            sys.stdout.write(_table(rows))
+        return 0
+    if cmd == "ps":
+        pids = c.pids(root, args.id)
+        if args.format == "json":
+            sys.stdout.write(json.dumps(pids) + "\n")
+            return 0
+        import subprocess
+        out = subprocess.run(["ps"] + (args.ps_args or ["-ef"]), capture_output=True, text=True)
+        if out.returncode != 0:
+            raise InvalidArgument(f"ps: {out.stderr.strip()}")
+        lines = out.stdout.splitlines()
+        if not lines:
+            return 0
+        header = lines[0].split()
+        col = header.index("PID") if "PID" in header else None
+        if col is None:
+            raise InvalidArgument("ps: the ps output has no PID column")
+        wanted = set(pids)
+        sys.stdout.write(lines[0] + "\n" + "".join(
+            line + "\n" for line in lines[1:] if len(line.split()) > col and line.split()[col].isdigit()
+            and int(line.split()[col]) in wanted))
+        return 0
+    if cmd == "exec":
+        from runtime.lowlevel.state import State
+        st = State.load(root, args.id)
+        proc = _exec_process(args, st)
+        if proc.get("terminal"):
+            raise InvalidArgument("exec: a terminal (--tty) is not supported by capsize-runc exec")
+        return c.exec_process(root, args.id, proc, detach=args.detach, pid_file=args.pid_file)
+    raise InvalidArgument("capsize-runc: a command is required (see --help)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = _parser().parse_args(argv)
+    except InvalidArgument as e:
+        sys.stderr.write(f"capsize-runc: {e}\n")
+        return e.exit_code
+    log.configure(args.log, args.log_format, args.debug)
+    if args.version:
+        sys.stdout.write(f"capsize-runc version {VERSION}\nspec: 1.0.2-dev\n")
+        return 0
+    log.debug("command", argv=argv)
+    try:
+        return dispatch(args)
+    except CapsizeError as e:
+        return _report(e, str(e))
+    except OSError as e:
+        return _report(e, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _report(err: BaseException, msg: str) -> int:
+    if log.has_file():
+        log.error(msg)
+    sys.stderr.write(f"capsize-runc: {msg}\n")
+    return exit_code_for(err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

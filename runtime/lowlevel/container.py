@@ -1,0 +1,462 @@
+"""capsize-runc's operations on containers (OCI runtime.md "Operations", runc's commands).
+
+Each function takes the runtime ``root`` (the state directory, runc's ``--root``) and a
+container id, does one operation and raises the shared errors (runtime/errors.py) with runc's
+wording:
+
+============  ===========================================================================
+create        state dir, cgroup, exec FIFO, fork the init (runtime/lowlevel/init.py); returns
+              when the init is set up and blocked on the FIFO; writes the pid file
+start         release the init through the exec FIFO; run poststart hooks
+kill          signal the init (or, with ``all``, every process of the cgroup)
+delete        remove a stopped (or, with ``force``, any) container: processes, cgroup, state
+state         the OCI state document
+pause/resume  freeze/thaw the cgroup
+exec          run another process in a running container's namespaces and cgroup
+============  ===========================================================================
+
+**Re-parenting.** ``create`` exits once the init waits on the FIFO, so the init is re-parented
+to the nearest child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``) above the caller — or to PID
+1. Whoever wants to reap the init and read its exit status (a shim) must be a child subreaper
+and an ancestor of the ``create`` process, as containerd-shim-runc-v2 and conmon are.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from runtime import host as h
+from runtime.errors import (CapsizeError, DeadlineExceeded, FailedPrecondition, InvalidArgument,
+                            NotFound)
+from runtime.lowlevel.state import State, proc_start_time, rfc3339_now
+
+INIT_TIMEOUT = 60.0  # seconds the parent waits for each word from the init during create
+
+
+def _warn(msg: str) -> None:
+    from runtime.lowlevel import log
+    log.warning(msg)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    """Write *pid* (digits only, no newline, as runc) atomically to *path*."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _reap(pid: int, timeout: float = 5.0) -> int | None:
+    """Wait up to *timeout* s for our child/adoptee *pid*; its wait status, or None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if got == pid:
+            return status
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.002)
+
+
+def _clear_stale(root: str, container_id: str, host: h.Host) -> None:
+    """Remove a half-created container whose ``create`` died (e.g. SIGKILLed mid-way).
+
+    Only a state whose init never got recorded (pid 0) and whose creator is gone is stale;
+    anything else is a real container, and reserving the id reports "exists".
+    """
+    state_dir = os.path.join(root, container_id)
+    if not os.path.isdir(state_dir):
+        return
+    try:
+        st = State.load(root, container_id)
+    except NotFound:
+        st = State(root, id=container_id)  # died before its first save
+    if st.pid:
+        return
+    creator = _read_creator(state_dir)
+    if creator and proc_start_time(creator[0]) == creator[1]:
+        return  # a create is in progress
+    cg = st.cgroup_obj() if st.cgroup else None
+    if cg is not None and cg.exists():
+        cg.kill_all(signal.SIGKILL)
+        cg.destroy()
+    st.remove()
+
+
+def _read_creator(state_dir: str):
+    try:
+        with open(os.path.join(state_dir, "creator")) as f:
+            pid, start = f.read().split()
+        return int(pid), int(start)
+    except (OSError, ValueError):
+        return None
+
+
+def create(root: str, container_id: str, bundle: str, pid_file: str | None = None,
+           console_socket: str | None = None, preserve_fds: int = 0, host: h.Host = h.HOST) -> State:
+    """Create a container from *bundle*; on any failure nothing is left behind (state, cgroup, process).
+
+    Raises AlreadyExists ("container with id exists: ID"), NotFound (bundle, rootfs, executable),
+    InvalidArgument (config fields, terminal without console socket), and the init's errors.
+    """
+    from runtime.lowlevel.cgroups import Cgroup
+    from runtime.lowlevel.spec import load_config, rootfs_path
+    from runtime.lowlevel.sync import Channel
+
+    from runtime.lowlevel.state import validate_id
+    validate_id(container_id)
+    bundle = os.path.abspath(bundle)
+    config = load_config(bundle)
+    proc = config["process"]
+    if proc.get("terminal") and not console_socket:
+        raise InvalidArgument("cannot allocate tty if capsize-runc will detach without setting console socket")
+    if console_socket and not proc.get("terminal"):
+        raise InvalidArgument("cannot use console socket if capsize-runc will not detach or allocate tty")
+    _clear_stale(root, container_id, host)
+    st = State.reserve(root, container_id)
+    with open(os.path.join(st.dir, "creator"), "w") as f:
+        f.write(f"{os.getpid()} {proc_start_time(os.getpid())}")
+    st.bundle, st.rootfs, st.config = bundle, rootfs_path(bundle, config), config
+    st.annotations = config.get("annotations") or {}
+    st.created = rfc3339_now()
+    linux = config.get("linux") or {}
+    cgroup = None
+    child_pid = init_pid = None
+    parent, child = Channel.pair()
+    console = None
+    try:
+        cgroup = Cgroup.for_container(container_id, linux.get("cgroupsPath"), host=host)
+        st.cgroup = cgroup.to_state()
+        st.save()
+        cgroup.create()
+        cgroup.apply(linux.get("resources") or {})
+        st.cgroup = cgroup.to_state()  # now with the notes of what apply could not enforce
+        os.mkfifo(st.fifo, 0o622)
+        os.chmod(st.fifo, 0o622)  # despite the umask: the init may not be root when it opens it
+        if proc.get("terminal"):
+            console = os.openpty()
+        seccomp_filter = _seccomp_filter(config)
+        from runtime.lowlevel import init
+        init.preload(config)
+        host.prctl(h.PR_SET_CHILD_SUBREAPER, 1)  # the init comes back to us if set-up fails
+        child_pid = os.fork()
+        if child_pid == 0:
+            from runtime.lowlevel import init
+            parent.close()
+            init.intermediate(child, config, host, lambda: init.container_init(
+                child, container_id, config, st.rootfs, st.fifo, cgroup,
+                console[1] if console else None, preserve_fds, seccomp_filter, host))
+        child.close()
+        cgroup.add(child_pid)
+        parent.send("continue")
+        init_pid = parent.expect("pid", INIT_TIMEOUT)["pid"]
+        _reap(child_pid)
+        child_pid = None
+        st.pid, st.start_time = init_pid, proc_start_time(init_pid)
+        st.namespaces = {ns["type"]: ns.get("path") or f"/proc/{init_pid}/ns/{h.NAMESPACE_FILES[ns['type']]}"
+                         for ns in linux.get("namespaces") or []}
+        msg = parent.recv(INIT_TIMEOUT)
+        if msg.get("type") == "hooks":
+            from runtime.lowlevel import hooks
+            state = st.hook_state("creating")
+            hooks.run_hooks(config, "prestart", state)
+            hooks.run_hooks(config, "createRuntime", state)
+            parent.send("continue")
+            msg = parent.recv(INIT_TIMEOUT)
+        if msg.get("type") == "error":
+            from runtime.errors import from_dict
+            raise from_dict(msg.get("error") or {})
+        if msg.get("type") != "ready":
+            raise CapsizeError(f"sync: unexpected message {msg.get('type')!r} from the init")
+        if console:
+            _send_console(console_socket, console[0])
+        st.save()
+        os.unlink(os.path.join(st.dir, "creator"))
+        if pid_file:
+            _write_pid_file(pid_file, init_pid)
+        return st
+    except BaseException:
+        for pid in (init_pid, child_pid):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                _reap(pid)
+        if cgroup is not None:
+            try:
+                cgroup.kill_all(signal.SIGKILL)
+                cgroup.destroy()
+            except CapsizeError as e:
+                _warn(f"cleaning up cgroup after failed create: {e}")
+        st.remove()
+        raise
+    finally:
+        parent.close()
+        if console:
+            os.close(console[0])
+            os.close(console[1])
+
+
+def _seccomp_filter(config: dict):
+    """Build ``linux.seccomp`` into a libseccomp filter in the runtime's own mount namespace, or None."""
+    profile = (config.get("linux") or {}).get("seccomp")
+    if not profile:
+        return None
+    from runtime.lowlevel import seccomp
+    return seccomp.build_filter(profile)
+
+
+def _send_console(console_socket: str, master_fd: int) -> None:
+    """Send the pty master over the console socket with SCM_RIGHTS (runc's --console-socket protocol)."""
+    import socket
+    from runtime.errors import Unavailable
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(console_socket)
+        except OSError as e:
+            raise Unavailable(f"console socket {console_socket}: {e.strerror}") from None
+        socket.send_fds(s, [b"/dev/ptmx"], [master_fd])
+
+
+def start(root: str, container_id: str, timeout: float = 10.0) -> State:
+    """Release a created container's init through the exec FIFO, then run poststart hooks.
+
+    Raises NotFound, FailedPrecondition ("cannot start a container that has stopped",
+    "cannot start an already running container"), Unavailable when the init died meanwhile.
+    """
+    from runtime.errors import Unavailable
+    from runtime.lowlevel import hooks
+
+    st = State.load(root, container_id)
+    status = st.status()
+    if status == "stopped":
+        raise FailedPrecondition("cannot start a container that has stopped", id=container_id)
+    if status != "created":
+        raise FailedPrecondition("cannot start an already running container", id=container_id)
+    try:
+        fd = os.open(st.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise FailedPrecondition("cannot start an already running container", id=container_id) from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                data = os.read(fd, 1)
+            except BlockingIOError:
+                data = None
+            if data:
+                break
+            if not st.alive():
+                raise Unavailable(f"container init exited before it was started: {container_id}")
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded(f"container init did not answer on the exec FIFO within {timeout}s")
+            time.sleep(0.0005)
+    finally:
+        os.close(fd)
+    os.unlink(st.fifo)
+    hooks.run_hooks_warn(st.config or {}, "poststart", st.hook_state("running"), _warn)
+    return st
+
+
+def parse_signal(sig: str | int) -> int:
+    """``KILL``, ``SIGKILL``, ``kill`` or ``9`` -> 9; InvalidArgument for anything else."""
+    if isinstance(sig, int) or str(sig).isdigit():
+        n = int(sig)
+        if 0 < n < 65:
+            return n
+        raise InvalidArgument(f"invalid signal: {sig}")
+    name = str(sig).upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"unknown signal {sig!r}") from None
+
+
+def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes: bool = False) -> None:
+    """Send *sig* to the init, or with *all_processes* to every process in the container's cgroup.
+
+    Raises NotFound, FailedPrecondition("container not running") for a stopped container.
+    """
+    st = State.load(root, container_id)
+    if st.status() == "stopped":
+        if all_processes and st.cgroup_obj() is not None and st.cgroup_obj().pids():
+            st.cgroup_obj().kill_all(sig)
+            return
+        raise FailedPrecondition("container not running", id=container_id)
+    if all_processes:
+        st.cgroup_obj().kill_all(sig)
+    else:
+        try:
+            os.kill(st.pid, sig)
+        except ProcessLookupError:
+            raise FailedPrecondition("container not running", id=container_id) from None
+
+
+def _wait_gone(st: State, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while st.alive():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    """Delete a container: kill what is left (created, or anything with *force*), remove cgroup and state.
+
+    Raises NotFound, FailedPrecondition("cannot delete container ID that is not stopped: STATUS").
+    Poststop hooks run; their failure is a warning.
+    """
+    from runtime.lowlevel import hooks
+
+    st = State.load(root, container_id)
+    status = st.status()
+    if status in ("running", "paused") and not force:
+        raise FailedPrecondition(f"cannot delete container {container_id} that is not stopped: {status}",
+                                 id=container_id, status=status)
+    cg = st.cgroup_obj()
+    if status != "stopped" or (cg is not None and cg.exists() and cg.pids()):
+        if cg is not None and cg.exists():
+            cg.kill_all(signal.SIGKILL)
+        elif st.alive():
+            os.kill(st.pid, signal.SIGKILL)
+        if not _wait_gone(st, 10.0):
+            raise DeadlineExceeded(f"container {container_id}: init {st.pid} did not die after SIGKILL")
+    if cg is not None:
+        cg.destroy()
+    hooks.run_hooks_warn(st.config or {}, "poststop", st.hook_state("stopped"), _warn)
+    st.remove()
+
+
+def pause(root: str, container_id: str) -> None:
+    """Freeze every process of a running container (runc pause). FailedPrecondition unless running."""
+    st = State.load(root, container_id)
+    if st.status() != "running":
+        raise FailedPrecondition("container not running", id=container_id)
+    st.cgroup_obj().freeze()
+
+
+def resume(root: str, container_id: str) -> None:
+    """Thaw a paused container (runc resume). FailedPrecondition unless paused."""
+    st = State.load(root, container_id)
+    if st.status() != "paused":
+        raise FailedPrecondition("container not paused", id=container_id)
+    st.cgroup_obj().thaw()
+
+
+def list_states(root: str) -> list[dict]:
+    """The OCI state of every container under *root*, sorted by id."""
+    out = []
+    for cid in State.ids(root):
+        try:
+            out.append(State.load(root, cid).oci_state())
+        except NotFound:
+            continue
+    return out
+
+
+def pids(root: str, container_id: str) -> list[int]:
+    """Every host pid in the container's cgroup (runc ps --format json)."""
+    st = State.load(root, container_id)
+    cg = st.cgroup_obj()
+    return cg.pids() if cg is not None and cg.exists() else []
+
+
+def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
+                 pid_file: str | None = None, host: h.Host = h.HOST) -> int:
+    """Run *proc* (an OCI ``process``) inside a running container; its exit status, or 0 with *detach*.
+
+    The process joins every namespace of the init (/proc/<pid>/ns/*) and the container's cgroup.
+    Raises NotFound, FailedPrecondition("cannot exec in a stopped container"), and set-up errors.
+    """
+    from runtime.lowlevel.sync import Channel
+    from runtime.lowlevel import init
+
+    st = State.load(root, container_id)
+    status = st.status()
+    if status not in ("running", "created"):
+        raise FailedPrecondition(f"cannot exec in a {status} container", id=container_id)
+    config = {"linux": {"namespaces": [
+        {"type": t, "path": f"/proc/{st.pid}/ns/{h.NAMESPACE_FILES[t]}"}
+        for t in (st.namespaces or {})]}}
+    seccomp_filter = _seccomp_filter(st.config or {})
+    init.preload({"linux": {"seccomp": ((st.config or {}).get("linux") or {}).get("seccomp")}})
+    parent, child = Channel.pair()
+    host.prctl(h.PR_SET_CHILD_SUBREAPER, 1)
+    child_pid = os.fork()
+    if child_pid == 0:
+        parent.close()
+        init.intermediate(child, config, host, lambda: init.exec_init(child, proc, seccomp_filter, host))
+    child.close()
+    pid = None
+    try:
+        parent.send("continue")
+        pid = parent.expect("pid", INIT_TIMEOUT)["pid"]
+        _reap(child_pid)
+        child_pid = None
+        st.cgroup_obj().add(pid)
+        parent.send("continue")
+        parent.expect("ready", INIT_TIMEOUT)
+    except BaseException:
+        for p in (pid, child_pid):
+            if p:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                _reap(p)
+        raise
+    finally:
+        parent.close()
+    if pid_file:
+        _write_pid_file(pid_file, pid)
+    if detach:
+        return 0
+    return _wait_forwarding(pid)
+
+
+def _wait_forwarding(pid: int) -> int:
+    """Wait for our adoptee *pid*, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT to it; shell-style status."""
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(s, forward)
+    while True:
+        try:
+            got, status = os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 255
+        if got == pid:
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def run(root: str, container_id: str, bundle: str, detach: bool = False, pid_file: str | None = None,
+        console_socket: str | None = None, keep: bool = False, preserve_fds: int = 0,
+        host: h.Host = h.HOST) -> int:
+    """create + start; in the foreground, wait for the init, delete the container and return its status."""
+    st = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
+                preserve_fds=preserve_fds, host=host)
+    try:
+        start(root, container_id)
+    except BaseException:
+        delete(root, container_id, force=True)
+        raise
+    if detach:
+        return 0
+    status = _wait_forwarding(st.pid)
+    if not keep:
+        delete(root, container_id, force=True)
+    return status

@@ -1,0 +1,224 @@
+"""The container's init: what runs in the forked child between ``create`` and the user's process.
+
+capsize-runc forks twice, as runc does (``runc init`` via nsexec):
+
+* the intermediate process joins the namespaces given by path (setns) and unshares the new
+  ones — a new pid namespace only applies to children, hence the second fork — then forks the
+  init and reports its host pid on the sync channel;
+* the init (PID 1 of a new pid namespace) unshares its cgroup namespace (it is already in the
+  container's cgroup), sets up the rootfs, lets the parent run prestart/createRuntime hooks,
+  runs createContainer hooks, pivots, sets the hostname, sysctls, masked and read-only paths,
+  turns itself into ``process`` (user, capabilities, rlimits, no_new_privs, seccomp), reports
+  ``ready``, then blocks opening the exec FIFO for writing. ``start`` opens it for reading; the
+  init writes one byte and execs the user's program (runtime.md "create", "start").
+
+These functions never return: they exec or ``os._exit``. Errors are sent to the parent as
+``error`` messages (see runtime/lowlevel/sync.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+from runtime import host as h
+from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument
+
+
+def preload(config: dict) -> None:
+    """Import, in the runtime's own mount namespace, every module the init needs after pivot_root.
+
+    Once the init has pivoted (or an exec'd process has joined the container's mount namespace),
+    the host's Python library is out of reach, so a lazy import there would fail. Call this in
+    the parent before forking: the children inherit the loaded modules.
+    """
+    import errno  # noqa: F401 - loaded for the init
+    import resource  # noqa: F401
+    import time  # noqa: F401
+
+    from runtime.lowlevel import hooks, process, rootfs  # noqa: F401
+    h._lib()  # ctypes and libc, for capset/prctl after pivot_root
+    if ((config.get("hooks") or {}).get("startContainer")):
+        import subprocess  # noqa: F401
+    if (config.get("linux") or {}).get("seccomp"):
+        from runtime.lowlevel import seccomp
+        seccomp.preload()
+
+
+def _fail(chan, err: BaseException) -> None:
+    if not isinstance(err, CapsizeError):
+        err = CapsizeError(f"container init: {err}")
+    try:
+        chan.send("error", error=err.to_dict())
+    finally:
+        os._exit(1)
+
+
+def _new_namespaces(config: dict) -> list[dict]:
+    return [ns for ns in (config.get("linux") or {}).get("namespaces") or [] if not ns.get("path")]
+
+
+def _has_new(config: dict, kind: str) -> bool:
+    return any(ns["type"] == kind for ns in _new_namespaces(config))
+
+
+def enter_namespaces(config: dict, host: h.Host, skip_cgroup: bool = True) -> None:
+    """setns(2) into every namespace given by path, then unshare(2) the new ones.
+
+    The mount namespace is joined last (setns into it resets root and cwd). The new cgroup
+    namespace is left to the init (it must already be in its cgroup). Raises OSError.
+    """
+    namespaces = (config.get("linux") or {}).get("namespaces") or []
+    joins = sorted((ns for ns in namespaces if ns.get("path")), key=lambda ns: ns["type"] == "mount")
+    fds = [(ns, os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)) for ns in joins]
+    try:
+        for ns, fd in fds:
+            host.setns(fd, h.NAMESPACE_FLAGS[ns["type"]])
+    finally:
+        for _, fd in fds:
+            os.close(fd)
+    flags = 0
+    for ns in _new_namespaces(config):
+        if ns["type"] == "cgroup" and skip_cgroup:
+            continue
+        flags |= h.NAMESPACE_FLAGS[ns["type"]]
+    if flags:
+        host.unshare(flags)
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up in the current (new) network namespace: SIOCSIFFLAGS with IFF_UP, as runc's loopback strategy."""
+    import fcntl
+    import socket
+    import struct
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def _sysctl(config: dict, host: h.Host) -> None:
+    for key, value in ((config.get("linux") or {}).get("sysctl") or {}).items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        if ".." in key or not os.path.exists(path):
+            raise InvalidArgument(f"linux.sysctl: {key!r} is not a sysctl in this container", field="linux.sysctl")
+        host.write(path, str(value))
+
+
+def _attach_console(slave_fd: int) -> None:
+    import fcntl
+    import termios
+    os.setsid()
+    for fd in (0, 1, 2):
+        os.dup2(slave_fd, fd)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    if slave_fd > 2:
+        os.close(slave_fd)
+
+
+def intermediate(chan, config: dict, host: h.Host, child) -> None:
+    """The first child: enter namespaces, fork the init (*child* is its body), report its pid, exit.
+
+    The init waits on a private pipe until its pid has been reported, so that the parent always
+    hears ``pid`` before anything the init says on the shared sync channel.
+    """
+    try:
+        chan.expect("continue")  # the parent has put us in the container's cgroup
+        enter_namespaces(config, host)
+        gate_r, gate_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(gate_w)
+                os.read(gate_r, 1)
+                os.close(gate_r)
+                child()
+            except BaseException as e:  # noqa: BLE001 - everything must reach the parent
+                _fail(chan, e)
+            os._exit(1)
+        os.close(gate_r)
+        chan.send("pid", pid=pid)
+        os.close(gate_w)
+    except BaseException as e:  # noqa: BLE001
+        _fail(chan, e)
+    os._exit(0)
+
+
+def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str, cgroup,
+                   console_slave: int | None, preserve_fds: int, seccomp_filter, host: h.Host) -> None:
+    """The init's whole set-up (runs as PID 1 of the new pid namespace); execs the user's process.
+
+    *seccomp_filter* is built by the parent (runtime/lowlevel/seccomp.py build_filter) while
+    libseccomp can still be loaded from the host's filesystem; it is loaded last, by
+    process.finalize.
+    """
+    from runtime.lowlevel import hooks, process, rootfs as rfs
+
+    cgroupns = any(ns["type"] == "cgroup" for ns in (config.get("linux") or {}).get("namespaces") or [])
+    if _has_new(config, "cgroup"):
+        host.unshare(h.CLONE_NEWCGROUP)
+    console_path = None
+    if console_slave is not None:
+        console_path = os.ttyname(console_slave)
+        _attach_console(console_slave)
+    if _has_new(config, "network"):
+        loopback_up()
+    if not any(ns["type"] == "mount" for ns in (config.get("linux") or {}).get("namespaces") or []):
+        raise InvalidArgument("linux.namespaces: capsize-runc needs a mount namespace to set up the rootfs")
+    rfs.prepare(config, rootfs, cgroup, cgroupns, console=console_path, host=host)
+    cfg_hooks = config.get("hooks") or {}
+    if cfg_hooks.get("prestart") or cfg_hooks.get("createRuntime"):
+        chan.send("hooks")
+        chan.expect("continue")
+    hooks.run_hooks(config, "createContainer", {"ociVersion": config.get("ociVersion"), "id": container_id,
+                                                "status": "creating", "pid": os.getpid()})
+    fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+    rfs.pivot(rootfs, host)
+    hostname = config.get("hostname")
+    if hostname or (config.get("domainname")):
+        if not _has_new(config, "uts") and not any(ns["type"] == "uts" for ns in
+                                                   (config.get("linux") or {}).get("namespaces") or []):
+            raise FailedPrecondition("unable to set hostname without a private UTS namespace",
+                                     field="hostname")
+        if hostname:
+            host.sethostname(hostname)
+        if config.get("domainname"):
+            host.setdomainname(config["domainname"])
+    _sysctl(config, host)
+    rfs.finalize(config, host)
+    proc = config["process"]
+    if proc.get("oomScoreAdj") is not None:
+        process.set_oom_score_adj(proc["oomScoreAdj"], host=host)
+    for fd in range(3, 3 + preserve_fds):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    cwd = proc.get("cwd") or "/"
+    if not os.path.lexists(cwd):
+        os.makedirs(cwd, 0o755)  # runc creates a missing cwd as part of the rootfs
+    path, argv, env = process.finalize(proc, host=host, seccomp=seccomp_filter)
+    chan.send("ready")
+    chan.close()
+    # Block until `start` opens the FIFO for reading (runtime.md "start").
+    try:
+        wfd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(wfd, b"0")
+        os.close(wfd)
+        os.close(fifo_fd)
+        hooks.run_hooks(config, "startContainer", {"ociVersion": config.get("ociVersion"), "id": container_id,
+                                                    "status": "created", "pid": os.getpid()})
+        os.execve(path, argv, env)
+    except BaseException as e:  # noqa: BLE001 - nobody listens any more: stderr is all there is
+        os.write(2, f"capsize-runc init: {e}\n".encode())
+    os._exit(127)
+
+
+def exec_init(chan, proc: dict, seccomp_filter, host: h.Host) -> None:
+    """A process joining a running container (``capsize-runc exec``): wait for the cgroup, become *proc*, exec."""
+    from runtime.lowlevel import process
+    chan.expect("continue")
+    path, argv, env = process.finalize(proc, host=host, seccomp=seccomp_filter)
+    chan.send("ready")
+    chan.close()
+    os.execve(path, argv, env)

@@ -1,0 +1,158 @@
+"""Invoking the low-level runtime (capsize-runc, runc, crun) through the OCI runtime command line.
+
+Every invocation is ``<binary> --root <root> --log <task dir>/log.json --log-format json
+<command> ...``, as containerd's go-runc builds it. Processes are started with posix_spawn(3)
+and SIGPIPE/SIGXFSZ reset to their defaults (Python ignores them; the container must not inherit
+that). The shim never waits for them itself: their exits come through its reaper.
+
+When an invocation fails, :meth:`OCIRuntime.error_text` gives the go-runc style message
+``<binary> did not terminate successfully: exit status N: <text>``, where the text is the last
+error the runtime logged to ``log.json`` during that invocation, or what it wrote to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from runtime.errors import CapsizeError, NotFound
+
+_SIGDEF = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def resolve(binary: str) -> str:
+    """Absolute path of a runtime binary given as a path or a name (looked up next to this
+    Python's executable first, for the venv's ``capsize-runc``, then on PATH). Raises NotFound."""
+    import sys
+    if os.sep in binary:
+        if os.access(binary, os.X_OK):
+            return os.path.abspath(binary)
+        raise NotFound(f"low-level runtime {binary} not found or not executable", field="runtime")
+    dirs = [os.path.dirname(sys.executable)] + os.environ.get("PATH", os.defpath).split(os.pathsep)
+    for d in dirs:
+        p = os.path.join(d, binary)
+        if d and os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    raise NotFound(f"low-level runtime {binary!r} not found (next to {sys.executable} or on PATH)",
+                   field="runtime")
+
+
+class Invocation:
+    """One running low-level runtime command: its pid, captured output and log offset."""
+
+    __slots__ = ("pid", "command", "out_fd", "err_fd", "log_offset")
+
+    def __init__(self, pid, command, out_fd, err_fd, log_offset):
+        self.pid, self.command, self.out_fd, self.err_fd, self.log_offset = \
+            pid, command, out_fd, err_fd, log_offset
+
+    def _read(self, fd: int, limit: int = 1 << 20) -> bytes:
+        if fd < 0:
+            return b""
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, limit)
+
+    def stdout(self) -> bytes:
+        return self._read(self.out_fd)
+
+    def stderr(self) -> bytes:
+        return self._read(self.err_fd, 64 << 10)
+
+    def close(self) -> None:
+        for fd in (self.out_fd, self.err_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.out_fd = self.err_fd = -1
+
+
+class OCIRuntime:
+    """A low-level runtime binary with its ``--root`` and ``--log`` (see the module docstring)."""
+
+    def __init__(self, binary: str, root: str, log_path: str):
+        self.binary, self.root, self.log_path = binary, root, log_path
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.binary, "--root", self.root, "--log", self.log_path, "--log-format", "json", *args]
+
+    def spawn(self, *args: str, stdin: int = -1, stdout: int = -1, stderr: int = -1) -> Invocation:
+        """Start ``<runtime> <args>``; stdio fds default to /dev/null (stdin) and memory files
+        (stdout, stderr) read back by :class:`Invocation`. Raises CapsizeError if it cannot start."""
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            log_offset = os.stat(self.log_path).st_size
+        except FileNotFoundError:
+            log_offset = 0
+        own = []
+        try:
+            if stdin < 0:
+                stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                own.append(stdin)
+            out_fd = err_fd = -1
+            if stdout < 0:
+                stdout = out_fd = os.memfd_create("runtime-stdout", os.MFD_CLOEXEC)
+            if stderr < 0:
+                stderr = err_fd = os.memfd_create("runtime-stderr", os.MFD_CLOEXEC)
+            argv = self.argv(*args)
+            try:
+                pid = os.posix_spawn(self.binary, argv, os.environ, setsigdef=_SIGDEF, file_actions=[
+                    (os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
+                    (os.POSIX_SPAWN_DUP2, stderr, 2)])
+            except OSError as e:
+                for fd in (out_fd, err_fd):
+                    if fd >= 0:
+                        os.close(fd)
+                raise CapsizeError(f"cannot run {self.binary}: {e.strerror}") from None
+        finally:
+            for fd in own:
+                os.close(fd)
+        return Invocation(pid, args[0], out_fd, err_fd, log_offset)
+
+    def logged_error(self, offset: int = 0) -> str:
+        """The last error message the runtime logged to ``log.json`` after byte *offset*."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(offset, os.fstat(f.fileno()).st_size - (256 << 10)))
+                lines = f.read().splitlines()
+        except OSError:
+            return ""
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("level") in ("error", "fatal", "panic") and entry.get("msg"):
+                return str(entry["msg"])
+        return ""
+
+    def error_text(self, inv: Invocation, code: int) -> str:
+        """The one-line failure message of a finished invocation (see the module docstring)."""
+        text = self.logged_error(inv.log_offset)
+        if not text:
+            text = inv.stderr().decode(errors="replace").strip()
+        text = " ".join(text.split())[:2000]
+        name = os.path.basename(self.binary)
+        return f"{name} did not terminate successfully: exit status {code}" + (f": {text}" if text else "")
+
+    def run(self, *args: str, timeout: float = 30.0) -> tuple[int, bytes, str]:
+        """Run ``<runtime> <args>`` to completion (for callers that are not the shim's loop, such
+        as the ``delete`` action); returns (exit code, stdout, error text or "")."""
+        import time
+        from runtime.shim.reaper import exit_code
+        inv = self.spawn(*args)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                pid, status = os.waitpid(inv.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    os.kill(inv.pid, signal.SIGKILL)
+                    os.waitpid(inv.pid, 0)
+                    from runtime.errors import DeadlineExceeded
+                    raise DeadlineExceeded(f"{self.binary} {args[0]} did not finish within {timeout:g}s")
+                time.sleep(0.005)
+            code = exit_code(status)
+            return code, inv.stdout(), (self.error_text(inv, code) if code else "")
+        finally:
+            inv.close()

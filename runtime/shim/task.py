@@ -1,0 +1,376 @@
+"""The task: one container's init, driven through the low-level runtime and reaped by the shim.
+
+Life cycle (``phase``)::
+
+    new --create--> creating --> created --start--> starting --> running --(exit)--> stopped
+     ^                  |                                                              |
+     +--(create fails: <runtime> delete --force, nothing left)               delete --> deleted
+
+* ``create`` opens the stdio pipes (stdin is /dev/null), starts the json-file log copiers and runs
+  ``<runtime> create --bundle <bundle> --pid-file <bundle>/init.pid <id>`` with the pipes as its
+  stdio, so the container's init inherits them. The init is re-parented to the shim (a child
+  subreaper) when the runtime exits; its pid comes from the pid file.
+* The init's exit is noticed by the reaper (a re-parented orphan is never taken for it: only the
+  pid from the pid file counts). Then, in this order: what the pipes hold is copied to the log,
+  the exit file is written (:mod:`runtime.shim.exitfile`), an OOM kill is looked for, and only
+  then is the exit reported (``/tasks/exit``, ``state``, ``wait``). An exit that happens while
+  ``start`` is still running is reported after ``/tasks/start``.
+* ``create``, ``start``, ``kill`` and ``delete`` run one at a time, in arrival order; ``state``,
+  ``wait``, ``pids`` and ``connect`` answer at any time.
+
+Errors: :class:`~runtime.errors.NotFound` (no task, or the process already finished),
+:class:`~runtime.errors.AlreadyExists` (create twice), :class:`~runtime.errors.FailedPrecondition`
+(wrong phase), :class:`~runtime.errors.InvalidArgument` (bad parameter), and
+:class:`~runtime.errors.CapsizeError` carrying the low-level runtime's own error text.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import deque
+
+from runtime.errors import (AlreadyExists, CapsizeError, FailedPrecondition, InvalidArgument,
+                            NotFound)
+from runtime.shim import exitfile
+from runtime.shim.clock import rfc3339nano
+from runtime.shim.logs import JsonFileWriter, LogCopier
+from runtime.shim.paths import CONTAINER_LOG, INIT_PID
+
+#: How long ``delete`` of a created (never started) task waits for the killed init to be reaped.
+DELETE_EXIT_WAIT = 2.0
+
+
+def parse_signal(value) -> int:
+    """A signal given as a number, ``"9"``, ``"KILL"`` or ``"SIGKILL"`` -> its number."""
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, int) and 0 < value < 65:
+        return value
+    if isinstance(value, str):
+        v = value.strip().upper()
+        if v.isdigit() and 0 < int(v) < 65:
+            return int(v)
+        name = v if v.startswith("SIG") else "SIG" + v
+        sig = getattr(signal, name, None)
+        if isinstance(sig, int):
+            return int(sig)
+    raise InvalidArgument(f"invalid signal {value!r}", field="signal")
+
+
+class Task:
+    """One container (see the module docstring). Methods taking ``done`` call it exactly once with
+    a result dict or a :class:`CapsizeError`."""
+
+    def __init__(self, loop, reaper, runtime, bundle: str, container_id: str, namespace: str,
+                 publisher, log):
+        self.loop, self.reaper, self.runtime = loop, reaper, runtime
+        self.bundle, self.id, self.namespace = bundle, container_id, namespace
+        self.publisher, self.log = publisher, log
+        self.phase = "new"
+        self.pid = 0
+        self.exit_status: int | None = None
+        self.exited_at: str | None = None
+        self.log_path = ""
+        self._writer: JsonFileWriter | None = None
+        self._copiers: list[LogCopier] = []
+        self._oom = None
+        self._waiters: list = []
+        self._exit_hooks: list = []
+        self._exit_deferred = False
+        self._ops: deque = deque()
+        self._busy = False
+
+    # -- serialized operations ---------------------------------------------------------------
+    def submit(self, op: str, params: dict, done) -> None:
+        """Queue ``create``/``start``/``kill``/``delete``; they run one at a time."""
+        self._ops.append((op, params, done))
+        self._next()
+
+    def _next(self) -> None:
+        if self._busy or not self._ops:
+            return
+        op, params, done = self._ops.popleft()
+        self._busy = True
+        finished = []
+
+        def finish(result):
+            if finished:
+                return
+            finished.append(True)
+            self._busy = False
+            try:
+                done(result)
+            finally:
+                self.loop.call_later(0, self._next)
+
+        try:
+            getattr(self, "_op_" + op)(params, finish)
+        except CapsizeError as e:
+            finish(e)
+        except OSError as e:
+            finish(CapsizeError(f"{op}: {e}"))
+
+    # -- create ------------------------------------------------------------------------------
+    def _op_create(self, params: dict, done) -> None:
+        if self.phase != "new":
+            raise AlreadyExists(f"task {self.id} already exists", id=self.id)
+        log_path = params.get("log_path") or os.path.join(self.bundle, CONTAINER_LOG)
+        if not isinstance(log_path, str) or not os.path.isabs(log_path):
+            raise InvalidArgument(f"log_path must be an absolute path, not {log_path!r}", field="log_path")
+        pid_file = os.path.join(self.bundle, INIT_PID)
+        try:
+            os.unlink(pid_file)
+        except FileNotFoundError:
+            pass
+        new_log = not os.path.exists(log_path)
+        try:
+            self._writer = JsonFileWriter(log_path)
+        except OSError as e:
+            raise InvalidArgument(f"cannot open log {log_path}: {e.strerror}", field="log_path") from None
+        self.log_path = log_path
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        self.reaper.clear_recent()
+        try:
+            inv = self.runtime.spawn("create", "--bundle", self.bundle, "--pid-file", pid_file, self.id,
+                                     stdout=out_w, stderr=err_w)
+        except CapsizeError:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            self._discard_log(new_log)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        self._copiers = [LogCopier(self.loop, out_r, "stdout", self._writer),
+                         LogCopier(self.loop, err_r, "stderr", self._writer)]
+        self.phase = "creating"
+        self.log.info("creating task", runtime=self.runtime.binary, runtime_pid=inv.pid)
+        self.reaper.expect(inv.pid, lambda code, _t: self._created(inv, code, pid_file, new_log, done))
+
+    def _created(self, inv, code: int, pid_file: str, new_log: bool, done) -> None:
+        error = self.runtime.error_text(inv, code) if code else ""
+        inv.close()
+        pid = 0
+        if not error:
+            try:
+                with open(pid_file) as f:
+                    pid = int(f.read().strip())
+            except (OSError, ValueError) as e:
+                error = f"{os.path.basename(self.runtime.binary)} create left no valid pid file: {e}"
+        if error:
+            self.log.error("create failed", error=error)
+            self._undo_create(pid_file, new_log, lambda: done(CapsizeError(error, id=self.id)))
+            return
+        self.pid, self.phase = pid, "created"
+        from runtime.shim.oom import OOMWatch
+        self._oom = OOMWatch(self.loop, pid, self._oom_killed, self.log)
+        self.publisher.publish("/tasks/create", {"container_id": self.id, "bundle": self.bundle, "pid": pid})
+        self.log.info("task created", pid=pid)
+        done({"pid": pid})
+        self.reaper.expect(pid, self._init_exited)
+
+    def _undo_create(self, pid_file: str, new_log: bool, then) -> None:
+        """After a failed create: ``<runtime> delete --force``, close and remove what create made."""
+        inv = None
+
+        def cleaned(code, _t):
+            if inv is not None:
+                inv.close()
+            for c in self._copiers:
+                c.close()
+            self._copiers = []
+            self._discard_log(new_log)
+            for p in (pid_file,):
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+            self.phase, self.pid = "new", 0
+            then()
+        try:
+            inv = self.runtime.spawn("delete", "--force", self.id)
+        except CapsizeError:
+            cleaned(0, 0)
+            return
+        self.reaper.expect(inv.pid, cleaned)
+
+    def _discard_log(self, remove: bool) -> None:
+        if self._writer:
+            self._writer.close()
+            self._writer = None
+        if remove and self.log_path:
+            try:
+                os.unlink(self.log_path)
+            except FileNotFoundError:
+                pass
+        self.log_path = ""
+
+    # -- exit --------------------------------------------------------------------------------
+    def _init_exited(self, code: int, when_ns: int) -> None:
+        self.exit_status, self.exited_at = code, rfc3339nano(when_ns)
+        for c in self._copiers:
+            c.drain()
+        try:
+            exitfile.write(self.bundle, self.pid, code, self.exited_at)
+        except OSError as e:
+            self.log.error("cannot write exit file", error=str(e))
+        if self._oom:
+            self._oom.check()
+        self.log.info("init exited", pid=self.pid, exit_status=code)
+        if self.phase == "starting":
+            self._exit_deferred = True
+        else:
+            self._report_exit()
+
+    def _report_exit(self) -> None:
+        self._exit_deferred = False
+        self.phase = "stopped"
+        self.publisher.publish("/tasks/exit", {"container_id": self.id, "id": self.id, "pid": self.pid,
+                                               "exit_status": self.exit_status, "exited_at": self.exited_at})
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            w(self._exit_result())
+        hooks, self._exit_hooks = self._exit_hooks, []
+        for h in hooks:
+            h()
+
+    def _exit_result(self) -> dict:
+        return {"pid": self.pid, "exit_status": self.exit_status, "exited_at": self.exited_at}
+
+    def _oom_killed(self) -> None:
+        self.log.warning("OOM kill in the container's cgroup")
+        self.publisher.publish("/tasks/oom", {"container_id": self.id})
+
+    # -- start, kill, delete -----------------------------------------------------------------
+    def _need(self, *phases: str) -> None:
+        if self.phase in ("new", "creating"):
+            raise NotFound(f"task {self.id} not created", id=self.id)
+        if self.phase == "deleted":
+            raise NotFound(f"task {self.id} deleted", id=self.id)
+        if self.phase not in phases:
+            raise FailedPrecondition(f"task {self.id} is {self.status()}", id=self.id, status=self.status())
+
+    def _op_start(self, params: dict, done) -> None:
+        self._need("created")
+        inv = self.runtime.spawn("start", self.id)
+        self.phase = "starting"
+
+        def started(code, _t):
+            error = self.runtime.error_text(inv, code) if code else ""
+            inv.close()
+            if error:
+                self.phase = "created"
+                done(CapsizeError(error, id=self.id))
+            else:
+                self.phase = "running"
+                self.publisher.publish("/tasks/start", {"container_id": self.id, "pid": self.pid})
+                self.log.info("task started", pid=self.pid)
+                done({"pid": self.pid})
+            if self._exit_deferred:
+                self._report_exit()
+        self.reaper.expect(inv.pid, started)
+
+    def _op_kill(self, params: dict, done) -> None:
+        sig = parse_signal(params.get("signal", signal.SIGTERM))
+        if self.phase == "stopped":
+            raise NotFound(f"process already finished: task {self.id}", id=self.id)
+        self._need("created", "running")
+        args = ["kill"] + (["--all"] if params.get("all") else []) + [self.id, str(sig)]
+        inv = self.runtime.spawn(*args)
+
+        def killed(code, _t):
+            error = self.runtime.error_text(inv, code) if code else ""
+            inv.close()
+            if error and self.exit_status is not None:
+                done(NotFound(f"process already finished: task {self.id}", id=self.id))
+            elif error:
+                done(CapsizeError(error, id=self.id))
+            else:
+                done({})
+        self.reaper.expect(inv.pid, killed)
+
+    def _op_delete(self, params: dict, done) -> None:
+        self._need("created", "stopped")
+        was_created = self.phase == "created"
+        inv = self.runtime.spawn("delete", *(["--force"] if was_created else []), self.id)
+
+        def deleted(code, _t):
+            error = self.runtime.error_text(inv, code) if code else ""
+            inv.close()
+            if error:
+                done(CapsizeError(error, id=self.id))
+            elif self.exit_status is None:  # a created task: the killed init is about to be reaped
+                timer = self.loop.call_later(DELETE_EXIT_WAIT, self._give_up_exit)
+                self._exit_hooks.append(lambda: (timer.cancel(), self._finish_delete(done)))
+            else:
+                self._finish_delete(done)
+        self.reaper.expect(inv.pid, deleted)
+
+    def _give_up_exit(self) -> None:
+        self.log.warning("init not reaped after delete --force; reporting 137", pid=self.pid)
+        self.reaper.forget(self.pid)
+        self._init_exited(137, time.time_ns())
+
+    def _finish_delete(self, done) -> None:
+        for c in self._copiers:
+            c.drain()
+            c.close()
+        self._copiers = []
+        if self._writer:
+            self._writer.close()
+            self._writer = None
+        if self._oom:
+            self._oom.close()
+        self.phase = "deleted"
+        result = self._exit_result()
+        self.publisher.publish("/tasks/delete", dict(container_id=self.id, id=self.id, **result))
+        self.log.info("task deleted", **result)
+        done(result)
+
+    # -- queries -----------------------------------------------------------------------------
+    def status(self) -> str:
+        """``unknown`` (being created), ``created``, ``running``, ``stopped`` or ``deleted``."""
+        if self.exit_status is not None and self.phase != "deleted":
+            return "stopped"
+        return {"new": "unknown", "creating": "unknown", "starting": "created"}.get(self.phase, self.phase)
+
+    def state(self) -> dict:
+        self._need("created", "starting", "running", "stopped")
+        return {"id": self.id, "namespace": self.namespace, "bundle": self.bundle, "pid": self.pid,
+                "status": self.status(), "exit_status": self.exit_status, "exited_at": self.exited_at,
+                "log_path": self.log_path, "runtime": self.runtime.binary}
+
+    def wait(self, done) -> None:
+        """``done(exit result)`` once the init has exited (at once if it already has)."""
+        self._need("created", "starting", "running", "stopped")
+        if self.exit_status is not None and not self._exit_deferred:
+            done(self._exit_result())
+        else:
+            self._waiters.append(done)
+
+    def pids(self, done) -> None:
+        """``done({"pids": [int, ...]})``: the container's processes, from ``<runtime> ps``."""
+        self._need("created", "starting", "running", "stopped")
+        if self.phase == "stopped":
+            done({"pids": []})
+            return
+        inv = self.runtime.spawn("ps", "--format", "json", self.id)
+
+        def listed(code, _t):
+            import json
+            error = self.runtime.error_text(inv, code) if code else ""
+            out = inv.stdout()
+            inv.close()
+            if error:
+                done(CapsizeError(error, id=self.id))
+                return
+            try:
+                pids = json.loads(out or b"[]") or []
+            except ValueError:
+                done(CapsizeError(f"{self.runtime.binary} ps printed no JSON list"))
+                return
+            done({"pids": [int(p) for p in pids]})
+        self.reaper.expect(inv.pid, listed)
