@@ -46,11 +46,19 @@ def reap_children() -> None:
 
 # -- leak check -----------------------------------------------------------------------------------
 
+_BASETEMP: list[str] = []  # this session's pytest base temp dir, set by the first no_leaks
+
+
 def _mounts() -> set[str]:
-    """Mount points that tests can make: under temporary dirs and capsize's/containerd's runtime dirs."""
+    """Mount points tests can make: under this session's temp dir and capsize's/containerd's run dirs.
+
+    Other pytest sessions running at the same time have their own base temp dirs, so their
+    mounts do not count as ours.
+    """
     with open("/proc/self/mountinfo") as f:
         points = {line.split()[4] for line in f}
-    return {m for m in points if m.startswith(("/tmp/", "/run/capsize", "/run/containerd", "/var/lib/capsize"))}
+    prefixes = tuple(_BASETEMP) + ("/run/capsize", "/run/containerd", "/var/lib/capsize")
+    return {m for m in points if m.startswith(prefixes)}
 
 
 def _cgroups() -> set[str]:
@@ -104,6 +112,8 @@ def no_leaks(request):
     if request.node.get_closest_marker("no_leak_check"):
         yield
         return
+    if not _BASETEMP:
+        _BASETEMP.append(str(request.config._tmp_path_factory.getbasetemp()) + "/")
     before = host_snapshot()
     yield
     found = leaks_since(before)

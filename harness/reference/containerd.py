@@ -404,7 +404,6 @@ class ContainerdStack:
             return
         problems = self.teardown()
         problems += self.finish()
-        self._closed = True
         if problems:
             raise CapsizeError("containerd stack close left: " + "; ".join(problems))
 
@@ -425,7 +424,11 @@ class ContainerdStack:
         return problems
 
     def finish(self) -> list[str]:
-        """The second half of :meth:`close`: mounts, cgroup parents, /run/containerd dirs, workdir."""
+        """The second half of :meth:`close`: mounts, cgroup parents, /run/containerd dirs, workdir.
+
+        Marks the stack closed; returns problems, :meth:`leftovers` included.
+        """
+        self._closed = True
         problems = cleanup.unmount_under(self.workdir)
         new_top = cleanup.top_cgroups() - self._cgroups_before
         for ns in {r.namespace for r in self._records.values()} & new_top:

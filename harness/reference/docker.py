@@ -191,7 +191,7 @@ class DockerStack:
             self.start_dockerd()
 
     def _ensure_netns(self) -> None:
-        if not self.netns_path or cleanup.mounts_under(self.netns_path):
+        if not self.netns_path or self._netns_mounted():
             return
         open(self.netns_path, "a").close()
         r = subprocess.run([which("unshare"), f"--net={self.netns_path}", which("ip"), "link", "set", "lo", "up"],
@@ -199,6 +199,9 @@ class DockerStack:
         if r.returncode != 0:
             raise CapsizeError(f"cannot create the stack's network namespace: {r.stderr.strip()}")
         self._netns_inode = os.stat(self.netns_path).st_ino
+
+    def _netns_mounted(self) -> bool:
+        return bool(self.netns_path) and self.netns_path in cleanup.mounts_under(self.netns_path)
 
     def dockerd_argv(self) -> list[str]:
         """dockerd's command line (after ``nsenter --net=<netns> --`` in netns mode)."""
@@ -370,7 +373,10 @@ class DockerStack:
         self.kill_dockerd()
         self._remember_containers()
         problems = self.containerd.teardown()
-        problems += cleanup.kill_netns_processes(self._netns_inode) if self._netns_inode else []
+        if self._netns_inode and self._netns_mounted():
+            # checked while the bind mount pins the namespace: afterwards its inode can be reused
+            problems += cleanup.kill_netns_processes(self._netns_inode)
+            problems += [f"process {pid} in the stack's netns" for pid in cleanup.processes_in_netns(self._netns_inode)]
         problems += cleanup.unmount_under(self.workdir)
         problems += self.containerd.finish()
         if "docker" in cleanup.top_cgroups() - self._cgroups_before:
@@ -390,7 +396,7 @@ class DockerStack:
         found = self.containerd.leftovers()
         if self.dockerd_running:
             found.append(f"dockerd pid {self._proc.pid}")
-        if self._netns_inode:
+        if self._netns_inode and self._netns_mounted():
             found += [f"process {pid} in the stack's netns" for pid in cleanup.processes_in_netns(self._netns_inode)]
         found += [f"mount {m}" for m in cleanup.mounts_under(self.workdir)]
         if os.path.lexists(self.workdir):

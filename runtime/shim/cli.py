@@ -120,61 +120,63 @@ def start(opts: dict) -> str:
         os.unlink(sock_path)
     except FileNotFoundError:
         pass
-    os.makedirs(os.path.dirname(sock_path), mode=0o711, exist_ok=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(sock_path)
-    os.chmod(sock_path, 0o600)
-    listener.listen(128)
-    opts = dict(opts, runtime=runtime, **{"runtime-root": root})
-    with open(os.path.join(bundle, paths.OPTIONS), "w") as f:
-        json.dump({"id": cid, "namespace": ns, "runtime": runtime, "runtime_root": root,
-                   "address": address, "shim_address": paths.address_of(sock_path)}, f)
-    with open(os.path.join(bundle, paths.ADDRESS), "w") as f:
-        f.write(paths.address_of(sock_path))
-    r, w = os.pipe()
-    log_fd = os.open(os.path.join(bundle, paths.SHIM_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                     0o640)
-    args = ["serve"]
-    for key in OPTIONS:
-        if opts.get(key) is not None and key not in ("socket-dir", "spawn"):
-            args += [f"--{key}", opts[key]]
     mode = opts.get("spawn") or os.environ.get("CAPSIZE_SHIM_SPAWN") or "template"
     if mode not in ("template", "exec"):
         raise InvalidArgument(f"--spawn must be template or exec, not {mode!r}", field="spawn")
+    os.makedirs(os.path.dirname(sock_path), mode=0o711, exist_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(sock_path)
     child = 0
     try:
-        if mode == "template":
-            from runtime.shim.template import spawn
-            try:
-                spawn(opts.get("socket-dir") or paths.SOCKET_DIR, address, args, bundle,
-                      [log_fd, listener.fileno(), w], log_fd)
-            except CapsizeError as e:
-                print(f"capsize-shim: warning: no shim template ({e.message}): starting the shim directly",
-                      file=sys.stderr)
-                mode = "exec"
-        if mode == "exec":
-            from runtime.shim.detach import boot_argv, spawn_detached
-            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                child = spawn_detached(boot_argv("capsize-shim", *args), [null, log_fd, log_fd, listener.fileno(), w],
-                                       bundle, subreaper=True, env=dict(os.environ, CAPSIZE_SHIM_SUBREAPER="1"))
-            finally:
-                os.close(null)
-    finally:
-        os.close(w)
-        os.close(log_fd)
-        listener.close()
-    from runtime.shim.detach import wait_ready
-    try:
+        os.chmod(sock_path, 0o600)
+        listener.listen(128)
+        opts = dict(opts, runtime=runtime, **{"runtime-root": root})
+        with open(os.path.join(bundle, paths.OPTIONS), "w") as f:
+            json.dump({"id": cid, "namespace": ns, "runtime": runtime, "runtime_root": root,
+                       "address": address, "shim_address": paths.address_of(sock_path)}, f)
+        with open(os.path.join(bundle, paths.ADDRESS), "w") as f:
+            f.write(paths.address_of(sock_path))
+        args = ["serve"]
+        for key in OPTIONS:
+            if opts.get(key) is not None and key not in ("socket-dir", "spawn"):
+                args += [f"--{key}", opts[key]]
+        r, w = os.pipe()
+        log_fd = os.open(os.path.join(bundle, paths.SHIM_LOG),
+                         os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        try:
+            if mode == "template":
+                from runtime.shim.template import spawn
+                try:
+                    child = spawn(opts.get("socket-dir") or paths.SOCKET_DIR, address, args, bundle,
+                                  [log_fd, listener.fileno(), w], log_fd)
+                except CapsizeError as e:
+                    print(f"capsize-shim: warning: no shim template ({e.message}): starting the shim directly",
+                          file=sys.stderr)
+                    mode = "exec"
+            if mode == "exec":
+                from runtime.shim.detach import boot_argv, spawn_detached
+                null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                try:
+                    child = spawn_detached(boot_argv("capsize-shim", *args),
+                                           [null, log_fd, log_fd, listener.fileno(), w], bundle,
+                                           subreaper=True, env=dict(os.environ, CAPSIZE_SHIM_SUBREAPER="1"))
+                finally:
+                    os.close(null)
+        finally:
+            os.close(w)
+            os.close(log_fd)
+            listener.close()
+        from runtime.shim.detach import wait_ready
         wait_ready(r, START_TIMEOUT, f"shim for {ns}/{cid}")
-    except CapsizeError:
+    except BaseException:
+        listener.close()
         _failed_start(child, sock_path, bundle)
         raise
     return paths.address_of(sock_path)
 
 
 def _failed_start(pid: int, sock_path: str, bundle: str) -> None:
-    """Reap the failed daemon (if it is our child) and remove what ``start`` made."""
+    """Kill the failed daemon (and reap it, if it is our child); remove what ``start`` made."""
     if pid:
         try:
             os.kill(pid, 9)

@@ -54,8 +54,13 @@ def serve(opts: dict) -> int:
     except (OSError, ValueError) as e:
         raise InvalidArgument(f"cannot read {bundle}/{paths.CONFIG}: {e}") from None
     failpoints = from_config(config if isinstance(config, dict) else {})
-    os.set_inheritable(LISTEN_FD, False)  # no runtime invocation or container may hold it
-    listener = socket.socket(fileno=LISTEN_FD)
+    try:
+        os.set_inheritable(LISTEN_FD, False)  # no runtime invocation or container may hold it
+        listener = socket.socket(fileno=LISTEN_FD)
+        listener.getsockname()
+    except OSError:
+        raise InvalidArgument("serve needs its listening socket on fd 3: "
+                              "the shim is started by `capsize-shim start`") from None
     socket_path = listener.getsockname()
     loop = Loop(on_error=lambda where, exc: log.error("internal error", where=where, error=repr(exc)))
     reaper = Reaper(on_orphan=lambda pid, code: log.info("reaped re-parented process", pid=pid, exit_status=code))

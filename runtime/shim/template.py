@@ -44,7 +44,7 @@ def socket_path(socket_dir: str, runtime_address: str) -> str:
     """The template's socket for shims publishing to *runtime_address*."""
     import hashlib
     import runtime
-    key = f"{runtime_address}\0{os.path.dirname(os.path.abspath(runtime.__file__))}\0{sys.executable}"
+    key = f"{runtime_address}\0{os.path.dirname(os.path.abspath(runtime.__file__))}\0{os.path.realpath(sys.executable)}"
     return os.path.join(os.path.abspath(socket_dir), "template-" + hashlib.sha256(key.encode()).hexdigest()[:24])
 
 
@@ -55,12 +55,16 @@ def spawn(socket_dir: str, runtime_address: str, argv: list[str], cwd: str, fds:
     """Have the template (started if needed) fork a shim; returns the shim's pid.
 
     *fds* are the shim's log, listening socket and readiness pipe. Raises Unavailable when no
-    template can be reached or started.
+    template can be reached or started, or when it does not answer within *timeout* seconds
+    (a stopped template); the caller then starts the shim itself.
     """
     path = socket_path(socket_dir, runtime_address)
     sock = _connect(path)
     if sock is None:
-        sock = _start_template(path, log_fd, timeout)
+        try:
+            sock = _start_template(path, log_fd, timeout)
+        except OSError as e:
+            raise Unavailable(f"cannot start a shim template at {path}: {e}") from None
     try:
         sock.settimeout(timeout)
         req = json.dumps({"argv": argv, "cwd": cwd, "env": dict(os.environ)}).encode() + b"\n"
@@ -140,6 +144,7 @@ def _start_template(path: str, log_fd: int, timeout: float) -> socket.socket:
 
 def _preload() -> None:
     """Import everything a shim runs, warm ctypes, and move it all out of the GC's way."""
+    import fcntl  # noqa: F401 - used by every forked shim
     import gc
     from runtime.shim import (cli, client, daemon, events, exitfile, failpoints, logs, loop,  # noqa: F401
                               ociruntime, oom, reaper, server, shimlog, task)
@@ -218,7 +223,7 @@ def _handle(conn: socket.socket, listener, ep, pidfds, log) -> int:
     try:
         data = b""
         while not data.endswith(b"\n"):
-            msg, got, _, _ = socket.recv_fds(conn, 1 << 20, 8)
+            msg, got, _, _ = socket.recv_fds(conn, 65536, 8)
             fds += got
             if not msg:
                 raise ValueError("connection closed mid-request")
@@ -281,9 +286,13 @@ def _become_shim(req: dict, fds: list[int], sockets, ep, pidfds) -> None:
         os.closerange(5, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") < 1 << 20 else 1 << 16)
         pidfds.clear()
         os.chdir(req["cwd"])
-        os.environ.clear()
-        os.environ.update(req.get("env") or {})
-        os.environ.pop("CAPSIZE_SHIM_SUBREAPER", None)
+        env = req.get("env") or {}
+        env.pop("CAPSIZE_SHIM_SUBREAPER", None)
+        for key in [k for k in os.environ if k not in env]:  # change only what differs:
+            del os.environ[key]                               # every page written is private
+        for key, value in env.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
         argv = [str(a) for a in req["argv"]]
         sys.argv = ["capsize-shim"] + argv
         from runtime.shim.daemon import main

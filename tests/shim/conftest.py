@@ -9,6 +9,8 @@
 * ``shims``: starts tasks' shims through ``capsize-shim start`` in the task-directory layout
   ``<tmp>/state/runtimed/tasks/<ns>/<id>`` and, at teardown, kills, deletes and shuts down
   whatever a test left, or runs the ``delete`` action for a dead shim, and reaps the shim.
+* ``no_socket_leaks`` (autouse): no shim socket, template socket or lock file may be left in
+  /run/capsize/s (the suite-wide leak check covers processes, mounts and cgroups).
 """
 
 from __future__ import annotations
@@ -198,6 +200,30 @@ def event_sink(event_dir):
 
 
 # -- shims ------------------------------------------------------------------------------------
+
+SOCKET_DIR = "/run/capsize/s"
+
+
+def _socket_files() -> set[str]:
+    try:
+        return set(os.listdir(SOCKET_DIR))
+    except FileNotFoundError:
+        return set()
+
+
+@pytest.fixture(autouse=True)
+def no_socket_leaks():
+    """Fail a test that leaves shim or template sockets (or lock files) in /run/capsize/s."""
+    before = _socket_files()
+    yield
+    deadline = time.monotonic() + 3.0  # an idle template needs a moment to leave
+    while True:
+        left = _socket_files() - before
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not left, f"test left files in {SOCKET_DIR}: {sorted(left)}"
+
 
 def pid_alive(pid: int) -> bool:
     """True while *pid* exists and is not a zombie."""

@@ -11,7 +11,6 @@ import pytest
 
 from runtime.errors import AlreadyExists, FailedPrecondition, NotFound
 from runtime.host import HOST, MNT_DETACH, MS_BIND
-from tests.conftest import reap_children
 from tests.shim.conftest import pid_alive, wait_gone
 
 
@@ -278,3 +277,20 @@ def test_memory_stays_bounded_whatever_the_container_writes(shims, runc_bin):
                 lines += 1
     assert max(sizes) == 16 * 1024
     assert total == 40_000_000 and lines == 20000
+
+
+def test_kill_all_reaches_every_process(shims, runtime_bin):
+    # host pid namespace: the init's death alone would not end the other processes
+    shim = shims.start(["sh", "-c", "sleep 100 & sleep 100 & wait"], runtime=runtime_bin, host_pid=True)
+    shim.call("create")
+    shim.call("start")
+    deadline = time.monotonic() + 5
+    while len(shim.call("pids")["pids"]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = shim.call("pids")["pids"]
+    assert len(pids) == 3
+    shim.call("kill", signal="KILL", all=True)
+    assert shim.call("wait")["exit_status"] == 137
+    for pid in pids:
+        assert wait_gone(pid, 5)
+    assert shim.call("pids")["pids"] == []
