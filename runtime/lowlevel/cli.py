@@ -13,89 +13,14 @@ non-zero (runtime/errors.py maps the error class to the exit code).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
 from runtime.errors import CapsizeError, InvalidArgument, exit_code_for
 from runtime.lowlevel import log
-from runtime.lowlevel.state import DEFAULT_ROOT
 
 VERSION = "0.1.0"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, as the rest of capsize
-        raise InvalidArgument(f"{self.prog}: {message}")
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="capsize-runc", description="capsize's low-level OCI runtime (runc's command line)")
-    p.add_argument("--root", default=DEFAULT_ROOT, help="root directory for container state (default %(default)s)")
-    p.add_argument("--log", default=None, help="log file (default: stderr)")
-    p.add_argument("--log-format", default="text", choices=("text", "json"))
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true")
-    p.add_argument("--rootless", default="auto")
-    p.add_argument("--criu", default=None, help=argparse.SUPPRESS)
-    p.add_argument("-v", "--version", action="store_true")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
-
-    s = sub.add_parser("spec", help="write a default config.json")
-    s.add_argument("-b", "--bundle", default=".")
-    s.add_argument("--rootless", action="store_true")
-
-    for name in ("create", "run"):
-        s = sub.add_parser(name, help=f"{name} a container")
-        s.add_argument("-b", "--bundle", default=".")
-        s.add_argument("--pid-file")
-        s.add_argument("--console-socket")
-        s.add_argument("--preserve-fds", type=int, default=0)
-        s.add_argument("--no-pivot", action="store_true")
-        s.add_argument("--no-new-keyring", action="store_true")
-        if name == "run":
-            s.add_argument("-d", "--detach", action="store_true")
-            s.add_argument("--keep", action="store_true")
-        s.add_argument("id")
-
-    for name in ("start", "state", "pause", "resume"):
-        sub.add_parser(name).add_argument("id")
-
-    s = sub.add_parser("kill", help="send a signal to the container's init (default SIGTERM)")
-    s.add_argument("-a", "--all", action="store_true")
-    s.add_argument("id")
-    s.add_argument("signal", nargs="?", default="SIGTERM")
-
-    s = sub.add_parser("delete", help="delete the container's resources")
-    s.add_argument("-f", "--force", action="store_true")
-    s.add_argument("id")
-
-    s = sub.add_parser("list", help="list containers")
-    s.add_argument("-f", "--format", default="table", choices=("table", "json"))
-    s.add_argument("-q", "--quiet", action="store_true")
-
-    s = sub.add_parser("ps", help="processes running inside a container")
-    s.add_argument("-f", "--format", default="table", choices=("table", "json"))
-    s.add_argument("id")
-    s.add_argument("ps_args", nargs=argparse.REMAINDER)
-
-    s = sub.add_parser("exec", help="run a process in a running container")
-    s.add_argument("-p", "--process")
-    s.add_argument("-d", "--detach", action="store_true")
-    s.add_argument("--pid-file")
-    s.add_argument("--cwd")
-    s.add_argument("-e", "--env", action="append", default=[])
-    s.add_argument("-u", "--user")
-    s.add_argument("-g", "--additional-gids", action="append", default=[])
-    s.add_argument("-c", "--cap", action="append", default=[])
-    s.add_argument("--no-new-privs", action="store_true")
-    s.add_argument("-t", "--tty", action="store_true")
-    s.add_argument("--console-socket")
-    s.add_argument("--preserve-fds", type=int, default=0)
-    s.add_argument("id")
-    s.add_argument("args", nargs=argparse.REMAINDER)
-    return p
 
 
 def _print_json(obj) -> None:
@@ -161,6 +86,8 @@ def dispatch(args) -> int:
         with open(path, "w") as f:
             json.dump(default_spec(), f, indent="\t")
         return 0
+    if args.format not in ("table", "json") if cmd in ("list", "ps") else False:
+        raise InvalidArgument(f"{cmd}: invalid format option {args.format!r} (table or json)")
     if cmd in ("create", "run"):
         if args.no_pivot:
             raise InvalidArgument("--no-pivot is not supported by capsize-runc")
@@ -178,7 +105,7 @@ def dispatch(args) -> int:
         _print_json(State.load(root, args.id).oci_state())
         return 0
     if cmd == "kill":
-        c.kill(root, args.id, c.parse_signal(args.signal), all_processes=args.all)
+        c.kill(root, args.id, c.parse_signal(args.signal or "SIGTERM"), all_processes=args.all)
         return 0
     if cmd == "delete":
         c.delete(root, args.id, force=args.force)
@@ -230,20 +157,27 @@ def dispatch(args) -> int:
         if proc.get("terminal"):
             raise InvalidArgument("exec: a terminal (--tty) is not supported by capsize-runc exec")
         return c.exec_process(root, args.id, proc, detach=args.detach, pid_file=args.pid_file)
-    raise InvalidArgument("capsize-runc: a command is required (see --help)")
+    raise InvalidArgument(f"capsize-runc: no such command: {cmd}")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from runtime.lowlevel.args import parse, usage
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = _parser().parse_args(argv)
+        args = parse(argv)
     except InvalidArgument as e:
-        sys.stderr.write(f"capsize-runc: {e}\n")
+        sys.stderr.write(f"{e}\n")
         return e.exit_code
+    if args.log_format not in ("text", "json"):
+        sys.stderr.write(f"capsize-runc: invalid log format {args.log_format!r} (text or json)\n")
+        return InvalidArgument.exit_code
     log.configure(args.log, args.log_format, args.debug)
     if args.version:
         sys.stdout.write(f"capsize-runc version {VERSION}\nspec: 1.0.2-dev\n")
         return 0
+    if args.help or args.command is None:
+        (sys.stdout if args.help else sys.stderr).write(usage(args.command))
+        return 0 if args.help else InvalidArgument.exit_code
     log.debug("command", argv=argv)
     try:
         return dispatch(args)
