@@ -23,7 +23,6 @@ This module is imported by capsize-runc on every ``create``: standard library on
 from __future__ import annotations
 
 import os
-import re
 
 from runtime.errors import FailedPrecondition, InvalidArgument, Unimplemented
 
@@ -56,8 +55,24 @@ V2_DEVICES_NOTE = ("cgroup v2: device rules are not enforced (capsize-runc has n
                    "filter; the rules given are the default ones)")
 
 _INT64_MAX = (1 << 63) - 1
-_CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
-_UNIFIED_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_.]+$")
+def _is_cpu_list(v: str) -> bool:
+    """``N``, ``N-M`` items joined by commas (cpuset.cpus/mems syntax). No ``re``: this module is
+    imported on every capsize-runc create, and ``re`` costs milliseconds to import."""
+    def item(i: str) -> bool:
+        lo, dash, hi = i.partition("-")
+        return lo.isdigit() and lo.isascii() and (not dash or (hi.isdigit() and hi.isascii()))
+    return bool(v) and all(item(i) for i in v.split(","))
+
+
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _is_unified_key(key: str) -> bool:
+    """``<controller>.<file>``: a lowercase letter, then ``[a-z0-9_]*``, a dot, ``[a-z0-9_.]+``."""
+    ctrl, dot, rest = key.partition(".")
+    return (bool(dot and ctrl and rest) and ctrl[0] in _LOWER
+            and all(c in _LOWER or c.isdigit() and c.isascii() or c == "_" for c in ctrl)
+            and all(c in _LOWER or c.isdigit() and c.isascii() or c in "_." for c in rest))
 #: Interface files of the cgroup core that the runtime owns; ``unified`` may not write them.
 _UNIFIED_FORBIDDEN = {"cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "cgroup.type",
                       "cgroup.kill", "cgroup.freeze"}
@@ -141,7 +156,7 @@ def _cpu_list(section: dict, name: str, field: str) -> str:
     if not isinstance(v, str):
         raise _bad(field, f"must be a string like \"0-2,4\", not {v!r}")
     v = v.strip()
-    if not _CPU_LIST.match(v):
+    if not _is_cpu_list(v):
         raise _bad(field, f"{v!r} is not a list of numbers and ranges like \"0-2,4\"")
     for part in v.split(","):
         a, _, b = part.partition("-")
@@ -258,7 +273,7 @@ def validate(resources) -> dict:
         raise _bad(f"{PREFIX}.unified", "must be an object of cgroup v2 file names to values")
     for key, value in unified.items():
         field = f"{PREFIX}.unified[{key!r}]"
-        if not isinstance(key, str) or not _UNIFIED_KEY.match(key) or ".." in key:
+        if not isinstance(key, str) or not _is_unified_key(key) or ".." in key:
             raise _bad(field, "the key must be a cgroup v2 interface file name like \"memory.high\"")
         if key in _UNIFIED_FORBIDDEN:
             raise _bad(field, f"{key} is managed by the runtime and cannot be set")

@@ -13,7 +13,6 @@ non-zero (runtime/errors.py maps the error class to the exit code).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -24,11 +23,13 @@ VERSION = "0.1.0"
 
 
 def _print_json(obj) -> None:
+    import json  # indented for people; only `state` and `list` pay for the import
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
 def _exec_process(args, st) -> dict:
     """The OCI process for ``exec``: ``--process`` file, or the container's process with overrides."""
+    import json
     if args.process:
         try:
             with open(args.process) as f:
@@ -83,6 +84,7 @@ def dispatch(args) -> int:
         if os.path.exists(path):
             from runtime.errors import AlreadyExists
             raise AlreadyExists(f"File {path} exists. Remove it first")
+        import json
         with open(path, "w") as f:
             json.dump(default_spec(), f, indent="\t")
         return 0
@@ -121,7 +123,8 @@ def dispatch(args) -> int:
         if args.quiet:
             sys.stdout.write("".join(s["id"] + "\n" for s in states))
         elif args.format == "json":
-            sys.stdout.write(json.dumps([{k: s[k] for k in ("ociVersion", "id", "pid", "status", "bundle",
+            from runtime.jsonfast import dumps
+            sys.stdout.write(dumps([{k: s[k] for k in ("ociVersion", "id", "pid", "status", "bundle",
                                                             "rootfs", "created", "owner")} for s in states]) + "\n")
         else:
             rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
@@ -132,7 +135,8 @@ def dispatch(args) -> int:
     if cmd == "ps":
         pids = c.pids(root, args.id)
         if args.format == "json":
-            sys.stdout.write(json.dumps(pids) + "\n")
+            from runtime.jsonfast import dumps
+            sys.stdout.write(dumps(pids) + "\n")
             return 0
         import subprocess
         out = subprocess.run(["ps"] + (args.ps_args or ["-ef"]), capture_output=True, text=True)

@@ -24,7 +24,6 @@ and an ancestor of the ``create`` process, as containerd-shim-runc-v2 and conmon
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 from runtime import host as h
@@ -33,6 +32,8 @@ from runtime.errors import (CapsizeError, DeadlineExceeded, FailedPrecondition, 
 from runtime.lowlevel.state import State, proc_start_time, rfc3339_now
 
 INIT_TIMEOUT = 60.0  # seconds the parent waits for each word from the init during create
+# signal numbers, without importing `signal` (and `enum`) on every invocation
+SIGKILL, SIGTERM = 9, 15
 
 
 def _warn(msg: str) -> None:
@@ -84,7 +85,7 @@ def _clear_stale(root: str, container_id: str, host: h.Host) -> None:
         return  # a create is in progress
     cg = st.cgroup_obj() if st.cgroup else None
     if cg is not None and cg.exists():
-        cg.kill_all(signal.SIGKILL)
+        cg.kill_all(SIGKILL)
         cg.destroy()
     st.remove()
 
@@ -185,13 +186,13 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         for pid in (init_pid, child_pid):
             if pid:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, SIGKILL)
                 except ProcessLookupError:
                     pass
                 _reap(pid)
         if cgroup is not None:
             try:
-                cgroup.kill_all(signal.SIGKILL)
+                cgroup.kill_all(SIGKILL)
                 cgroup.destroy()
             except CapsizeError as e:
                 _warn(f"cleaning up cgroup after failed create: {e}")
@@ -272,6 +273,7 @@ def parse_signal(sig: str | int) -> int:
         if 0 < n < 65:
             return n
         raise InvalidArgument(f"invalid signal: {sig}")
+    import signal
     name = str(sig).upper()
     name = name if name.startswith("SIG") else "SIG" + name
     try:
@@ -280,7 +282,7 @@ def parse_signal(sig: str | int) -> int:
         raise InvalidArgument(f"unknown signal {sig!r}") from None
 
 
-def kill(root: str, container_id: str, sig: int = signal.SIGTERM, all_processes: bool = False) -> None:
+def kill(root: str, container_id: str, sig: int = SIGTERM, all_processes: bool = False) -> None:
     """Send *sig* to the init, or with *all_processes* to every process in the container's cgroup.
 
     Raises NotFound, FailedPrecondition("container not running") for a stopped container.
@@ -325,9 +327,9 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     cg = st.cgroup_obj()
     if status != "stopped" or (cg is not None and cg.exists() and cg.pids()):
         if cg is not None and cg.exists():
-            cg.kill_all(signal.SIGKILL)
+            cg.kill_all(SIGKILL)
         elif st.alive():
-            os.kill(st.pid, signal.SIGKILL)
+            os.kill(st.pid, SIGKILL)
         if not _wait_gone(st, 10.0):
             raise DeadlineExceeded(f"container {container_id}: init {st.pid} did not die after SIGKILL")
     if cg is not None:
@@ -409,7 +411,7 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
         for p in (pid, child_pid):
             if p:
                 try:
-                    os.kill(p, signal.SIGKILL)
+                    os.kill(p, SIGKILL)
                 except ProcessLookupError:
                     pass
                 _reap(p)
@@ -425,6 +427,8 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
 
 def _wait_forwarding(pid: int) -> int:
     """Wait for our adoptee *pid*, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT to it; shell-style status."""
+    import signal
+
     def forward(signum, _frame):
         try:
             os.kill(pid, signum)

@@ -22,8 +22,9 @@ poststop           delete, runtime namespace       logged as a warning; delete c
 
 from __future__ import annotations
 
-import json
 import os
+
+from runtime import jsonfast
 
 from runtime.errors import CapsizeError, InvalidArgument
 
@@ -39,7 +40,7 @@ def run_hooks(config: dict, kind: str, state: dict) -> None:
         return
     import subprocess  # only when there are hooks: it is a costly import on the create path
 
-    payload = json.dumps(state).encode()
+    payload = jsonfast.dumps(state).encode()
     for i, hook in enumerate(hooks):
         path = hook.get("path") if isinstance(hook, dict) else None
         if not path or not os.path.isabs(path):

@@ -87,14 +87,17 @@ def enter_namespaces(config: dict, host: h.Host, skip_cgroup: bool = True) -> No
 
 def loopback_up() -> None:
     """Bring ``lo`` up in the current (new) network namespace: SIOCSIFFLAGS with IFF_UP, as runc's loopback strategy."""
+    import _socket  # the C module: `socket` itself costs milliseconds of import on every create
     import fcntl
-    import socket
     import struct
     SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         req = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, req))[1]
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    finally:
+        s.close()
 
 
 def _sysctl(config: dict, host: h.Host) -> None:

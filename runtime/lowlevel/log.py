@@ -8,7 +8,6 @@ is logfmt (``time="..." level=error msg="..."``), as runc's logrus text formatte
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -34,11 +33,12 @@ def record(level: str, msg: str, **fields) -> None:
     """Append one record at *level* (``debug``, ``info``, ``warning``, ``error``) to the log."""
     if level == "debug" and not _cfg["debug"]:
         return
+    from runtime.jsonfast import dumps
     if _cfg["format"] == "json":
-        line = json.dumps({"level": level, "msg": msg, "time": _now(), **fields})
+        line = dumps({"level": level, "msg": msg, "time": _now(), **fields})
     else:
-        extra = "".join(f" {k}={json.dumps(v) if not isinstance(v, (int, float)) else v}" for k, v in fields.items())
-        line = f'time="{_now()}" level={level} msg={json.dumps(msg)}{extra}'
+        extra = "".join(f" {k}={dumps(v) if not isinstance(v, (int, float)) else v}" for k, v in fields.items())
+        line = f'time="{_now()}" level={level} msg={dumps(msg)}{extra}'
     path = _cfg["path"]
     if path:
         try:

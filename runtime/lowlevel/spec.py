@@ -8,7 +8,6 @@ bundle's ``config.json`` and checks the fields capsize-runc acts on, naming the 
 
 from __future__ import annotations
 
-import json
 import os
 
 from runtime.errors import InvalidArgument, NotFound
@@ -125,7 +124,8 @@ def load_config(bundle: str) -> dict:
     except IsADirectoryError:
         raise InvalidArgument(f"bundle {bundle}: config.json is a directory") from None
     try:
-        config = json.loads(text)
+        from runtime import jsonfast
+        config = jsonfast.loads(text)
     except ValueError as e:
         raise InvalidArgument(f"invalid config.json: {path}: {e}") from None
     validate(config)

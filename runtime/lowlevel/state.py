@@ -17,23 +17,20 @@ The status is never stored, it is derived as runc derives it (OCI runtime.md "St
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 
+from runtime import jsonfast
 from runtime.errors import AlreadyExists, InvalidArgument, NotFound
 
 DEFAULT_ROOT = "/run/capsize/runc"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 
-_ID_RE = re.compile(r"^[\w+\-.]+$")
-
-
 def validate_id(container_id: str) -> str:
     """Check a container id as runc does (``[\\w+-.]+``, not ``.``/``..``); raise InvalidArgument."""
-    if not container_id or not _ID_RE.match(container_id) or container_id in (".", ".."):
+    if (not container_id or container_id in (".", "..")
+            or not all(c.isalnum() or c in "_+-." for c in container_id)):
         raise InvalidArgument(f"invalid container id format: {container_id!r}")
     return container_id
 
@@ -91,7 +88,7 @@ class State:
         """Write state.json atomically (temp file + fsync + rename)."""
         path = os.path.join(self.dir, STATE_FILE)
         tmp = path + ".tmp"
-        data = json.dumps({k: getattr(self, k) for k in self.FIELDS}, separators=(",", ":"))
+        data = jsonfast.dumps({k: getattr(self, k) for k in self.FIELDS})
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, data.encode())
@@ -106,7 +103,7 @@ class State:
         validate_id(container_id)
         try:
             with open(os.path.join(root, container_id, STATE_FILE)) as f:
-                data = json.load(f)
+                data = jsonfast.loads(f.read())
         except FileNotFoundError:
             raise NotFound(f"container does not exist: {container_id}", id=container_id) from None
         except ValueError as e:

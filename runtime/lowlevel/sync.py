@@ -18,9 +18,10 @@ End of file means every writer on the other side is gone; :meth:`Channel.recv` r
 
 from __future__ import annotations
 
-import json
 import os
 import select
+
+from runtime import jsonfast
 
 from runtime.errors import CapsizeError, DeadlineExceeded, Unavailable, from_dict
 
@@ -41,7 +42,7 @@ class Channel:
 
     def send(self, msg_type: str, **fields) -> None:
         fields["type"] = msg_type
-        os.write(self.wfd, json.dumps(fields).encode() + b"\n")
+        os.write(self.wfd, jsonfast.dumps(fields).encode() + b"\n")
 
     def recv(self, timeout: float | None = 60.0) -> dict:
         """The next message; Unavailable on EOF, DeadlineExceeded after *timeout* seconds."""
@@ -54,7 +55,7 @@ class Channel:
                 raise Unavailable("the container's init exited before finishing its set-up")
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line)
+        return jsonfast.loads(line)
 
     def expect(self, msg_type: str, timeout: float | None = 60.0) -> dict:
         """Receive one message; re-raise a child's error; anything but *msg_type* is a protocol error."""
