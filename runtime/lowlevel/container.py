@@ -65,6 +65,17 @@ def _reap(pid: int, timeout: float = 5.0) -> int | None:
         time.sleep(0.002)
 
 
+def _kill_and_reap(*pids: int | None) -> None:
+    """SIGKILL and reap each of our children/adoptees in *pids* (None entries are skipped)."""
+    for pid in pids:
+        if pid:
+            try:
+                os.kill(pid, SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap(pid)
+
+
 def _clear_stale(root: str, container_id: str, host: h.Host) -> None:
     """Remove a half-created container whose ``create`` died (e.g. SIGKILLed mid-way).
 
@@ -183,13 +194,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
             _write_pid_file(pid_file, init_pid)
         return st
     except BaseException:
-        for pid in (init_pid, child_pid):
-            if pid:
-                try:
-                    os.kill(pid, SIGKILL)
-                except ProcessLookupError:
-                    pass
-                _reap(pid)
+        _kill_and_reap(init_pid, child_pid)
         if cgroup is not None:
             try:
                 cgroup.kill_all(SIGKILL)
@@ -408,13 +413,7 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
         parent.send("continue")
         parent.expect("ready", INIT_TIMEOUT)
     except BaseException:
-        for p in (pid, child_pid):
-            if p:
-                try:
-                    os.kill(p, SIGKILL)
-                except ProcessLookupError:
-                    pass
-                _reap(p)
+        _kill_and_reap(pid, child_pid)
         raise
     finally:
         parent.close()
