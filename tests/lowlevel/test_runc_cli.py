@@ -496,3 +496,58 @@ def test_failing_prestart_hook_fails_create_and_leaves_nothing(runc, make_bundle
     p = runc("create", "--bundle", make_bundle(["sleep", "100"], edit=edit), "hk2")
     assert p.returncode != 0 and "prestart hook" in p.stderr and "nope" in p.stderr
     _nothing_left(runc, "hk2")
+
+
+# -- terminal ---------------------------------------------------------------------------------------
+
+def test_terminal_through_console_socket(runc, make_bundle, tmp_path):
+    """process.terminal: the pty master arrives over --console-socket (SCM_RIGHTS), as with runc."""
+    import socket
+    import threading
+
+    sock_path = str(tmp_path / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock_path)
+    server.listen(1)
+    received = {}
+
+    def accept():
+        conn, _ = server.accept()
+        msg, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        received["name"], received["fd"] = msg, fds[0]
+        conn.close()
+    t = threading.Thread(target=accept)
+    t.start()
+
+    def edit(c):
+        c["process"]["terminal"] = True
+    bundle = make_bundle(["sh", "-c", "tty; echo cols=$(stty size)"], edit=edit)
+    p = runc("create", "--bundle", bundle, "--console-socket", sock_path, "tty1")
+    t.join(timeout=10)
+    server.close()
+    assert p.returncode == 0, p.stderr
+    master = received["fd"]
+    pid = _status(runc, "tty1")["pid"]
+    assert runc("start", "tty1").returncode == 0
+    os.waitpid(pid, 0)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the slave side is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    text = out.decode()
+    assert "/dev/console" in text or "/dev/pts/" in text, text
+    assert "cols=" in text
+    assert runc("delete", "tty1").returncode == 0
+
+
+def test_terminal_without_console_socket_is_refused(runc, make_bundle):
+    bundle = make_bundle(["true"], edit=lambda c: c["process"].update(terminal=True))
+    p = runc("create", "--bundle", bundle, "tty2")
+    assert p.returncode != 0 and "console socket" in p.stderr
+    assert not os.path.exists(os.path.join(runc.root, "tty2"))
