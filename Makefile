@@ -1,7 +1,8 @@
 # The two commands a fresh Debian 12 machine needs (as root); both set everything up first.
 #   make run    the main job
 #   make test   the test suite
-.PHONY: setup run test bench
+#   make vm-ci  the CI resilience checks in VMs (vagrant/ci.sh: about 15 min, not part of test)
+.PHONY: setup run test bench vm-ci
 setup:
 	@./scripts/setup.sh
 
@@ -13,3 +14,6 @@ test: setup
 
 bench: setup
 	.venv/bin/python -m benchmarks.runc_cycle
+
+vm-ci: setup
+	./vagrant/ci.sh

@@ -1,13 +1,21 @@
 """``capsize``: the lab's command line.
 
-Commands so far:
+* ``capsize run PATH... [--engine NAME]... [--repeat N] [--out DIR] [--junit FILE] [--tag T]...
+  [--keep-going] [--fail-fast] [--quiet]`` — run scenarios (directories are searched for
+  ``*.yaml``); one run directory per invocation (default ``reports/runs/<time>-<name>/``);
+  exit 0 only when every check held (1: something failed, 3: something was n/a, 2: bad input);
+* ``capsize validate PATH...`` — validate scenario files (nothing starts); ``capsize list [PATH]``;
+  ``capsize schema [--out FILE]`` — the scenarios' JSON Schema;
+* ``capsize engine up|down|status|env [--engine NAME] [--root DIR]`` — an engine in a private
+  root for poking by hand (``eval "$(capsize engine env)"``; ``down`` removes everything);
+* ``capsize recover [RUN]`` — undo the faults a crashed harness left (from the run's ledger)
+  and remove its engines;
+* ``capsize doctor`` — what this host has, and what each missing piece disables;
+* ``capsize image rootfs --out FILE`` / ``capsize image bundle DIR [-- CMD...]`` — the lab's busybox;
+* ``capsize demo [--runtime capsize-runc|runc|crun]`` — one container through a low-level runtime.
 
-* ``capsize image rootfs --out FILE`` — write the lab's busybox rootfs tar (offline, reproducible);
-* ``capsize image bundle DIR [-- CMD...]`` — lay out an OCI bundle (config.json + busybox rootfs);
-* ``capsize demo [--runtime capsize-runc|runc|crun]`` — run a busybox container through the
-  low-level runtime and show, side by side with the host, that it is isolated.
-
-Errors print one line and exit non-zero (2 for bad usage).
+Errors print one line (scenario errors as ``file:line:column: ...``) and exit non-zero: 2 for
+bad input, in which case nothing was started.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("cmd", nargs=argparse.REMAINDER, help="the container's process (default: sh)")
     d = sub.add_parser("demo", help="run a busybox container through a low-level runtime and show it isolated")
     d.add_argument("--runtime", default="capsize-runc", help="capsize-runc (default), runc or crun")
+    from harness import commands
+    commands.add_parsers(sub)
     return p
 
 
@@ -48,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from harness.demo import demo
             return demo(args.runtime)
+        if args.command in ("run", "validate", "list", "schema", "engine", "recover", "doctor"):
+            from harness import commands
+            return commands.dispatch(args)
         _parser().print_help()
         return 2
     except CapsizeError as e:

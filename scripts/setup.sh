@@ -1,7 +1,9 @@
 #!/bin/sh
 # Idempotent set-up of a fresh Debian 12 machine for capsize (run as root).
 #  - apt packages: the reference stack (runc, crun, containerd, docker.io), the lab's image source
-#    (busybox-static), build deps of systemd-python, and the tools the harness uses;
+#    (busybox-static), build deps of systemd-python, and the tools the harness uses; vagrant,
+#    vagrant-libvirt and shellcheck for tests/vagrant (`vagrant validate`, the scripts' lint; the
+#    full VM run installs the rest itself: vagrant/install-vm-tools.sh);
 #  - a virtualenv in .venv (Debian's python3: it starts about 4x faster than a pyenv build, and
 #    every capsize-runc and capsize-shim invocation pays for interpreter start-up) with capsize
 #    installed in development mode.
@@ -10,7 +12,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="busybox-static libsystemd-dev pkg-config gcc python3-dev python3-venv runc crun \
-docker.io containerd iproute2 jq strace libseccomp2 procps util-linux systemd"
+docker.io containerd iproute2 jq strace libseccomp2 procps util-linux systemd \
+vagrant vagrant-libvirt shellcheck"
 
 missing=""
 for p in $APT_PACKAGES; do

@@ -552,8 +552,11 @@ class Cgroup:
 
         v2 with SIGKILL and ``cgroup.kill`` (Linux 5.14+): one write of "1". Otherwise as runc's
         signalAllProcesses: freeze, signal each pid, thaw — except that a cgroup frozen before
-        (a paused container) is left frozen. Without a freezer the pids are signalled directly.
-        Processes that exit meanwhile are fine.
+        (a paused container) is left frozen for any signal but SIGKILL. A frozen task does not
+        die of SIGKILL until it is thawed (cgroup v1 freezer), so after SIGKILL the cgroup is
+        thawed, as runc 1.1 does; otherwise ``delete --force`` of a paused container would wait
+        for ever. Without a freezer the pids are signalled directly. Processes that exit
+        meanwhile are fine.
         """
         import signal as _signal
 
@@ -577,7 +580,7 @@ class Cgroup:
                 except ProcessLookupError:
                     pass
         finally:
-            if froze:
+            if froze or (was_frozen and sig == _signal.SIGKILL):
                 self.thaw()
 
     def destroy(self, timeout: float = 5.0) -> None:

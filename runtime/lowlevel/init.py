@@ -177,6 +177,12 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
                                                 "status": "creating", "pid": os.getpid()})
     fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     rfs.pivot(rootfs, host)
+    proc = config["process"]
+    cwd = proc.get("cwd") or "/"
+    if not os.path.lexists(cwd):
+        # runc creates a missing cwd as part of the rootfs, right after pivot_root: before
+        # finalize, which may remount / read-only (root.readonly)
+        os.makedirs(cwd, 0o755)
     hostname = config.get("hostname")
     if hostname or (config.get("domainname")):
         if not _has_new(config, "uts") and not any(ns["type"] == "uts" for ns in
@@ -189,7 +195,6 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
             host.setdomainname(config["domainname"])
     _sysctl(config, host)
     rfs.finalize(config, host)
-    proc = config["process"]
     if proc.get("oomScoreAdj") is not None:
         process.set_oom_score_adj(proc["oomScoreAdj"], host=host)
     for fd in range(3, 3 + preserve_fds):
@@ -197,9 +202,13 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
             os.set_inheritable(fd, True)
         except OSError:
             pass
-    cwd = proc.get("cwd") or "/"
-    if not os.path.lexists(cwd):
-        os.makedirs(cwd, 0o755)  # runc creates a missing cwd as part of the rootfs
+    # The exec FIFO is reopened for writing through /proc/self/fd (its host path is out of
+    # reach after pivot_root). Without a proc mount in the container that would fail only
+    # after `create` had reported success, leaving a dead init: fail `create` now, as runc
+    # does ("error closing exec fds: open /proc/self/fd").
+    if not os.path.exists(f"/proc/self/fd/{fifo_fd}"):
+        raise FailedPrecondition("cannot reopen the exec FIFO through /proc/self/fd: the container "
+                                 "needs a proc mount at /proc (mounts)", field="mounts")
     path, argv, env = process.finalize(proc, host=host, seccomp=seccomp_filter)
     chan.send("ready")
     chan.close()

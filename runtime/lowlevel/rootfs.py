@@ -214,11 +214,17 @@ def _dev_symlinks(rootfs: str) -> None:
         path = secure_join(rootfs, link)
         if not os.path.lexists(path):
             os.symlink(target, path)
+    # /dev/ptmx -> pts/ptmx whether or not /dev/pts is mounted (runc's setupPtmx)
     ptmx = secure_join(rootfs, "/dev/ptmx")
-    if os.path.isdir(secure_join(rootfs, "/dev/pts")):
-        if os.path.lexists(ptmx):
-            os.unlink(ptmx)
-        os.symlink("pts/ptmx", ptmx)
+    if os.path.lexists(ptmx):
+        os.unlink(ptmx)
+    os.symlink("pts/ptmx", ptmx)
+
+
+def is_bind(m: dict) -> bool:
+    """True for a bind mount: ``type`` "bind", or any type with a ``bind``/``rbind`` option
+    (runc's specconv treats both alike: the type of a bind mount means nothing)."""
+    return m.get("type") == "bind" or any(o in ("bind", "rbind") for o in m.get("options") or [])
 
 
 def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, console: str | None = None,
@@ -233,16 +239,18 @@ def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, console: str | No
         raise InvalidArgument(f"linux.rootfsPropagation: unknown propagation {prop!r}")
     host.mount(None, "/", None, _PROPAGATION[prop], None)
     host.mount(rootfs, rootfs, None, h.MS_BIND | h.MS_REC, None)
-    dev_is_tmpfs = False
+    dev_is_bound = False
     for i, m in enumerate(config.get("mounts") or []):
         mount_one(rootfs, m, i, cgroup, cgroupns, host)
-        if m["destination"].rstrip("/") == "/dev" and m.get("type") != "bind":
-            dev_is_tmpfs = True
-    if dev_is_tmpfs:
+        if m["destination"].rstrip("/") == "/dev" and is_bind(m):
+            dev_is_bound = True
+    # Default devices, linux.devices and the /dev symlinks go into the container's /dev — a
+    # tmpfs mount or, without one, the rootfs's own /dev directory (config-linux.md "Default
+    # Devices": the runtime MUST supply them) — unless /dev is a bind mount: that is someone
+    # else's /dev (the host's, typically) and is never written to (runc's needsSetupDev).
+    if not dev_is_bound:
         _make_devices(rootfs, linux.get("devices") or [], host)
         _dev_symlinks(rootfs)
-    elif linux.get("devices"):
-        _make_devices(rootfs, [d for d in linux["devices"]], host)
     if console:
         dest = secure_join(rootfs, "/dev/console")
         _ensure_target(dest, True)
@@ -281,7 +289,7 @@ def finalize(config: dict, host: h.Host = h.HOST) -> None:
             host.mount("/dev/null", path, None, h.MS_BIND, None)
     # /dev is remounted read-only last, if it was asked to be (runc's finalizeRootfs)
     for m in config.get("mounts") or []:
-        if m["destination"].rstrip("/") == "/dev" and "ro" in (m.get("options") or []) and m.get("type") != "bind":
+        if m["destination"].rstrip("/") == "/dev" and "ro" in (m.get("options") or []) and not is_bind(m):
             host.mount(None, "/dev", None, h.MS_REMOUNT | h.MS_RDONLY, None)
     if (config.get("root") or {}).get("readonly"):
         _remount_bind("/", h.MS_BIND | h.MS_RDONLY, host)

@@ -135,8 +135,14 @@ class State:
 
     # -- the live status ------------------------------------------------------------------------
     def alive(self) -> bool:
-        """True when the recorded init is still this container's (not gone, not a zombie, not reused)."""
-        return bool(self.pid) and proc_start_time(self.pid) == self.start_time
+        """True when the recorded init is still this container's (not gone, not a zombie, not reused).
+
+        A state without a start time (the init was already gone when create recorded it) is
+        never alive: comparing None with the None of a vanished pid must not say "alive".
+        """
+        if not self.pid or self.start_time is None:
+            return False
+        return proc_start_time(self.pid) == self.start_time
 
     def cgroup_obj(self):
         from runtime.lowlevel.cgroups import Cgroup

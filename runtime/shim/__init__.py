@@ -76,12 +76,17 @@ start         --                               ``{"pid"}`` after ``<runtime> sta
 state         --                               ``{"id", "namespace", "bundle", "pid", "status",
                                                "exit_status", "exited_at", "log_path",
                                                "runtime"}``; status is ``unknown`` (being
-                                               created), ``created``, ``running`` or ``stopped``
+                                               created), ``created``, ``running``, ``paused``
+                                               or ``stopped``
 kill          ``signal`` (number or name,      ``{}`` after ``<runtime> kill [--all] <id> <sig>``;
               default 15), ``all`` (bool)      NotFound "process already finished" once stopped
 wait          --                               ``{"pid", "exit_status", "exited_at"}`` when the
                                                init has exited (blocks that connection)
 pids          --                               ``{"pids": [...]}`` (``<runtime> ps``)
+pause         --                               ``{}`` after ``<runtime> pause <id>`` (a running
+                                               task; status ``paused``; ``/tasks/paused``)
+resume        --                               ``{}`` after ``<runtime> resume <id>`` (a paused
+                                               task; ``/tasks/resumed``)
 delete        --                               ``{"pid", "exit_status", "exited_at"}`` after
                                                ``<runtime> delete`` (``--force`` for a created
                                                task, whose init is then killed: 137); a running
@@ -102,9 +107,10 @@ The runtime daemon's address (``--address``) is a unix socket that accepts JSON 
 event per line, ``{"topic", "namespace", "timestamp", "seq", "event": {...}}``, and the
 receiver answers each with one line (``{"ok":true}``) before the next is sent. Topics:
 ``/tasks/create`` {container_id, bundle, pid}, ``/tasks/start`` {container_id, pid},
-``/tasks/oom`` {container_id} (cgroup v1 memory OOM kill), ``/tasks/exit`` {container_id, id,
-pid, exit_status, exited_at}, ``/tasks/delete`` {container_id, id, pid, exit_status, exited_at}.
-Order per shim: create, start, [oom], exit, delete. Undelivered events wait in a bounded queue
+``/tasks/oom`` {container_id} (cgroup v1 memory OOM kill), ``/tasks/paused`` and
+``/tasks/resumed`` {container_id}, ``/tasks/exit`` {container_id, id, pid, exit_status,
+exited_at}, ``/tasks/delete`` {container_id, id, pid, exit_status, exited_at}. Order per shim:
+create, start, [oom, paused, resumed], exit, delete. Undelivered events wait in a bounded queue
 (256, oldest evicted) and are retried with backoff (0.05 s doubling to 1 s); delivery is at
 least once (drop repeats by ``(event.container_id, seq)``).
 

@@ -20,8 +20,9 @@ delivery: it is in the exit file and in ``state`` first.
 
 Topics and event fields (after containerd's ``events.Task*`` messages):
 ``/tasks/create`` {container_id, bundle, pid}; ``/tasks/start`` {container_id, pid};
-``/tasks/oom`` {container_id}; ``/tasks/exit`` {container_id, id, pid, exit_status, exited_at};
-``/tasks/delete`` {container_id, id, pid, exit_status, exited_at}.
+``/tasks/oom``, ``/tasks/paused``, ``/tasks/resumed`` {container_id}; ``/tasks/exit``
+{container_id, id, pid, exit_status, exited_at}; ``/tasks/delete`` {container_id, id, pid,
+exit_status, exited_at}.
 """
 
 from __future__ import annotations

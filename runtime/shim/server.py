@@ -18,7 +18,8 @@ MAX_LINE = 1 << 20
 #: Seconds the shim lingers after ``shutdown`` to deliver queued events and replies.
 SHUTDOWN_LINGER = 1.0
 
-METHODS = ("connect", "create", "start", "state", "kill", "wait", "pids", "delete", "shutdown")
+METHODS = ("connect", "create", "start", "state", "kill", "wait", "pids", "pause", "resume", "delete",
+           "shutdown")
 
 
 def _line(obj: dict) -> bytes:
@@ -183,7 +184,7 @@ class Server:
     def _call(self, method: str, params: dict, done) -> None:
         task = self.task
         try:
-            if method in ("create", "start", "kill", "delete"):
+            if method in ("create", "start", "kill", "pause", "resume", "delete"):
                 task.submit(method, params, done)
             elif method == "state":
                 done(task.state())

@@ -3,8 +3,8 @@
 Life cycle (``phase``)::
 
     new --create--> creating --> created --start--> starting --> running --(exit)--> stopped
-     ^                  |                                                              |
-     +--(create fails: <runtime> delete --force, nothing left)               delete --> deleted
+     ^                  |                                          pause | ^ resume        |
+     +--(create fails: <runtime> delete --force, nothing left)     paused -+     delete --> deleted
 
 * ``create`` opens the stdio pipes (stdin is /dev/null), starts the json-file log copiers and runs
   ``<runtime> create --bundle <bundle> --pid-file <bundle>/init.pid <id>`` with the pipes as its
@@ -15,8 +15,10 @@ Life cycle (``phase``)::
   the exit file is written (:mod:`runtime.shim.exitfile`), an OOM kill is looked for, and only
   then is the exit reported (``/tasks/exit``, ``state``, ``wait``). An exit that happens while
   ``start`` is still running is reported after ``/tasks/start``.
-* ``create``, ``start``, ``kill`` and ``delete`` run one at a time, in arrival order; ``state``,
-  ``wait``, ``pids`` and ``connect`` answer at any time.
+* ``pause`` / ``resume`` run ``<runtime> pause|resume <id>`` (the cgroup freezer) and publish
+  ``/tasks/paused`` / ``/tasks/resumed``, as containerd-shim-runc-v2's Pause and Resume do.
+* ``create``, ``start``, ``kill``, ``pause``, ``resume`` and ``delete`` run one at a time, in
+  arrival order; ``state``, ``wait``, ``pids`` and ``connect`` answer at any time.
 
 Errors: :class:`~runtime.errors.NotFound` (no task, or the process already finished),
 :class:`~runtime.errors.AlreadyExists` (create twice), :class:`~runtime.errors.FailedPrecondition`
@@ -277,7 +279,7 @@ class Task:
         sig = parse_signal(params.get("signal", signal.SIGTERM))
         if self.phase == "stopped":
             raise NotFound(f"process already finished: task {self.id}", id=self.id)
-        self._need("created", "running")
+        self._need("created", "running", "paused")
         args = ["kill"] + (["--all"] if params.get("all") else []) + [self.id, str(sig)]
         inv = self.runtime.spawn(*args)
 
@@ -291,6 +293,31 @@ class Task:
             else:
                 done({})
         self.reaper.expect(inv.pid, killed)
+
+    def _op_pause(self, params: dict, done) -> None:
+        self._need("running")
+        self._freezer("pause", "paused", "/tasks/paused", done)
+
+    def _op_resume(self, params: dict, done) -> None:
+        self._need("paused")
+        self._freezer("resume", "running", "/tasks/resumed", done)
+
+    def _freezer(self, command: str, phase: str, topic: str, done) -> None:
+        """``<runtime> pause|resume <id>``; on success enter *phase* and publish *topic*."""
+        inv = self.runtime.spawn(command, self.id)
+
+        def finished(code, _t):
+            error = self.runtime.error_text(inv, code) if code else ""
+            inv.close()
+            if error:
+                done(CapsizeError(error, id=self.id))
+                return
+            if self.exit_status is None:  # an exit meanwhile wins: the task stays stopped
+                self.phase = phase
+                self.publisher.publish(topic, {"container_id": self.id})
+                self.log.info("task " + phase, pid=self.pid)
+            done({})
+        self.reaper.expect(inv.pid, finished)
 
     def _op_delete(self, params: dict, done) -> None:
         self._need("created", "stopped")
@@ -332,20 +359,20 @@ class Task:
 
     # -- queries -----------------------------------------------------------------------------
     def status(self) -> str:
-        """``unknown`` (being created), ``created``, ``running``, ``stopped`` or ``deleted``."""
+        """``unknown`` (being created), ``created``, ``running``, ``paused``, ``stopped``, ``deleted``."""
         if self.exit_status is not None and self.phase != "deleted":
             return "stopped"
         return {"new": "unknown", "creating": "unknown", "starting": "created"}.get(self.phase, self.phase)
 
     def state(self) -> dict:
-        self._need("created", "starting", "running", "stopped")
+        self._need("created", "starting", "running", "paused", "stopped")
         return {"id": self.id, "namespace": self.namespace, "bundle": self.bundle, "pid": self.pid,
                 "status": self.status(), "exit_status": self.exit_status, "exited_at": self.exited_at,
                 "log_path": self.log_path, "runtime": self.runtime.binary}
 
     def wait(self, done) -> None:
         """``done(exit result)`` once the init has exited (at once if it already has)."""
-        self._need("created", "starting", "running", "stopped")
+        self._need("created", "starting", "running", "paused", "stopped")
         if self.exit_status is not None and not self._exit_deferred:
             done(self._exit_result())
         else:
@@ -353,7 +380,7 @@ class Task:
 
     def pids(self, done) -> None:
         """``done({"pids": [int, ...]})``: the container's processes, from ``<runtime> ps``."""
-        self._need("created", "starting", "running", "stopped")
+        self._need("created", "starting", "running", "paused", "stopped")
         if self.phase == "stopped":
             done({"pids": []})
             return

@@ -1,0 +1,125 @@
+"""The state one scenario run shares between actions, faults and checks.
+
+:class:`RunContext` holds the engine adapter, the ledger, the collectors, the container registry
+(scenario name -> full container id), background actions and the run's clock. :class:`ActionResult`
+is what every action and fault returns: a Jepsen-style ``outcome`` (``ok``: it happened,
+``fail``: it certainly did not, ``unknown``: it could not be known) with the facts seen.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ActionResult:
+    """One action's result. Times: ``wall`` (epoch s), ``mono`` (monotonic s), ``duration`` (s)."""
+
+    outcome: str = "ok"
+    wall: float = 0.0
+    mono: float = 0.0
+    duration: float = 0.0
+    exit_code: int | None = None
+    status_code: int | None = None
+    error: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    value: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None and v != {}}
+
+
+@dataclass
+class Background:
+    """An action running in a thread (``background: true``); ``result`` is set when it ends."""
+
+    step: Any
+    thread: threading.Thread
+    result: ActionResult | None = None
+    record: dict | None = None
+
+
+class RunContext:
+    """Everything one scenario × engine run shares. Created by the runner."""
+
+    def __init__(self, run: str, scenario, engine, directory: str, ledger):
+        self.run = run
+        self.scenario = scenario
+        self.engine = engine
+        self.dir = directory
+        self.ledger = ledger
+        self.events = None
+        self.logs = None
+        self.reaper = None
+        self.containers: dict[str, str] = {}
+        self.background: dict[str, Background] = {}
+        self.snapshots: list[dict] = []
+        self.snapshot_sink = None
+        self.notes: list[dict] = []
+        self.tracers: list = []  # strace processes (subprocess.Popen) of fault.syscall.delay
+        self.t0_wall = time.time()
+        self.t0_mono = time.monotonic()
+        self._lock = threading.Lock()
+
+    def t(self, mono: float | None = None) -> float:
+        """Seconds since the run started (monotonic)."""
+        return round((time.monotonic() if mono is None else mono) - self.t0_mono, 6)
+
+    def note(self, kind: str, **fields) -> None:
+        """A journal note (adoptions, reaps, warnings), timestamped."""
+        with self._lock:
+            self.notes.append({"kind": kind, "wall": time.time(), "t": self.t(), **fields})
+
+    # -- containers ---------------------------------------------------------------------------
+    def remember(self, name: str, cid: str) -> None:
+        with self._lock:
+            self.containers[name] = cid
+
+    def container_id(self, name: str) -> str | None:
+        """The full id of scenario container *name*: remembered, else asked of the daemon, else
+        found in the daemon's ``create`` events; None if it never existed."""
+        cid = self.containers.get(name)
+        if cid:
+            return cid
+        try:
+            client = self.engine.client(timeout=5)
+            try:
+                cid = client.api.inspect_container(name)["Id"]
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001 - daemon down or no such container
+            cid = None
+        if not cid and self.events is not None:
+            for e in self.events.snapshot():
+                if e["source"] == "daemon" and e["action"] == "create" and e.get("name") == name:
+                    cid = e["container"]
+        if cid:
+            self.remember(name, cid)
+        return cid
+
+    def names_by_id(self) -> dict[str, str]:
+        with self._lock:
+            return {cid: name for name, cid in self.containers.items()}
+
+    # -- snapshots ----------------------------------------------------------------------------
+    def take_snapshot(self, label: str, host_state: bool = False) -> int:
+        """A process-tree snapshot (plus host state when asked); returns its index in snapshots.jsonl."""
+        import json
+
+        from harness.observe.proctree import snapshot
+        snap = snapshot(self.engine, label, self.names_by_id())
+        snap["t"] = self.t(snap["mono"])
+        if host_state:
+            snap["host_state"] = self.engine.host_state(list(self.containers.values())).as_dict()
+        with self._lock:
+            snap["index"] = len(self.snapshots)
+            self.snapshots.append({"index": snap["index"], "label": label, "t": snap["t"]})
+            if self.snapshot_sink:
+                self.snapshot_sink.write(json.dumps(snap, sort_keys=True) + "\n")
+                self.snapshot_sink.flush()
+        self.last_snapshot = snap
+        return snap["index"]

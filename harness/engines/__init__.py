@@ -1,0 +1,28 @@
+"""Engine adapters by name: ``capsize`` (capsize's own tiers), ``docker`` (Debian's Docker stack,
+private), ``docker-systemd`` (the system's units, in the VMs). See :mod:`.base` for the interface."""
+
+from __future__ import annotations
+
+from harness.engines.base import Engine, HostState, LogSource
+
+NAMES = ("capsize", "docker", "docker-systemd")
+DEFAULT = "capsize"
+
+
+def engine_class(name: str) -> type[Engine]:
+    """The adapter class for *name*. Raises InvalidArgument for an unknown name."""
+    if name == "capsize":
+        from harness.engines.capsize import CapsizeEngine
+        return CapsizeEngine
+    if name == "docker":
+        from harness.engines.docker import DockerEngine
+        return DockerEngine
+    if name == "docker-systemd":
+        from harness.engines.docker_systemd import DockerSystemdEngine
+        return DockerSystemdEngine
+    from harness.scenario.loader import nearest
+    from runtime.errors import InvalidArgument
+    raise InvalidArgument(f"unknown engine {name!r}{nearest(name, NAMES)}: one of {', '.join(NAMES)}")
+
+
+__all__ = ["Engine", "HostState", "LogSource", "NAMES", "DEFAULT", "engine_class"]

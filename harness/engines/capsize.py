@@ -1,0 +1,302 @@
+"""The ``capsize`` engine: capsize's own four tiers, started under a private root and state dir.
+
+Roles (DESIGN.md):
+
+=========  ==================================================================================
+daemon     ``capsized -H unix://<state>/capsized.sock --data-root <root>/daemon --exec-root
+           <state>/daemon --runtime-address <state>/runtimed.sock`` (the Docker Engine API)
+runtime    ``capsize-runtimed --root <root> --state <state> --address <state>/runtimed.sock``
+shim       ``capsize-shim serve --namespace NS --id ID ...`` (one per container)
+container  the task's init (``<state>/runtimed/tasks/<ns>/<id>/init.pid``), cgroup ``capsize/<id>``
+lowlevel   capsize-runc, runc or crun while it runs (``--runtime``; option ``runtime``)
+=========  ==================================================================================
+
+Logs are JSON lines (``time, level, msg, component``); the runtime's events are its event
+stream. **Status:** capsize-runtimed is being written and capsized does not exist yet, so
+:meth:`CapsizeEngine.unavailable` reports ``engine unavailable: capsized not built yet`` and
+every scenario on this engine is n/a with that reason; the methods below follow the documented
+command lines and layout (runtime/highlevel/layout.py) and are exercised only once the tiers
+exist.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from harness.engines.base import Engine, HostState, LogSource
+from harness.reference import cleanup
+from harness.reference.runtimes import runtime_path
+from runtime.errors import DeadlineExceeded, NotFound, Unavailable, Unimplemented
+
+NAMESPACE = "capsize"  # capsized's runtime namespace (dockerd uses "moby")
+#: tier -> (python module with ``main``, console script)
+TIERS = {"daemon": ("runtime.daemon.cli", "capsized"), "runtime": ("runtime.highlevel.cli", "capsize-runtimed")}
+
+
+def _tier_missing(role: str) -> bool:
+    module = TIERS[role][0]
+    try:
+        return importlib.util.find_spec(module) is None
+    except ModuleNotFoundError:
+        return True
+
+
+def _script(name: str) -> str:
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    if os.access(path, os.X_OK):
+        return path
+    found = shutil.which(name)
+    if not found:
+        raise NotFound(f"{name} not found: install capsize (pip install -e .)")
+    return found
+
+
+class CapsizeEngine(Engine):
+    name = "capsize"
+    roles = ("daemon", "runtime", "shim", "container", "lowlevel")
+    failpoints = True
+
+    def __init__(self, workdir: str, options):
+        super().__init__(workdir, options)
+        self.root = os.path.join(workdir, "root")
+        self.state = os.path.join(workdir, "state")
+        self.runtime_address = os.path.join(self.state, "runtimed.sock")
+        self.socket = os.path.join(self.state, "capsized.sock")
+        self.logs = os.path.join(workdir, "logs")
+        self._procs: dict[str, subprocess.Popen] = {}
+
+    @classmethod
+    def unavailable(cls, options=None) -> str | None:
+        if _tier_missing("daemon"):
+            return "engine unavailable: capsized not built yet (runtime/daemon has no cli)"
+        if _tier_missing("runtime"):
+            return "engine unavailable: capsize-runtimed not built yet (runtime/highlevel has no cli)"
+        if os.geteuid() != 0:
+            return "engine unavailable: the capsize engine needs root"
+        runtime = getattr(options, "runtime", None) or "capsize-runc"
+        try:
+            runtime_path(runtime)
+        except NotFound as e:
+            return f"engine unavailable: {e}"
+        return None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def _argv(self, role: str) -> list[str]:
+        if role == "runtime":
+            return [_script("capsize-runtimed"), "--root", self.root, "--state", self.state,
+                    "--address", self.runtime_address,
+                    "--log-file", os.path.join(self.logs, "runtimed.log")]
+        argv = [_script("capsized"), "-H", "unix://" + self.socket, "--data-root", os.path.join(self.root, "daemon"),
+                "--exec-root", os.path.join(self.state, "daemon"), "--runtime-address", self.runtime_address,
+                "--log-file", os.path.join(self.logs, "capsized.log")]
+        if self.options.live_restore:
+            argv.append("--live-restore")
+        return argv
+
+    def record(self) -> dict:
+        return {"engine": self.name, "workdir": self.workdir}
+
+    def default_container_runtime(self) -> str | None:
+        return self.options.runtime if self.options.runtime not in (None, "capsize-runc") else None
+
+    def start(self) -> None:
+        os.makedirs(self.logs, exist_ok=True)
+        try:
+            self.start_component("runtime")
+            self.start_component("daemon")
+            from harness.actions import import_busybox
+            import_busybox(self, "busybox:latest")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> list[str]:
+        problems = []
+        for role in ("daemon", "runtime"):
+            p = self._procs.pop(role, None)
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        problems += self.recover(self.record())
+        return problems
+
+    @classmethod
+    def recover(cls, record: dict) -> list[str]:
+        """Kill every process naming the workdir, every container in its cgroups, unmount, remove."""
+        workdir = record["workdir"]
+        problems = cleanup.kill_processes(cleanup.find_processes(
+            lambda argv, p: p.pid != os.getpid() and any(workdir + "/" in a for a in argv)))
+        tasks = os.path.join(workdir, "state", "runtimed", "tasks")
+        for ns in _listdir(tasks):
+            for cid in _listdir(os.path.join(tasks, ns)):
+                problems += cleanup.kill_cgroup(f"/capsize/{cid}")
+        problems += cleanup.unmount_under(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return problems
+
+    # -- clients ------------------------------------------------------------------------------
+    @property
+    def docker_host(self) -> str:
+        return "unix://" + self.socket
+
+    def api_socket(self) -> str:
+        return self.socket
+
+    # -- components ---------------------------------------------------------------------------
+    def pids(self, role: str, container_id: str | None = None) -> list[int]:
+        if role in ("daemon", "runtime"):
+            p = self._procs.get(role)
+            return [p.pid] if p is not None and p.poll() is None else []
+        if role == "shim":
+            return [p.pid for p in cleanup.find_processes(
+                lambda argv, p: "capsize-shim" in " ".join(argv[:2]) and "serve" in argv
+                and _arg(argv, "--id") == container_id and any(self.state in a for a in argv))]
+        if role == "container":
+            try:
+                with open(os.path.join(self.state, "runtimed", "tasks", NAMESPACE, container_id, "init.pid")) as f:
+                    pid = int(f.read().strip())
+                return [pid] if cleanup.alive(pid) else []
+            except (OSError, ValueError, TypeError):
+                return []
+        if role == "lowlevel":
+            return [p.pid for p in cleanup.find_processes(
+                lambda argv, p: any(os.path.basename(a) in ("capsize-runc", "runc", "crun") for a in argv[:2])
+                and any(self.state in a for a in argv))]
+        raise Unimplemented(f"no role {role}")
+
+    def owned_pids(self) -> set[int]:
+        return {p.pid for p in self._procs.values()}
+
+    def start_component(self, role: str, timeout: float = 60.0, wait: bool = True) -> dict:
+        if role not in TIERS:
+            raise Unimplemented(f"a {role} cannot be started on its own")
+        if self.pids(role):
+            raise Unavailable(f"the {role} is already running")
+        os.makedirs(self.logs, exist_ok=True)
+        t0 = time.monotonic()
+        with open(os.path.join(self.logs, f"{role}.out"), "ab") as out:
+            self._procs[role] = subprocess.Popen(self._argv(role), stdin=subprocess.DEVNULL, stdout=out,
+                                                 stderr=subprocess.STDOUT, start_new_session=True)
+        if not wait:
+            return {"pid": self._procs[role].pid}
+        sock = self.socket if role == "daemon" else self.runtime_address
+        from harness.reference.docker import ping
+        while True:
+            if self._procs[role].poll() is not None:
+                raise Unavailable(f"{TIERS[role][1]} exited with status {self._procs[role].returncode} during start-up")
+            if os.path.exists(sock) and (role != "daemon" or ping(sock)):
+                return {"pid": self._procs[role].pid, "ready_seconds": time.monotonic() - t0}
+            if time.monotonic() - t0 > timeout:
+                raise DeadlineExceeded(f"{TIERS[role][1]} did not answer within {timeout:g}s")
+            time.sleep(0.02)
+
+    def stop_component(self, role: str, timeout: float = 30.0) -> dict:
+        p = self._procs.get(role)
+        if p is None or p.poll() is not None:
+            raise Unavailable(f"the {role} is not running")
+        p.send_signal(signal.SIGTERM)
+        try:
+            return {"pid": p.pid, "exit_status": p.wait(timeout)}
+        except subprocess.TimeoutExpired:
+            p.kill()
+            return {"pid": p.pid, "exit_status": p.wait(), "killed": True}
+
+    def kill_component(self, role: str, sig: int) -> dict:
+        p = self._procs.get(role)
+        if p is None or p.poll() is not None:
+            raise Unavailable(f"the {role} is not running")
+        p.send_signal(sig)
+        if sig == signal.SIGKILL:
+            return {"pid": p.pid, "exit_status": p.wait()}
+        return {"pid": p.pid, "signal": sig}
+
+    # -- observation --------------------------------------------------------------------------
+    def classify(self, pid, ppid, cmdline, cgroup):
+        for role, p in self._procs.items():
+            if p.pid == pid:
+                return role, None
+        line = " ".join(cmdline)
+        if "capsize-shim" in line and "serve" in cmdline:
+            return "shim", _arg(cmdline, "--id")
+        if "capsize-shim" in line and "template" in line:
+            return "shim-template", None
+        if "/capsize/" in cgroup:
+            return "container", cgroup.split("/capsize/", 1)[1].split("/")[0]
+        if cmdline and os.path.basename(cmdline[0]) in ("capsize-runc", "runc", "crun"):
+            return "lowlevel", None
+        return None, None
+
+    def container_cgroup_pids(self, container_id: str) -> list[int]:
+        pids = set()
+        for d in cleanup.cgroup_dirs(f"/capsize/{container_id}"):
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    pids.update(int(x) for x in f.read().split())
+            except OSError:
+                continue
+        return sorted(pids)
+
+    def log_sources(self) -> list[LogSource]:
+        return [LogSource("daemon", os.path.join(self.logs, "capsized.log"), "jsonl"),
+                LogSource("runtime", os.path.join(self.logs, "runtimed.log"), "jsonl")]
+
+    def runtime_events_argv(self) -> list[str] | None:
+        return [sys.executable, "-m", "harness.engines.capsize_events", "--address", self.runtime_address]
+
+    def parse_runtime_event(self, line: str) -> dict | None:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            return None
+        attrs = e.get("event", {})
+        return {"time": e.get("timestamp"), "namespace": e.get("namespace"), "action": e.get("topic"),
+                "container": attrs.get("container_id") or attrs.get("id"), "attrs": attrs}
+
+    def runtime_view(self) -> dict[str, tuple[int, str]]:
+        from runtime.errors import CapsizeError
+        from runtime.highlevel.client import RuntimeClient
+        if not self.pids("runtime"):
+            raise Unavailable("capsize-runtimed is not running")
+        try:
+            tasks = RuntimeClient(self.runtime_address, NAMESPACE, timeout=10).tasks()
+        except CapsizeError as e:
+            raise Unavailable(f"capsize-runtimed: {e}") from None
+        return {t["id"]: (t.get("pid") or 0, str(t.get("status", "unknown")).upper()) for t in tasks}
+
+    def host_state(self, container_ids: list[str]) -> HostState:
+        hs = HostState()
+        tasks = os.path.join(self.state, "runtimed", "tasks", NAMESPACE)
+        for cid in container_ids:
+            hs.process += [f"pid {pid} in cgroup capsize/{cid}" for pid in self.container_cgroup_pids(cid)]
+            hs.process += [f"shim pid {pid} of {cid[:12]}" for pid in self.pids("shim", cid)]
+            hs.cgroup += cleanup.cgroup_dirs(f"/capsize/{cid}")
+            for path in (os.path.join(tasks, cid), os.path.join(self.state, "runc", NAMESPACE, cid)):
+                if os.path.lexists(path):
+                    hs.state.append(path)
+        for point, fstype in cleanup.mountinfo():
+            if fstype == "overlay" and point.startswith(self.workdir + "/"):
+                hs.mount.append(f"{point} (overlay)")
+            elif fstype == "nsfs" and point.startswith(self.workdir + "/"):
+                hs.netns.append(point)
+        return hs
+
+
+def _arg(argv, flag):
+    for i, a in enumerate(argv[:-1]):
+        if a == flag:
+            return argv[i + 1]
+    return None
+
+
+def _listdir(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []

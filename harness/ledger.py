@@ -1,0 +1,235 @@
+"""The fault ledger: every fault is written down before it is applied, and its undoing after.
+
+``<run dir>/ledger.jsonl``, one JSON object per line, flushed and fsync'd before the harness acts,
+so that a harness killed at any moment (SIGKILL included) leaves a ledger from which
+``capsize recover`` undoes every fault still applied and removes every engine still up:
+
+======================  =========================================================================
+``op``                  fields
+======================  =========================================================================
+``engine.up``           ``run``, ``record`` (the adapter's :meth:`~harness.engines.base.Engine.record`),
+                        written *before* the engine starts
+``engine.down``         ``run``, ``problems``
+``fault.apply``         ``run``, ``id``, ``fault`` (the step's action), ``target``, ``undo`` (below,
+                        or null for what cannot be undone: a kill)
+``fault.undo``          ``run``, ``id``, ``by`` (``harness`` | ``recover``), ``result``
+======================  =========================================================================
+
+Undo specs (``undo.kind``): ``signal`` (send ``signal`` to ``pid`` if it is still the process
+started at ``create_time``: SIGCONT after a pause), ``terminate`` (end a helper such as strace:
+SIGTERM, SIGKILL after 5 s), ``rename`` (move ``from`` back to ``to``: a closed API socket),
+``start`` (start ``role`` again: done by the harness before teardown; on recovery the engine's
+removal covers it), ``untrace`` (detach the strace tracing ``processes``), ``service``
+(``systemctl <verb> <unit>``). Every entry has ``seq``, ``wall`` and ``mono``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import psutil
+
+from harness.reference.cleanup import alive
+
+LEDGER = "ledger.jsonl"
+
+
+class Ledger:
+    """Append-only ledger at *path* (created with its directory)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._lock = threading.Lock()
+        self._seq = len(read(path)) if os.path.exists(path) else 0
+        self._n = 0
+
+    def _write(self, entry: dict) -> dict:
+        with self._lock:
+            entry = {"seq": self._seq, "wall": time.time(), "mono": time.monotonic(), **entry}
+            self._seq += 1
+            with open(self.path, "a") as f:
+                f.write(json.dumps(entry, sort_keys=True) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            return entry
+
+    def engine_up(self, run: str, record: dict) -> None:
+        self._write({"op": "engine.up", "run": run, "record": record})
+
+    def engine_down(self, run: str, problems: list[str]) -> None:
+        self._write({"op": "engine.down", "run": run, "problems": problems})
+
+    def apply(self, run: str, fault: str, target: dict, undo: dict | None) -> str:
+        """Record a fault about to be applied; returns its id."""
+        with self._lock:
+            self._n += 1
+            fid = f"{run}#{self._n}"
+        self._write({"op": "fault.apply", "run": run, "id": fid, "fault": fault, "target": target, "undo": undo})
+        return fid
+
+    def undone(self, run: str, fid: str, by: str, result: str) -> None:
+        self._write({"op": "fault.undo", "run": run, "id": fid, "by": by, "result": result})
+
+    def outstanding(self, run: str | None = None) -> list[dict]:
+        """Applied faults with an undo spec that were not undone (oldest first)."""
+        return outstanding(read(self.path), run)
+
+
+def read(path: str) -> list[dict]:
+    """The ledger's entries; a torn last line (a harness killed mid-write) is ignored."""
+    entries = []
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    continue
+    except FileNotFoundError:
+        pass
+    return entries
+
+
+def outstanding(entries: list[dict], run: str | None = None) -> list[dict]:
+    done = {e["id"] for e in entries if e.get("op") == "fault.undo"}
+    return [e for e in entries if e.get("op") == "fault.apply" and e.get("undo") and e["id"] not in done
+            and (run is None or e["run"] == run)]
+
+
+def engines_up(entries: list[dict]) -> list[dict]:
+    """``engine.up`` entries without a later ``engine.down`` for the same run."""
+    down = {e["run"] for e in entries if e.get("op") == "engine.down"}
+    return [e for e in entries if e.get("op") == "engine.up" and e["run"] not in down]
+
+
+def same_process(pid: int, create_time: float | None) -> bool:
+    """True when *pid* exists and (if given) was started at *create_time* (no PID reuse)."""
+    try:
+        p = psutil.Process(pid)
+        return create_time is None or abs(p.create_time() - create_time) < 0.05
+    except psutil.Error:
+        return False
+
+
+def undo(spec: dict, engine=None) -> str:
+    """Undo one fault per its *spec*; returns what was done (one line). *engine* is needed for
+    ``start`` (without one, the engine's removal covers it)."""
+    kind = spec.get("kind")
+    if kind == "signal":
+        if not same_process(spec["pid"], spec.get("create_time")):
+            return f"pid {spec['pid']} is gone: nothing to do"
+        os.kill(spec["pid"], spec["signal"])
+        return f"sent {signal.Signals(spec['signal']).name} to pid {spec['pid']}"
+    if kind == "terminate":
+        pid = spec["pid"]
+        if not same_process(pid, spec.get("create_time")):
+            return f"pid {pid} is gone: nothing to do"
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.02)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while alive(pid):
+                _reap(pid)
+                time.sleep(0.02)
+        _reap(pid)
+        return f"terminated pid {pid}"
+    if kind == "rename":
+        if os.path.lexists(spec["from"]):
+            os.replace(spec["from"], spec["to"])
+            return f"moved {spec['from']} back to {spec['to']}"
+        return f"{spec['from']} is gone: nothing to do"
+    if kind == "untrace":
+        return untrace(spec)
+    if kind == "service":
+        from harness.engines.docker_systemd import systemctl
+        r = systemctl(spec["verb"], spec["unit"])
+        return f"systemctl {spec['verb']} {spec['unit']}: exit {r.returncode} {r.stderr.strip()}".strip()
+    if kind == "start":
+        if engine is None:
+            return f"{spec['role']}: left to the engine's removal"
+        try:
+            if engine.pids(spec["role"]):
+                return f"{spec['role']} already running"
+        except Exception:  # noqa: BLE001
+            pass
+        facts = engine.start_component(spec["role"], timeout=spec.get("timeout", 60.0))
+        return f"started {spec['role']} again ({facts})"
+    return f"unknown undo kind {kind!r}: nothing done"
+
+
+def tracer_of(pid: int) -> int:
+    """The TracerPid of *pid* (0 when not traced or gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("TracerPid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def untrace(spec: dict) -> str:
+    """Detach the strace that traces the recorded ``processes`` (SIGTERM makes strace detach)."""
+    done = []
+    for proc in spec.get("processes", []):
+        tracer = tracer_of(proc["pid"])
+        if not tracer or not same_process(proc["pid"], proc.get("create_time")):
+            continue
+        try:
+            name = psutil.Process(tracer).name()
+        except psutil.Error:
+            continue
+        if name == "strace":
+            done.append(undo({"kind": "terminate", "pid": tracer, "create_time": None}))
+    return "; ".join(done) or "not traced any more"
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def recover(run_dir: str) -> tuple[list[str], list[str]]:
+    """Undo every outstanding fault of the run at *run_dir* and remove every engine still up.
+
+    Returns ``(done, problems)``, one line each. Writes ``fault.undo`` (by ``recover``) and
+    ``engine.down`` entries, so a second call does nothing.
+    """
+    from harness.engines import engine_class
+    path = os.path.join(run_dir, LEDGER)
+    if not os.path.exists(path):
+        from runtime.errors import NotFound
+        raise NotFound(f"{run_dir}: no {LEDGER} here (is it a run directory?)")
+    ledger = Ledger(path)
+    entries = read(path)
+    done, problems = [], []
+    for e in reversed(outstanding(entries)):
+        try:
+            result = undo(e["undo"])
+        except OSError as err:
+            result = f"failed: {err}"
+            problems.append(f"{e['id']} {e['fault']}: {err}")
+        ledger.undone(e["run"], e["id"], "recover", result)
+        done.append(f"{e['id']} {e['fault']}: {result}")
+    for e in engines_up(entries):
+        record = e["record"]
+        try:
+            errs = engine_class(record["engine"]).recover(record)
+        except Exception as err:  # noqa: BLE001 - report and go on with the next engine
+            errs = [f"{type(err).__name__}: {err}"]
+        ledger.engine_down(e["run"], errs)
+        problems += errs
+        done.append(f"{e['run']}: engine {record['engine']} at {record.get('workdir')} removed"
+                    + (f" with problems: {'; '.join(errs)}" if errs else ""))
+    return done, problems

@@ -1,0 +1,447 @@
+"""Loading scenario files: YAML with line numbers, per-engine ``${name}`` substitution, validation.
+
+:func:`load` returns a :class:`LoadedScenario` (the file, the raw data and one validated
+:class:`~harness.scenario.models.Scenario` per engine it applies to) or raises
+:class:`ScenarioError`, whose ``str()`` is one line ``file:line:column: field: message (did you
+mean 'word'?)``. :func:`find_files` turns paths (files or directories, searched recursively for
+``*.yaml``/``*.yml``) into scenario files. Nothing here starts anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from harness.scenario import models as m
+from runtime.errors import InvalidArgument
+
+_VAR = re.compile(r"\$\{([^}]*)\}")
+
+
+class ScenarioError(InvalidArgument):
+    """A scenario file is wrong. ``str(err)`` is ``file:line:column: message``; exit code 2."""
+
+    def __init__(self, path: str, line: int, column: int, message: str):
+        super().__init__(f"{path}:{line}:{column}: {message}", path=path, line=line, column=column)
+        self.path, self.line, self.column, self.detail = path, line, column, message
+
+
+@dataclass
+class LoadedScenario:
+    """A validated scenario file: ``by_engine[engine]`` is the Scenario with that engine's values."""
+
+    path: str
+    data: dict
+    by_engine: dict[str, m.Scenario] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    @property
+    def engines(self) -> list[str]:
+        return list(self.by_engine)
+
+    @property
+    def any(self) -> m.Scenario:
+        return next(iter(self.by_engine.values()))
+
+
+# -- YAML with positions ---------------------------------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _compose(path: str, text: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise ScenarioError(path, line, col, f"YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ScenarioError(path, 1, 1, f"YAML: {e}") from None
+
+
+def _pos(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _check_duplicates(path: str, node: yaml.Node) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen = {}
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else None
+            if key in seen:
+                raise ScenarioError(path, *_pos(k), f"duplicate key {key!r} (first at line {seen[key]})")
+            seen[key] = k.start_mark.line + 1
+            _check_duplicates(path, v)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicates(path, item)
+
+
+def _child(node: yaml.Node, part: Any, key: bool = False) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode) and part in m.TIMING_FIELDS:
+        # a check's timing may sit inside its kind's mapping (Check._lift_timing)
+        found = _direct(node, part, key)
+        if found is None:
+            for _, v in node.value:
+                if isinstance(v, yaml.MappingNode) and _direct(v, part, key) is not None:
+                    return _direct(v, part, key)
+        return found
+    return _direct(node, part, key)
+
+
+def _direct(node: yaml.Node, part: Any, key: bool = False) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                return k if key else v
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        return node.value[part]
+    return None
+
+
+def node_at(root: yaml.Node, loc: tuple, key: bool = False) -> yaml.Node:
+    """The deepest YAML node along *loc* (parts that are not in the file, e.g. union tags, are skipped).
+
+    With *key*, the last part's key node (to point at an unknown key rather than its value)."""
+    node = root
+    for i, part in enumerate(loc):
+        nxt = _child(node, part, key=key and i == len(loc) - 1)
+        if nxt is not None:
+            node = nxt
+    return node
+
+
+# -- nearest valid word ------------------------------------------------------------------------------
+
+def _unwrap(t):
+    """The model/list/dict types inside Optional/Annotated/Union annotations."""
+    origin = typing.get_origin(t)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(t)[0])
+    if origin in (typing.Union, types.UnionType):
+        members = [_unwrap(a) for a in typing.get_args(t) if a is not type(None)]
+        return members
+    return t
+
+
+def _descend(t, part):
+    for cand in (t if isinstance(t, list) else [t]):
+        cand = _unwrap(cand)
+        if isinstance(cand, list):
+            r = _descend(cand, part)
+            if r is not None:
+                return r
+            continue
+        origin = typing.get_origin(cand)
+        if isinstance(part, int) and origin is list:
+            return typing.get_args(cand)[0]
+        if origin is dict and isinstance(part, str):
+            return typing.get_args(cand)[1]
+        if isinstance(cand, type) and issubclass(cand, BaseModel) and isinstance(part, str):
+            if part == cand.__name__:
+                return cand
+            for name, f in cand.model_fields.items():
+                if part in (name, f.alias):
+                    return f.annotation
+    return None
+
+
+def allowed_keys(t) -> list[str]:
+    """The keys a mapping of type *t* (a model, or a union holding one) may have."""
+    for cand in (t if isinstance(t, list) else [t]):
+        cand = _unwrap(cand)
+        if isinstance(cand, list):
+            keys = allowed_keys(cand)
+            if keys:
+                return keys
+        elif isinstance(cand, type) and issubclass(cand, BaseModel):
+            return [f.alias or n for n, f in cand.model_fields.items()]
+    return []
+
+
+def nearest(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest of *choices*, or an empty string."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_at(loc: tuple):
+    t = m.Scenario
+    for part in loc:
+        t = _descend(t, part)
+        if t is None:
+            return None
+    return t
+
+
+# -- substitution ------------------------------------------------------------------------------------
+
+def _substitute(path: str, value: Any, node: yaml.Node | None, values: dict[str, Any], engine: str) -> Any:
+    if isinstance(value, str) and "${" in value:
+        def lookup(name: str):
+            if name not in values:
+                line, col = _pos(node) if node is not None else (1, 1)
+                raise ScenarioError(path, line, col, f"${{{name}}} is not in expected{nearest(name, values)}")
+            per = values[name]
+            if engine in per:
+                return per[engine]
+            if "default" in per:
+                return per["default"]
+            line, col = _pos(node) if node is not None else (1, 1)
+            raise ScenarioError(path, line, col, f"expected.{name} has no value for engine {engine} (and no default)")
+        whole = _VAR.fullmatch(value.strip())
+        if whole:
+            return lookup(whole.group(1))
+        return _VAR.sub(lambda mt: str(lookup(mt.group(1))), value)
+    if isinstance(value, dict):
+        return {k: _substitute(path, v, _child(node, k) if node is not None else None, values, engine)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(path, v, _child(node, i) if node is not None else None, values, engine)
+                for i, v in enumerate(value)]
+    return value
+
+
+# -- loading -----------------------------------------------------------------------------------------
+
+def _validation_error(path: str, root: yaml.Node, err: ValidationError, engine: str, n_engines: int) -> ScenarioError:
+    errors = err.errors(include_url=False)
+    # The most specific error: the longest location; unknown keys and missing fields first.
+    rank = {"extra_forbidden": 0, "missing": 1}
+    e = sorted(errors, key=lambda x: (rank.get(x["type"], 2), -len(x["loc"])))[0]
+    loc = tuple(e["loc"])
+    shown = ".".join(str(p) for p in loc if _in_file(p))
+    if e["type"] == "extra_forbidden":
+        node = node_at(root, loc, key=True)
+        parent = _type_at(tuple(p for p in loc[:-1]))
+        msg = f"unknown field {loc[-1]!r}{nearest(loc[-1], allowed_keys(parent) if parent is not None else [])}"
+    elif e["type"] == "missing":
+        node = node_at(root, loc[:-1])
+        msg = f"missing field {loc[-1]!r}"
+    else:
+        node = node_at(root, loc)
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "literal_error":
+            choices = re.findall(r"'([^']*)'", msg)
+            msg += nearest(e.get("input", ""), choices)
+    where = f"{shown}: " if shown else ""
+    suffix = f" [engine {engine}]" if n_engines > 1 and "${" in _raw_text(node) else ""
+    return ScenarioError(path, *_pos(node), f"{where}{msg}{suffix}")
+
+
+def _in_file(part) -> bool:
+    """Whether a pydantic location part is a key or index of the file (not a union member's tag)."""
+    return not isinstance(part, str) or not part[:1].isupper() and "[" not in part and part != "check"
+
+
+def _raw_text(node: yaml.Node) -> str:
+    return node.value if isinstance(node, yaml.ScalarNode) else ""
+
+
+def _prepass(path: str, root: yaml.Node, data: dict) -> None:
+    """Unknown action/check keys with the nearest valid word, before pydantic's generic messages."""
+    step_keys = set(m.ACTION_MODELS) | {"id", "expect", "background", "engines", "timeout"}
+    check_keys = set(m.CHECK_MODELS) | {"id", "before", "after", "during", "within", "engines"}
+    top = allowed_keys(m.Scenario)
+    for key in data:
+        if key not in top:
+            raise ScenarioError(path, *_pos(node_at(root, (key,), key=True)),
+                                f"unknown field {key!r}{nearest(key, top)}")
+    for section, keys, actions, what in (("setup", step_keys, m.ACTION_MODELS, "action"),
+                                         ("steps", step_keys, m.ACTION_MODELS, "action"),
+                                         ("teardown", step_keys, m.ACTION_MODELS, "action"),
+                                         ("checks", check_keys, m.CHECK_MODELS, "check")):
+        items = data.get(section)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise ScenarioError(path, *_pos(node_at(root, (section,))), f"{section}: a list is needed")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ScenarioError(path, *_pos(node_at(root, (section, i))),
+                                    f"{section}.{i}: a mapping with one {what} is needed, e.g. "
+                                    + ("'- sleep: 1s'" if what == "action" else "'- orphans.none: {}'"))
+            for key in item:
+                if key not in keys:
+                    raise ScenarioError(path, *_pos(node_at(root, (section, i, key), key=True)),
+                                        f"{section}.{i}: unknown {what} or field {key!r}{nearest(key, keys)}")
+            if not any(k in actions for k in item):
+                raise ScenarioError(path, *_pos(node_at(root, (section, i))),
+                                    f"{section}.{i}: no {what}: use one of {', '.join(sorted(actions))}")
+
+
+def _crossref(path: str, root: yaml.Node, sc: m.Scenario, engine: str) -> None:
+    """References between parts: ids, await/before/after targets, containers, engine-only features."""
+    ids: dict[str, tuple] = {}
+    containers: set[str] = set()
+    for section, i, step in sc.all_steps():
+        if step.id:
+            if step.id in ids or step.id == "teardown":
+                raise ScenarioError(path, *_pos(node_at(root, (section, i, "id"))),
+                                    f"{section}.{i}.id: {step.id!r} is used twice (or reserved)")
+            ids[step.id] = (section, i)
+        if step.action in ("container.run", "container.create"):
+            containers.add(step.params.name)
+        elif step.action == "cli":
+            containers.update(cli_container_names(step.params))
+    for section, i, step in sc.all_steps():
+        loc = (section, i)
+        if step.engines and engine not in step.engines:
+            continue
+        if step.action == "await":
+            target = ids.get(step.params)
+            if target is None or not sc_step(sc, target).background:
+                raise ScenarioError(path, *_pos(node_at(root, loc + ("await",))),
+                                    f"{section}.{i}.await: no background step with id {step.params!r}"
+                                    + nearest(step.params, [k for k, v in ids.items() if sc_step(sc, v).background]))
+        only = m.ENGINE_ONLY.get(step.action)
+        if only and engine not in only:
+            raise ScenarioError(path, *_pos(node_at(root, loc + (step.action,), key=True)),
+                                f"{section}.{i}: {step.action} exists only on engine {', '.join(only)}: "
+                                f"restrict the step (engines: [{only[0]}]) or the scenario")
+        params = step.params
+        role = getattr(params, "component", None)
+        if role == "lowlevel" and engine != "capsize":
+            raise ScenarioError(path, *_pos(node_at(root, loc + (step.action, "component"))),
+                                f"{section}.{i}: component lowlevel exists only on engine capsize "
+                                f"(runc exits after create/start): restrict the step with engines: [capsize]")
+        if getattr(params, "failpoints", None) and engine != "capsize":
+            raise ScenarioError(path, *_pos(node_at(root, loc + (step.action, "failpoints"))),
+                                f"{section}.{i}: failpoints exist only on engine capsize: restrict the step "
+                                f"with engines: [capsize]")
+        name = getattr(params, "container", None) or (getattr(params, "name", None)
+                                                        if step.action.startswith("container.") else None)
+        if name and name not in containers:
+            field_name = "container" if getattr(params, "container", None) else "name"
+            raise ScenarioError(path, *_pos(node_at(root, loc + (step.action, field_name))),
+                                f"{section}.{i}: no container {name!r} is created by this scenario"
+                                + nearest(name, containers))
+    for j, check in enumerate(sc.checks):
+        loc = ("checks", j)
+        for field_name in ("before", "after"):
+            target = getattr(check, field_name)
+            if target and target not in ids and not (field_name == "after" and target == "teardown"):
+                raise ScenarioError(path, *_pos(node_at(root, loc + (field_name,))),
+                                    f"checks.{j}.{field_name}: no step with id {target!r}"
+                                    + nearest(target, list(ids) + ["teardown"]))
+        p = check.params
+        name = getattr(p, "container", None) or getattr(p, "name", None)
+        if name and name not in containers:
+            raise ScenarioError(path, *_pos(node_at(root, loc + (check.kind,))),
+                                f"checks.{j}.{check.kind}: no container {name!r} is created by this scenario"
+                                + nearest(name, containers))
+        if getattr(p, "role", None) == "lowlevel" and engine != "capsize" and \
+                (not check.engines or engine in check.engines):
+            raise ScenarioError(path, *_pos(node_at(root, loc + (check.kind, "role"))),
+                                f"checks.{j}: role lowlevel exists only on engine capsize: restrict the check "
+                                f"with engines: [capsize]")
+
+
+def cli_container_names(argv: list[str]) -> list[str]:
+    """Names given with ``--name`` to ``docker [container] run|create`` in *argv*."""
+    words = argv[1:]
+    if words[:1] == ["container"]:
+        words = words[1:]
+    if words[:1] not in (["run"], ["create"]):
+        return []
+    names = []
+    for i, w in enumerate(words):
+        if w == "--name" and i + 1 < len(words):
+            names.append(words[i + 1])
+        elif w.startswith("--name="):
+            names.append(w.split("=", 1)[1])
+    return names
+
+
+def sc_step(sc: m.Scenario, where: tuple) -> m.Step:
+    section, i = where
+    return getattr(sc, section)[i]
+
+
+def load(path: str) -> LoadedScenario:
+    """Read, validate and cross-check the scenario file *path* for every engine it names.
+
+    Raises ScenarioError (one line with file:line:column) for anything wrong, InvalidArgument
+    when the file cannot be read.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise InvalidArgument(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(path, 1, 1, "not UTF-8 text") from None
+    root = _compose(path, text)
+    if root is None or not isinstance(root, yaml.MappingNode):
+        raise ScenarioError(path, 1, 1, "a scenario is a YAML mapping with name, steps and checks")
+    _check_duplicates(path, root)
+    data = yaml.load(text, Loader=_Loader)
+    _prepass(path, root, data)
+    loaded = LoadedScenario(path=path, data=data)
+    expected = data.get("expected") or {}
+    if not isinstance(expected, dict) or not all(isinstance(v, dict) for v in expected.values()):
+        raise ScenarioError(path, *_pos(node_at(root, ("expected",))),
+                            "expected: a mapping of name -> {engine: value, default: value}")
+    engines = data.get("engines", list(m.Scenario.model_fields["engines"].default))
+    if not isinstance(engines, list) or not engines:
+        engines = ["capsize"]  # let the model report the type error
+    for engine in dict.fromkeys(engines):
+        if engine not in m.ENGINES:
+            raise ScenarioError(path, *_pos(node_at(root, ("engines", engines.index(engine)))),
+                                f"engines: unknown engine {engine!r}{nearest(engine, m.ENGINES)}")
+        subst = {k: (_substitute(path, v, _child(root, k), expected, engine) if k != "expected" else v)
+                 for k, v in data.items()}
+        try:
+            sc = m.Scenario.model_validate(subst)
+        except ValidationError as err:
+            raise _validation_error(path, root, err, engine, len(engines)) from None
+        _crossref(path, root, sc, engine)
+        loaded.by_engine[engine] = sc
+    return loaded
+
+
+def find_files(paths: list[str]) -> list[str]:
+    """Scenario files from *paths*: files as given, directories searched for ``*.yaml``/``*.yml``
+    (sorted; files named ``schema*`` and hidden dirs skipped). Raises InvalidArgument for a
+    path that does not exist or a directory without scenario files."""
+    found: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            inside = []
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                inside += [os.path.join(dirpath, f) for f in sorted(filenames)
+                           if f.endswith((".yaml", ".yml")) and not f.startswith("schema")]
+            if not inside:
+                raise InvalidArgument(f"{p}: no scenario files (*.yaml) in this directory")
+            found += inside
+        elif os.path.exists(p):
+            found.append(p)
+        else:
+            raise InvalidArgument(f"{p}: no such file or directory")
+    return list(dict.fromkeys(found))
+
+
+def load_all(paths: list[str]) -> list[LoadedScenario]:
+    """Load every scenario file under *paths*; the first error raises. Names must be unique."""
+    result, names = [], {}
+    for path in find_files(paths):
+        sc = load(path)
+        if sc.name in names:
+            raise ScenarioError(path, 1, 1, f"name {sc.name!r} is used by {names[sc.name]} too")
+        names[sc.name] = path
+        result.append(sc)
+    return result

@@ -1,0 +1,505 @@
+"""The container manager: capsized's state and every container operation (dockerd's daemon package).
+
+One :class:`Daemon` per process, used on the event loop only. It owns the containers
+(:class:`runtime.daemon.model.Container`, persisted by :class:`runtime.daemon.store.Store`),
+the names (:class:`runtime.daemon.names.NameIndex`), the event bus and the backend (every call
+to capsize-runtimed). Runtime events reach it through :meth:`on_task_exit` /
+:meth:`on_task_oom`; :meth:`on_runtime_up` re-syncs after the runtime (re)connects.
+
+Errors raised to the routes are :mod:`runtime.errors` classes with dockerd's texts: NotFound
+(404 ``No such container: X``, ``No such image: X``), InvalidArgument (400), AlreadyExists (409
+name conflicts), FailedPrecondition (409 wrong state), Unavailable (503, the runtime is down),
+DeadlineExceeded (504), :class:`runtime.daemon.stop.NoExitEvent` (500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from runtime.daemon import reconcile, restart, stop as stopmod
+from runtime.daemon.backend import Backend
+from runtime.daemon.events import EventBus
+from runtime.daemon.model import Container, State
+from runtime.daemon.names import NameIndex, new_id, random_name, validate_name
+from runtime.daemon.oci import build_spec
+from runtime.daemon.store import Store
+from runtime.errors import (CapsizeError, FailedPrecondition, InvalidArgument, NotFound, Unavailable,
+                            Unimplemented)
+
+#: Seconds ``docker rm -f`` waits for a killed container's exit before removing it anyway.
+FORCE_REMOVE_WAIT = 10.0
+
+
+class Daemon:
+    def __init__(self, config, log):
+        self.config = config
+        self.log = log
+        os.makedirs(os.path.join(config.data_root, "daemon"), mode=0o710, exist_ok=True)
+        os.makedirs(config.exec_root, exist_ok=True)
+        self.store = Store(config.data_root, durable=getattr(config, "fsync_state", False))
+        self.daemon_id = self._daemon_id()
+        self.containers: dict[str, Container] = {}
+        self.names = NameIndex()
+        self.events = EventBus()
+        self.backend = Backend(config, log)
+        self.shutting_down = False
+        self._bg: set[asyncio.Task] = set()
+        self._image_cache: dict[str, dict] = {}
+
+    def _daemon_id(self) -> str:
+        path = os.path.join(self.config.data_root, "daemon", "engine-id")
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            pass
+        eid = new_id()[:36]
+        with open(path + ".tmp", "w") as f:
+            f.write(eid)
+        os.replace(path + ".tmp", path)
+        return eid
+
+    # -- lifecycle of the daemon -------------------------------------------------------------
+    async def boot(self) -> None:
+        """Load the records, connect to the runtime (bounded wait), reconcile, restart policies."""
+        for cid, record in self.store.load_all(lambda m: self.log.warning(m)).items():
+            try:
+                c = Container.from_record(record)
+            except (KeyError, TypeError) as e:
+                self.log.warning(f"skipping container {cid}: bad record: {e}")
+                continue
+            self.containers[cid] = c
+            self.names.reserve(c.Name, cid)
+        self.log.info("Loading containers: done.", count=len(self.containers))
+        await self.backend.start(self)
+        if await self.backend.wait_healthy(self.config.runtime_wait):
+            await reconcile.at_start(self)
+        else:
+            self.log.warning("capsize-runtimed is not reachable: serving anyway; containers are reconciled "
+                             "when it comes back", address=self.config.runtime_address)
+
+    async def shutdown(self) -> None:
+        """SIGTERM: without live-restore, stop running containers (bounded by --shutdown-timeout)."""
+        self.shutting_down = True
+        for c in self.containers.values():
+            self.cancel_restart(c)
+        if self.config.live_restore:
+            return
+        running = [c for c in self.containers.values() if c.State.running]
+        if not running:
+            return
+
+        async def one(c):
+            try:
+                async with c.lock:
+                    hms = c.HasBeenManuallyStopped
+                    await stopmod.stop(self, c, c.ID, None)
+                    c.HasBeenManuallyStopped = hms   # a daemon shutdown is not a user's stop
+                    await self.save(c)
+            except CapsizeError as e:
+                self.log.error("failed to shut down container", container=c.ID, error=e.message)
+
+        try:
+            await asyncio.wait_for(asyncio.gather(*(one(c) for c in running)), self.config.shutdown_timeout)
+        except asyncio.TimeoutError:
+            self.log.error("Force shutdown daemon")
+
+    async def close(self) -> None:
+        for t in list(self._bg):
+            t.cancel()
+        await self.backend.close()
+
+    def spawn(self, coro) -> asyncio.Task:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+        t.add_done_callback(self._log_failure)
+        return t
+
+    def _log_failure(self, t: asyncio.Task) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            e = t.exception()
+            self.log.error("background task failed", error=getattr(e, "message", repr(e)))
+
+    # -- lookups -----------------------------------------------------------------------------
+    def get(self, ref: str) -> Container:
+        """The container *ref* names (id, name, id prefix); NotFound / InvalidArgument."""
+        return self.containers[self.names.resolve(ref)]
+
+    async def save(self, c: Container) -> None:
+        if not c.removed:
+            self.store.save(c.ID, c.to_record())
+        c.notify()
+
+    async def image_config_of(self, c: Container) -> dict:
+        cfg = self._image_cache.get(c.Image)
+        if cfg is None:
+            try:
+                cfg = (await self.backend.image_get(c.Image)).get("Config") or {}
+            except CapsizeError:
+                cfg = {}
+            self._image_cache[c.Image] = cfg
+        return cfg
+
+    # -- create ------------------------------------------------------------------------------
+    async def create(self, body: dict, name: str | None) -> Container:
+        """``POST /containers/create``: validate, resolve the image, record; event ``create``."""
+        cfg = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+        host = body.get("HostConfig") or {}
+        if not isinstance(host, dict):
+            raise InvalidArgument("HostConfig must be an object")
+        image_ref = cfg.get("Image")
+        if not image_ref or not isinstance(image_ref, str):
+            raise InvalidArgument("Config cannot be empty in order to create a container")
+        for key in ("Cmd", "Entrypoint", "Env"):
+            v = cfg.get(key)
+            if isinstance(v, str) and key != "Env":
+                cfg[key] = [v]
+            elif v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+                raise InvalidArgument(f"{key} must be a list of strings")
+        if cfg.get("Tty"):
+            raise Unimplemented("capsize does not support TTYs (docker run -t) yet")
+        restart.validate(host)
+        if name:
+            name = validate_name(name)
+        image = await self.backend.image_get(image_ref)
+        icfg = image.get("Config") or {}
+        entrypoint = cfg.get("Entrypoint")
+        cmd = cfg.get("Cmd")
+        if entrypoint is None:
+            entrypoint = icfg.get("Entrypoint") or []
+            if not cmd:
+                cmd = icfg.get("Cmd") or []
+        elif entrypoint == [""]:
+            entrypoint = []
+        argv = list(entrypoint or []) + list(cmd or [])
+        if not argv:
+            raise InvalidArgument("No command specified")
+        env = list(icfg.get("Env") or [])
+        for e in cfg.get("Env") or []:
+            key = e.split("=", 1)[0]
+            env = [x for x in env if x.split("=", 1)[0] != key] + [e]
+        labels = dict(icfg.get("Labels") or {})
+        labels.update(cfg.get("Labels") or {})
+        merged = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+                  "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": env,
+                  "Cmd": cmd or None, "Image": image_ref, "Volumes": None, "WorkingDir": "",
+                  "Entrypoint": entrypoint or None, "OnBuild": None, "Labels": labels}
+        for k, v in cfg.items():
+            if k not in ("Env", "Cmd", "Entrypoint", "Labels", "Image") and v is not None:
+                merged[k] = v
+        if not merged.get("WorkingDir"):
+            merged["WorkingDir"] = icfg.get("WorkingDir") or ""
+        if not merged.get("User"):
+            merged["User"] = icfg.get("User") or ""
+        if "StopSignal" not in cfg and icfg.get("StopSignal"):
+            merged["StopSignal"] = icfg["StopSignal"]
+        if merged.get("StopSignal"):
+            stopmod.parse_signal(merged["StopSignal"])
+        host = dict(host)
+        host.setdefault("NetworkMode", "default")
+        host.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        if not host["RestartPolicy"].get("Name"):
+            host["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+        host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        host.setdefault("AutoRemove", False)
+        cid = new_id()
+        if not merged.get("Hostname"):
+            merged["Hostname"] = cid[:12]
+        if not name:
+            name = "/" + random_name(self.names.names)
+        self.names.reserve(name, cid)    # AlreadyExists with Docker's conflict text
+        c = Container(ID=cid, Name=name, Created=time.time_ns(), Config=merged, HostConfig=host,
+                      Image=image["Id"], Path=argv[0], Args=argv[1:])
+        c.LogPath = self.store.log_path(cid)
+        try:
+            spec = build_spec(c)   # InvalidArgument for what the runtime could not run
+            await self.backend.create_container(cid, image, spec)
+        except BaseException:
+            self.names.remove(cid)
+            raise
+        try:
+            self.store.create(cid, c.to_record())
+        except BaseException:
+            self.names.remove(cid)
+            try:
+                await self.backend.delete_container(cid)
+            except CapsizeError:
+                pass
+            raise
+        self.containers[cid] = c
+        self.events.publish("container", "create", cid, c.event_attributes(), image=c.image_ref)
+        return c
+
+    # -- start -------------------------------------------------------------------------------
+    async def start(self, c: Container) -> bool:
+        """``POST /containers/{id}/start``; False when already running (304)."""
+        async with c.lock:
+            return await self._start_locked(c)
+
+    async def _start_locked(self, c: Container, from_policy: bool = False) -> bool:
+        if c.removed:
+            raise NotFound(f"No such container: {c.ID}")
+        if c.State.Status == "paused":
+            raise FailedPrecondition("cannot start a paused container, try unpause instead")
+        if c.State.Status == "running":
+            return False
+        if c.State.Status == "removing":
+            raise FailedPrecondition(f"container is marked for removal and cannot be started")
+        if not from_policy:
+            self.cancel_restart(c)
+            c.HasBeenManuallyStopped = False
+        spec = build_spec(c)
+        try:
+            async with c.task_lock:
+                await self._delete_task(c)
+                pid = await self.backend.run_task(c.ID, c.Image, spec, c.LogPath)
+        except CapsizeError as e:
+            c.State.Error = e.message
+            if not c.HasBeenStartedBefore:
+                c.State.Status = "created"
+            if "executable file not found" in e.message or "no such file or directory" in e.message:
+                c.State.ExitCode = 127
+                await self.save(c)
+                raise InvalidArgument(e.message) from None
+            c.State.ExitCode = 128 if not isinstance(e, Unavailable) else c.State.ExitCode
+            await self.save(c)
+            raise
+        c.TaskExists = True
+        c.State = State(Status="running", Pid=pid, StartedAt=time.time_ns(), ExitCode=0)
+        c.HasBeenStartedBefore = True
+        c.started_mono = time.monotonic()
+        await self.save(c)
+        self.events.publish("container", "start", c.ID, c.event_attributes(), image=c.image_ref)
+        # the task may have exited before we recorded it as running: its exit event is then queued
+        # for us (delivered now) or already seen by the backend
+        pending = self.backend.take_early_exit(c.ID)
+        if pending is not None:
+            await self.on_task_exit(c.ID, *pending)
+        return True
+
+    async def _delete_task(self, c: Container) -> None:
+        """Delete the (stopped) task; callers hold ``c.task_lock``."""
+        if not c.TaskExists:
+            return
+        try:
+            await self.backend.delete_task(c.ID)
+        except NotFound:
+            pass
+        c.TaskExists = False
+
+    # -- exits -------------------------------------------------------------------------------
+    async def on_task_exit(self, cid: str, pid: int, exit_status: int, exited_at_ns: int,
+                           made_up: bool = False, oom: bool = False) -> None:
+        """The task of *cid* exited (runtime event, or found at reconcile): state, ``die``, policies."""
+        c = self.containers.get(cid)
+        if c is None or not c.State.running:
+            # the exit of a task whose start is not recorded yet (it exited at once): kept for it
+            self.backend.remember_early_exit(cid, (pid, exit_status, exited_at_ns, made_up))
+            return
+        if pid and c.State.Pid and pid != c.State.Pid:
+            return   # an exit of an earlier run
+        c.State.Status = "exited"
+        c.State.Pid = 0
+        c.exits += 1
+        c.State.ExitCode = exit_status
+        c.State.FinishedAt = exited_at_ns or time.time_ns()
+        c.State.ExitCodeMadeUp = made_up
+        c.State.OOMKilled = oom or c.State.OOMKilled
+        if made_up:
+            c.State.Error = ("exit status unknown: the container exited while it could not be observed; "
+                             "255 is made up")
+        ran = time.monotonic() - getattr(c, "started_mono", time.monotonic())
+        await self.save(c)
+        self.events.publish("container", "die", cid, c.event_attributes(exitCode=exit_status), image=c.image_ref)
+        try:
+            async with c.task_lock:
+                await self._delete_task(c)
+        except CapsizeError as e:
+            self.log.warning("failed to delete task after exit", container=cid, error=e.message)
+        await self.save(c)
+        if self.shutting_down:
+            return
+        if c.HostConfig.get("AutoRemove"):
+            self.spawn(self._auto_remove(c))
+        elif restart.should_restart(c.HostConfig, exit_status, c.RestartCount, c.HasBeenManuallyStopped):
+            self._schedule_restart(c, ran)
+
+    async def on_task_oom(self, cid: str) -> None:
+        c = self.containers.get(cid)
+        if c is not None:
+            c.State.OOMKilled = True
+            self.events.publish("container", "oom", cid, c.event_attributes(), image=c.image_ref)
+
+    async def _auto_remove(self, c: Container) -> None:
+        try:
+            await self.remove(c, force=False, volumes=True)
+        except CapsizeError as e:
+            self.log.error("failed to auto-remove container", container=c.ID, error=e.message)
+
+    def _schedule_restart(self, c: Container, ran: float) -> None:
+        c.restart_delay = restart.backoff(getattr(c, "restart_delay", 0.0), ran)
+        c.State.Status = "restarting"
+        c.notify()
+
+        async def later():
+            await asyncio.sleep(c.restart_delay)
+            c.restart_task = None
+            async with c.lock:
+                if c.removed or c.State.Status != "restarting" or self.shutting_down:
+                    return
+                c.RestartCount += 1
+                try:
+                    await self._start_locked(c, from_policy=True)
+                except CapsizeError as e:
+                    self.log.error("restart policy: start failed", container=c.ID, error=e.message)
+                    c.State.Status = "exited"
+                    await self.save(c)
+
+        c.restart_task = self.spawn(later())
+
+    def cancel_restart(self, c: Container) -> None:
+        t = getattr(c, "restart_task", None)
+        if t is not None:
+            t.cancel()
+            c.restart_task = None
+
+    async def set_exited_from_restarting(self, c: Container) -> None:
+        c.State.Status = "exited"
+        await self.save(c)
+
+    # -- operations --------------------------------------------------------------------------
+    async def stop(self, c: Container, name: str, timeout: int | None) -> bool:
+        async with c.lock:
+            return await stopmod.stop(self, c, name, timeout)
+
+    async def kill(self, c: Container, name: str, sig: int) -> None:
+        async with c.lock:
+            if c.State.Status == "restarting":
+                self.cancel_restart(c)
+                c.HasBeenManuallyStopped = True
+                await self.set_exited_from_restarting(c)
+                return
+            await stopmod.kill(self, c, name, sig)
+            await self.save(c)
+
+    async def restart(self, c: Container, name: str, timeout: int | None) -> None:
+        async with c.lock:
+            if c.State.running or c.State.Status == "restarting":
+                await stopmod.stop(self, c, name, timeout)
+            await self._start_locked(c)
+            self.events.publish("container", "restart", c.ID, c.event_attributes(), image=c.image_ref)
+
+    async def pause(self, c: Container) -> None:
+        async with c.lock:
+            if c.State.Status == "paused":
+                raise FailedPrecondition(f"Container {c.ID} is already paused")
+            if c.State.Status != "running":
+                raise FailedPrecondition(f"Container {c.ID} is not running")
+            await self.backend.pause(c.ID)
+            c.State.Status = "paused"
+            await self.save(c)
+            self.events.publish("container", "pause", c.ID, c.event_attributes(), image=c.image_ref)
+
+    async def unpause(self, c: Container) -> None:
+        async with c.lock:
+            if c.State.Status != "paused":
+                raise FailedPrecondition(f"Container {c.ID} is not paused")
+            await self.backend.resume(c.ID)
+            c.State.Status = "running"
+            await self.save(c)
+            self.events.publish("container", "unpause", c.ID, c.event_attributes(), image=c.image_ref)
+
+    async def rename(self, c: Container, new_name: str) -> None:
+        if not new_name:
+            raise InvalidArgument("Neither old nor new names may be empty")
+        new = validate_name(new_name)
+        if new == c.Name:
+            raise InvalidArgument(f"Renaming a container with the same name as its current name")
+        old = c.Name
+        self.names.reserve(new, c.ID)
+        self.names.release(old)
+        c.Name = new
+        await self.save(c)
+        self.events.publish("container", "rename", c.ID, c.event_attributes(oldName=old), image=c.image_ref)
+
+    async def remove(self, c: Container, force: bool, volumes: bool) -> None:
+        """``DELETE /containers/{id}``: 409 for a running container without *force*."""
+        async with c.lock:
+            if c.removed:
+                return
+            if c.State.Status == "restarting":
+                self.cancel_restart(c)
+                c.State.Status = "exited"
+            if c.State.running:
+                if not force:
+                    if c.State.Status == "paused":
+                        raise FailedPrecondition(f"You cannot remove a paused container {c.ID}. Unpause and then "
+                                                 f"stop the container before attempting removal or force remove")
+                    raise FailedPrecondition(f"You cannot remove a running container {c.ID}. Stop the container "
+                                             f"before attempting removal or force remove")
+                c.HasBeenManuallyStopped = True
+                try:
+                    await stopmod.kill_and_wait(self, c, c.ID, "Could not kill running container")
+                except stopmod.NoExitEvent as e:
+                    raise CapsizeError(f"Could not kill running container {c.ID}, cannot remove - "
+                                       f"{e.message}") from None
+            self.cancel_restart(c)
+            async with c.task_lock:
+                await self._delete_task(c)
+            await self.backend.delete_container(c.ID)
+            c.removed = True
+            c.State.Status = "removing"
+            self.store.delete(c.ID)
+            self.names.remove(c.ID)
+            self.containers.pop(c.ID, None)
+            c.notify()
+            self.events.publish("container", "destroy", c.ID, c.event_attributes(), image=c.image_ref)
+
+    async def wait(self, c: Container, condition: str) -> int:
+        """``POST /containers/{id}/wait``: the exit code when *condition* is met."""
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise InvalidArgument(f"invalid condition: {condition!r}")
+        if condition in ("", "not-running") and not c.State.running and c.State.Status != "restarting":
+            return c.State.ExitCode
+        seen = c.exits
+        while not c.removed:
+            if condition != "removed" and c.exits > seen:
+                return c.State.ExitCode
+            await c.changed.wait()
+        return c.State.ExitCode
+
+    async def top(self, c: Container, ps_args: str) -> dict:
+        if not c.State.running:
+            raise FailedPrecondition(f"Container {c.ID} is not running")
+        pids = set(await self.backend.pids(c.ID))
+        args = (ps_args or "-ef").split()
+        proc = await asyncio.create_subprocess_exec("ps", *args, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 10)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise CapsizeError("ps did not answer within 10s") from None
+        if proc.returncode != 0:
+            raise InvalidArgument(f"Error running ps: {err.decode(errors='replace').strip()}")
+        lines = out.decode(errors="replace").splitlines()
+        if not lines:
+            return {"Titles": [], "Processes": []}
+        titles = lines[0].split()
+        try:
+            pid_col = titles.index("PID")
+        except ValueError:
+            raise InvalidArgument(f"Couldn't find PID field in ps output") from None
+        procs = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            try:
+                if int(fields[pid_col]) in pids:
+                    procs.append(fields)
+            except (ValueError, IndexError):
+                continue
+        return {"Titles": titles, "Processes": procs}

@@ -1,0 +1,194 @@
+"""The container record capsized keeps, and its Engine API views.
+
+A :class:`Container` is what ``<data-root>/daemon/containers/<id>/config.v2.json`` holds
+(:meth:`Container.to_record` / :meth:`Container.from_record`): the create request's ``Config``
+and ``HostConfig`` (with the image's defaults filled in), the image id, the name, the restart
+count and the :class:`State`. Times are kept as integer nanoseconds since the epoch.
+
+Views:
+
+* :meth:`Container.inspect` — ``GET /containers/{id}/json`` (``ContainerInspectResponse``, API 1.41);
+* :meth:`Container.summary` — one item of ``GET /containers/json`` (``ContainerSummary``);
+* :meth:`State.status_text` — the ``Status`` column of ``docker ps`` (``Up 3 seconds``,
+  ``Exited (137) 2 minutes ago``, ``Up 5 seconds (Paused)``, ``Restarting (1) 1 second ago``,
+  ``Created``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+
+from runtime.daemon.clock import human_duration, rfc3339
+
+#: The HostConfig fields of the Engine API 1.41 with their zero values (what dockerd shows for
+#: fields a create request left out).
+HOST_CONFIG_DEFAULTS = {
+    "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+    "NetworkMode": "default", "PortBindings": None, "RestartPolicy": {"Name": "", "MaximumRetryCount": 0},
+    "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
+    "CgroupnsMode": "host", "Dns": None, "DnsOptions": None, "DnsSearch": None, "ExtraHosts": None,
+    "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
+    "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "",
+    "UsernsMode": "", "ShmSize": 67108864, "Runtime": "capsize-runc", "ConsoleSize": [0, 0], "Isolation": "",
+    "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": None,
+    "BlkioDeviceReadBps": None, "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None,
+    "BlkioDeviceWriteIOps": None, "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
+    "CpusetCpus": "", "CpusetMems": "", "Devices": None, "DeviceCgroupRules": None, "DeviceRequests": None,
+    "KernelMemory": 0, "KernelMemoryTCP": 0, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
+    "OomKillDisable": False, "PidsLimit": None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
+    "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,
+}
+
+#: The container Config fields (ContainerConfig) with their zero values.
+CONFIG_DEFAULTS = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+    "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None,
+}
+
+STATUSES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
+
+
+@dataclass
+class State:
+    """A container's state (``ContainerState``); *Status* is one of :data:`STATUSES`."""
+
+    Status: str = "created"
+    Pid: int = 0
+    ExitCode: int = 0
+    Error: str = ""
+    OOMKilled: bool = False
+    StartedAt: int = 0
+    FinishedAt: int = 0
+    #: True when ExitCode was made up (255): the exit happened while nothing could record it.
+    ExitCodeMadeUp: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.Status in ("running", "paused")
+
+    def view(self) -> dict:
+        return {"Status": self.Status, "Running": self.Status in ("running", "paused"),
+                "Paused": self.Status == "paused", "Restarting": self.Status == "restarting",
+                "OOMKilled": self.OOMKilled, "Dead": self.Status == "dead", "Pid": self.Pid,
+                "ExitCode": self.ExitCode, "Error": self.Error, "StartedAt": rfc3339(self.StartedAt),
+                "FinishedAt": rfc3339(self.FinishedAt)}
+
+    def status_text(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        if self.Status in ("running", "paused"):
+            text = "Up " + human_duration(now - self.StartedAt / 1e9)
+            return text + " (Paused)" if self.Status == "paused" else text
+        if self.Status == "restarting":
+            return f"Restarting ({self.ExitCode}) {human_duration(now - self.FinishedAt / 1e9)} ago"
+        if self.Status == "removing":
+            return "Removal In Progress"
+        if self.Status == "dead":
+            return "Dead"
+        if self.Status == "exited" or self.FinishedAt:
+            return f"Exited ({self.ExitCode}) {human_duration(now - self.FinishedAt / 1e9)} ago"
+        return "Created"
+
+
+@dataclass
+class Container:
+    ID: str
+    Name: str                      # "/name"
+    Created: int                   # ns
+    Config: dict                   # the API's container Config (image defaults merged)
+    HostConfig: dict
+    Image: str                     # "sha256:<hex>"
+    Path: str = ""
+    Args: list = field(default_factory=list)
+    State: State = field(default_factory=State)
+    RestartCount: int = 0
+    HasBeenStartedBefore: bool = False
+    HasBeenManuallyStopped: bool = False
+    LogPath: str = ""
+    # runtime-side facts (not part of the API)
+    TaskExists: bool = False
+
+    def __post_init__(self):
+        self.changed = asyncio.Event()     # set (and replaced) on every state change
+        self.lock = asyncio.Lock()         # serialises lifecycle operations on this container
+        self.task_lock = asyncio.Lock()    # serialises task create/delete (exit handling vs start)
+        self.removed = False
+        self.stopping = False              # an explicit stop/kill is in progress (no restart policy)
+        self.restart_task = None           # the pending restart-policy timer
+        self.exits = 0                     # exits seen by this daemon (for wait next-exit)
+        self.restart_delay = 0.0
+        self.started_mono = 0.0
+
+    # -- persistence --------------------------------------------------------------------------
+    def to_record(self) -> dict:
+        return {"ID": self.ID, "Name": self.Name, "Created": self.Created, "Config": self.Config,
+                "HostConfig": self.HostConfig, "Image": self.Image, "Path": self.Path, "Args": self.Args,
+                "State": asdict(self.State), "RestartCount": self.RestartCount,
+                "HasBeenStartedBefore": self.HasBeenStartedBefore,
+                "HasBeenManuallyStopped": self.HasBeenManuallyStopped, "LogPath": self.LogPath,
+                "TaskExists": self.TaskExists}
+
+    @classmethod
+    def from_record(cls, r: dict) -> "Container":
+        state = State(**{k: v for k, v in r.get("State", {}).items() if k in State.__dataclass_fields__})
+        return cls(ID=r["ID"], Name=r["Name"], Created=r["Created"], Config=r["Config"],
+                   HostConfig=r["HostConfig"], Image=r["Image"], Path=r.get("Path", ""), Args=r.get("Args", []),
+                   State=state, RestartCount=r.get("RestartCount", 0),
+                   HasBeenStartedBefore=r.get("HasBeenStartedBefore", False),
+                   HasBeenManuallyStopped=r.get("HasBeenManuallyStopped", False),
+                   LogPath=r.get("LogPath", ""), TaskExists=r.get("TaskExists", False))
+
+    def notify(self) -> None:
+        """Wake everything waiting on :attr:`changed`."""
+        ev, self.changed = self.changed, asyncio.Event()
+        ev.set()
+
+    @property
+    def name(self) -> str:
+        return self.Name.lstrip("/")
+
+    @property
+    def image_ref(self) -> str:
+        return self.Config.get("Image") or self.Image
+
+    @property
+    def labels(self) -> dict:
+        return self.Config.get("Labels") or {}
+
+    def event_attributes(self, **extra) -> dict:
+        attrs = dict(self.labels)
+        attrs.update(image=self.image_ref, name=self.name)
+        attrs.update({k: str(v) for k, v in extra.items()})
+        return attrs
+
+    # -- views --------------------------------------------------------------------------------
+    def command_text(self) -> str:
+        return " ".join([self.Path] + list(self.Args)).strip()
+
+    def inspect(self) -> dict:
+        """``GET /containers/{id}/json`` (Engine API 1.41 ContainerInspectResponse)."""
+        return {
+            "Id": self.ID, "Created": rfc3339(self.Created), "Path": self.Path, "Args": list(self.Args),
+            "State": self.State.view(), "Image": self.Image,
+            "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": self.LogPath,
+            "Name": self.Name, "RestartCount": self.RestartCount, "Driver": "overlay",
+            "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
+            "ExecIDs": None, "HostConfig": {**HOST_CONFIG_DEFAULTS, **self.HostConfig},
+            "GraphDriver": {"Data": None, "Name": "overlay"}, "Mounts": [], "Config": self.Config,
+            "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False,
+                                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
+                                "SandboxKey": "", "SecondaryIPAddresses": None,
+                                "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "",
+                                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+                                "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": {}},
+        }
+
+    def summary(self) -> dict:
+        """One ``GET /containers/json`` item (ContainerSummary)."""
+        return {"Id": self.ID, "Names": [self.Name], "Image": self.image_ref, "ImageID": self.Image,
+                "Command": self.command_text(), "Created": self.Created // 1_000_000_000, "Ports": [],
+                "Labels": dict(self.labels), "State": self.State.Status, "Status": self.State.status_text(),
+                "HostConfig": {"NetworkMode": self.HostConfig.get("NetworkMode") or "default"},
+                "NetworkSettings": {"Networks": {}}, "Mounts": []}  # no networks: capsize gives a netns with lo only

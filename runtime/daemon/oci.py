@@ -1,0 +1,82 @@
+"""The OCI runtime spec capsized hands to capsize-runtimed for a container (dockerd's oci defaults).
+
+:func:`build_spec` starts from :func:`runtime.lowlevel.spec.default_spec` and applies what
+dockerd applies (daemon/oci_linux.go): Docker's 14 default capabilities (plus ``CapAdd``, minus
+``CapDrop``), ``noNewPrivileges`` false, no rlimits, hostname = the 12-hex short id unless
+``Config.Hostname``, ``HOSTNAME`` and a default ``PATH`` in the environment, the working
+directory, a numeric ``User`` (``uid[:gid]``; ``root``), a read-only root with
+``HostConfig.ReadonlyRootfs``, the network namespace dropped for ``NetworkMode: host``, memory,
+pids and CPU-shares limits, ``OomScoreAdj``, and the cgroup ``/capsize/<id>``. Labels prefixed
+``io.capsize.`` become annotations (e.g. the shim's ``io.capsize.shim.failpoint.<method>``).
+
+Errors: InvalidArgument (400) for a user that is not numeric.
+"""
+
+from __future__ import annotations
+
+from runtime.errors import InvalidArgument
+from runtime.lowlevel.spec import default_spec
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DOCKER_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+               "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+               "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+
+
+def _cap(name: str) -> str:
+    name = name.upper()
+    return name if name.startswith("CAP_") else "CAP_" + name
+
+
+def _user(user: str) -> dict:
+    if not user or user in ("root", "0", "root:root", "0:0"):
+        return {"uid": 0, "gid": 0}
+    uid, _, gid = user.partition(":")
+    try:
+        return {"uid": int(uid), "gid": int(gid or 0)}
+    except ValueError:
+        raise InvalidArgument(f"unable to find user {user}: capsize supports numeric users only (uid[:gid])") from None
+
+
+def build_spec(container) -> dict:
+    """The OCI config for *container* (a :class:`runtime.daemon.model.Container`)."""
+    cfg, host = container.Config, container.HostConfig
+    spec = default_spec()
+    proc = spec["process"]
+    proc["args"] = [container.Path] + list(container.Args)
+    env = list(cfg.get("Env") or [])
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, DEFAULT_PATH)
+    hostname = cfg.get("Hostname") or container.ID[:12]
+    env.insert(1, f"HOSTNAME={hostname}")
+    proc["env"] = env
+    proc["cwd"] = cfg.get("WorkingDir") or "/"
+    proc["user"] = _user(cfg.get("User") or "")
+    proc["noNewPrivileges"] = False
+    proc.pop("rlimits", None)
+    caps = list(DOCKER_CAPS)
+    add = [_cap(c) for c in host.get("CapAdd") or []]
+    drop = [_cap(c) for c in host.get("CapDrop") or []]
+    if "CAP_ALL" in drop:
+        caps = []
+    caps = [c for c in caps if c not in drop] + [c for c in add if c not in caps and c != "CAP_ALL"]
+    proc["capabilities"] = {"bounding": list(caps), "effective": list(caps), "permitted": list(caps)}
+    if host.get("OomScoreAdj"):
+        proc["oomScoreAdj"] = int(host["OomScoreAdj"])
+    spec["hostname"] = hostname
+    spec["root"] = {"path": "rootfs", "readonly": bool(host.get("ReadonlyRootfs"))}
+    linux = spec["linux"]
+    if host.get("NetworkMode") == "host":
+        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
+    linux["cgroupsPath"] = f"/capsize/{container.ID}"
+    res = linux.setdefault("resources", {})
+    if host.get("Memory"):
+        res["memory"] = {"limit": int(host["Memory"])}
+    if host.get("PidsLimit"):
+        res["pids"] = {"limit": int(host["PidsLimit"])}
+    if host.get("CpuShares"):
+        res["cpu"] = {"shares": int(host["CpuShares"])}
+    ann = {k: str(v) for k, v in (cfg.get("Labels") or {}).items() if k.startswith("io.capsize.")}
+    if ann:
+        spec["annotations"] = ann
+    return spec

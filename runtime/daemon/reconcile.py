@@ -1,0 +1,108 @@
+"""Reconciling capsized's records with capsize-runtimed: at start-up and after a reconnect.
+
+At start-up (:func:`at_start`, before the API serves, as dockerd's ``restore``), for each
+container recorded as running, paused or restarting, the runtime's task decides:
+
+* task running/paused, ``--live-restore``: adopted (same pid, still ``Up``, no events);
+* task running/paused, no live-restore: stopped as ``docker stop`` would (stop signal, the
+  container's stop timeout, SIGKILL; events ``kill``, ``die``, ``stop``) — dockerd's behaviour;
+* task stopped (it exited while the daemon was down): ``Exited`` with the task's real exit
+  status (the shim's exit file) and a ``die`` event; when the runtime says the status was made
+  up (``exit_source`` ``default``/``unknown``) or has no task at all, 255 and ``State.Error``
+  saying it is made up;
+* an ``AutoRemove`` (``--rm``) container that exited meanwhile is removed (``destroy``).
+
+Then containers whose restart policy says so (``always``; ``unless-stopped`` not stopped by the
+user) are started. After a reconnect (:func:`resync`) the same task check runs for containers
+believed running, so exits missed while the runtime was down are applied (dockerd does not do
+this: baseline E3 "Docker never converges"; capsize does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from runtime.daemon import restart, stop as stopmod
+from runtime.errors import CapsizeError, NotFound
+
+
+async def _check(daemon, c, adopt: bool) -> None:
+    try:
+        st = await daemon.backend.task_state(c.ID)
+    except NotFound:
+        st = None
+    except CapsizeError as e:
+        daemon.log.warning("cannot get task state", container=c.ID, error=e.message)
+        return
+    if st is None:
+        if c.State.running:
+            c.TaskExists = False
+            await daemon.on_task_exit(c.ID, c.State.Pid, 255, 0, made_up=True)
+        return
+    if st["status"] in ("running", "paused", "created", "creating", "unknown"):
+        if adopt or st["status"] in ("created", "creating", "unknown"):
+            if st["status"] in ("running", "paused"):
+                c.State.Pid = st.get("pid") or c.State.Pid
+                c.State.Status = st["status"]
+                c.TaskExists = True
+                await daemon.save(c)
+            return
+        # no live-restore: stop it, as dockerd does at start-up
+        async with c.lock:
+            manual = c.HasBeenManuallyStopped
+            try:
+                await stopmod.stop(daemon, c, c.ID, None)
+            except CapsizeError as e:
+                daemon.log.error("failed to stop container at start-up", container=c.ID, error=e.message)
+            c.HasBeenManuallyStopped = manual
+            await daemon.save(c)
+        return
+    # stopped
+    c.TaskExists = True
+    made_up = st.get("exit_source") in ("default", "unknown")
+    code = st.get("exit_status")
+    if code is None:
+        code, made_up = 255, True
+    if made_up:
+        code = 255
+    await daemon.on_task_exit(c.ID, st.get("pid") or c.State.Pid, int(code), st.get("exited_at_ns") or 0,
+                              made_up=made_up)
+
+
+async def at_start(daemon) -> None:
+    live = daemon.config.live_restore
+    checks = []
+    for c in list(daemon.containers.values()):
+        if c.State.Status == "restarting":
+            c.State.Status = "exited"
+            await daemon.save(c)
+        if c.State.running:
+            checks.append(_check(daemon, c, live))
+        elif c.TaskExists:
+            checks.append(_cleanup(daemon, c))
+    await asyncio.gather(*checks)
+    for c in list(daemon.containers.values()):
+        if c.removed:
+            continue
+        if c.State.Status == "exited" and c.HostConfig.get("AutoRemove"):
+            await daemon._auto_remove(c)
+        elif not c.State.running and restart.start_at_boot(c.HostConfig, c.HasBeenManuallyStopped):
+            try:
+                await daemon.start(c)
+            except CapsizeError as e:
+                daemon.log.error("failed to start container at boot", container=c.ID, error=e.message)
+
+
+async def _cleanup(daemon, c) -> None:
+    try:
+        async with c.task_lock:
+            await daemon._delete_task(c)
+        await daemon.save(c)
+    except CapsizeError as e:
+        daemon.log.warning("failed to delete a stopped task", container=c.ID, error=e.message)
+
+
+async def resync(daemon) -> None:
+    """After the runtime came back: apply exits that happened while it was unreachable."""
+    await asyncio.gather(*(_check(daemon, c, True) for c in list(daemon.containers.values())
+                           if c.State.running))

@@ -1,0 +1,214 @@
+"""Image endpoints (Engine API 1.41), through capsize-runtimed's content store.
+
+==============================================  ==============================================
+``GET /images/json``                            list (``all``, ``filters``: reference,
+                                                dangling, label, before, since)
+``GET /images/{name}/json``                     inspect; 404 ``No such image: NAME``
+``POST /images/create?fromSrc=-&repo=&tag=``    ``docker import``: the body is a rootfs tar;
+                                                answers a JSON message stream
+                                                ``{"status": "sha256:<id>"}``
+``POST /images/create?fromImage=``              ``docker pull``: capsize has no registry
+                                                access: 404 with a clear message
+``POST /images/load``                           ``docker load``: ``{"stream": "Loaded image: X\\n"}``
+``GET /images/get?names=``, ``/images/{n}/get``  ``docker save``: an ``application/x-tar`` stream
+``POST /images/{name}/tag?repo=&tag=``          201
+``DELETE /images/{name}?force=&noprune=``       ``[{"Untagged": ref}, {"Deleted": id}]``; 409
+                                                when a container uses it (Docker's texts)
+==============================================  ==============================================
+
+Events: ``import``, ``load``, ``tag``, ``untag``, ``delete``, ``save`` (Type ``image``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from aiohttp import web
+
+from runtime.daemon import images as imgs
+from runtime.daemon.api import json_response, query_bool
+from runtime.daemon.filters import match_labels, parse_filters
+from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, NotFound
+
+IMAGE_FILTERS = {"reference", "dangling", "label", "before", "since"}
+
+
+def _d(request):
+    return request.app["daemon"]
+
+
+async def list_images(request: web.Request):
+    d = _d(request)
+    f = parse_filters(request.query.get("filters"), IMAGE_FILTERS)
+    images = sorted(await d.backend.image_list(), key=lambda i: i.get("Created", 0), reverse=True)
+    out = []
+    import fnmatch
+    for img in images:
+        tags = img.get("RepoTags") or []
+        if "reference" in f and not any(fnmatch.fnmatch(t, p) or fnmatch.fnmatch(t, p + ":*")
+                                        for t in tags for p in f["reference"]):
+            continue
+        if "dangling" in f and (f["dangling"][0] in ("true", "1")) != (not tags):
+            continue
+        if "label" in f and not match_labels(f["label"], (img.get("Config") or {}).get("Labels")):
+            continue
+        out.append(imgs.summary(img))
+    return json_response(out)
+
+
+async def inspect_image(request: web.Request):
+    d = _d(request)
+    return json_response(imgs.inspect(await d.backend.image_get(request.match_info["name"])))
+
+
+async def _spool(request: web.Request, d) -> str:
+    """The request body in a temporary file under the data root (the caller removes it)."""
+    tmpdir = os.path.join(d.config.data_root, "daemon", "tmp")
+    os.makedirs(tmpdir, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="upload-", suffix=".tar", dir=tmpdir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.content.iter_chunked(1 << 16):
+                f.write(chunk)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+async def create_image(request: web.Request):
+    d = _d(request)
+    q = request.query
+    if q.get("fromImage"):
+        ref = q["fromImage"] + (":" + q["tag"] if q.get("tag") and "@" not in q["fromImage"] else "")
+        raise NotFound(f"pull access denied for {q['fromImage']}: capsize does not pull from registries; "
+                       f"use docker load or docker import (wanted {ref})")
+    if q.get("fromSrc") != "-":
+        raise InvalidArgument("capsize imports from the request body only (fromSrc=-)")
+    if q.getall("changes", []) and any(c.strip() for c in q.getall("changes", [])):
+        raise InvalidArgument("capsize does not support --change on import")
+    name = None
+    if q.get("repo"):
+        name = imgs.normalize(q["repo"] + (":" + q["tag"] if q.get("tag") else ""))
+    path = await _spool(request, d)
+    try:
+        img = await d.backend.image_import(path, "rootfs", name)
+    finally:
+        os.unlink(path)
+    d.events.publish("image", "import", img["Id"], {"name": img["Id"]})
+    return web.Response(status=200, content_type="application/json",
+                        body=json.dumps({"status": img["Id"]}).encode() + b"\n")
+
+
+async def load_image(request: web.Request):
+    d = _d(request)
+    path = await _spool(request, d)
+    try:
+        loaded = await d.backend.image_load(path)
+    finally:
+        os.unlink(path)
+    lines = []
+    for img in loaded:
+        d.events.publish("image", "load", img["Id"], {"name": img["Id"]})
+        tags = img.get("RepoTags") or []
+        for t in tags:
+            lines.append(json.dumps({"stream": f"Loaded image: {t}\n"}))
+        if not tags:
+            lines.append(json.dumps({"stream": f"Loaded image ID: {img['Id']}\n"}))
+    return web.Response(status=200, content_type="application/json",
+                        body=("\n".join(lines) + "\n").encode())
+
+
+async def save_images(request: web.Request):
+    d = _d(request)
+    names = request.query.getall("names", []) if "name" not in request.match_info else [request.match_info["name"]]
+    if not names:
+        raise InvalidArgument("no images given: use ?names=")
+    refs = []
+    for n in names:
+        img = await d.backend.image_get(n)   # NotFound first, before any byte is sent
+        refs.append(n if not imgs.is_image_id(n) else img["Id"])
+    tmpdir = os.path.join(d.config.data_root, "daemon", "tmp")
+    os.makedirs(tmpdir, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="save-", suffix=".tar", dir=tmpdir)
+    os.close(fd)
+    try:
+        await d.backend.image_export(refs, path)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
+        await resp.prepare(request)
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(1 << 16)
+                if not chunk:
+                    break
+                await resp.write(chunk)
+        for r in refs:
+            d.events.publish("image", "save", r, {"name": r})
+        return resp
+    finally:
+        os.unlink(path)
+
+
+async def tag_image(request: web.Request):
+    d = _d(request)
+    repo = request.query.get("repo", "")
+    if not repo:
+        raise InvalidArgument("repository name must have at least one component")
+    new = imgs.normalize(repo + (":" + request.query["tag"] if request.query.get("tag") else ""))
+    img = await d.backend.image_get(request.match_info["name"])
+    await d.backend.image_tag(img, new)
+    d.events.publish("image", "tag", img["Id"], {"name": new})
+    return web.Response(status=201)
+
+
+async def remove_image(request: web.Request):
+    d = _d(request)
+    ref = request.match_info["name"]
+    force = query_bool(request, "force")
+    img = await d.backend.image_get(ref)
+    users = [c for c in d.containers.values() if c.Image == img["Id"]]
+    tags = list(img.get("RepoTags") or [])
+    out = []
+    if not imgs.is_image_id(ref) or any(t == imgs.normalize(ref) for t in tags):
+        name = imgs.normalize(ref)
+        if name not in tags:
+            raise NotFound(f"No such image: {ref}")
+        if len(tags) == 1 and users and not force:
+            raise FailedPrecondition(f'conflict: unable to remove repository reference "{ref}" (must force) - '
+                                     f'container {users[0].ID[:12]} is using its referenced image {img["Id"][7:19]}')
+        await d.backend.image_untag(name)
+        out.append({"Untagged": name})
+        d.events.publish("image", "untag", img["Id"], {"name": img["Id"]})
+        if len(tags) > 1 or users:
+            return json_response(out)
+    else:
+        running = [c for c in users if c.State.running]
+        if running:
+            raise FailedPrecondition(f"conflict: unable to delete {img['Id'][7:19]} (cannot be forced) - image is "
+                                     f"being used by running container {running[0].ID[:12]}")
+        if len(tags) > 1 and not force:
+            raise FailedPrecondition(f"conflict: unable to delete {img['Id'][7:19]} (must be forced) - image is "
+                                     f"referenced in multiple repositories")
+        if users and not force:
+            raise FailedPrecondition(f"conflict: unable to delete {img['Id'][7:19]} (must be forced) - image is "
+                                     f"being used by stopped container {users[0].ID[:12]}")
+        for t in tags:
+            await d.backend.image_untag(t)
+            out.append({"Untagged": t})
+            d.events.publish("image", "untag", img["Id"], {"name": img["Id"]})
+    try:
+        await d.backend.image_delete_id(img["Id"])
+    except NotFound:
+        pass
+    out.append({"Deleted": img["Id"]})
+    d.events.publish("image", "delete", img["Id"], {"name": img["Id"]})
+    return json_response(out)
+
+
+def routes():
+    return [("GET", "/images/json", list_images), ("POST", "/images/create", create_image),
+            ("POST", "/images/load", load_image), ("GET", "/images/get", save_images),
+            ("GET", "/images/{name:.+}/json", inspect_image), ("GET", "/images/{name:.+}/get", save_images),
+            ("POST", "/images/{name:.+}/tag", tag_image), ("DELETE", "/images/{name:.+}", remove_image)]

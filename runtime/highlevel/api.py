@@ -1,0 +1,236 @@
+"""The HTTP routes of capsize-runtimed's API (documented in the package docstring).
+
+Each handler checks its input, calls the image store, container store or task manager (slow
+file work in a worker thread) and publishes the events the change makes. Handlers raise the
+shared errors; :mod:`runtime.highlevel.httpserver` turns them into JSON error replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+
+from runtime.errors import InvalidArgument
+from runtime.highlevel.httpserver import FileResponse, Router, StreamResponse
+from runtime.shim.paths import check_id
+
+API_VERSION = 1
+VERSION = "0.1.0"
+
+
+def _ns(namespace: str) -> str:
+    return check_id(namespace, "namespace")
+
+
+def _labels_from_query(req) -> dict:
+    labels = {}
+    for item in req.args("label"):
+        key, eq, value = item.partition("=")
+        if not key or not eq:
+            raise InvalidArgument(f"label {item!r}: want key=value", field="label")
+        labels[key] = value
+    return labels
+
+
+def _int_arg(req, name: str, default=None):
+    value = req.arg(name)
+    if value is None or value == "":
+        return default
+    try:
+        n = int(value)
+        if n < 0:
+            raise ValueError
+        return n
+    except ValueError:
+        raise InvalidArgument(f"{name} must be a non-negative integer, not {value!r}", field=name) from None
+
+
+def build(daemon) -> Router:
+    """The router for *daemon* (a :class:`runtime.highlevel.daemon.Daemon`)."""
+    r = Router()
+    images, containers, tasks, bus = daemon.images, daemon.containers, daemon.tasks, daemon.bus
+
+    # -- daemon ------------------------------------------------------------------------------
+    async def version(req):
+        return {"version": VERSION, "api_version": API_VERSION, "pid": os.getpid(),
+                "root": daemon.layout.root, "state": daemon.layout.state, "address": daemon.layout.address,
+                "boot_id": bus.boot_id, "event_seq": bus.seq, "recovery": daemon.recovery_summary}
+
+    async def namespaces(req):
+        names = set(daemon.md.namespaces()) | {ns for ns, _ in tasks.tasks}
+        return {"namespaces": sorted(names)}
+
+    async def gc(req):
+        return await asyncio.to_thread(daemon.collector.run)
+
+    async def events(req):
+        topics = req.args("topic")
+        for t in topics:
+            if not t.startswith("/"):
+                raise InvalidArgument(f"topic {t!r} must start with '/'", field="topic")
+        namespaces_ = [_ns(n) for n in req.args("namespace")]
+        sub = bus.subscribe(topics, namespaces_, _int_arg(req, "since"))
+
+        async def lines():
+            async for env in sub:
+                yield (json.dumps(env, separators=(",", ":"), default=str) + "\n").encode()
+        return StreamResponse(lines(), on_close=sub.close)
+
+    r.add("GET", "/v1/version", version)
+    r.add("GET", "/v1/namespaces", namespaces)
+    r.add("POST", "/v1/gc", gc)
+    r.add("GET", "/v1/events", events)
+
+    # -- images ------------------------------------------------------------------------------
+    async def image_list(req, ns):
+        rows = daemon.md.list_images(_ns(ns))
+        return {"images": [images.describe(row) for row in rows]}
+
+    async def image_get(req, ns, name):
+        from runtime.highlevel.images import normalize_name
+        return images.describe(daemon.md.get_image(_ns(ns), normalize_name(name)))
+
+    async def image_import(req, ns):
+        ns = _ns(ns)
+        fmt = req.arg("format", "auto")
+        name = req.arg("name")
+        labels = _labels_from_query(req)
+        path = os.path.join(daemon.layout.tmp, f"upload-{uuid.uuid4().hex}")
+        try:
+            with open(path, "wb") as f:
+                async for chunk in req.chunks():
+                    f.write(chunk)
+            results = await asyncio.to_thread(images.import_file, path, ns, fmt, name, labels)
+        finally:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        out = []
+        for row, action in results:
+            if action in ("create", "update"):
+                bus.publish(f"/images/{action}", ns, {"name": row["name"], "labels": row["labels"]})
+            out.append(images.describe(row))
+        daemon.log.info("images imported", namespace=ns, images=[i["name"] for i in out])
+        return {"images": out}
+
+    async def image_export(req, ns, name):
+        ns = _ns(ns)
+        path = os.path.join(daemon.layout.tmp, f"export-{uuid.uuid4().hex}.tar")
+
+        def write():
+            with open(path, "wb") as f:
+                images.export(ns, [name], f)
+        try:
+            await asyncio.to_thread(write)
+        except BaseException:
+            if os.path.exists(path):
+                os.unlink(path)
+            raise
+        return FileResponse(path, "application/x-tar", on_close=lambda: os.path.exists(path) and os.unlink(path))
+
+    async def image_delete(req, ns, name):
+        from runtime.highlevel.images import normalize_name
+        ns = _ns(ns)
+        row = daemon.md.delete_image(ns, normalize_name(name))
+        bus.publish("/images/delete", ns, {"name": row["name"]})
+        report = await asyncio.to_thread(daemon.collector.run) if req.flag("sync") else None
+        return {"name": row["name"], "gc": report}
+
+    r.add("GET", "/v1/namespaces/{ns}/images", image_list)
+    r.add("POST", "/v1/namespaces/{ns}/images/import", image_import)
+    r.add("GET", "/v1/namespaces/{ns}/images/{name}", image_get)
+    r.add("GET", "/v1/namespaces/{ns}/images/{name}/export", image_export)
+    r.add("DELETE", "/v1/namespaces/{ns}/images/{name}", image_delete)
+
+    # -- containers --------------------------------------------------------------------------
+    async def container_list(req, ns):
+        return {"containers": [containers.view(row) for row in daemon.md.list_containers(_ns(ns))]}
+
+    async def container_get(req, ns, cid):
+        return containers.view(daemon.md.get_container(_ns(ns), cid))
+
+    async def container_create(req, ns):
+        ns = _ns(ns)
+        body = await req.json()
+        row = await asyncio.to_thread(containers.create, ns, body)
+        bus.publish("/containers/create", ns, {"id": row["id"], "image": row["image"],
+                                               "runtime": {"name": row["runtime"]}})
+        daemon.log.info("container created", namespace=ns, id=row["id"], image=row["image"])
+        return containers.view(row)
+
+    async def container_update(req, ns, cid):
+        ns = _ns(ns)
+        body = await req.json()
+        row = containers.update(ns, cid, body, tasks.find(ns, cid) is not None)
+        bus.publish("/containers/update", ns, {"id": row["id"], "image": row["image"], "labels": row["labels"]})
+        return containers.view(row)
+
+    async def container_delete(req, ns, cid):
+        ns = _ns(ns)
+        row = await asyncio.to_thread(containers.delete, ns, cid, tasks.find(ns, cid) is not None)
+        bus.publish("/containers/delete", ns, {"id": row["id"]})
+        daemon.log.info("container deleted", namespace=ns, id=cid)
+        return {"id": row["id"]}
+
+    r.add("GET", "/v1/namespaces/{ns}/containers", container_list)
+    r.add("POST", "/v1/namespaces/{ns}/containers", container_create)
+    r.add("GET", "/v1/namespaces/{ns}/containers/{cid}", container_get)
+    r.add("PATCH", "/v1/namespaces/{ns}/containers/{cid}", container_update)
+    r.add("DELETE", "/v1/namespaces/{ns}/containers/{cid}", container_delete)
+
+    # -- tasks -------------------------------------------------------------------------------
+    async def task_list(req, ns):
+        return {"tasks": tasks.list(_ns(ns))}
+
+    async def task_create(req, ns):
+        ns = _ns(ns)
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise InvalidArgument("the request body must be a JSON object")
+        cid = check_id(body.get("container_id") or body.get("id"), "container_id")
+        return await tasks.create(ns, cid, body.get("log_path"))
+
+    async def task_get(req, ns, cid):
+        return await tasks.state(_ns(ns), cid)
+
+    async def task_start(req, ns, cid):
+        return await tasks.start(_ns(ns), cid)
+
+    async def task_kill(req, ns, cid):
+        from runtime.shim.task import parse_signal
+        ns = _ns(ns)
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise InvalidArgument("the request body must be a JSON object")
+        sig = parse_signal(body.get("signal", 15))
+        return await tasks.kill(ns, cid, sig, bool(body.get("all", False)))
+
+    async def task_wait(req, ns, cid):
+        return await tasks.wait(_ns(ns), cid)
+
+    async def task_pause(req, ns, cid):
+        return await tasks.pause(_ns(ns), cid)
+
+    async def task_resume(req, ns, cid):
+        return await tasks.resume(_ns(ns), cid)
+
+    async def task_pids(req, ns, cid):
+        return await tasks.pids(_ns(ns), cid)
+
+    async def task_delete(req, ns, cid):
+        return await tasks.delete(_ns(ns), cid, force=req.flag("force"))
+
+    r.add("GET", "/v1/namespaces/{ns}/tasks", task_list)
+    r.add("POST", "/v1/namespaces/{ns}/tasks", task_create)
+    r.add("GET", "/v1/namespaces/{ns}/tasks/{cid}", task_get)
+    r.add("POST", "/v1/namespaces/{ns}/tasks/{cid}/start", task_start)
+    r.add("POST", "/v1/namespaces/{ns}/tasks/{cid}/kill", task_kill)
+    r.add("POST", "/v1/namespaces/{ns}/tasks/{cid}/wait", task_wait)
+    r.add("POST", "/v1/namespaces/{ns}/tasks/{cid}/pause", task_pause)
+    r.add("POST", "/v1/namespaces/{ns}/tasks/{cid}/resume", task_resume)
+    r.add("GET", "/v1/namespaces/{ns}/tasks/{cid}/pids", task_pids)
+    r.add("DELETE", "/v1/namespaces/{ns}/tasks/{cid}", task_delete)
+    return r

@@ -1,0 +1,661 @@
+"""Tasks: one running (or stopped) container per container record, each served by its own shim.
+
+Create, as containerd's runtime v2 task manager does it: make the task directory
+``<state>/runtimed/tasks/<namespace>/<id>/``, record the task (``runtimed.json``, written
+atomically), mount the container's active snapshot at ``rootfs/``, write ``config.json`` (the
+container's spec with ``root.path = "rootfs"`` and, unless it names one, ``linux.cgroupsPath =
+<cgroup parent>/<id>``), run ``capsize-shim start`` (detached: the shim
+outlives this daemon), connect to the shim and call ``create``. Any failure undoes every step.
+Start, kill, pause, resume and pids are the shim's methods; delete calls the shim's ``delete``
+and ``shutdown``, waits for the shim to exit, unmounts the rootfs and removes the directory.
+
+Status: ``creating``, ``created``, ``running``, ``paused``, ``stopped``, ``deleting``, or
+``unknown`` (the shim does not answer). It moves on the shim's replies and events and never
+back from ``stopped``.
+
+Events: the shim publishes ``/tasks/create``, ``/tasks/start``, ``/tasks/paused``,
+``/tasks/resumed``, ``/tasks/oom``, ``/tasks/exit`` and ``/tasks/delete`` to the daemon's
+events socket; :meth:`TaskManager.handle_shim_event` relays them to the bus, in the shim's
+order, dropping repeats (by the shim's pid and ``seq``) and anything but ``/tasks/delete`` after
+the task's exit was published (runtime v2's order: create, start, exit, delete). Every
+``/tasks/exit`` carries ``exit_source``: ``shim`` (reported by the live shim), ``exit-file``
+(recovered by the shim's ``delete`` action from the exit file the shim wrote: the real status),
+``default`` (137, made up: nothing was recorded) or ``unknown`` (255, made up: the cleanup
+itself failed), as containerd's ``cleanupAfterDeadShim`` does. Whether the exit was published
+is recorded in ``runtimed.json``, so a restart does not publish it twice.
+
+A shim that goes away (its connection closes without a ``shutdown``) is cleaned up: log
+``shim disconnected``, ``cleaning up after shim disconnected``, run ``capsize-shim delete``
+(``cleaning up dead shim``: the low-level runtime's ``delete --force``, the rootfs unmounted),
+publish ``/tasks/exit`` (unless already published) and ``/tasks/delete``, remove the directory
+and forget the task. The container stays. Recovery (:mod:`runtime.highlevel.recovery`) does
+the same for shims found dead at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+
+from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, FailedPrecondition,
+                            InvalidArgument, NotFound, Unavailable)
+from runtime.highlevel.fsutil import read_json, write_json_atomic
+from runtime.highlevel.shimconn import ShimConnection
+from runtime.shim import paths as shim_paths
+from runtime.shim.clock import rfc3339nano
+
+RECORD = "runtimed.json"
+_RANK = {"creating": 0, "unknown": 0, "created": 1, "running": 2, "paused": 2, "stopped": 3, "deleting": 4}
+
+#: Seconds allowed for ``capsize-shim start`` and for the shim's create/start/delete.
+SHIM_START_TIMEOUT = 20.0
+LONG_CALL_TIMEOUT = 60.0
+CALL_TIMEOUT = 10.0
+#: Seconds a shim has to exit after ``shutdown`` before it is killed.
+SHUTDOWN_TIMEOUT = 3.0
+
+
+def shim_binary() -> str:
+    sibling = os.path.join(os.path.dirname(sys.executable), "capsize-shim")
+    if os.access(sibling, os.X_OK):
+        return sibling
+    found = shutil.which("capsize-shim")
+    if not found:
+        raise NotFound("capsize-shim not found (next to this Python or on PATH)")
+    return found
+
+
+class Task:
+    """What the daemon knows about one task (see the module docstring)."""
+
+    def __init__(self, namespace: str, task_id: str, directory: str):
+        self.namespace, self.id, self.dir = namespace, task_id, directory
+        self.status = "creating"
+        self.pid = 0
+        self.shim_pid = 0
+        self.shim_address = ""
+        self.runtime = ""
+        self.runtime_name = ""
+        self.log_path = ""
+        self.cgroups_path = ""
+        self.created_at = rfc3339nano()
+        self.exit_status: int | None = None
+        self.exited_at: str | None = None
+        self.exit_source: str | None = None
+        self.exit_published = False
+        self.delete_published = False
+        self.conn: ShimConnection | None = None
+        self.exited = asyncio.Event()
+        self.ready = asyncio.Event()   # loaded (recovery) or created: events may be applied
+        self.lock = asyncio.Lock()     # create/start/pause/resume/delete, one at a time
+        self.last_seq: dict[int, int] = {}
+        self.expect_close = False      # a shutdown was asked for: the connection closing is no failure
+        self.gone = False              # deleted or cleaned up: forgotten
+
+    def advance(self, status: str) -> None:
+        """Move to *status* unless that would go back (``paused`` <-> ``running`` is allowed)."""
+        if _RANK.get(status, 0) >= _RANK.get(self.status, 0) or self.status == "unknown":
+            self.status = status
+
+    def exit_info(self) -> dict:
+        return {"pid": self.pid, "exit_status": self.exit_status, "exited_at": self.exited_at,
+                "exit_source": self.exit_source}
+
+    def view(self) -> dict:
+        return {"id": self.id, "container_id": self.id, "namespace": self.namespace, "pid": self.pid,
+                "status": self.status, "exit_status": self.exit_status, "exited_at": self.exited_at,
+                "exit_source": self.exit_source, "shim_pid": self.shim_pid, "shim_address": self.shim_address,
+                "runtime": self.runtime, "bundle": self.dir, "log_path": self.log_path,
+                "created_at": self.created_at}
+
+    def record(self) -> dict:
+        return {"id": self.id, "namespace": self.namespace, "runtime": self.runtime,
+                "runtime_name": self.runtime_name, "log_path": self.log_path, "created_at": self.created_at,
+                "cgroups_path": self.cgroups_path, "exit_published": self.exit_published}
+
+    def load_record(self, rec: dict) -> None:
+        self.runtime = rec.get("runtime") or ""
+        self.runtime_name = rec.get("runtime_name") or ""
+        self.log_path = rec.get("log_path") or ""
+        self.created_at = rec.get("created_at") or self.created_at
+        self.cgroups_path = rec.get("cgroups_path") or ""
+        self.exit_published = bool(rec.get("exit_published"))
+
+    def save_record(self) -> None:
+        write_json_atomic(os.path.join(self.dir, RECORD), self.record())
+
+
+class TaskManager:
+    """All tasks of all namespaces, keyed by (namespace, id)."""
+
+    def __init__(self, layout, metadata, snapshotter, bus, log, spawn_mode: str = "template",
+                 socket_dir: str | None = None, cgroup_parent: str = "/capsize"):
+        self.layout, self.md, self.snapshots, self.bus, self.log = layout, metadata, snapshotter, bus, log
+        self.spawn_mode, self.socket_dir, self.cgroup_parent = spawn_mode, socket_dir, cgroup_parent
+        self.tasks: dict[tuple[str, str], Task] = {}
+        self.recovered = asyncio.Event()
+        self.closing = False
+        self._cleanup_slots = asyncio.Semaphore(4)
+        self._background: set[asyncio.Task] = set()
+
+    # -- lookup ------------------------------------------------------------------------------
+    def find(self, namespace: str, task_id: str) -> Task | None:
+        task = self.tasks.get((namespace, task_id))
+        return None if task is None or task.gone else task
+
+    def get(self, namespace: str, task_id: str) -> Task:
+        task = self.find(namespace, task_id)
+        if task is None:
+            raise NotFound(f"task {task_id!r} not found in namespace {namespace}", namespace=namespace, id=task_id)
+        return task
+
+    def list(self, namespace: str) -> list[dict]:
+        return [t.view() for (ns, _), t in sorted(self.tasks.items()) if ns == namespace and not t.gone]
+
+    def _spawn(self, coro) -> asyncio.Task:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+        return t
+
+    # -- create ------------------------------------------------------------------------------
+    async def create(self, namespace: str, task_id: str, log_path: str | None = None) -> dict:
+        from runtime.highlevel.containers import resolve_runtime
+        container = self.md.get_container(namespace, task_id)
+        if log_path is not None and (not isinstance(log_path, str) or not os.path.isabs(log_path)):
+            raise InvalidArgument(f"log_path must be an absolute path, not {log_path!r}", field="log_path")
+        if self.find(namespace, task_id) is not None:
+            raise AlreadyExists(f"task {task_id!r} already exists in namespace {namespace}",
+                                namespace=namespace, id=task_id)
+        spec = json.loads(json.dumps(container["spec"]))
+        linux = spec.setdefault("linux", {})
+        cgroups = linux.get("cgroupsPath") or f"{self.cgroup_parent.rstrip('/')}/{task_id}"
+        linux["cgroupsPath"] = cgroups
+        for other in self.tasks.values():
+            if not other.gone and other.cgroups_path == cgroups and (other.namespace, other.id) != (namespace, task_id):
+                raise FailedPrecondition(f"cgroup {cgroups} is in use by task {other.namespace}/{other.id}",
+                                         cgroups_path=cgroups)
+        runtime = resolve_runtime(container["runtime"])
+        task = Task(namespace, task_id, self.layout.task_dir(namespace, task_id))
+        task.runtime, task.runtime_name, task.cgroups_path = runtime, container["runtime"], cgroups
+        task.log_path = log_path or os.path.join(task.dir, shim_paths.CONTAINER_LOG)
+        self.tasks[(namespace, task_id)] = task
+        async with task.lock:
+            made_dir = False
+            try:
+                os.makedirs(os.path.dirname(task.dir), mode=0o711, exist_ok=True)
+                try:
+                    os.mkdir(task.dir, 0o711)
+                except FileExistsError:
+                    raise FailedPrecondition(f"task directory {task.dir} exists (left by a crash?)",
+                                             id=task_id) from None
+                made_dir = True
+                task.save_record()
+                rootfs = os.path.join(task.dir, "rootfs")
+                os.mkdir(rootfs, 0o755)
+                self.snapshots.mount(namespace, container["snapshot_key"], rootfs)
+                root = spec.get("root") if isinstance(spec.get("root"), dict) else {}
+                spec["root"] = {"path": "rootfs", "readonly": bool(root.get("readonly", False))}
+                write_json_atomic(os.path.join(task.dir, shim_paths.CONFIG), spec)
+                task.shim_address = await self._shim_start(task)
+                task.conn = await ShimConnection.connect(task.shim_address)
+                info = await task.conn.call("connect", timeout=CALL_TIMEOUT)
+                task.shim_pid = int(info.get("shim_pid") or 0)
+                task.ready.set()
+                params = {"log_path": log_path} if log_path else {}
+                reply = await task.conn.call("create", timeout=LONG_CALL_TIMEOUT, **params)
+                task.pid = int(reply.get("pid") or 0)
+                task.advance("created")
+                self._watch(task)
+            except BaseException as e:
+                self.log.warning("task create failed, undoing it", id=task_id, namespace=namespace,
+                                 error=getattr(e, "message", repr(e)))
+                await self._undo_create(task, made_dir)
+                raise
+        self.log.info("task created", id=task_id, namespace=namespace, pid=task.pid, shim_pid=task.shim_pid,
+                      runtime=task.runtime)
+        return task.view()
+
+    async def _shim_start(self, task: Task) -> str:
+        argv = [shim_binary(), "start", "--id", task.id, "--namespace", task.namespace, "--bundle", task.dir,
+                "--address", self.layout.events_address, "--runtime", task.runtime,
+                "--runtime-root", self.layout.runtime_root(task.namespace), "--spawn", self.spawn_mode]
+        if self.socket_dir:
+            argv += ["--socket-dir", self.socket_dir]
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), SHIM_START_TIMEOUT)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise DeadlineExceeded(f"capsize-shim start for {task.namespace}/{task.id} did not finish "
+                                   f"within {SHIM_START_TIMEOUT:g}s") from None
+        text = err.decode(errors="replace").strip()
+        for line in text.splitlines():
+            if "warning" in line:
+                self.log.warning("shim start", id=task.id, namespace=task.namespace, message=line)
+        if proc.returncode != 0:
+            from runtime.errors import from_dict
+            message = text.splitlines()[-1] if text else f"exit status {proc.returncode}"
+            message = message.removeprefix("capsize-shim: ")
+            codes = {2: "invalid-argument", 3: "not-found", 4: "already-exists", 5: "failed-precondition",
+                     6: "unavailable", 7: "deadline-exceeded"}
+            raise from_dict({"code": codes.get(proc.returncode, "internal"),
+                             "message": f"cannot start shim: {message}", "id": task.id})
+        return out.decode().strip().splitlines()[-1]
+
+    async def _undo_create(self, task: Task, made_dir: bool) -> None:
+        task.expect_close = True
+        try:
+            await self._stop_shim(task)
+        except Exception as e:  # noqa: BLE001 - undo as much as possible
+            self.log.error("cannot stop the shim of a failed create", id=task.id, error=repr(e))
+        self._remove_dir(task, made_dir)
+        task.gone = True
+        if self.tasks.get((task.namespace, task.id)) is task:
+            del self.tasks[(task.namespace, task.id)]
+
+    async def _stop_shim(self, task: Task) -> None:
+        """Make a live shim delete its task (killed if needed) and exit; kill it if it will not."""
+        conn = task.conn
+        if conn is None and task.shim_address:
+            try:
+                conn = task.conn = await ShimConnection.connect(task.shim_address, timeout=2)
+            except CapsizeError:
+                conn = None
+        if conn is not None and not conn.is_closed:
+            try:
+                state = await conn.call("state", timeout=5)
+                if state.get("status") in ("created", "running", "paused"):
+                    if state.get("status") != "created":
+                        try:
+                            await conn.call("kill", timeout=5, signal=9, all=True)
+                        except NotFound:
+                            pass
+                        for _ in range(50):
+                            if (await conn.call("state", timeout=5)).get("status") == "stopped":
+                                break
+                            await asyncio.sleep(0.1)
+                if state.get("status") not in ("unknown",):
+                    await conn.call("delete", timeout=LONG_CALL_TIMEOUT)
+            except NotFound:
+                pass  # no task in the shim (create failed or never ran)
+            except CapsizeError as e:
+                self.log.warning("cannot delete the task in its shim", id=task.id, error=e.message)
+            try:
+                await conn.call("shutdown", timeout=5)
+            except CapsizeError:
+                pass
+            if await conn.wait_closed(SHUTDOWN_TIMEOUT):
+                return
+        self._kill_shim(task)
+        if task.shim_address or os.path.exists(os.path.join(task.dir, shim_paths.SHIM_PID)):
+            await self._delete_action(task)
+
+    def _shim_pid_from_dir(self, task: Task) -> int:
+        """The live shim's pid from ``shim.pid``, checked by its working directory (not a reused pid)."""
+        try:
+            with open(os.path.join(task.dir, shim_paths.SHIM_PID)) as f:
+                pid = int(f.read().strip())
+            if os.readlink(f"/proc/{pid}/cwd") != os.path.realpath(task.dir):
+                return 0
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return 0
+            return pid
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def _kill_shim(self, task: Task) -> None:
+        pid = self._shim_pid_from_dir(task)
+        if pid:
+            self.log.warning("killing unresponsive shim", id=task.id, namespace=task.namespace, shim_pid=pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _remove_dir(self, task: Task, made_dir: bool = True) -> None:
+        rootfs = os.path.join(task.dir, "rootfs")
+        try:
+            self.snapshots.unmount(rootfs)
+        except OSError as e:
+            self.log.error("cannot unmount task rootfs", id=task.id, path=rootfs, error=str(e))
+            return
+        if made_dir:
+            from runtime.highlevel.fsutil import is_mount_point
+            if os.path.isdir(rootfs) and is_mount_point(rootfs):
+                self.log.error("task rootfs still mounted: directory kept", id=task.id, path=rootfs)
+                return
+            shutil.rmtree(task.dir, ignore_errors=True)
+
+    # -- the shim's connection ---------------------------------------------------------------
+    def _watch(self, task: Task) -> None:
+        conn = task.conn
+
+        def closed(_fut):
+            if conn is not task.conn or conn.closed_by_us or task.expect_close or task.gone or self.closing:
+                return
+            self.log.info("shim disconnected", id=task.id, namespace=task.namespace, shim_pid=task.shim_pid)
+            self._spawn(self.cleanup_dead_shim(task))
+        conn.closed.add_done_callback(closed)
+
+    async def cleanup_dead_shim(self, task: Task, at_start: bool = False) -> None:
+        """Clean up after a shim that is gone (see the module docstring)."""
+        async with task.lock:
+            if task.gone:
+                return
+            task.status = "deleting"
+            self.log.warning("cleaning up after shim disconnected", id=task.id, namespace=task.namespace)
+            result = await self._delete_action(task)
+            if result is None:
+                return  # the shim turned out to be alive: adopted again
+            self._on_exit(task, result["pid"], result["exit_status"], result["exited_at"], result["source"])
+            self._publish_delete(task)
+            self._remove_dir(task)
+            self._forget(task)
+            self.log.info("dead shim cleaned up", id=task.id, namespace=task.namespace,
+                          exit_status=task.exit_status, exit_source=task.exit_source)
+
+    async def _delete_action(self, task: Task) -> dict | None:
+        """``capsize-shim delete`` for a dead shim: ``{"pid", "exit_status", "exited_at", "source"}``
+        (255/``unknown`` when the action fails); None when the shim is alive after all."""
+        self.log.info("cleaning up dead shim", id=task.id, namespace=task.namespace)
+        argv = [shim_binary(), "delete", "--id", task.id, "--namespace", task.namespace, "--bundle", task.dir]
+        if task.runtime:
+            argv += ["--runtime", task.runtime]
+        argv += ["--runtime-root", self.layout.runtime_root(task.namespace)]
+        async with self._cleanup_slots:
+            try:
+                proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                            stdout=asyncio.subprocess.PIPE,
+                                                            stderr=asyncio.subprocess.PIPE)
+                out, err = await asyncio.wait_for(proc.communicate(), 30)
+            except (OSError, asyncio.TimeoutError) as e:
+                self.log.error("failed to clean up after shim disconnected", id=task.id, error=repr(e))
+                return {"pid": task.pid, "exit_status": 255, "exited_at": rfc3339nano(), "source": "unknown"}
+        text = err.decode(errors="replace").strip()
+        warnings = [line.split("warning: ", 1)[-1] for line in text.splitlines() if "warning" in line]
+        if warnings:
+            self.log.warning("cleanup warnings", id=task.id, namespace=task.namespace, warnings=warnings)
+        if proc.returncode == FailedPrecondition.exit_code and await self._readopt(task):
+            return None
+        try:
+            result = json.loads(out.decode().strip().splitlines()[-1])
+            return {"pid": int(result.get("pid") or task.pid), "exit_status": int(result["exit_status"]),
+                    "exited_at": result.get("exited_at") or rfc3339nano(),
+                    "source": result.get("source") or "default"}
+        except (ValueError, KeyError, IndexError, TypeError):
+            self.log.warning("failed to clean up after shim disconnected", id=task.id, namespace=task.namespace,
+                             error=text.splitlines()[-1] if text else f"exit status {proc.returncode}")
+            return {"pid": task.pid, "exit_status": 255, "exited_at": rfc3339nano(), "source": "unknown"}
+
+    async def _readopt(self, task: Task) -> bool:
+        """The delete action found the shim alive: connect to it again."""
+        try:
+            await self.adopt(task, task.shim_address or _read(os.path.join(task.dir, shim_paths.ADDRESS)),
+                             timeout=3)
+            return True
+        except CapsizeError:
+            return False
+
+    async def adopt(self, task: Task, address: str, timeout: float) -> None:
+        """Connect to a live shim and take its task's state (raises Unavailable if it is dead)."""
+        conn = await ShimConnection.connect(address, timeout=min(timeout, 2.0))
+        try:
+            state = await conn.call("state", timeout=timeout)
+        except BaseException:
+            conn.close()
+            raise
+        task.conn, task.shim_address = conn, address
+        task.shim_pid = self._shim_pid_from_dir(task) or task.shim_pid
+        task.pid = int(state.get("pid") or 0)
+        status = state.get("status") or "unknown"
+        task.status = "stopped" if status == "stopped" else status
+        if state.get("log_path"):
+            task.log_path = state["log_path"]
+        if status == "stopped":
+            self._on_exit(task, task.pid, state.get("exit_status"), state.get("exited_at"), "shim")
+        task.ready.set()
+        self._watch(task)
+
+    def _forget(self, task: Task) -> None:
+        task.gone = True
+        task.exited.set()
+        task.ready.set()
+        if task.conn is not None:
+            task.conn.close()
+        if self.tasks.get((task.namespace, task.id)) is task:
+            del self.tasks[(task.namespace, task.id)]
+
+    # -- exits and events --------------------------------------------------------------------
+    def _on_exit(self, task: Task, pid, exit_status, exited_at, source: str, timestamp: str | None = None) -> None:
+        if task.exit_published:
+            if task.exit_status is None and isinstance(exit_status, int):
+                task.exit_status, task.exited_at, task.exit_source = exit_status, exited_at, source
+            task.exited.set()
+            return
+        task.pid = int(pid or task.pid or 0)
+        task.exit_status = int(exit_status) if isinstance(exit_status, int) else 255
+        task.exited_at = exited_at or rfc3339nano()
+        task.exit_source = source
+        task.exit_published = True
+        if task.status != "deleting":
+            task.status = "stopped"
+        self.bus.publish("/tasks/exit", task.namespace,
+                         {"container_id": task.id, "id": task.id, "pid": task.pid, "exit_status": task.exit_status,
+                          "exited_at": task.exited_at, "exit_source": source}, timestamp)
+        self.log.info("task exited", id=task.id, namespace=task.namespace, pid=task.pid,
+                      exit_status=task.exit_status, exit_source=source)
+        try:
+            task.save_record()
+        except OSError:
+            pass  # the directory may be going away (a cleanup)
+        task.exited.set()
+
+    def _publish_delete(self, task: Task, timestamp: str | None = None) -> None:
+        if task.delete_published:
+            return
+        task.delete_published = True
+        self.bus.publish("/tasks/delete", task.namespace,
+                         {"container_id": task.id, "id": task.id, "pid": task.pid, "exit_status": task.exit_status,
+                          "exited_at": task.exited_at, "exit_source": task.exit_source}, timestamp)
+
+    async def handle_shim_event(self, msg: dict, shim_pid: int) -> None:
+        """Apply and relay one event a shim sent (see the module docstring)."""
+        await self.recovered.wait()
+        topic, namespace = msg.get("topic"), msg.get("namespace") or "default"
+        event = msg.get("event") if isinstance(msg.get("event"), dict) else {}
+        task = self.tasks.get((namespace, event.get("container_id")))
+        if task is None or task.gone:
+            self.log.debug("event for an unknown task dropped", topic=topic, namespace=namespace,
+                           id=event.get("container_id"))
+            return
+        await task.ready.wait()
+        seq = msg.get("seq")
+        if isinstance(seq, int) and shim_pid:
+            if seq <= task.last_seq.get(shim_pid, 0):
+                return
+            task.last_seq[shim_pid] = seq
+        ts = msg.get("timestamp")
+        if topic == "/tasks/exit":
+            self._on_exit(task, event.get("pid"), event.get("exit_status"), event.get("exited_at"), "shim", ts)
+            return
+        if topic == "/tasks/delete":
+            if task.exit_status is None and isinstance(event.get("exit_status"), int):
+                self._on_exit(task, event.get("pid"), event["exit_status"], event.get("exited_at"), "shim", ts)
+            self._publish_delete(task, ts)
+            return
+        if task.exit_published:
+            self.log.debug("stale event after exit dropped", topic=topic, id=task.id)
+            return
+        if topic == "/tasks/create":
+            task.pid = int(event.get("pid") or task.pid)
+            task.advance("created")
+        elif topic == "/tasks/start":
+            task.advance("running")
+        elif topic == "/tasks/paused":
+            if task.status == "running":
+                task.status = "paused"
+        elif topic == "/tasks/resumed":
+            if task.status == "paused":
+                task.status = "running"
+        self.bus.publish(topic, namespace, event, ts)
+
+    # -- operations --------------------------------------------------------------------------
+    def _live(self, task: Task) -> ShimConnection:
+        if task.status == "creating":
+            raise FailedPrecondition(f"task {task.id} is being created", id=task.id, status=task.status)
+        if task.status == "deleting":
+            raise FailedPrecondition(f"task {task.id} is being deleted", id=task.id, status=task.status)
+        if task.conn is None or task.conn.is_closed or task.status == "unknown":
+            raise Unavailable(f"the shim of task {task.id} is not responding", id=task.id)
+        return task.conn
+
+    async def start(self, namespace: str, task_id: str) -> dict:
+        task = self.get(namespace, task_id)
+        async with task.lock:
+            conn = self._live(task)
+            if task.status != "created":
+                raise FailedPrecondition(f"task {task_id} is {task.status}: only a created task starts",
+                                         id=task_id, status=task.status)
+            reply = await conn.call("start", timeout=LONG_CALL_TIMEOUT)
+            task.advance("running")
+            return {"pid": int(reply.get("pid") or task.pid)}
+
+    async def kill(self, namespace: str, task_id: str, sig=signal.SIGTERM, all_processes: bool = False) -> dict:
+        task = self.get(namespace, task_id)
+        conn = self._live(task)
+        if task.status == "stopped":
+            raise NotFound(f"process already finished: task {task_id}", id=task_id)
+        await conn.call("kill", timeout=CALL_TIMEOUT, signal=sig, all=bool(all_processes))
+        return {}
+
+    async def pause(self, namespace: str, task_id: str) -> dict:
+        return await self._freeze(namespace, task_id, "pause", "running", "paused")
+
+    async def resume(self, namespace: str, task_id: str) -> dict:
+        return await self._freeze(namespace, task_id, "resume", "paused", "running")
+
+    async def _freeze(self, namespace: str, task_id: str, method: str, want: str, becomes: str) -> dict:
+        task = self.get(namespace, task_id)
+        async with task.lock:
+            conn = self._live(task)
+            if task.status != want:
+                raise FailedPrecondition(f"task {task_id} is {task.status}: {method} needs a {want} task",
+                                         id=task_id, status=task.status)
+            await conn.call(method, timeout=LONG_CALL_TIMEOUT)
+            if task.status == want:
+                task.status = becomes
+        return {}
+
+    async def pids(self, namespace: str, task_id: str) -> dict:
+        task = self.get(namespace, task_id)
+        reply = await self._live(task).call("pids", timeout=CALL_TIMEOUT)
+        return {"pids": reply.get("pids") or []}
+
+    async def state(self, namespace: str, task_id: str) -> dict:
+        """The task, refreshed from its shim when it answers within 2 s."""
+        task = self.get(namespace, task_id)
+        if task.conn is not None and not task.conn.is_closed and task.status not in ("creating", "deleting"):
+            try:
+                st = await task.conn.call("state", timeout=2.0)
+                if st.get("status") == "stopped" and not task.exit_published:
+                    self._on_exit(task, st.get("pid"), st.get("exit_status"), st.get("exited_at"), "shim")
+                elif st.get("status") in ("created", "running", "paused"):
+                    if task.status == "unknown" or _RANK[st["status"]] >= _RANK.get(task.status, 0):
+                        task.status = st["status"]
+            except CapsizeError:
+                pass
+        return task.view()
+
+    async def wait(self, namespace: str, task_id: str) -> dict:
+        task = self.get(namespace, task_id)
+        await task.exited.wait()
+        if task.exit_status is None:
+            raise Unavailable(f"task {task_id} went away without an exit status", id=task_id)
+        return task.exit_info()
+
+    async def delete(self, namespace: str, task_id: str, force: bool = False) -> dict:
+        task = self.get(namespace, task_id)
+        if force and task.status == "unknown":
+            self._kill_shim(task)  # its connection closes: the dead-shim cleanup takes over
+            await asyncio.wait_for(task.exited.wait(), 30)
+            return task.exit_info()
+        if force and task.status in ("running", "paused"):
+            try:
+                await self.kill(namespace, task_id, signal.SIGKILL, True)
+            except NotFound:
+                pass
+            try:
+                await asyncio.wait_for(task.exited.wait(), 30)
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(f"task {task_id} did not exit within 30s of SIGKILL", id=task_id) from None
+            if task.gone:
+                return task.exit_info()
+        async with task.lock:
+            if task.gone:
+                raise NotFound(f"task {task_id!r} not found in namespace {namespace}", id=task_id)
+            conn = self._live(task)
+            if task.status not in ("created", "stopped"):
+                raise FailedPrecondition(f"task {task_id} is {task.status}: kill it first (or delete with force)",
+                                         id=task_id, status=task.status)
+            task.expect_close = True
+            try:
+                result = await conn.call("delete", timeout=LONG_CALL_TIMEOUT)
+            except Unavailable:
+                task.expect_close = False
+                result = None
+            except BaseException:
+                task.expect_close = False
+                raise
+            if result is None:  # the shim died under us: clean up as after any dead shim
+                task.status = "deleting"
+                dead = await self._delete_action(task) or {"pid": task.pid, "exit_status": 255,
+                                                           "exited_at": rfc3339nano(), "source": "unknown"}
+                self._on_exit(task, dead["pid"], dead["exit_status"], dead["exited_at"], dead["source"])
+            else:
+                task.status = "deleting"
+                self._on_exit(task, result.get("pid"), result.get("exit_status"), result.get("exited_at"), "shim")
+                self.log.debug("task deleted in its shim: shutting the shim down", id=task_id, namespace=namespace)
+                try:
+                    await conn.call("shutdown", timeout=5)
+                except CapsizeError:
+                    pass
+                if not await conn.wait_closed(SHUTDOWN_TIMEOUT):
+                    self._kill_shim(task)
+                    await conn.wait_closed(SHUTDOWN_TIMEOUT)
+            self.log.debug("shim gone", id=task_id, namespace=namespace)
+            self._publish_delete(task)
+            self._remove_dir(task)
+            self._forget(task)
+        self.log.info("task deleted", id=task_id, namespace=namespace, exit_status=task.exit_status)
+        return task.exit_info()
+
+    # -- shutdown ----------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Daemon shutdown: drop every connection; shims and containers run on."""
+        self.closing = True
+        for t in list(self._background):
+            t.cancel()
+        for task in self.tasks.values():
+            if task.conn is not None:
+                task.conn.close()
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def read_record(directory: str) -> dict | None:
+    rec = read_json(os.path.join(directory, RECORD))
+    return rec if isinstance(rec, dict) else None

@@ -1,0 +1,139 @@
+"""Faults: the runtime daemon stopped (seed E3), capsized killed (-9) and restarted with and
+without --live-restore, exits that happen while capsized is down, SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def state(stack, ref):
+    return json.loads(stack.ok("inspect", ref))[0]["State"]
+
+
+def wait_for(pred, timeout=15.0, step=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_stop_with_runtime_down_then_recovery(fresh):
+    s = fresh
+    cid = s.ok("run", "-d", "--name", "web", "busybox", "sleep", "1000")
+    pid = state(s, "web")["Pid"]
+    s.stop_runtime()
+    assert alive(pid)                                   # stopping the runtime stops no container
+    assert "Up " in s.ok("ps", "--format", "{{.Status}}")
+    t0 = time.monotonic()
+    r = s.cli("stop", "-t", "2", "web", timeout=60)
+    took = time.monotonic() - t0
+    assert r.returncode == 1
+    assert r.stderr.strip() == ("Error response from daemon: cannot stop container: web: tried to kill container, "
+                                "but did not receive an exit event")
+    assert 2 <= took < 30
+    assert wait_for(lambda: not alive(pid), 5)          # killed directly, by pid
+    assert state(s, "web")["Running"]                   # no exit event yet: still running for the daemon
+    r = s.cli("run", "-d", "busybox", "true", timeout=30)   # another runtime-down path: a quick, clear error
+    assert r.returncode == 125 and "capsize-runtimed is not reachable" in r.stderr
+    s.start_runtime()
+    st = wait_for(lambda: (lambda x: x if not x["Running"] else None)(state(s, "web")), 15)
+    assert st and (st["Status"], st["ExitCode"]) == ("exited", 137)
+    out = s.ok("events", "--since", "0", "--until", str(time.time() + 0.2), "--filter", "event=die",
+               "--filter", f"container={cid}", "--format", "{{json .}}")
+    assert [json.loads(l)["Actor"]["Attributes"]["exitCode"] for l in out.splitlines()] == ["137"]
+    assert s.ok("run", "--rm", "busybox", "echo", "back") == "back"
+
+
+@pytest.mark.parametrize("live_restore", [False, True], ids=["no-live-restore", "live-restore"])
+def test_daemon_kill9_and_restart(fresh, live_restore):
+    s = fresh
+    s.ok("run", "-d", "--name", "long", "--stop-timeout", "1", "busybox", "sleep", "1000")
+    s.ok("run", "-d", "--name", "quits", "busybox", "sh", "-c", "sleep 1; exit 7")
+    s.ok("run", "-d", "--rm", "--name", "gone", "busybox", "sh", "-c", "sleep 1; exit 0")
+    pid = state(s, "long")["Pid"]
+    s.kill_daemon()
+    r = s.cli("ps")
+    assert r.returncode == 1 and f"Cannot connect to the Docker daemon at {s.host}. Is the docker daemon running?" \
+        in r.stderr
+    time.sleep(1.5)                                     # "quits" and "gone" exit while nobody listens
+    assert alive(pid)
+    s.live_restore = live_restore
+    took = s.start_daemon()
+    names = set(s.ok("ps", "-a", "--format", "{{.Names}}").split())
+    assert names == {"long", "quits"}                   # the --rm container that exited meanwhile is removed
+    q = state(s, "quits")
+    assert (q["Status"], q["ExitCode"]) == ("exited", 7)    # the real exit status, from the shim's exit file
+    st = state(s, "long")
+    if live_restore:
+        assert st["Running"] and st["Pid"] == pid and alive(pid)
+        assert took < 5
+    else:
+        assert (st["Status"], st["ExitCode"]) == ("exited", 137) and not alive(pid)
+    s.ok("rm", "-f", "long", "quits")
+
+
+def test_sigterm_shutdown_stops_containers_without_live_restore(fresh):
+    s = fresh
+    s.ok("run", "-d", "--name", "aa", "--stop-signal", "KILL", "busybox", "sleep", "1000")
+    pid = state(s, "aa")["Pid"]
+    assert s.stop_daemon() == 0
+    assert not alive(pid)
+    assert not os.path.exists(s.sock) and not os.path.exists(s.pidfile)
+    s.start_daemon()
+    assert state(s, "aa")["ExitCode"] == 137
+
+
+def test_restart_policies(fresh):
+    s = fresh
+    s.ok("run", "-d", "--name", "onf", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3")
+    st = wait_for(lambda: (lambda x: x if x["Status"] == "exited" and
+                           json.loads(s.ok("inspect", "onf"))[0]["RestartCount"] == 2 else None)(state(s, "onf")), 15)
+    assert st and st["ExitCode"] == 3
+    s.ok("run", "-d", "--name", "alw", "--restart", "always", "busybox", "sleep", "1000")
+    pid = state(s, "alw")["Pid"]
+    os.kill(pid, signal.SIGKILL)
+    st = wait_for(lambda: (lambda x: x if x["Running"] and x["Pid"] != pid else None)(state(s, "alw")), 10)
+    assert st, "an 'always' container is restarted after its init is killed"
+    s.ok("stop", "-t", "0", "alw")                      # a user's stop is not undone
+    time.sleep(0.5)
+    assert state(s, "alw")["Status"] == "exited"
+    s.stop_daemon()
+    s.start_daemon()                                    # but 'always' starts again with the daemon
+    assert wait_for(lambda: state(s, "alw")["Running"], 10)
+    s.ok("rm", "-f", "alw", "onf")
+
+
+def test_exit_status_made_up_when_nothing_recorded_it(fresh):
+    """capsized and capsize-runtimed down, then the shim is killed: nobody records the exit, so the
+    container ends as 255 with State.Error saying the code is made up (never a fake 0)."""
+    s = fresh
+    cid = s.ok("run", "-d", "--name", "orphan", "busybox", "sleep", "1000")
+    with open(os.path.join(s.state, "runtimed", "tasks", "capsize", cid, "shim.pid")) as f:
+        shim = int(f.read())
+    s.kill_daemon()
+    s.stop_runtime()
+    os.kill(shim, signal.SIGKILL)
+    s.start_runtime()
+    s.start_daemon()
+    st = state(s, "orphan")
+    assert (st["Status"], st["ExitCode"]) == ("exited", 255)
+    assert "made up" in st["Error"]
+    s.ok("rm", "orphan")
