@@ -32,6 +32,10 @@ from runtime.daemon import routes_containers, routes_images, routes_system
 from runtime.daemon.log import Logger
 from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, Unavailable
 
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
 
 
@@ -69,8 +73,11 @@ def make_app(daemon, log: Logger) -> web.Application:
             if v < _vtuple(routes_system.MIN_API_VERSION):
                 return _error(400, f"client version {version} is too old. Minimum supported API version is "
                                    f"{routes_system.MIN_API_VERSION}, please upgrade your client to a newer version")
+        t0 = loop_time()
         try:
             resp = await handler(request)
+            log.debug("api request", method=request.method, path=request.path,
+                      seconds=round(loop_time() - t0, 4))
         except web.HTTPException as e:
             if e.status == 404:
                 return _error(404, "page not found")

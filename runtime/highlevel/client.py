@@ -234,11 +234,12 @@ class RuntimeClient:
         return self.request("DELETE", self._ns_path("tasks", task_id), query={"force": "1" if force else None})
 
     # -- events ------------------------------------------------------------------------------
-    def subscribe(self, topics=(), namespaces=(), since: int | None = None, timeout: float | None = None) -> "EventStream":
+    def subscribe(self, topics=(), namespaces=(), since: int | None = None,
+                  timeout: float | None = None) -> "EventStream":
         """Stream events (``/v1/events``) matching *topics* (exact, or prefixes ending in ``/`` or
         ``*``) in *namespaces* (default: every namespace); with *since*, first the buffered events
         after that ``seq`` (0: everything since the daemon started). The subscription is live
-        when this returns."""
+        when this returns. *timeout* bounds each wait for an event (None: forever)."""
         query = [("topic", t) for t in topics] + [("namespace", n) for n in namespaces]
         if since is not None:
             query.append(("since", str(since)))

@@ -16,8 +16,9 @@ back from ``stopped``.
 Events: the shim publishes ``/tasks/create``, ``/tasks/start``, ``/tasks/paused``,
 ``/tasks/resumed``, ``/tasks/oom``, ``/tasks/exit`` and ``/tasks/delete`` to the daemon's
 events socket; :meth:`TaskManager.handle_shim_event` relays them to the bus, in the shim's
-order, dropping repeats (by the shim's pid and ``seq``) and anything but ``/tasks/delete`` after
-the task's exit was published (runtime v2's order: create, start, exit, delete). Every
+order, dropping repeats (by the shim's pid and ``seq``), events of any other shim than the task's
+(the sender's pid, SO_PEERCRED) and anything but ``/tasks/delete`` after the task's exit was
+published (runtime v2's order: create, start, exit, delete). Every
 ``/tasks/exit`` carries ``exit_source``: ``shim`` (reported by the live shim), ``exit-file``
 (recovered by the shim's ``delete`` action from the exit file the shim wrote: the real status),
 ``default`` (137, made up: nothing was recorded) or ``unknown`` (255, made up: the cleanup
@@ -250,12 +251,14 @@ class TaskManager:
         return out.decode().strip().splitlines()[-1]
 
     async def _undo_create(self, task: Task, made_dir: bool) -> None:
+        """Undo a failed create; a task directory this create did not make is left alone."""
         task.expect_close = True
-        try:
-            await self._stop_shim(task)
-        except Exception as e:  # noqa: BLE001 - undo as much as possible
-            self.log.error("cannot stop the shim of a failed create", id=task.id, error=repr(e))
-        self._remove_dir(task, made_dir)
+        if made_dir:
+            try:
+                await self._stop_shim(task)
+            except Exception as e:  # noqa: BLE001 - undo as much as possible
+                self.log.error("cannot stop the shim of a failed create", id=task.id, error=repr(e))
+            self._remove_dir(task)
         task.gone = True
         if self.tasks.get((task.namespace, task.id)) is task:
             del self.tasks[(task.namespace, task.id)]
@@ -293,9 +296,13 @@ class TaskManager:
                 pass
             if await conn.wait_closed(SHUTDOWN_TIMEOUT):
                 return
-        self._kill_shim(task)
+        pid = self._kill_shim(task)
+        for _ in range(100):
+            if not pid or not self._shim_pid_from_dir(task):
+                break
+            await asyncio.sleep(0.02)
         if task.shim_address or os.path.exists(os.path.join(task.dir, shim_paths.SHIM_PID)):
-            await self._delete_action(task)
+            await self._delete_action(task, readopt=False)
 
     def _shim_pid_from_dir(self, task: Task) -> int:
         """The live shim's pid from ``shim.pid``, checked by its working directory (not a reused pid)."""
@@ -311,7 +318,8 @@ class TaskManager:
         except (OSError, ValueError, IndexError):
             return 0
 
-    def _kill_shim(self, task: Task) -> None:
+    def _kill_shim(self, task: Task) -> int:
+        """SIGKILL the task's shim (found through ``shim.pid``); returns its pid, 0 if none lives."""
         pid = self._shim_pid_from_dir(task)
         if pid:
             self.log.warning("killing unresponsive shim", id=task.id, namespace=task.namespace, shim_pid=pid)
@@ -319,20 +327,21 @@ class TaskManager:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        return pid
 
-    def _remove_dir(self, task: Task, made_dir: bool = True) -> None:
+    def _remove_dir(self, task: Task) -> None:
+        """Unmount the task's rootfs and remove its directory (kept if the rootfs stays mounted)."""
         rootfs = os.path.join(task.dir, "rootfs")
         try:
             self.snapshots.unmount(rootfs)
         except OSError as e:
             self.log.error("cannot unmount task rootfs", id=task.id, path=rootfs, error=str(e))
             return
-        if made_dir:
-            from runtime.highlevel.fsutil import is_mount_point
-            if os.path.isdir(rootfs) and is_mount_point(rootfs):
-                self.log.error("task rootfs still mounted: directory kept", id=task.id, path=rootfs)
-                return
-            shutil.rmtree(task.dir, ignore_errors=True)
+        from runtime.highlevel.fsutil import is_mount_point
+        if os.path.isdir(rootfs) and is_mount_point(rootfs):
+            self.log.error("task rootfs still mounted: directory kept", id=task.id, path=rootfs)
+            return
+        shutil.rmtree(task.dir, ignore_errors=True)
 
     # -- the shim's connection ---------------------------------------------------------------
     def _watch(self, task: Task) -> None:
@@ -362,9 +371,10 @@ class TaskManager:
             self.log.info("dead shim cleaned up", id=task.id, namespace=task.namespace,
                           exit_status=task.exit_status, exit_source=task.exit_source)
 
-    async def _delete_action(self, task: Task) -> dict | None:
+    async def _delete_action(self, task: Task, readopt: bool = True) -> dict | None:
         """``capsize-shim delete`` for a dead shim: ``{"pid", "exit_status", "exited_at", "source"}``
-        (255/``unknown`` when the action fails); None when the shim is alive after all."""
+        (255/``unknown`` when the action fails); None when the shim is alive after all and was
+        adopted again (with *readopt*)."""
         self.log.info("cleaning up dead shim", id=task.id, namespace=task.namespace)
         argv = [shim_binary(), "delete", "--id", task.id, "--namespace", task.namespace, "--bundle", task.dir]
         if task.runtime:
@@ -383,7 +393,7 @@ class TaskManager:
         warnings = [line.split("warning: ", 1)[-1] for line in text.splitlines() if "warning" in line]
         if warnings:
             self.log.warning("cleanup warnings", id=task.id, namespace=task.namespace, warnings=warnings)
-        if proc.returncode == FailedPrecondition.exit_code and await self._readopt(task):
+        if proc.returncode == FailedPrecondition.exit_code and readopt and await self._readopt(task):
             return None
         try:
             result = json.loads(out.decode().strip().splitlines()[-1])
@@ -406,13 +416,14 @@ class TaskManager:
 
     async def adopt(self, task: Task, address: str, timeout: float) -> None:
         """Connect to a live shim and take its task's state (raises Unavailable if it is dead)."""
+        task.shim_address = address
         conn = await ShimConnection.connect(address, timeout=min(timeout, 2.0))
         try:
             state = await conn.call("state", timeout=timeout)
         except BaseException:
             conn.close()
             raise
-        task.conn, task.shim_address = conn, address
+        task.conn = conn
         task.shim_pid = self._shim_pid_from_dir(task) or task.shim_pid
         task.pid = int(state.get("pid") or 0)
         status = state.get("status") or "unknown"
@@ -477,6 +488,9 @@ class TaskManager:
                            id=event.get("container_id"))
             return
         await task.ready.wait()
+        if shim_pid and task.shim_pid and shim_pid != task.shim_pid:
+            self.log.debug("event from a previous shim dropped", topic=topic, id=task.id, shim_pid=shim_pid)
+            return
         seq = msg.get("seq")
         if isinstance(seq, int) and shim_pid:
             if seq <= task.last_seq.get(shim_pid, 0):

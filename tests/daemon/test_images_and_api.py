@@ -35,6 +35,8 @@ def raw(stack, method: str, path: str, body: bytes = b"", headers: dict | None =
 
 
 def test_import_tag_save_load_rmi(stack, tmp_path):
+    import time
+    since = f"{time.time() - 0.001:.6f}"
     rootfs = str(tmp_path / "rootfs.tar")
     busybox.write_rootfs_tar(rootfs)
     image_id = stack.ok("import", rootfs, "imported:v1")
@@ -56,6 +58,11 @@ def test_import_tag_save_load_rmi(stack, tmp_path):
     r = stack.cli("rmi", "nosuch:image")
     assert r.returncode == 1 and "No such image: nosuch:image" in r.stderr
     stack.ok("rmi", "imported:v2")
+    out = stack.ok("events", "--since", since, "--until", f"{time.time() + 0.2:.6f}", "--filter", "type=image",
+                   "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+    assert out.splitlines() == ["import " + image_id, "tag imported:v2", "save imported:v2", "untag " + image_id,
+                                "untag " + image_id, "delete " + image_id, "load " + image_id,
+                                "untag " + image_id, "delete " + image_id]
 
 
 def test_rmi_conflict_with_a_container(stack):

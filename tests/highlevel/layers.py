@@ -70,7 +70,7 @@ def _diff_id(layer: bytes) -> str:
 
 def image_config(layers: list[bytes], cmd=None) -> dict:
     return {"architecture": host_arch(), "os": "linux", "created": "2020-01-01T00:00:00Z",
-            "config": {"Cmd": cmd or ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+            "config": {"Cmd": cmd or ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
             "rootfs": {"type": "layers", "diff_ids": [_diff_id(x) for x in layers]}}
 
 

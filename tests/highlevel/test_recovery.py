@@ -248,3 +248,43 @@ def test_sigkill_during_imports_leaves_a_sound_store(runtimed, busybox_image_tar
     assert os.listdir(os.path.join(root, "snapshots")) == []
     assert os.listdir(os.path.join(root, "content", "ingest")) == []
     reap_children()
+
+
+def test_half_created_tasks_are_removed_at_start(daemon):
+    """What a SIGKILL during a task create leaves: a mounted rootfs and no shim, or a shim whose
+    task was never created. Recovery removes both; the containers stay."""
+    import json
+    from runtime.lowlevel.spec import default_spec
+    from tests.conftest import run
+    from tests.highlevel.conftest import SHIM
+    rt = daemon.client()
+    for cid in ("no-shim", "no-task"):
+        rt.create_container(cid, "busybox", args=["sleep", "100"], runtime="runc")
+    daemon.kill()
+    tasks = os.path.join(daemon.state, "runtimed", "tasks", "default")
+    mounted = os.path.join(tasks, "no-shim")
+    os.makedirs(os.path.join(mounted, "rootfs"))
+    with open(os.path.join(mounted, "runtimed.json"), "w") as f:
+        json.dump({"id": "no-shim", "namespace": "default", "runtime": "/usr/sbin/runc"}, f)
+    assert run(["mount", "-t", "tmpfs", "tmpfs", os.path.join(mounted, "rootfs")]).returncode == 0
+    started = os.path.join(tasks, "no-task")
+    os.makedirs(os.path.join(started, "rootfs"))
+    spec = default_spec()
+    spec["process"]["args"] = ["sleep", "100"]
+    with open(os.path.join(started, "config.json"), "w") as f:
+        json.dump(spec, f)
+    p = run([SHIM, "start", "--id", "no-task", "--namespace", "default", "--bundle", started, "--runtime", "runc",
+             "--address", "unix://" + os.path.join(daemon.state, "runtimed", "events.sock"),
+             "--socket-dir", daemon.socket_dir])
+    assert p.returncode == 0, p.stderr
+    with open(os.path.join(started, "shim.pid")) as f:
+        shim_pid = int(f.read())
+    daemon.start()
+    assert rt.tasks() == []
+    assert daemon.task_dirs() == [] and mount_points(daemon.state) == []
+    wait_until(lambda: not pid_alive(shim_pid), what="the idle shim to be shut down")
+    assert daemon.messages(msg="removing half-created task: no shim was started")[0]["id"] == "no-shim"
+    assert daemon.messages(msg="removing half-created task: the shim has no task")[0]["id"] == "no-task"
+    assert sorted(c["id"] for c in rt.containers()) == ["no-shim", "no-task"]
+    rt.create_task("no-task")  # and the containers can run
+    rt.delete_task("no-task")

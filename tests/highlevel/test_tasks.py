@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from tests.highlevel.conftest import CGROUP_PARENT, mount_points, pid_alive, run_task, wait_until
+from tests.highlevel.conftest import CGROUP_PARENT, mount_points, pid_alive, run_task
 
 
 def topics_until(events, last: str, timeout: float = 10.0) -> list[dict]:
@@ -182,3 +182,20 @@ def test_bad_input(daemon):
     assert (status, body["code"]) == (404, "not-found")
     rt.delete_task("c", force=True)
     rt.delete_container("c")
+
+
+def test_a_stray_task_directory_is_refused_and_left_alone(daemon):
+    rt = daemon.client()
+    rt.create_container("stray", "busybox", args=["true"], runtime="runc")
+    stray = os.path.join(daemon.state, "runtimed", "tasks", "default", "stray")
+    os.makedirs(os.path.join(stray, "rootfs"))
+    with open(os.path.join(stray, "shim.pid"), "w") as f:
+        f.write(str(os.getpid()))  # a pid the undo path must never touch
+    with pytest.raises(FailedPrecondition, match="exists"):
+        rt.create_task("stray")
+    assert os.path.isdir(os.path.join(stray, "rootfs")) and rt.tasks() == []
+    import shutil
+    shutil.rmtree(stray)
+    rt.create_task("stray")
+    rt.delete_task("stray")
+    rt.delete_container("stray")
