@@ -1,13 +1,15 @@
 """Benchmark: daemon start to all tasks adopted, capsize-runtimed vs containerd, 50 running containers.
 
 For each engine, in the same run: start the daemon, import the lab's busybox image, run N
-containers (``sleep 1000`` through runc), then *runs* times: SIGKILL the daemon (shims and
-containers live on), start it again and time from the exec to the moment its API lists all N
-tasks ``running``:
+containers (``sleep 1000`` through runc), then *runs* rounds, each restarting one engine after the
+other (so that both see the same machine load): SIGKILL the daemon (shims and containers live
+on), start it again and time from the exec to the moment its API lists all N tasks
+``running``:
 
 * capsize-runtimed: the test harness's way — ``capsize-runtimed`` exec'ed, then
   ``GET /v1/namespaces/bench/tasks`` polled in-process (runtime.highlevel.client) every 5 ms;
-  also reported: the daemon's own "successfully booted" seconds and its load time;
+  also reported: the daemon's own boot time (its "successfully booted" log line's
+  ``since_exec``, exec to serving) and its task-load time;
 * containerd (Debian's 1.6, harness.reference.containerd.ContainerdStack): the baseline's way —
   started, then ``ctr -n bench tasks ls`` polled until all N are RUNNING. Each ``ctr`` is a
   process of its own (about 40 ms), so the cost of one ``ctr version`` against a running
@@ -61,131 +63,153 @@ def _log_field(path: str, msg: str, key: str):
     return value
 
 
-def run_capsize(n: int, runs: int, runtime: str) -> dict:
-    from runtime.errors import CapsizeError
-    from runtime.highlevel.client import RuntimeClient
-    work = tempfile.mkdtemp(prefix="rtbench-", dir="/tmp")
-    state = f"/run/capsize/rtb-{uuid.uuid4().hex[:8]}"
-    log = os.path.join(work, "runtimed.log")
-    parent = f"/capsize/rtbench-{os.getpid()}"
-    argv = [RUNTIMED, "--root", os.path.join(work, "root"), "--state", state, "--log-file", log,
-            "--cgroup-parent", parent]
-    rt = RuntimeClient(os.path.join(state, "runtimed.sock"), "bench", timeout=60)
-    proc = None
+class CapsizeEngine:
+    """capsize-runtimed with N tasks; :meth:`restart` SIGKILLs it, starts it and times the adoption."""
 
-    def start() -> subprocess.Popen:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    name = "capsize-runtimed"
 
-    def wait_all_running(t0: float) -> float:
+    def __init__(self, n: int, runtime: str):
+        from runtime.highlevel.client import RuntimeClient
+        self.n, self.runtime = n, runtime
+        self.work = tempfile.mkdtemp(prefix="rtbench-", dir="/tmp")
+        self.state = f"/run/capsize/rtb-{uuid.uuid4().hex[:8]}"
+        self.log = os.path.join(self.work, "runtimed.log")
+        self.parent = f"/capsize/rtbench-{os.getpid()}"
+        self.argv = [RUNTIMED, "--root", os.path.join(self.work, "root"), "--state", self.state,
+                     "--log-file", self.log, "--cgroup-parent", self.parent]
+        self.rt = RuntimeClient(os.path.join(self.state, "runtimed.sock"), "bench", timeout=60)
+        self.proc = None
+        self.result = {"engine": self.name, "containers": n, "runtime": runtime, "restart_to_all_running_s": [],
+                       "booted_s": [], "load_s": []}
+
+    def _start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+    def _all_running(self) -> bool:
+        from runtime.errors import CapsizeError
+        try:
+            tasks = self.rt.tasks()
+        except CapsizeError:
+            return False
+        return len(tasks) == self.n and all(t["status"] == "running" for t in tasks)
+
+    def setup(self) -> None:
+        from runtime.errors import CapsizeError
+        self._start()
         while True:
             try:
-                tasks = rt.tasks()
-                if len(tasks) == n and all(t["status"] == "running" for t in tasks):
-                    return time.monotonic() - t0
-            except CapsizeError:
-                pass
-            if time.monotonic() - t0 > 60:
-                raise RuntimeError("capsize-runtimed did not list all tasks running within 60 s")
-            time.sleep(0.005)
-
-    result = {"engine": "capsize-runtimed", "containers": n, "runtime": runtime, "restart_to_all_running_s": [],
-              "booted_s": [], "load_s": []}
-    try:
-        proc = start()
-        wait_all_running(time.monotonic()) if n == 0 else None
-        while True:
-            try:
-                rt.version()
+                self.rt.version()
                 break
             except CapsizeError:
                 time.sleep(0.01)
-        image = os.path.join(work, "busybox.tar")
+        image = os.path.join(self.work, "busybox.tar")
         busybox.write_image_tar(image)
-        rt.import_image(image)
+        self.rt.import_image(image)
         t0 = time.monotonic()
-        for i in range(n):
-            rt.create_container(f"b{i}", "busybox", runtime=runtime, args=["sleep", "1000"])
-            rt.create_task(f"b{i}")
-            rt.start_task(f"b{i}")
-        result["setup_per_container_s"] = round((time.monotonic() - t0) / max(n, 1), 4)
-        for _ in range(runs):
-            proc.kill()
-            proc.wait()
-            time.sleep(0.3)
-            t0 = time.monotonic()
-            proc = start()
-            result["restart_to_all_running_s"].append(round(wait_all_running(t0), 4))
-            result["booted_s"].append(_log_field(log, "capsize-runtimed successfully booted", "seconds"))
-            result["load_s"].append(_log_field(log, "tasks loaded", "seconds"))
-        return result
-    finally:
+        for i in range(self.n):
+            self.rt.create_container(f"b{i}", "busybox", runtime=self.runtime, args=["sleep", "1000"])
+            self.rt.create_task(f"b{i}")
+            self.rt.start_task(f"b{i}")
+        self.result["setup_per_container_s"] = round((time.monotonic() - t0) / max(self.n, 1), 4)
+
+    def restart(self) -> float:
+        self.proc.kill()
+        self.proc.wait()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        self._start()
+        while not self._all_running():
+            if time.monotonic() - t0 > 60:
+                raise RuntimeError("capsize-runtimed did not list all tasks running within 60 s")
+            time.sleep(0.005)
+        took = round(time.monotonic() - t0, 4)
+        self.result["restart_to_all_running_s"].append(took)
+        self.result["booted_s"].append(_log_field(self.log, "capsize-runtimed successfully booted", "since_exec"))
+        self.result["load_s"].append(_log_field(self.log, "tasks loaded", "seconds"))
+        return took
+
+    def close(self) -> None:
+        from runtime.errors import CapsizeError
         try:
-            for t in rt.tasks():
-                rt.delete_task(t["id"], force=True)
-            for c in rt.containers():
-                rt.delete_container(c["id"])
-            for img in rt.images():
-                rt.delete_image(img["name"])
+            for t in self.rt.tasks():
+                self.rt.delete_task(t["id"], force=True)
+            for c in self.rt.containers():
+                self.rt.delete_container(c["id"])
+            for img in self.rt.images():
+                self.rt.delete_image(img["name"])
         except CapsizeError as e:
             print(f"capsize cleanup: {e}", file=sys.stderr)
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
         time.sleep(1.5)  # the shim template leaves 1 s after its last shim
         reap()
         for ctrl in os.listdir("/sys/fs/cgroup"):
             try:
-                os.rmdir(f"/sys/fs/cgroup/{ctrl}{parent}")
+                os.rmdir(f"/sys/fs/cgroup/{ctrl}{self.parent}")
             except OSError:
                 pass
-        shutil.rmtree(state, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(self.state, ignore_errors=True)
+        shutil.rmtree(self.work, ignore_errors=True)
 
 
-def run_containerd(n: int, runs: int) -> dict:
-    from harness.reference.containerd import ContainerdStack
-    work = tempfile.mkdtemp(prefix="ctdrb-", dir="/tmp")
-    stack = ContainerdStack(os.path.join(work, "ctd"))
-    result = {"engine": "containerd", "containers": n, "runtime": "runc", "restart_to_all_running_s": [],
-              "booted_s": [], "ctr_call_s": None}
-    try:
+class ContainerdEngine:
+    """Debian's containerd with N tasks (``ctr run -d``), restarted and timed the baseline's way."""
+
+    name = "containerd"
+
+    def __init__(self, n: int):
+        from harness.reference.containerd import ContainerdStack
+        self.n = n
+        self.work = tempfile.mkdtemp(prefix="ctdrb-", dir="/tmp")
+        self.stack = ContainerdStack(os.path.join(self.work, "ctd"))
+        self.result = {"engine": self.name, "containers": n, "runtime": "runc", "restart_to_all_running_s": [],
+                       "booted_s": [], "ctr_call_s": None}
+
+    def setup(self) -> None:
+        stack = self.stack
         stack.start()
         image = stack.import_busybox(namespace="bench")
         t0 = time.monotonic()
-        for i in range(n):
+        for i in range(self.n):
             cid = f"rb{i}-{os.getpid()}"
             stack.ctr("run", "-d", "--null-io", "--runc-root", stack.runc_root, image, cid, "sleep", "1000",
                       namespace="bench", check=True)
             stack.remember("bench", cid)
-        result["setup_per_container_s"] = round((time.monotonic() - t0) / max(n, 1), 4)
+        self.result["setup_per_container_s"] = round((time.monotonic() - t0) / max(self.n, 1), 4)
         calls = []
         for _ in range(5):
             t = time.monotonic()
             stack.ctr("version", check=True)
             calls.append(time.monotonic() - t)
-        result["ctr_call_s"] = round(statistics.median(calls), 4)
-        for _ in range(runs):
-            stack.kill()
-            time.sleep(0.3)
-            t0 = time.monotonic()
-            stack.start(timeout=60)
-            while True:
-                tasks = stack.tasks("bench")
-                if len(tasks) == n and all(status == "RUNNING" for _, status in tasks.values()):
-                    break
-                if time.monotonic() - t0 > 60:
-                    raise RuntimeError("containerd did not list all tasks running within 60 s")
-            result["restart_to_all_running_s"].append(round(time.monotonic() - t0, 4))
-            booted = None
-            with open(stack.log_path) as f:
-                for line in f:
-                    if "successfully booted in" in line:
-                        booted = line.split("successfully booted in", 1)[1].split()[0].strip('"')
-            result["booted_s"].append(booted)
-        return result
-    finally:
-        stack.close()
-        shutil.rmtree(work, ignore_errors=True)
+        self.result["ctr_call_s"] = round(statistics.median(calls), 4)
+
+    def restart(self) -> float:
+        stack = self.stack
+        stack.kill()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        stack.start(timeout=60)
+        while True:
+            tasks = stack.tasks("bench")
+            if len(tasks) == self.n and all(status == "RUNNING" for _, status in tasks.values()):
+                break
+            if time.monotonic() - t0 > 60:
+                raise RuntimeError("containerd did not list all tasks running within 60 s")
+        took = round(time.monotonic() - t0, 4)
+        self.result["restart_to_all_running_s"].append(took)
+        booted = None
+        with open(stack.log_path) as f:
+            for line in f:
+                if "successfully booted in" in line:
+                    booted = line.split("successfully booted in", 1)[1].split()[0].strip('"').rstrip("s")
+        self.result["booted_s"].append(booted)
+        return took
+
+    def close(self) -> None:
+        self.stack.close()
+        shutil.rmtree(self.work, ignore_errors=True)
 
 
 def main(argv=None) -> int:
@@ -198,9 +222,22 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from runtime.host import HOST, PR_SET_CHILD_SUBREAPER
     HOST.prctl(PR_SET_CHILD_SUBREAPER, 1)  # shims and orphans come back to us, and are reaped
-    results = [run_capsize(args.containers, args.runs, args.runtime)]
+    engines = [CapsizeEngine(args.containers, args.runtime)]
     if not args.no_containerd:
-        results.append(run_containerd(args.containers, args.runs))
+        engines.append(ContainerdEngine(args.containers))
+    try:
+        for e in engines:
+            e.setup()
+        for _ in range(args.runs):  # interleaved, so that both see the same machine load
+            for e in engines:
+                e.restart()
+    finally:
+        for e in engines:
+            try:
+                e.close()
+            except Exception as exc:  # noqa: BLE001 - close the others anyway
+                print(f"{e.name} cleanup: {exc}", file=sys.stderr)
+    results = [e.result for e in engines]
     rows = []
     for r in results:
         times = r["restart_to_all_running_s"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import uuid
 
 from runtime.errors import InvalidArgument
 from runtime.highlevel.httpserver import FileResponse, Router, StreamResponse
@@ -97,7 +96,7 @@ def build(daemon) -> Router:
         fmt = req.arg("format", "auto")
         name = req.arg("name")
         labels = _labels_from_query(req)
-        path = os.path.join(daemon.layout.tmp, f"upload-{uuid.uuid4().hex}")
+        path = os.path.join(daemon.layout.tmp, f"upload-{os.urandom(16).hex()}")
         try:
             with open(path, "wb") as f:
                 async for chunk in req.chunks():
@@ -118,7 +117,7 @@ def build(daemon) -> Router:
 
     async def image_export(req, ns, name):
         ns = _ns(ns)
-        path = os.path.join(daemon.layout.tmp, f"export-{uuid.uuid4().hex}.tar")
+        path = os.path.join(daemon.layout.tmp, f"export-{os.urandom(16).hex()}.tar")
 
         def write():
             with open(path, "wb") as f:

@@ -38,7 +38,7 @@ _DEFAULT = object()
 
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout):
-        super().__init__("localhost", timeout=timeout)
+        super().__init__("localhost", timeout=timeout, blocksize=1 << 16)
         self.unix_path = path
 
     def connect(self) -> None:

@@ -18,7 +18,6 @@ import hashlib
 import os
 import re
 import threading
-import uuid
 
 from runtime.errors import InvalidArgument, NotFound
 from runtime.highlevel.fsutil import fsync_dir
@@ -45,7 +44,7 @@ class Writer:
 
     def __init__(self, store: "ContentStore"):
         self.store = store
-        self.path = os.path.join(store.ingest_dir, uuid.uuid4().hex)
+        self.path = os.path.join(store.ingest_dir, os.urandom(16).hex())
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self._hash = hashlib.sha256()
         self.size = 0

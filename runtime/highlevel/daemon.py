@@ -12,7 +12,8 @@ Start-up, in order (containerd's: plugins, then the shims are loaded, then the A
 4. load the tasks (:mod:`runtime.highlevel.recovery`), bounded by ``load_timeout`` seconds;
 5. serve the API on ``--address`` (mode 0660), then tell systemd ``READY=1`` (when
    ``NOTIFY_SOCKET`` is set) and log ``capsize-runtimed successfully booted`` with the seconds
-   it took. Crash debris (snapshot directories without a record, stale uploads) is swept in the
+   it took (``seconds`` from the start of :meth:`Daemon.run`, ``since_exec`` from the exec, and
+   ``phases``: interpreter and imports, stores, task load). Crash debris (snapshot directories without a record, stale uploads) is swept in the
    background.
 
 SIGTERM or SIGINT stops the daemon only: the API and events sockets are closed and removed, the
@@ -68,8 +69,8 @@ class Daemon:
 
     def lock(self) -> None:
         """Take the root and state locks (FailedPrecondition when another daemon has them)."""
-        self.layout.make_dirs()
         self.layout.check_sockets()
+        self.layout.make_dirs()
         self._locks.append(_lock(self.layout.root_lock, f"root {self.layout.root}"))
         try:
             self._locks.append(_lock(self.layout.state_lock, f"state {self.layout.state}"))
@@ -114,6 +115,7 @@ class Daemon:
         if not self._locks:
             self.lock()
         self.http = self.events_server = self.tasks = None
+        phases = {"since_exec": _process_age()}
         try:
             self._open_stores()
             self.bus = EventBus(self.log)
@@ -121,12 +123,14 @@ class Daemon:
                                      self.shim_socket_dir, self.cgroup_parent)
             self.events_server = ShimEventServer(self.layout.events_socket, self.tasks.handle_shim_event, self.log)
             await self.events_server.start()
+            phases["stores"] = round(time.monotonic() - t0, 4)
             self.recovery_summary = await Recovery(self.tasks, self.log).run(self.load_timeout)
+            phases["load"] = self.recovery_summary["seconds"]
             self.http = HTTPServer(api.build(self), self.log)
             await self.http.start(self.layout.address, 0o660)
             self.log.info("capsize-runtimed successfully booted", seconds=round(time.monotonic() - t0, 4),
-                          address=self.layout.address, root=self.layout.root, state=self.layout.state,
-                          pid=os.getpid())
+                          since_exec=_process_age(), phases=phases, address=self.layout.address,
+                          root=self.layout.root, state=self.layout.state, pid=os.getpid())
             _sd_notify("READY=1\nSTATUS=serving\nMAINPID=%d" % os.getpid())
             sweep = loop.run_in_executor(None, self._sweep_debris)
             await self._stop.wait()
@@ -166,6 +170,16 @@ class Daemon:
             self.md.close()
         self.unlock()
         self.log.info("capsize-runtimed stopped")
+
+
+def _process_age() -> float | None:
+    """Seconds since this process was started (exec'ed), from /proc/self/stat (10 ms resolution)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        return round(time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK"), 3)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _sd_notify(state: str) -> None:

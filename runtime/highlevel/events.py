@@ -32,7 +32,6 @@ import json
 import os
 import socket
 import struct
-import uuid
 
 from runtime.shim.clock import rfc3339nano
 
@@ -90,7 +89,7 @@ class EventBus:
     """Publishes envelopes to subscribers, in publication order. Use from the event loop only."""
 
     def __init__(self, log=None, history: int = HISTORY):
-        self.boot_id = uuid.uuid4().hex
+        self.boot_id = os.urandom(16).hex()
         self.seq = 0
         self.log = log
         self._history: collections.deque = collections.deque(maxlen=history)

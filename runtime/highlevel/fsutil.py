@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 
 
 def fsync_dir(path: str) -> None:
@@ -22,7 +21,7 @@ def fsync_dir(path: str) -> None:
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     """Replace *path* with *data* atomically (see the module docstring). Raises OSError."""
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = f"{path}.{os.urandom(4).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         try:

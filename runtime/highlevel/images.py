@@ -37,7 +37,6 @@ import io
 import json
 import os
 import re
-import tarfile
 import time
 
 from runtime.errors import CapsizeError, InvalidArgument, NotFound, Unimplemented
@@ -100,6 +99,8 @@ class _Archive:
     """A seekable tar opened for random access by member name (``./`` prefixes ignored)."""
 
     def __init__(self, path: str):
+        import tarfile
+        self._errors = (tarfile.TarError, KeyError)
         try:
             self.tar = tarfile.open(path, "r:*")
             self.members = {}
@@ -117,7 +118,7 @@ class _Archive:
             raise InvalidArgument(f"{what}: {name!r} is not in the archive")
         try:
             f = self.tar.extractfile(m)
-        except (tarfile.TarError, KeyError) as e:
+        except self._errors as e:
             raise InvalidArgument(f"{what}: cannot read {name!r}: {e}") from None
         if f is None:
             raise InvalidArgument(f"{what}: {name!r} is not a file")
@@ -432,6 +433,7 @@ class ImageStore:
     # -- export ------------------------------------------------------------------------------
     def export(self, namespace: str, names: list[str], out) -> None:
         """Write the images *names* as one docker-save tarball to *out* (a binary file object)."""
+        import tarfile
         from runtime.highlevel.unpack import decompressed
         rows = [self.md.get_image(namespace, normalize_name(n)) for n in names]
         manifest_json, repositories, written = [], {}, set()

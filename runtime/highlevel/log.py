@@ -9,7 +9,8 @@ that an operator who knows containerd recognises them.
 Where the lines go: the file given to :class:`Logger` (``--log-file``), else stderr. When stderr
 is connected to the journal (systemd sets ``JOURNAL_STREAM`` to its ``device:inode``), entries
 are sent to journald natively instead, with ``MESSAGE``, ``PRIORITY`` and one upper-case field
-per key (``ID=...``, ``NAMESPACE=...``), and ``SYSLOG_IDENTIFIER=capsize-runtimed``.
+per key (``ID=...``, ``NAMESPACE=...``), and ``SYSLOG_IDENTIFIER=capsize-runtimed``; an entry
+journald refuses is written to stderr as a JSON line instead.
 """
 
 from __future__ import annotations
@@ -84,8 +85,7 @@ class Logger:
         if LEVELS.get(level, 20) < self._threshold:
             return
         entry = {"time": rfc3339nano(), "level": level, "msg": msg, **self.fields, **fields}
-        if self._journal is not None:
-            self._to_journal(level, msg, entry)
+        if self._journal is not None and self._to_journal(level, msg, entry):
             return
         line = (json.dumps(entry, default=str, separators=(",", ":")) + "\n").encode()
         with self._lock:
@@ -94,7 +94,8 @@ class Logger:
             except OSError:
                 pass
 
-    def _to_journal(self, level: str, msg: str, entry: dict) -> None:
+    def _to_journal(self, level: str, msg: str, entry: dict) -> bool:
+        """Send one entry to journald; False (the caller writes it to stderr) if journald refuses."""
         extra = {}
         for key, value in entry.items():
             if key in ("time", "level", "msg"):
@@ -104,8 +105,9 @@ class Logger:
         try:
             self._journal.send(msg, PRIORITY=str(_PRIORITY.get(level, 6)),
                                SYSLOG_IDENTIFIER="capsize-runtimed", **extra)
+            return True
         except Exception:  # noqa: BLE001 - logging must never take the daemon down
-            pass
+            return False
 
     def debug(self, msg: str, **fields) -> None:
         self.log("debug", msg, **fields)

@@ -27,7 +27,6 @@ import hashlib
 import os
 import shutil
 import threading
-import uuid
 
 from runtime.errors import AlreadyExists, CapsizeError, InvalidArgument, NotFound
 from runtime.host import HOST, MNT_DETACH
@@ -62,7 +61,7 @@ class Snapshotter:
 
     # -- directories -------------------------------------------------------------------------
     def _new_dir(self) -> str:
-        name = uuid.uuid4().hex[:12]
+        name = os.urandom(6).hex()
         os.mkdir(os.path.join(self.dir, name), 0o700)
         with self._lock:
             self._busy.add(name)

@@ -85,20 +85,44 @@ def _clear_stale(root: str, container_id: str, host: h.Host) -> None:
     state_dir = os.path.join(root, container_id)
     if not os.path.isdir(state_dir):
         return
+    # The creator first: create saves the init's pid *before* it unlinks "creator", so reading
+    # in this order never mistakes a create that just finished for a dead one.
+    creator = _read_creator(state_dir)
+    if creator and proc_start_time(creator[0]) == creator[1]:
+        return  # a create is in progress
     try:
         st = State.load(root, container_id)
     except NotFound:
         st = State(root, id=container_id)  # died before its first save
     if st.pid:
         return
-    creator = _read_creator(state_dir)
-    if creator and proc_start_time(creator[0]) == creator[1]:
-        return  # a create is in progress
     cg = st.cgroup_obj() if st.cgroup else None
     if cg is not None and cg.exists():
         cg.kill_all(SIGKILL)
         cg.destroy()
     st.remove()
+
+
+def _reserve(root: str, container_id: str, host: h.Host) -> State:
+    """Clear a stale half-created container and reserve the id, with its creator recorded.
+
+    Runs under an exclusive flock(2) of the runtime root, so that no other create (or delete
+    --force) sees the id's directory between its mkdir and its complete "creator" file, and
+    two of them never clear the same stale directory. The lock is released before anything
+    forks (the descriptor is closed), and by the kernel if this process dies.
+    """
+    import fcntl
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _clear_stale(root, container_id, host)
+        st = State.reserve(root, container_id)
+        with open(os.path.join(st.dir, "creator"), "w") as f:
+            f.write(f"{os.getpid()} {proc_start_time(os.getpid())}")
+        return st
+    finally:
+        os.close(fd)
 
 
 def _read_creator(state_dir: str):
@@ -130,10 +154,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         raise InvalidArgument("cannot allocate tty if capsize-runc will detach without setting console socket")
     if console_socket and not proc.get("terminal"):
         raise InvalidArgument("cannot use console socket if capsize-runc will not detach or allocate tty")
-    _clear_stale(root, container_id, host)
-    st = State.reserve(root, container_id)
-    with open(os.path.join(st.dir, "creator"), "w") as f:
-        f.write(f"{os.getpid()} {proc_start_time(os.getpid())}")
+    st = _reserve(root, container_id, host)
     st.bundle, st.rootfs, st.config = bundle, rootfs_path(bundle, config), config
     st.annotations = config.get("annotations") or {}
     st.created = rfc3339_now()
@@ -293,7 +314,8 @@ def kill(root: str, container_id: str, sig: int = SIGTERM, all_processes: bool =
     Raises NotFound, FailedPrecondition("container not running") for a stopped container.
     """
     st = State.load(root, container_id)
-    if st.status() == "stopped":
+    status = st.status()
+    if status == "stopped":
         if all_processes and st.cgroup_obj() is not None and st.cgroup_obj().pids():
             st.cgroup_obj().kill_all(sig)
             return
@@ -305,6 +327,9 @@ def kill(root: str, container_id: str, sig: int = SIGTERM, all_processes: bool =
             os.kill(st.pid, sig)
         except ProcessLookupError:
             raise FailedPrecondition("container not running", id=container_id) from None
+        if sig == SIGKILL and status == "paused":
+            # runc 1.1: a frozen task dies of SIGKILL only once thawed (cgroup v1 freezer)
+            st.cgroup_obj().thaw()
 
 
 def _wait_gone(st: State, timeout: float) -> bool:
@@ -324,7 +349,23 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     """
     from runtime.lowlevel import hooks
 
-    st = State.load(root, container_id)
+    try:
+        st = State.load(root, container_id)
+    except NotFound:
+        if not force:
+            raise
+        # runc and crun: --force on an unknown id is done (a clean-up may run twice); what a
+        # create that died before its first save left behind is cleared, never a live create's
+        import fcntl
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if os.path.isdir(root) else None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                _clear_stale(root, container_id, h.HOST)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        return
     status = st.status()
     if status in ("running", "paused") and not force:
         raise FailedPrecondition(f"cannot delete container {container_id} that is not stopped: {status}",
@@ -424,17 +465,34 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
     return _wait_forwarding(pid)
 
 
-def _wait_forwarding(pid: int) -> int:
-    """Wait for our adoptee *pid*, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT to it; shell-style status."""
+def _forwarder():
+    """Install the forwarding handlers now (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2);
+    signals that arrive before ``target(pid)`` names the process are queued, then forwarded, as
+    runc's signal handler, installed before the container is created, does."""
     import signal
+    box = {"pid": None, "queue": []}
 
     def forward(signum, _frame):
+        if box["pid"] is None:
+            box["queue"].append(signum)
+            return
         try:
-            os.kill(pid, signum)
+            os.kill(box["pid"], signum)
         except ProcessLookupError:
             pass
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(s, forward)
+
+    def target(pid: int) -> None:
+        box["pid"] = pid
+        while box["queue"]:
+            forward(box["queue"].pop(0), None)
+    return target
+
+
+def _wait_forwarding(pid: int, target=None) -> int:
+    """Wait for our adoptee *pid*, forwarding signals to it (see _forwarder); shell-style status."""
+    (target or _forwarder())(pid)
     while True:
         try:
             got, status = os.waitpid(pid, 0)
@@ -450,6 +508,7 @@ def run(root: str, container_id: str, bundle: str, detach: bool = False, pid_fil
         console_socket: str | None = None, keep: bool = False, preserve_fds: int = 0,
         host: h.Host = h.HOST) -> int:
     """create + start; in the foreground, wait for the init, delete the container and return its status."""
+    target = None if detach else _forwarder()  # from now on: nothing may kill us and orphan the container
     st = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
                 preserve_fds=preserve_fds, host=host)
     try:
@@ -459,7 +518,7 @@ def run(root: str, container_id: str, bundle: str, detach: bool = False, pid_fil
         raise
     if detach:
         return 0
-    status = _wait_forwarding(st.pid)
+    status = _wait_forwarding(st.pid, target)
     if not keep:
         delete(root, container_id, force=True)
     return status
