@@ -189,7 +189,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         cgroup.add(child_pid)
         parent.send("continue")
         init_pid = parent.expect("pid", INIT_TIMEOUT)["pid"]
-        _reap(child_pid)
+        os.waitpid(child_pid, 0)  # the intermediate exits right after reporting the pid
         child_pid = None
         st.pid, st.start_time = init_pid, proc_start_time(init_pid)
         st.namespaces = {ns["type"]: ns.get("path") or f"/proc/{init_pid}/ns/{h.NAMESPACE_FILES[ns['type']]}"
@@ -448,7 +448,7 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
     try:
         parent.send("continue")
         pid = parent.expect("pid", INIT_TIMEOUT)["pid"]
-        _reap(child_pid)
+        os.waitpid(child_pid, 0)  # the intermediate exits right after reporting the pid
         child_pid = None
         st.cgroup_obj().add(pid)
         parent.send("continue")

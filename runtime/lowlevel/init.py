@@ -126,8 +126,10 @@ def intermediate(chan, config: dict, host: h.Host, child) -> None:
     hears ``pid`` before anything the init says on the shared sync channel.
     """
     try:
-        chan.expect("continue")  # the parent has put us in the container's cgroup
+        # Namespaces first: creating them overlaps with the parent's cgroup writes (the first
+        # cgroup.procs write of a migration costs the kernel an RCU grace period, ~10 ms).
         enter_namespaces(config, host)
+        chan.expect("continue")  # the parent has put us in the container's cgroup
         gate_r, gate_w = os.pipe()
         pid = os.fork()
         if pid == 0:
