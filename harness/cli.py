@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--runtime", default="capsize-runc", help="capsize-runc (default), runc or crun")
     from harness import commands
     commands.add_parsers(sub)
+    from harness.report import cli as report_cli  # reports: `report`, `compare`
+    report_cli.add_parsers(sub)
     return p
 
 
@@ -58,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from harness.demo import demo
             return demo(args.runtime)
+        if args.command in ("report", "compare"):
+            from harness.report import cli as report_cli
+            return report_cli.dispatch(args)
+        if args.command == "run":  # the run, then its reports (harness.report.cli.after_run)
+            from harness import commands
+            from harness.report import cli as report_cli
+            return report_cli.after_run(args, lambda: commands.dispatch(args))
         if args.command in ("run", "validate", "list", "schema", "engine", "recover", "doctor"):
             from harness import commands
             return commands.dispatch(args)

@@ -69,7 +69,7 @@ class Recovery:
             if rec:
                 task.load_record(rec)
             self.m.tasks[(ns, tid)] = task
-            loads.append(asyncio.get_running_loop().create_task(self._load(task, rec)))
+            loads.append(asyncio.get_running_loop().create_task(self._load(task)))
         self.m.recovered.set()
         pending = set()
         if loads:
@@ -83,7 +83,7 @@ class Recovery:
         self.log.info("tasks loaded", **result)
         return result
 
-    async def _load(self, task: Task, rec: dict | None) -> None:
+    async def _load(self, task: Task) -> None:
         log = self.log.with_fields(id=task.id, namespace=task.namespace)
         address = _read(os.path.join(task.dir, shim_paths.ADDRESS))
         container = self.m.md.find_container(task.namespace, task.id)
@@ -100,7 +100,7 @@ class Recovery:
             await self._remove(task)
             return
         except Unavailable:
-            await self.m.cleanup_dead_shim(task, at_start=True)
+            await self.m.cleanup_dead_shim(task)
             self.counts["cleaned"] += 1
             return
         except CapsizeError as e:  # DeadlineExceeded: a stopped or hung shim
@@ -129,7 +129,7 @@ class Recovery:
             try:
                 await self.m.adopt(task, address, timeout=RETRY_INTERVAL)
             except Unavailable:
-                await self.m.cleanup_dead_shim(task, at_start=True)
+                await self.m.cleanup_dead_shim(task)
                 return
             except NotFound:
                 await self._remove(task)

@@ -354,7 +354,7 @@ class TaskManager:
             self._spawn(self.cleanup_dead_shim(task))
         conn.closed.add_done_callback(closed)
 
-    async def cleanup_dead_shim(self, task: Task, at_start: bool = False) -> None:
+    async def cleanup_dead_shim(self, task: Task) -> None:
         """Clean up after a shim that is gone (see the module docstring)."""
         async with task.lock:
             if task.gone:
