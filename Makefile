@@ -2,11 +2,14 @@
 #   make run    the main job
 #   make test   the test suite
 #   make vm-ci  the CI resilience checks in VMs (vagrant/ci.sh: about 15 min, not part of test)
-.PHONY: setup run test bench vm-ci
+.PHONY: setup run demo test bench vm-ci
 setup:
 	@./scripts/setup.sh
 
 run: setup
+	.venv/bin/capsize run scenarios/seed
+
+demo: setup
 	.venv/bin/capsize demo
 
 test: setup

@@ -11,6 +11,8 @@
 * ``capsize recover [RUN]`` — undo the faults a crashed harness left (from the run's ledger)
   and remove its engines;
 * ``capsize doctor`` — what this host has, and what each missing piece disables;
+* ``capsize report RUN`` / ``capsize compare RUN...`` — reports (harness.report.cli); ``capsize run``
+  writes ``report.md``/``report.html`` (and ``compare.*`` for several engines or repeats) at its end;
 * ``capsize image rootfs --out FILE`` / ``capsize image bundle DIR [-- CMD...]`` — the lab's busybox;
 * ``capsize demo [--runtime capsize-runc|runc|crun]`` — one container through a low-level runtime.
 

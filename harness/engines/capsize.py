@@ -3,8 +3,9 @@
 Roles (DESIGN.md):
 
 =========  ==================================================================================
-daemon     ``capsized -H unix://<state>/capsized.sock --data-root <root>/daemon --exec-root
-           <state>/daemon --runtime-address <state>/runtimed.sock`` (the Docker Engine API)
+daemon     ``capsized -H unix://<state>/capsized.sock --data-root <root> --exec-root
+           <state>/daemon --runtime-address <state>/runtimed.sock`` (the Docker Engine API;
+           its records land in ``<root>/daemon/``, DESIGN.md's layout)
 runtime    ``capsize-runtimed --root <root> --state <state> --address <state>/runtimed.sock``
 shim       ``capsize-shim serve --namespace NS --id ID ...`` (one per container)
 container  the task's init (``<state>/runtimed/tasks/<ns>/<id>/init.pid``), cgroup ``capsize/<id>``
@@ -12,11 +13,8 @@ lowlevel   capsize-runc, runc or crun while it runs (``--runtime``; option ``run
 =========  ==================================================================================
 
 Logs are JSON lines (``time, level, msg, component``); the runtime's events are its event
-stream. **Status:** capsize-runtimed is being written and capsized does not exist yet, so
-:meth:`CapsizeEngine.unavailable` reports ``engine unavailable: capsized not built yet`` and
-every scenario on this engine is n/a with that reason; the methods below follow the documented
-command lines and layout (runtime/highlevel/layout.py) and are exercised only once the tiers
-exist.
+stream. :meth:`CapsizeEngine.unavailable` says why the engine cannot run here (a tier's
+console script or the chosen low-level runtime missing); scenarios are then n/a with that reason.
 """
 
 from __future__ import annotations
@@ -93,7 +91,7 @@ class CapsizeEngine(Engine):
             return [_script("capsize-runtimed"), "--root", self.root, "--state", self.state,
                     "--address", self.runtime_address,
                     "--log-file", os.path.join(self.logs, "runtimed.log")]
-        argv = [_script("capsized"), "-H", "unix://" + self.socket, "--data-root", os.path.join(self.root, "daemon"),
+        argv = [_script("capsized"), "-H", "unix://" + self.socket, "--data-root", self.root,
                 "--exec-root", os.path.join(self.state, "daemon"), "--runtime-address", self.runtime_address,
                 "--log-file", os.path.join(self.logs, "capsized.log")]
         if self.options.live_restore:

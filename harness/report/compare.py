@@ -421,8 +421,10 @@ def to_terminal(cmp: dict) -> str:
                                       headers=["scenario"] + cols, tablefmt="simple", disable_numparse=True)]
     out += ["", f"{len(cmp['divergences'])} divergence(s)" + (":" if cmp["divergences"] else "")]
     for d in cmp["divergences"]:
-        sides = " | ".join(f"{c}: " + "; ".join(f"{k} {model.first_line(str(v), 80)}" for k, v in list(d["sides"][c].items())[:3])
-                           for c in d["sides"])
+        fields = list(dict.fromkeys(f for c in d["sides"] for f in d["sides"][c]))
+        differ = [f for f in fields if len({str(d["sides"][c].get(f)) for c in d["sides"]}) > 1] or fields
+        sides = " | ".join(f"{c}: " + "; ".join(f"{k} {model.first_line(str(d['sides'][c].get(k, '-')), 80)}"
+                                                for k in differ[:3]) for c in d["sides"])
         out.append(f"  {d['n']}. {d['scenario']}: {d['kind']}: {d['what']}")
         out.append(f"      {sides[:300]}")
     for st in cmp["stats"]:

@@ -125,6 +125,9 @@ def scenario_md(sc, v: dict) -> str:
                 if e["snapshot"] is not None:
                     out.append(f"  - snapshot #{e['snapshot']} (t={sec(e['t'])}s)")
                 for title, lines in e["items"]:
+                    if lines == ["(none)"]:
+                        out.append(f"  - {title}: (none)")
+                        continue
                     out.append(f"  - {title}:" if title else "  -")
                     out += [f"    - `{cell(line, 300).replace('`', chr(39))}`" for line in lines]
     else:
@@ -148,7 +151,8 @@ def scenario_md(sc, v: dict) -> str:
         if t["same_as"] is not None:
             out += [f"- {head}: unchanged since #{t['same_as']}"]
             continue
-        out += ["", head + (f"; {t['hidden']} harness tool process(es) not shown" if t["hidden"] else ""), ""]
+        out += ([] if out[-1] == "" else [""]) + [head + (f"; {t['hidden']} harness tool process(es) not shown"
+                                                          if t["hidden"] else ""), ""]
         out.append(fence(model.text_tree(t)))
         d = t["diff"]
         if any(d.values()):
@@ -212,7 +216,7 @@ def run_terminal(run, pairs: list[tuple]) -> str:
                 details.append(f"  {v['key']}: step {s['label']}: {'; '.join(s['detail'])}")
         for c in v["checks"]:
             if c["status"] == "fail":
-                ev = [line for e in c["evidence"] for _, lines in e["items"] for line in lines][:3]
+                ev = [f"{title}: {line}" for e in c["evidence"] for title, lines in e["items"] for line in lines][:3]
                 details.append(f"  {v['key']}: check {c['label']} [{c['timing']}]: expected {js(c['expected'], 160)}, "
                                f"seen {js(c['seen'], 160)}" + (f" ({c['reason']})" if c["reason"] else ""))
                 details += [f"      {line[:200]}" for line in ev]

@@ -126,9 +126,7 @@ def timeline(sc: Scenario, view: dict) -> str:
             xr = x(life["reaped_at"])
             items.append(f'<text x="{f1(xr - 3)}" y="{{y1}}" class="lbl" fill="#000">x<title>reaped by the harness at '
                          f't={model.sec(life["reaped_at"])}s</title></text>')
-        title = f"{life['role']} {life['name']} {life['pid']}"
-        if life["container"]:
-            title = f"{life['role']} {life['container']}: {life['name']} {life['pid']}"
+        title = f"{life['role']}{' ' + life['container'] if life['container'] else ''} {life['pid']} {life['name']}"
         lanes.append((title, items))
     height = TOP + LANE * len(lanes) + 8
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" width="{W}" height="{height}" '
