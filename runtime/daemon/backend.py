@@ -215,7 +215,10 @@ class Backend:
             return
         if env.get("topic") == "/tasks/exit":
             status = ev.get("exit_status")
-            made_up = ev.get("exit_source") in ("default", "unknown") or status is None
+            # "default" is the runtime's clean-up of a dead shim: it force-deleted the container
+            # (SIGKILL), so its 137 is what really ended the process. Only an exit nobody can
+            # account for is made up (255, as dockerd).
+            made_up = ev.get("exit_source") == "unknown" or status is None
             await self._daemon.on_task_exit(cid, int(ev.get("pid") or 0), 255 if made_up else int(status),
                                             _ns_time(ev.get("exited_at")), made_up=made_up)
         elif env.get("topic") == "/tasks/oom":

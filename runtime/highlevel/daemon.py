@@ -70,9 +70,10 @@ class Daemon:
     def lock(self) -> None:
         """Take the root and state locks (FailedPrecondition when another daemon has them)."""
         self.layout.check_sockets()
-        self.layout.make_dirs()
+        self.layout.make_root_dirs()
         self._locks.append(_lock(self.layout.root_lock, f"root {self.layout.root}"))
         try:
+            self.layout.make_state_dirs()
             self._locks.append(_lock(self.layout.state_lock, f"state {self.layout.state}"))
         except BaseException:
             self.unlock()

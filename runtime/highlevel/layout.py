@@ -63,8 +63,12 @@ class Layout:
         """The low-level runtime's ``--root`` for *namespace*: ``<state>/runc/<namespace>``."""
         return os.path.join(self.state, "runc", namespace)
 
-    def make_dirs(self) -> None:
-        for d in (self.base, self.content, self.snapshots, self.tmp, self.state_base, self.tasks):
+    def make_root_dirs(self) -> None:
+        for d in (self.base, self.content, self.snapshots, self.tmp):
+            os.makedirs(d, mode=0o711, exist_ok=True)
+
+    def make_state_dirs(self) -> None:
+        for d in (self.state_base, self.tasks):
             os.makedirs(d, mode=0o711, exist_ok=True)
 
     def check_sockets(self) -> None:

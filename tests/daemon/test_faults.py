@@ -121,9 +121,11 @@ def test_restart_policies(fresh):
     s.ok("rm", "-f", "alw", "onf")
 
 
-def test_exit_status_made_up_when_nothing_recorded_it(fresh):
-    """capsized and capsize-runtimed down, then the shim is killed: nobody records the exit, so the
-    container ends as 255 with State.Error saying the code is made up (never a fake 0)."""
+def test_exit_status_when_the_shim_died_while_both_daemons_were_down(fresh):
+    """capsized and capsize-runtimed down, then the shim is killed: no exit file exists, so the
+    restarted runtime cleans up the dead shim by force-deleting the container — SIGKILL, 137,
+    published with exit_source "default" — and capsized reports that 137 (never a fake 0, and the
+    same code in inspect as in the die event)."""
     s = fresh
     cid = s.ok("run", "-d", "--name", "orphan", "busybox", "sleep", "1000")
     with open(os.path.join(s.state, "runtimed", "tasks", "capsize", cid, "shim.pid")) as f:
@@ -133,7 +135,7 @@ def test_exit_status_made_up_when_nothing_recorded_it(fresh):
     os.kill(shim, signal.SIGKILL)
     s.start_runtime()
     s.start_daemon()
+    assert wait_for(lambda: state(s, "orphan")["Status"] == "exited", 10)
     st = state(s, "orphan")
-    assert (st["Status"], st["ExitCode"]) == ("exited", 255)
-    assert "made up" in st["Error"]
+    assert (st["Status"], st["ExitCode"]) == ("exited", 137), st
     s.ok("rm", "orphan")

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 
+import psutil
 import pytest
 
 from harness.report import render_run
@@ -18,7 +19,9 @@ from tests.reports.helpers import REAL
 
 CHROMIUM = shutil.which("chromium")
 TESSERACT = shutil.which("tesseract")
-pytestmark = pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (scripts/setup.sh installs it)")
+# No mount, cgroup or engine process here; the browser's own processes are checked in browse().
+pytestmark = [pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (scripts/setup.sh installs it)"),
+              pytest.mark.no_leak_check]
 
 
 def browse(url: str, tmp_path, size=(1280, 1100)) -> tuple[list[str], str]:
@@ -32,6 +35,8 @@ def browse(url: str, tmp_path, size=(1280, 1100)) -> tuple[list[str], str]:
                         f"--window-size={size[0]},{size[1]}", f"--screenshot={shot}", url],
                        capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr[-2000:]
+    left = [q.pid for q in psutil.process_iter(["cmdline"]) if str(profile) in " ".join(q.info["cmdline"] or [])]
+    assert left == [], f"chromium left processes behind: {left}"
     console = [line for line in p.stderr.splitlines() if re.search(r":CONSOLE[:(]", line)]
     return console, shot
 

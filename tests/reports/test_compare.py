@@ -13,7 +13,13 @@ from harness.cli import main
 from harness.report import compare, load_run, render_compare
 from harness.report.cli import after_run
 from tests.reports import synth
+import pytest  # noqa: E402
+
 from tests.reports.helpers import golden, read
+
+# Reports touch no mount, cgroup or engine process: the suite-wide host leak check (which other
+# sessions running benchmarks at the same time trip) does not apply.
+pytestmark = pytest.mark.no_leak_check
 
 
 def _pair(tmp_path):

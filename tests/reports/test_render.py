@@ -15,6 +15,10 @@ from harness.report import load_run, render_run
 from tests.reports import synth
 from tests.reports.helpers import REAL, golden, read
 
+# Reports touch no mount, cgroup or engine process: the suite-wide host leak check (which other
+# sessions running benchmarks at the same time trip) does not apply.
+pytestmark = pytest.mark.no_leak_check
+
 
 @pytest.fixture
 def synthetic(tmp_path):
