@@ -2,7 +2,9 @@
 #   make run    the main job
 #   make test   the test suite
 #   make vm-ci  the CI resilience checks in VMs (vagrant/ci.sh: about 15 min, not part of test)
-.PHONY: setup run demo test bench vm-ci
+#   make reference-report  the seed scenarios on capsize and Docker, compared, into reports/reference/
+#               (refused unless every check held on both; FORCE=1 writes it anyway)
+.PHONY: setup run demo test bench vm-ci reference-report
 setup:
 	@./scripts/setup.sh
 
@@ -20,3 +22,15 @@ bench: setup
 
 vm-ci: setup
 	./vagrant/ci.sh
+
+REFERENCE_TMP = /tmp/capsize-reference-run
+reference-report: setup
+	rm -rf $(REFERENCE_TMP) && mkdir -p $(REFERENCE_TMP)
+	rc=0; .venv/bin/capsize run --engine capsize --engine docker scenarios/seed --out $(REFERENCE_TMP) -q || rc=$$?; \
+	run=$$(ls -d $(REFERENCE_TMP)/*/ | tail -1); \
+	if [ "$$rc" != 0 ] && [ -z "$(FORCE)" ]; then \
+		echo "reference-report: the seed scenarios did not all pass (exit $$rc; see $$run): reports/reference/ unchanged (FORCE=1 writes it anyway)"; exit 1; fi; \
+	rm -rf reports/reference && mkdir -p reports/reference && \
+	cp "$$run/journal.json" reports/reference/ && \
+	(cd "$$run" && find . \( -name events.jsonl -o -name snapshots.jsonl -o -name logs.jsonl \) -exec cp --parents {} $(CURDIR)/reports/reference/ \;) && \
+	.venv/bin/capsize report reports/reference -q

@@ -3,7 +3,8 @@
 #  - apt packages: the reference stack (runc, crun, containerd, docker.io), the lab's image source
 #    (busybox-static), build deps of systemd-python, and the tools the harness uses; vagrant,
 #    vagrant-libvirt and shellcheck for tests/vagrant (`vagrant validate`, the scripts' lint; the
-#    full VM run installs the rest itself: vagrant/install-vm-tools.sh);
+#    full VM run installs the rest itself: vagrant/install-vm-tools.sh); chromium and tesseract-ocr for
+#    tests/reports (the HTML report in a real browser, its screenshot read back by OCR);
 #  - a virtualenv in .venv (Debian's python3: it starts about 4x faster than a pyenv build, and
 #    every capsize-runc and capsize-shim invocation pays for interpreter start-up) with capsize
 #    installed in development mode.
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES="busybox-static libsystemd-dev pkg-config gcc python3-dev python3-venv runc crun \
 docker.io containerd iproute2 jq strace libseccomp2 procps util-linux systemd \
-vagrant vagrant-libvirt shellcheck"
+vagrant vagrant-libvirt shellcheck chromium tesseract-ocr"
 
 missing=""
 for p in $APT_PACKAGES; do
