@@ -1,7 +1,7 @@
 # The two commands a fresh Debian 12 machine needs (as root); both set everything up first.
 #   make run    the main job
 #   make test   the test suite
-#   make vm-ci  the CI resilience checks in VMs (vagrant/ci.sh: about 15 min, not part of test)
+#   make vm-ci  the CI resilience checks in VMs (vagrant/ci.sh: about 18 min, not part of test)
 #   make reference-report  the seed scenarios on capsize and Docker, compared, into reports/reference/
 #               (refused unless every check held on both; FORCE=1 writes it anyway)
 .PHONY: setup run demo test bench vm-ci reference-report

@@ -295,9 +295,18 @@ def _cleanup(ctx, p: m.CleanupCheck) -> Verdict:
         hs["process"] += [f"pid {pid} ({a['name']}) re-parented to the harness, still alive"
                           for pid, a in ctx.reaper.adopted.items()
                           if alive(pid) and a.get("role") in ("shim", "container", "lowlevel")]
-    left = {k: v for k, v in hs.items() if v and k not in p.ignore}
-    return Verdict(FAIL if left else PASS, "nothing left of the scenario's containers", left or "nothing",
-                   [{"left": left}] if left else [])
+    left = {k: v for k, v in hs.items() if v and k not in p.ignore and k not in p.leaks}
+    leaked = {k: hs[k] for k in p.leaks if k not in p.ignore}
+    missing = [k for k, v in leaked.items() if not v]
+    expected = "nothing left of the scenario's containers"
+    if p.leaks:
+        expected += f" but the known leak(s): {', '.join(p.leaks)}"
+    seen = {**left, **{k: v for k, v in leaked.items() if v}} or "nothing"
+    evidence = [{"left": left}] if left else []
+    if leaked:
+        evidence.append({"known_leaks": leaked})
+    reason = f"the known leak(s) {', '.join(missing)} did not happen" if missing else ""
+    return Verdict(FAIL if left or missing else PASS, expected, seen, evidence, reason)
 
 
 def evaluate_once(ctx, spec: m.CheckSpec) -> Verdict:

@@ -97,8 +97,15 @@ def _apply(ctx, step) -> dict:
         if action == "fault.restart":
             led.apply(run, action, {"role": p.component}, {"kind": "start", "role": p.component})
             facts["stop"] = eng.stop_component(p.component)
-        facts["start"] = eng.start_component(p.component, timeout=p.timeout, wait=p.wait)
+        t0 = time.monotonic()
+        kw = {"listen": p.listen} if p.listen != "socket" else {}
+        facts["start"] = eng.start_component(p.component, timeout=p.timeout, wait=p.wait, **kw)
         _settle_starts(ctx, p.component)
+        if p.wait and p.listen == "socket" and ctx.events is not None:
+            # the event streams re-subscribe after a restart: wait for it, so that the steps
+            # that follow do not race it and lose their events
+            wait = ctx.events.wait_runtime_subscribed if p.component == "runtime" else ctx.events.wait_daemon_subscribed
+            facts["events_resubscribed"] = wait(t0, timeout=10.0)
         return facts
     if action.startswith("fault.service."):
         verb = action.rsplit(".", 1)[1]

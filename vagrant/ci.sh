@@ -2,8 +2,10 @@
 # The full VM run of capsize's CI resilience checks -- one command, as root, on a Debian 12 host
 # without systemd and without usable KVM:
 #
-#   vagrant/ci.sh [--machines "cgv2 cgv1"] [--rebuild-box]
+#   vagrant/ci.sh [--machines "cgv2 cgv1"] [--rebuild-box] [--engines "docker-systemd capsize-systemd"]
 #
+# --engines: the harness engines `capsize run` uses in each VM (add "docker capsize" to run the
+# private stacks there too, for host vs VM on the same scenarios; CAPSIZE_VM_ENGINES also sets it).
 # 1. installs the VM tools from apt (install-vm-tools.sh) and builds the wheels (build-wheels.sh);
 # 2. builds the box offline, or reuses the cached one (build-box.sh; $CAPSIZE_VM_CACHE,
 #    default /var/cache/capsize/vagrant) and adds it to a Vagrant home inside that cache;
@@ -16,7 +18,7 @@
 # 6. always, even on failure or Ctrl-C: destroys the VMs, removes libvirt's network and pool,
 #    stops libvirtd and virtlogd, deletes the namespace, and checks that nothing is left.
 # Exits 0 only if every VM came up, no check failed, and the clean-up left nothing behind.
-# Expected duration on 2 cores: about 12 min with a cached box (+2 min to build it).
+# Expected duration on 2 cores: about 18 min with a cached box (+2 min to build it).
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -24,12 +26,14 @@ TREE=$(cd "$HERE/.." && pwd)
 CACHE=${CAPSIZE_VM_CACHE:-/var/cache/capsize/vagrant}
 BOX=${CAPSIZE_BOX:-capsize-debian12}
 MACHINES="cgv2 cgv1"
+ENGINES=${CAPSIZE_VM_ENGINES:-docker-systemd capsize-systemd}   # harness engines run in each VM
 REBUILD=""
 while [ $# -gt 0 ]; do
     case $1 in
         --machines) MACHINES=$2; shift 2 ;;
         --rebuild-box) REBUILD=--force; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --engines) ENGINES=$2; shift 2 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "ci: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -192,7 +196,7 @@ for m in $MACHINES; do
     else
         say "$m: run-checks.sh"
         timed "$m.checks" vg ssh "$m" -c \
-            "sudo /capsize/vagrant/run-checks.sh --out /var/tmp/capsize-checks --cgroup $cg --name $m --tree /capsize" \
+            "sudo /capsize/vagrant/run-checks.sh --out /var/tmp/capsize-checks --cgroup $cg --name $m --tree /capsize --engines '$ENGINES'" \
             >"$mo/run-checks.out" 2>&1
         crc=$?
         sed 's/^/    /' "$mo/run-checks.out" | grep 'run-checks:'

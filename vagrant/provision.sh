@@ -117,7 +117,11 @@ install -m 644 "$tree"/vagrant/units/capsized.socket "$tree"/vagrant/units/capsi
 systemctl daemon-reload
 if has_module runtime.highlevel.cli; then
     systemctl enable capsize-runtimed.service >/dev/null 2>&1
-    log "capsize-runtimed.service enabled"
+    if systemctl start capsize-runtimed.service; then
+        log "capsize-runtimed.service enabled and started"
+    else   # run-checks.sh reports it (capsize.runtimed); provisioning itself goes on
+        log "capsize-runtimed.service enabled, but it did not start: $(journalctl -u capsize-runtimed.service -n 1 -o cat --no-pager)"
+    fi
 else
     log "capsize-runtimed not in this capsize yet: unit installed, not enabled"
 fi

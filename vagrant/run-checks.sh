@@ -3,6 +3,7 @@
 # Plain script, run as root inside the VM after provision.sh; it does not depend on Vagrant.
 #
 #   run-checks.sh [--out DIR] [--tree DIR] [--cgroup v1|v2] [--name NAME] [--env-only]
+#                 [--engines "docker-systemd capsize-systemd"]   (harness engines to run the suite on)
 #
 # --env-only records the environment and marks every other check skipped: safe anywhere (ci.sh
 # uses it for the host's column); without it, the checks stop and restart docker, containerd and
@@ -35,6 +36,7 @@ tree=/capsize
 want_cgroup=""
 name=$(hostname)
 env_only=0
+harness_engines="docker-systemd capsize-systemd"
 while [ $# -gt 0 ]; do
     case $1 in
         --out) out=$2; shift 2 ;;
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
         --cgroup) want_cgroup=$2; shift 2 ;;
         --name) name=$2; shift 2 ;;
         --env-only) env_only=1; shift ;;
+        --engines) harness_engines=$2; shift 2 ;;
         -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "run-checks: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -53,7 +56,7 @@ TSV=$out/checks.tsv
 LOG=$out/checks.log
 : >"$TSV"
 : >"$LOG"
-start_iso=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+start_time=$(date '+%Y-%m-%d %H:%M:%S')   # the form journalctl --since takes
 PY=/opt/capsize/bin/python
 [ -x "$PY" ] || PY=python3
 SOCK_MSG='Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?'
@@ -313,6 +316,17 @@ if need_capsize; then
     fi
 fi
 
+begin capsize.runtimed
+if need_capsize runtime; then
+    wait_for 30 is_active capsize-runtimed.service
+    if is_active capsize-runtimed.service && [ -S /run/capsize/runtimed.sock ]; then
+        pass "capsize-runtimed.service active (pid $(main_pid capsize-runtimed.service)), /run/capsize/runtimed.sock there"
+    else
+        note "$(journalctl -u capsize-runtimed.service -n 25 --no-pager 2>&1)"
+        fail "capsize-runtimed.service $(systemctl is-active capsize-runtimed.service): $(journalctl -u capsize-runtimed.service -n 1 -o cat --no-pager 2>/dev/null)"
+    fi
+fi
+
 begin capsize.e2.activation
 if need_capsize; then
     old_pid=$(main_pid capsized.service)
@@ -365,7 +379,7 @@ done
 
 # ---------------------------------------------------------------------------- the harness
 engines=$("$PY" -c 'from harness.engines import NAMES; print(" ".join(NAMES))' 2>/dev/null)
-for engine in docker-systemd capsize-systemd; do
+for engine in $harness_engines; do
     begin "harness.$engine"
     if [ "$env_only" = 1 ]; then
         skip "environment only (--env-only)"
@@ -396,7 +410,7 @@ done
 
 # ---------------------------------------------------------------------------- results
 if [ "$systemd_pid1" = 1 ]; then
-    journalctl --since "$start_iso" -o short-iso-precise -u docker.socket -u docker.service -u containerd.service \
+    journalctl --since "$start_time" -o short-iso-precise -u docker.socket -u docker.service -u containerd.service \
         -u capsized.socket -u capsized.service -u capsize-runtimed.service >"$out/journal.txt" 2>&1
 fi
 "$PY" - "$out" "$name" "$cgroup_now" "$systemd_pid1" <<'EOF'

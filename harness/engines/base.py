@@ -141,8 +141,13 @@ class Engine:
         """Send *sig* to the daemon or runtime (SIGKILL: and reap it). Returns facts."""
         raise NotImplementedError
 
-    def start_component(self, role: str, timeout: float = 60.0, wait: bool = True) -> dict:
-        """Start the daemon or runtime again on the same state. Returns facts (seconds to ready)."""
+    def start_component(self, role: str, timeout: float = 60.0, wait: bool = True, listen: str = "socket") -> dict:
+        """Start the daemon or runtime again on the same state. Returns facts (seconds to ready).
+
+        *listen* (daemon only): ``socket`` (its own unix socket), ``activator`` (socket
+        activation: ``systemd-socket-activate`` holds the API socket and starts the daemon with
+        ``-H fd://`` on the first connection; returns once the socket listens) or ``fd``
+        (``-H fd://`` without an activator: a misconfiguration, the start fails)."""
         raise NotImplementedError
 
     def signal_pids(self, pids: list[int], sig: int) -> None:

@@ -172,15 +172,26 @@ class CapsizeEngine(Engine):
     def owned_pids(self) -> set[int]:
         return {p.pid for p in self._procs.values()}
 
-    def start_component(self, role: str, timeout: float = 60.0, wait: bool = True) -> dict:
+    def start_component(self, role: str, timeout: float = 60.0, wait: bool = True, listen: str = "socket") -> dict:
         if role not in TIERS:
             raise Unimplemented(f"a {role} cannot be started on its own")
         if self.pids(role):
             raise Unavailable(f"the {role} is already running")
         os.makedirs(self.logs, exist_ok=True)
+        argv = self._argv(role)
+        if role == "daemon" and listen != "socket":
+            argv[argv.index("-H") + 1] = "fd://"
+            if listen == "activator":
+                from harness.reference.runtimes import which
+                act = which("systemd-socket-activate")
+                if not act:
+                    raise Unavailable("systemd-socket-activate is not installed (package systemd)")
+                if os.path.lexists(self.socket):
+                    os.unlink(self.socket)
+                argv = [act, "-l", self.socket] + argv
         t0 = time.monotonic()
         with open(os.path.join(self.logs, f"{role}.out"), "ab") as out:
-            self._procs[role] = subprocess.Popen(self._argv(role), stdin=subprocess.DEVNULL, stdout=out,
+            self._procs[role] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                                  stderr=subprocess.STDOUT, start_new_session=True)
         if not wait:
             return {"pid": self._procs[role].pid}
@@ -188,7 +199,11 @@ class CapsizeEngine(Engine):
         from harness.reference.docker import ping
         while True:
             if self._procs[role].poll() is not None:
-                raise Unavailable(f"{TIERS[role][1]} exited with status {self._procs[role].returncode} during start-up")
+                err = _last_error(os.path.join(self.logs, "capsized.log")) if role == "daemon" else ""
+                raise Unavailable(f"{TIERS[role][1]} exited with status {self._procs[role].returncode} during start-up"
+                                  + (f": {err}" if err else ""))
+            if role == "daemon" and listen == "activator" and os.path.exists(sock):
+                return {"pid": self._procs[role].pid, "ready_seconds": time.monotonic() - t0}
             if os.path.exists(sock) and (role != "daemon" or ping(sock)):
                 return {"pid": self._procs[role].pid, "ready_seconds": time.monotonic() - t0}
             if time.monotonic() - t0 > timeout:
@@ -298,3 +313,20 @@ def _listdir(path):
         return sorted(os.listdir(path))
     except OSError:
         return []
+
+
+def _last_error(path: str) -> str:
+    """The ``msg`` of the last error line of a JSON-lines log ('' if none)."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.readlines()[-50:]
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("level") in ("error", "fatal"):
+            return str(e.get("msg") or "")
+    return ""

@@ -199,10 +199,10 @@ class DockerEngine(Engine):
         os.kill(pid, sig)
         return {"pid": pid, "signal": sig}
 
-    def start_component(self, role: str, timeout: float = 60.0, wait: bool = True) -> dict:
+    def start_component(self, role: str, timeout: float = 60.0, wait: bool = True, listen: str = "socket") -> dict:
         st = self._live()
         if role == "daemon":
-            seconds = st.start_dockerd(wait=wait, timeout=timeout)
+            seconds = st.start_dockerd(wait=wait, timeout=timeout, listen=listen)
         elif role == "runtime":
             seconds = st.start_containerd(timeout)
         else:

@@ -35,11 +35,47 @@ class EventCollector:
         self._since: float = time.time() - 1.0
         self._stream = None
         self._ctr: subprocess.Popen | None = None
+        self._ctr_started: float = 0.0
+        self._daemon_subscribed: float = 0.0
         self._threads = [threading.Thread(target=self._daemon_loop, name="events-daemon", daemon=True)]
         if engine.runtime_events_argv() is not None:
             self._threads.append(threading.Thread(target=self._runtime_loop, name="events-runtime", daemon=True))
 
     # -- public ---------------------------------------------------------------------------------
+    def runtime_subscribed(self, since: float) -> bool:
+        """Whether the runtime's event stream was (re)started after *since* (monotonic) and is
+        connected to the runtime now: the stream's process holds a connected unix socket. A
+        stream that has not reconnected yet after a runtime restart would miss events."""
+        p = self._ctr
+        if p is None or p.poll() is not None or self._ctr_started < since:
+            return False
+        return _connected_unix_socket(p.pid)
+
+    def wait_daemon_subscribed(self, since: float, timeout: float = 10.0) -> bool:
+        """Wait until the daemon's event stream was (re)subscribed after *since* (monotonic); False
+        after *timeout*. The re-subscription asks for the events since the last one seen, but a
+        restarted daemon has none of its predecessor's: what it emits before would be lost."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._daemon_subscribed > since:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def wait_runtime_subscribed(self, since: float, timeout: float = 10.0) -> bool:
+        """Wait until :meth:`runtime_subscribed`; False after *timeout* (or without a runtime stream)."""
+        if len(self._threads) < 2:
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.runtime_subscribed(since):
+                return True
+            p = self._ctr
+            if p is not None and p.poll() is None and self._ctr_started < since:
+                p.terminate()  # started while the runtime was down: it may be stuck dialling; re-subscribe
+            time.sleep(0.01)
+        return False
+
     def start(self) -> "EventCollector":
         for t in self._threads:
             t.start()
@@ -109,6 +145,7 @@ class EventCollector:
                 client = self.engine.client(timeout=5)
                 stream = client.events(decode=True, since=f"{self._since:.9f}")
                 self._stream = stream
+                self._daemon_subscribed = time.monotonic()  # the request is made: subscribed
                 if not connected:
                     self._note("daemon", "connected")
                     connected = True
@@ -122,6 +159,7 @@ class EventCollector:
                     connected = False
             finally:
                 self._stream = None
+                self._daemon_subscribed = 0.0
                 if client is not None:
                     try:
                         client.close()
@@ -158,6 +196,7 @@ class EventCollector:
             own(p.pid)
             self._ctr = p
             started = time.monotonic()
+            self._ctr_started = started
             for line in p.stdout:
                 if not connected:
                     self._note("runtime", "connected")
@@ -176,3 +215,27 @@ class EventCollector:
                     self._note("runtime", "lost", f"event stream exited with {p.returncode}")
                 connected = False
             self._stop.wait(0.2)
+
+
+def _connected_unix_socket(pid: int) -> bool:
+    """Whether process *pid* holds a unix socket in state SS_CONNECTED (``/proc/<pid>/net/unix``)."""
+    import os
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        with open(f"/proc/{pid}/net/unix") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                # Num RefCount Protocol Flags Type St Inode [Path]; St 03 = SS_CONNECTED
+                if len(parts) >= 7 and parts[5] == "03" and parts[6] in inodes:
+                    return True
+    except OSError:
+        return False
+    return False

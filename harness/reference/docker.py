@@ -212,7 +212,7 @@ class DockerStack:
             argv += list(NO_NETWORK_FLAGS)
         return argv
 
-    def start_dockerd(self, wait: bool = True, timeout: float = 60.0) -> float | None:
+    def start_dockerd(self, wait: bool = True, timeout: float = 60.0, listen: str = "socket") -> float | None:
         """Start dockerd; with *wait*, until ``/_ping`` answers. Returns the seconds that took.
 
         dockerd waits up to 60 s for containerd, so with containerd down and *wait* this raises
@@ -220,6 +220,9 @@ class DockerStack:
         to observe that. A restart right after :meth:`kill_dockerd` works: the killed dockerd
         is reaped at once, so its stale pidfile does not block (E7's zombie window).
         Raises FailedPrecondition if it runs already, Unavailable if it exits during start-up.
+        *listen*: ``socket`` (``-H unix://...``), ``activator`` (``systemd-socket-activate -l <socket>``
+        holds the socket and execs dockerd ``-H fd://`` on the first connection: returns once the
+        socket listens, dockerd not started yet) or ``fd`` (``-H fd://`` with no activator).
         """
         if self._closed:
             raise FailedPrecondition(f"docker stack {self.workdir} is closed")
@@ -227,6 +230,16 @@ class DockerStack:
             raise FailedPrecondition(f"dockerd is already running (pid {self._proc.pid})")
         self._ensure_netns()
         argv = self.dockerd_argv()
+        if listen != "socket":
+            i = argv.index("-H")
+            argv[i + 1] = "fd://"
+        if listen == "activator":
+            act = which("systemd-socket-activate")
+            if not act:
+                raise Unavailable("systemd-socket-activate is not installed (package systemd)")
+            if os.path.lexists(self.socket_path):
+                os.unlink(self.socket_path)
+            argv = [act, "-l", self.socket_path] + argv
         if self.netns_path:
             argv = [which("nsenter"), f"--net={self.netns_path}", "--"] + argv
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "CONTAINERD_"))}
@@ -240,6 +253,8 @@ class DockerStack:
             if self._proc.poll() is not None:
                 raise Unavailable(f"dockerd exited with status {self._proc.returncode} during start-up: "
                                   f"{last_error_line(self.dockerd_log_path)}")
+            if listen == "activator" and os.path.exists(self.socket_path):
+                return time.monotonic() - t0   # the activator listens; dockerd starts on the first call
             if ping(self.socket_path):
                 self.dockerd_start_seconds = time.monotonic() - t0
                 return self.dockerd_start_seconds

@@ -247,6 +247,16 @@ class FaultDaemon(Model):
     timeout: Duration = 60.0
     #: ``fault.start`` only: false returns at once (e.g. dockerd with its runtime down, E4c).
     wait: bool = True
+    #: daemon only: ``socket`` (its own unix socket), ``activator`` (socket activation:
+    #: systemd-socket-activate holds the API socket, the first connection starts the daemon with
+    #: ``-H fd://``), ``fd`` (``-H fd://`` without an activator: misconfigured, it must fail).
+    listen: Literal["socket", "activator", "fd"] = "socket"
+
+    @model_validator(mode="after")
+    def _listen_daemon_only(self):
+        if self.listen != "socket" and self.component != "daemon":
+            raise ValueError("listen is for the daemon only")
+        return self
 
 
 class FaultSocket(Model):
@@ -395,9 +405,13 @@ class ConsistencyCheck(Model):
 
 class CleanupCheck(Model):
     """After teardown: no processes, mounts, cgroups, netns, sockets or state dirs of the scenario's
-    containers; ``ignore``: kinds not to count (process, mount, cgroup, netns, socket, state)."""
+    containers; ``ignore``: kinds not to count (process, mount, cgroup, netns, socket, state);
+    ``leaks``: kinds that must be left over (a known leak, recorded as the engine's expectation)."""
 
     ignore: list[Literal["process", "mount", "cgroup", "netns", "socket", "state"]] = []
+    #: Kinds the engine is known to leak here (e.g. Docker's shim socket after a killed shim): each
+    #: must be left (the leak is asserted, so a fix shows up as a failure); the rest must be clean.
+    leaks: list[Literal["process", "mount", "cgroup", "netns", "socket", "state"]] = []
 
 
 CHECK_MODELS: dict[str, type[Model]] = {

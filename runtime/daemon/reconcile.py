@@ -8,7 +8,7 @@ container recorded as running, paused or restarting, the runtime's task decides:
   container's stop timeout, SIGKILL; events ``kill``, ``die``, ``stop``) — dockerd's behaviour;
 * task stopped (it exited while the daemon was down): ``Exited`` with the task's real exit
   status (the shim's exit file) and a ``die`` event; when the runtime says the status was made
-  up (``exit_source`` ``default``/``unknown``) or has no task at all, 255 and ``State.Error``
+  up (``exit_source`` ``unknown``) or has no task at all, 255 and ``State.Error``
   saying it is made up;
 * an ``AutoRemove`` (``--rm``) container that exited meanwhile is removed (``destroy``).
 
@@ -57,9 +57,15 @@ async def _check(daemon, c, adopt: bool) -> None:
             c.HasBeenManuallyStopped = manual
             await daemon.save(c)
         return
+    if st["status"] == "deleting" and st.get("exit_status") is None:
+        # the runtime is cleaning up after a dead shim right now: its /tasks/exit, with the real
+        # status, follows on the event stream (replayed from the runtime's boot): nothing to make up
+        return
     # stopped
     c.TaskExists = True
-    made_up = st.get("exit_source") in ("default", "unknown")
+    # as the event path (backend._dispatch): "default" is the runtime's clean-up of a dead shim,
+    # whose SIGKILL really ended the process; only "unknown" is made up
+    made_up = st.get("exit_source") == "unknown"
     code = st.get("exit_status")
     if code is None:
         code, made_up = 255, True

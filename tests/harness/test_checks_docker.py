@@ -221,3 +221,36 @@ def test_every_fault_on_docker(tmp_path):
     assert [r["fault"] for r in entry["restored"]] == ["fault.stop"]
     assert entry["restored"][0]["result"].startswith("started runtime again")
     assert entry["status"] == "pass"
+
+
+KNOWN_LEAK = """\
+name: known-leak
+engines: [docker]
+setup:
+  - container.run: {name: web, command: [sleep, "1000"]}
+steps:
+  - fault.kill: {component: shim, container: web}
+  - wait: {for: {container.state: {name: web, status: exited}}, timeout: 10s}
+  - container.rm: {name: web}
+    id: removed
+checks:
+  # containerd 1.6 leaves a killed shim's socket in /run/containerd/s (docker-baseline.md E5)
+  - {id: leak-ok, cleanup.complete: {leaks: [socket]}, after: removed}
+  - {id: leak-unlisted, cleanup.complete: {}, after: removed}
+  - {id: leak-not-happened, cleanup.complete: {leaks: [socket, mount]}, after: removed}
+  - {id: leak-ignored, cleanup.complete: {ignore: [socket], leaks: [socket]}, after: removed}
+"""
+
+
+def test_cleanup_known_leaks_must_happen_and_nothing_else(tmp_path):
+    c = by_id(run_text(tmp_path, KNOWN_LEAK))
+    got = {k: v["status"] for k, v in c.items()}
+    assert got == {"leak-ok": "pass", "leak-unlisted": "fail", "leak-not-happened": "fail",
+                   "leak-ignored": "pass"}, {k: (v["status"], v["seen"]) for k, v in c.items()}
+    assert "socket" in c["leak-unlisted"]["seen"] and "socket" in c["leak-ok"]["seen"]
+    assert c["leak-not-happened"]["reason"] == "the known leak(s) mount did not happen"
+    assert c["leak-ok"]["evidence"][0]["known_leaks"]["socket"][0].startswith("/run/containerd/s/")
+    # the harness's own teardown removes the leaked socket: nothing of the engine stays
+    import glob
+    sock = c["leak-ok"]["evidence"][0]["known_leaks"]["socket"][0].split(" ")[0]
+    assert not glob.glob(sock)
