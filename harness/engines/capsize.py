@@ -242,7 +242,8 @@ class CapsizeEngine(Engine):
             return "shim-template", None
         if "/capsize/" in cgroup:
             return "container", cgroup.split("/capsize/", 1)[1].split("/")[0]
-        if cmdline and os.path.basename(cmdline[0]) in ("capsize-runc", "runc", "crun"):
+        # capsize-runc is a Python script: its argv[0] is the interpreter, argv[1] the script
+        if any(os.path.basename(a) in ("capsize-runc", "runc", "crun") for a in cmdline[:2]):
             return "lowlevel", None
         return None, None
 

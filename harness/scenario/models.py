@@ -172,15 +172,21 @@ class ContainerSpec(Model):
     restart_policy: Literal["no", "always", "unless-stopped", "on-failure"] | None = None
     auto_remove: bool = False
     #: capsize only: fail(9)-style failpoints, ``{"shim.delete": "1*delay(2s)"}``, passed as labels
-    #: ``io.capsize.<tier>.failpoint.<method>``.
+    #: ``io.capsize.<tier>.failpoint.<method>``. ``lowlevel.<host operation>`` takes a host
+    #: failpoint (runtime/host.py), ``delay(SECONDS)`` or ``error(ERRNO)``: the shim passes it to the
+    #: low-level runtime only, as ``CAPSIZE_HOST_FAILPOINTS`` (e.g. ``{"lowlevel.pivot_root": "delay(3)"}``).
     failpoints: dict[str, str] = {}
 
     @field_validator("failpoints")
     @classmethod
     def _fp(cls, v):
-        for key in v:
+        for key, term in v.items():
             if not re.match(r"^(daemon|runtime|shim|lowlevel)\.[a-z_]+$", key):
                 raise ValueError(f"failpoint {key!r}: use <tier>.<method>, tier one of daemon, runtime, shim, lowlevel")
+            if key.startswith("lowlevel.") and not re.match(
+                    r"^(delay\(\s*\d+(\.\d+)?s?\s*\)|error\(\s*[A-Z][A-Z0-9]*\s*\))$", str(term).strip()):
+                raise ValueError(f"failpoint {key}: {term!r}: a low-level (host) failpoint is delay(SECONDS) "
+                                 f"or error(ERRNO), e.g. delay(3) or error(EBUSY)")
         return v
 
 

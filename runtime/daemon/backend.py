@@ -44,8 +44,8 @@ from yarl import URL
 
 from runtime.daemon import images as imgs
 from runtime.daemon.clock import parse_rfc3339
-from runtime.errors import (CapsizeError, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable,
-                            Unimplemented, from_dict)
+from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, FailedPrecondition, InvalidArgument,
+                            NotFound, Unavailable, Unimplemented, from_dict)
 
 NAMESPACE = "capsize"
 CONNECT_TIMEOUT = 2.0
@@ -389,6 +389,17 @@ class Backend:
             if "container" not in e.message and "not found" not in e.message:
                 raise
             await self.create_container(cid, image_id, spec)
+            await self._call("POST", f"/namespaces/{NAMESPACE}/tasks", body=body, timeout=TASK_TIMEOUT)
+        except AlreadyExists:
+            # a task left by an earlier start that was cut off (the runtime daemon died mid-start, so
+            # the clean-up below never reached it); the caller does not count the container as
+            # running, so the task is stale: delete it and create again, as dockerd does ("Container
+            # not cleaned up from containerd from previous run")
+            self.log.warning("task not cleaned up from a previous start: deleting it", container=cid)
+            try:
+                await self.delete_task(cid)
+            except NotFound:
+                pass
             await self._call("POST", f"/namespaces/{NAMESPACE}/tasks", body=body, timeout=TASK_TIMEOUT)
         try:
             res = await self._call("POST", f"/namespaces/{NAMESPACE}/tasks/{cid}/start", timeout=TASK_TIMEOUT)

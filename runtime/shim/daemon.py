@@ -35,7 +35,7 @@ def _write_atomic(path: str, text: str) -> None:
 def serve(opts: dict) -> int:
     """Run the shim until ``shutdown``; *opts* as parsed by :mod:`runtime.shim.cli`."""
     from runtime.shim.events import Publisher
-    from runtime.shim.failpoints import from_config
+    from runtime.shim.failpoints import from_config, host_failpoints
     from runtime.shim.loop import Loop
     from runtime.shim.ociruntime import OCIRuntime
     from runtime.shim.reaper import Reaper
@@ -54,6 +54,7 @@ def serve(opts: dict) -> int:
     except (OSError, ValueError) as e:
         raise InvalidArgument(f"cannot read {bundle}/{paths.CONFIG}: {e}") from None
     failpoints = from_config(config if isinstance(config, dict) else {})
+    host_points = host_failpoints(config if isinstance(config, dict) else {})
     try:
         os.set_inheritable(LISTEN_FD, False)  # no runtime invocation or container may hold it
         listener = socket.socket(fileno=LISTEN_FD)
@@ -66,12 +67,14 @@ def serve(opts: dict) -> int:
     reaper = Reaper(on_orphan=lambda pid, code: log.info("reaped re-parented process", pid=pid, exit_status=code))
     loop.on_signal(signal.SIGCHLD, reaper.reap)
     publisher = Publisher(loop, opts.get("address", ""), ns, log)
-    runtime = OCIRuntime(opts["runtime"], opts["runtime-root"], os.path.join(bundle, paths.RUNTIME_LOG))
+    runtime = OCIRuntime(opts["runtime"], opts["runtime-root"], os.path.join(bundle, paths.RUNTIME_LOG),
+                         env=dict(os.environ, CAPSIZE_HOST_FAILPOINTS=host_points) if host_points else None)
     task = Task(loop, reaper, runtime, bundle, cid, ns, publisher, log)
     Server(loop, listener, task, failpoints, log, socket_path=socket_path)
     _write_atomic(os.path.join(bundle, paths.SHIM_PID), f"{os.getpid()}")
     log.info("shim started", pid=os.getpid(), runtime=runtime.binary, runtime_root=runtime.root,
-             address=paths.address_of(socket_path), failpoints=sorted(failpoints))
+             address=paths.address_of(socket_path), failpoints=sorted(failpoints),
+             **({"host_failpoints": host_points} if host_points else {}))
     _ready(f"ready {os.getpid()}")
     reaper.reap()  # anything that exited before the handler was set
     loop.run()

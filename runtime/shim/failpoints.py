@@ -20,6 +20,13 @@ Examples: ``1*delay(2s)`` delays the first call only; ``1*off->1*error(boom)`` l
 call through and fails the second; ``50%error(flaky)`` fails about half the calls. The
 annotations are read once when the shim starts; a malformed one makes the start fail with
 :class:`~runtime.errors.InvalidArgument`.
+
+The low-level runtime's host operations (:mod:`runtime.host`: ``pivot_root``, ``mount``,
+``umount``, ``unshare``, ...) are armed the same way, by annotations
+``io.capsize.lowlevel.failpoint.<operation>`` whose value is a host failpoint term,
+``delay(SECONDS)`` or ``error(ERRNO)``: :func:`host_failpoints` turns them into the
+``CAPSIZE_HOST_FAILPOINTS`` value the shim puts in the environment of every low-level runtime
+invocation it makes (so capsize-runc and its container child see it, and no other tier does).
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ import re
 from runtime.errors import InvalidArgument
 
 ANNOTATION_PREFIX = "io.capsize.shim.failpoint."
+LOWLEVEL_PREFIX = "io.capsize.lowlevel.failpoint."
+_HOST_TERM = re.compile(r"^(delay\(\s*\d+(\.\d+)?s?\s*\)|error\(\s*[A-Z][A-Z0-9]*\s*\))$")
+_HOST_OP = re.compile(r"^[a-z_]+$")
 KINDS = ("off", "error", "delay", "panic")
 
 _TERM = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)%)?\s*(?:(\d+)\*)?\s*([a-z]+)\s*(?:\((.*)\))?\s*$", re.S)
@@ -108,3 +118,20 @@ def from_config(config: dict) -> dict[str, Failpoint]:
                 except InvalidArgument as e:
                     raise InvalidArgument(f"annotation {key}: {e}") from None
     return points
+
+
+def host_failpoints(config: dict) -> str:
+    """``CAPSIZE_HOST_FAILPOINTS`` for the low-level runtime from *config*'s annotations
+    ``io.capsize.lowlevel.failpoint.<op>`` (``op=term;...``, sorted; '' if none); raises
+    InvalidArgument for a malformed one (the term must be ``delay(N)`` or ``error(ERRNO)``)."""
+    annotations = config.get("annotations") or {}
+    terms = []
+    if isinstance(annotations, dict):
+        for key, value in sorted(annotations.items()):
+            if isinstance(key, str) and key.startswith(LOWLEVEL_PREFIX):
+                op, term = key[len(LOWLEVEL_PREFIX):], str(value).strip()
+                if not _HOST_OP.match(op) or not _HOST_TERM.match(term):
+                    raise InvalidArgument(f"annotation {key}={value!r}: want a host operation and "
+                                          f"delay(SECONDS) or error(ERRNO), e.g. pivot_root=delay(3)")
+                terms.append(f"{op}={term}")
+    return ";".join(terms)

@@ -69,8 +69,10 @@ class Invocation:
 class OCIRuntime:
     """A low-level runtime binary with its ``--root`` and ``--log`` (see the module docstring)."""
 
-    def __init__(self, binary: str, root: str, log_path: str):
+    def __init__(self, binary: str, root: str, log_path: str, env: dict | None = None):
         self.binary, self.root, self.log_path = binary, root, log_path
+        #: the invocations' environment (default: the shim's own), e.g. with CAPSIZE_HOST_FAILPOINTS
+        self.env = env
 
     def argv(self, *args: str) -> list[str]:
         return [self.binary, "--root", self.root, "--log", self.log_path, "--log-format", "json", *args]
@@ -95,7 +97,7 @@ class OCIRuntime:
                 stderr = err_fd = os.memfd_create("runtime-stderr", os.MFD_CLOEXEC)
             argv = self.argv(*args)
             try:
-                pid = os.posix_spawn(self.binary, argv, os.environ, setsigdef=_SIGDEF, file_actions=[
+                pid = os.posix_spawn(self.binary, argv, self.env if self.env is not None else os.environ, setsigdef=_SIGDEF, file_actions=[
                     (os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
                     (os.POSIX_SPAWN_DUP2, stderr, 2)])
             except OSError as e:

@@ -139,3 +139,28 @@ def test_exit_status_when_the_shim_died_while_both_daemons_were_down(fresh):
     st = state(s, "orphan")
     assert (st["Status"], st["ExitCode"]) == ("exited", 137), st
     s.ok("rm", "orphan")
+
+
+def test_start_cut_off_by_runtime_death_then_start_again(fresh):
+    """The runtime daemon SIGKILLed while a start is in flight (the shim's ``start`` held by a
+    failpoint) leaves a created task behind; the next ``docker start`` replaces that stale task
+    instead of failing with "task ... already exists" (scenario lifecycle/runtime-killed-during-start)."""
+    import subprocess
+    s = fresh
+    cid = s.ok("create", "--name", "web", "--label", "io.capsize.shim.failpoint.start=1*delay(3s)",
+               "busybox", "sleep", "1000")
+    starting = subprocess.Popen(["docker", "start", "web"], env=s.env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    init_pid = os.path.join(s.state, "runtimed", "tasks", "capsize", cid, "init.pid")
+    assert wait_for(lambda: os.path.exists(init_pid), 10)   # created; the start waits on the failpoint
+    s.kill_runtime()
+    _, err = starting.communicate(timeout=30)
+    assert starting.returncode == 1, err
+    s.start_runtime()
+    assert state(s, "web")["Status"] == "created"
+    r = s.cli("start", "web", timeout=30)
+    assert r.returncode == 0, r.stderr                      # not "task ... already exists"
+    st = state(s, "web")
+    assert st["Running"] and alive(st["Pid"])
+    s.ok("stop", "-t", "1", "web")
+    s.ok("rm", "web")

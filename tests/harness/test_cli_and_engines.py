@@ -153,3 +153,17 @@ def test_seed_process_tree_on_the_capsize_engine(tmp_path):
     entry = journal_of(glob.glob(str(tmp_path / "*"))[0])["runs"][0]
     assert entry["engine"] == "capsize" and entry["status"] == "pass"
     assert not os.path.exists(entry["engine_started"]["record"]["workdir"])
+
+
+def test_capsize_classifies_capsize_runc_run_by_its_interpreter(tmp_path):
+    """capsize-runc is a Python script: ``python3 .../capsize-runc --root ... create`` is the
+    lowlevel role (argv[1]), as runc's own argv[0] is; its forked init in the cgroup is the container."""
+    from types import SimpleNamespace
+
+    from harness.engines.capsize import CapsizeEngine
+    eng = CapsizeEngine(str(tmp_path), SimpleNamespace(live_restore=False, runtime=None))
+    argv = ["/venv/bin/python3", "/venv/bin/capsize-runc", "--root", f"{tmp_path}/state/runc/capsize", "create", "x"]
+    assert eng.classify(10, 1, argv, "0::/") == ("lowlevel", None)
+    assert eng.classify(11, 10, argv, "0::/capsize/abc") == ("container", "abc")
+    assert eng.classify(12, 1, ["/usr/sbin/runc", "init"], "0::/") == ("lowlevel", None)
+    assert eng.classify(13, 1, ["/venv/bin/python3", "/venv/bin/capsize", "run"], "0::/") == (None, None)

@@ -162,3 +162,33 @@ def test_seed_scenarios_exist_for_experiments_1_3_4():
 def test_committed_json_schema_is_current():
     with open(os.path.join(REPO, "scenarios", "scenario.schema.json")) as f:
         assert f.read() == json_schema_text(), "run: capsize schema --out scenarios/scenario.schema.json"
+
+
+def test_lowlevel_failpoints_take_host_terms(tmp_path):
+    """``lowlevel.<op>`` failpoints reach capsize-runc as CAPSIZE_HOST_FAILPOINTS (runtime/host.py):
+    only ``delay(N)`` / ``error(ERRNO)`` are valid; a fail(9) term is rejected where it is written."""
+    from types import SimpleNamespace
+
+    from harness.actions import _create_kwargs
+    text = GOOD.replace("engines: [capsize, docker]", "engines: [capsize]").replace(
+        'command: [sleep, "1000"]}', 'command: [sleep, "1000"], failpoints: {lowlevel.pivot_root: "delay(3)"}}', 1)
+    sc = load(write(tmp_path, text))
+    spec = sc.by_engine["capsize"].setup[0].params
+    ctx = SimpleNamespace(engine=SimpleNamespace(default_container_runtime=lambda: None))
+    assert _create_kwargs(ctx, spec)["labels"] == {"io.capsize.lowlevel.failpoint.pivot_root": "delay(3)"}
+    for bad in ("1*delay(3s)", "delay(soon)", "error(ebusy)", "panic"):
+        with pytest.raises(ScenarioError) as e:
+            load(write(tmp_path, text.replace('"delay(3)"', f'"{bad}"'), name="bad.yaml"))
+        assert "a low-level (host) failpoint is delay(SECONDS) or error(ERRNO)" in str(e.value), bad
+        assert e.value.line == 6
+
+
+def test_shim_turns_lowlevel_annotations_into_host_failpoints():
+    from runtime.errors import InvalidArgument
+    from runtime.shim.failpoints import host_failpoints
+    ann = {"io.capsize.lowlevel.failpoint.pivot_root": "delay(3)", "io.capsize.lowlevel.failpoint.umount": "error(EBUSY)",
+           "io.capsize.shim.failpoint.start": "1*delay(2s)", "other": "x"}
+    assert host_failpoints({"annotations": ann}) == "pivot_root=delay(3);umount=error(EBUSY)"
+    assert host_failpoints({}) == ""
+    with pytest.raises(InvalidArgument):
+        host_failpoints({"annotations": {"io.capsize.lowlevel.failpoint.pivot_root": "1*delay(3s)"}})
