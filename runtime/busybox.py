@@ -126,7 +126,7 @@ def write_rootfs_tar(out, busybox: str | None = None) -> None:
     own = isinstance(out, (str, os.PathLike))
     f = open(out, "wb") if own else out
     try:
-        with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for path, kind, mode, payload in _entries(busybox):
                 info = tarfile.TarInfo(path)
                 info.mode, info.mtime, info.uid, info.gid = mode, EPOCH, 0, 0

@@ -127,6 +127,15 @@ def test_image_rootfs_and_bundle_commands(tmp_path):
     assert p.returncode == 2 and "exists" in p.stderr and len(p.stderr.splitlines()) == 1
 
 
+def test_image_rootfs_to_a_pipe_is_the_same_tar(tmp_path):
+    """`--out -` streams to a pipe (no seeking) and gives the very bytes of the file form."""
+    p = run([CAPSIZE, "image", "rootfs", "--out", str(tmp_path / "file.tar")])
+    assert p.returncode == 0, p.stderr
+    piped = subprocess.run([CAPSIZE, "image", "rootfs", "--out", "-"], stdout=subprocess.PIPE, timeout=60)
+    assert piped.returncode == 0
+    assert hashlib.sha256(piped.stdout).hexdigest() == hashlib.sha256((tmp_path / "file.tar").read_bytes()).hexdigest()
+
+
 def test_bad_usage_is_one_line_exit_2():
     p = run([CAPSIZE, "no-such-command"])
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr

@@ -6,7 +6,9 @@
 #
 # --engines: the harness engines `capsize run` uses in each VM (add "docker capsize" to run the
 # private stacks there too, for host vs VM on the same scenarios; CAPSIZE_VM_ENGINES also sets it).
-# 1. installs the VM tools from apt (install-vm-tools.sh) and builds the wheels (build-wheels.sh);
+# 1. installs the VM tools from apt (install-vm-tools.sh), takes a snapshot of the tree (what the
+#    wheels are built from and what the VMs get: one consistent tree even while people edit) and
+#    builds the wheels from it (build-wheels.sh);
 # 2. builds the box offline, or reuses the cached one (build-box.sh; $CAPSIZE_VM_CACHE,
 #    default /var/cache/capsize/vagrant) and adds it to a Vagrant home inside that cache;
 # 3. creates a network namespace and starts virtlogd and libvirtd in it (no systemd on the host):
@@ -33,7 +35,7 @@ while [ $# -gt 0 ]; do
         --machines) MACHINES=$2; shift 2 ;;
         --rebuild-box) REBUILD=--force; shift ;;
         --engines) ENGINES=$2; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "ci: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -45,6 +47,7 @@ NS=capsize-vm-$$
 POOL=capsize
 NET=capsize-vagrant
 STATE=""
+SNAP=""
 T0=$(date +%s)
 mkdir -p "$OUT"
 TIMES=$OUT/timings.tsv
@@ -68,7 +71,7 @@ export LIBVIRT_DEFAULT_URI=qemu:///system
 
 in_ns() { ip netns exec "$NS" "$@"; }
 tidy_log() { sed -i -E 's/\x1b\[K//g; s/(Progress: [0-9]+%\r?)+//g' "$1"; }   # vagrant's upload progress
-vg() { (cd "$HERE" && in_ns vagrant "$@"); }
+vg() { (cd "$SNAP/vagrant" && in_ns vagrant "$@"); }   # the snapshot's Vagrantfile and scripts
 
 # ------------------------------------------------------------------------------ clean-up (always)
 started_ns=0
@@ -114,6 +117,7 @@ cleanup() {
         [ "$had_run_libvirt" = 1 ] || rm -rf /run/libvirt
     fi
     [ -z "$STATE" ] || rm -rf "$STATE"
+    [ -z "$SNAP" ] || rm -rf "$SNAP"
     ip netns list 2>/dev/null | grep -q "^$NS\b" && left="$left netns"
     pgrep -f "qemu-system.*guest=vagrant_" >/dev/null && left="$left qemu"
     ip -br link 2>/dev/null | grep -qE '^(virbr|vnet)' && left="$left host-bridge"
@@ -131,7 +135,18 @@ trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------------------ 1-2: tools, wheels, box
 timed install-vm-tools "$HERE/install-vm-tools.sh" || exit 1
-timed build-wheels "$HERE/build-wheels.sh" >"$OUT/build-wheels.log" 2>&1 || { say "build-wheels failed"; exit 1; }
+SNAP=$(mktemp -d "${CAPSIZE_VM_SNAPSHOT_DIR:-/var/tmp}/capsize-tree.XXXXXX")
+rsync -a --exclude .git/ --exclude .venv/ --exclude reports/ --exclude vagrant/.wheels/ \
+    --exclude vagrant/.vagrant/ --exclude __pycache__/ --exclude .pytest_cache/ "$TREE/" "$SNAP/" || exit 1
+{
+    echo "tree: $TREE"
+    echo "commit: $(git -C "$TREE" rev-parse HEAD 2>/dev/null)"
+    echo "uncommitted changes (git status --short):"
+    git -C "$TREE" status --short 2>/dev/null
+} >"$OUT/tree.txt"
+export CAPSIZE_TREE=$SNAP
+[ ! -x "$TREE/.venv/bin/pip" ] || export CAPSIZE_PIP=$TREE/.venv/bin/pip
+timed build-wheels "$SNAP/vagrant/build-wheels.sh" >"$OUT/build-wheels.log" 2>&1 || { say "build-wheels failed"; exit 1; }
 say "box: build or reuse"
 timed build-box "$HERE/build-box.sh" --no-add $REBUILD >"$OUT/build-box.log" 2>&1
 brc=$?
@@ -176,7 +191,7 @@ fi
 
 # ------------------------------------------------------------------------------ host column
 mkdir -p "$OUT/host"
-"$HERE/run-checks.sh" --env-only --name host --out "$OUT/host" >"$OUT/host/run-checks.out" 2>&1 \
+"$SNAP/vagrant/run-checks.sh" --env-only --name host --out "$OUT/host" >"$OUT/host/run-checks.out" 2>&1 \
     || true   # on the host (PID 1 is not systemd) only the environment is recorded
 
 # ------------------------------------------------------------------------------ 4: the VMs, one at a time
@@ -209,7 +224,7 @@ for m in $MACHINES; do
 done
 
 # ------------------------------------------------------------------------------ 5: comparison
-python3 "$HERE/compare.py" "$OUT" >"$OUT/comparison.md" || failed=1
+python3 "$SNAP/vagrant/compare.py" "$OUT" >"$OUT/comparison.md" || failed=1
 cat "$OUT/comparison.md"
 [ "$failed" = 0 ] || exit 1
 exit 0

@@ -522,10 +522,18 @@ def _json(path: str) -> dict:
 
 
 def _mentions(state_dir: str, text: str) -> bool:
-    """True when a file in runtime state dir *state_dir* mentions *text* (its bundle path)."""
+    """True when a regular file in runtime state dir *state_dir* mentions *text* (its bundle path).
+
+    Only regular files are read: runc's state dir holds ``exec.fifo`` while a container is
+    created but not started, and opening that FIFO blocks until its init opens the other end,
+    forever if the init is gone (and starts the container if it is not)."""
+    import stat
     for name in _listdir(state_dir):
+        path = os.path.join(state_dir, name)
         try:
-            with open(os.path.join(state_dir, name), errors="replace") as f:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                continue
+            with open(path, errors="replace") as f:
                 if text in f.read(1 << 20):
                     return True
         except OSError:

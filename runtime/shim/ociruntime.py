@@ -97,7 +97,8 @@ class OCIRuntime:
                 stderr = err_fd = os.memfd_create("runtime-stderr", os.MFD_CLOEXEC)
             argv = self.argv(*args)
             try:
-                pid = os.posix_spawn(self.binary, argv, self.env if self.env is not None else os.environ, setsigdef=_SIGDEF, file_actions=[
+                env = self.env if self.env is not None else os.environ
+                pid = os.posix_spawn(self.binary, argv, env, setsigdef=_SIGDEF, file_actions=[
                     (os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
                     (os.POSIX_SPAWN_DUP2, stderr, 2)])
             except OSError as e:

@@ -128,3 +128,26 @@ def test_ctrl_c_or_sigterm_still_runs_teardown_and_records_it(tmp_path, sig):
     entries = read(os.path.join(run_dir, LEDGER))
     assert outstanding(entries) == [] and engines_up(entries) == []
     assert "interrupted" in open(os.path.join(run_dir, "summary.txt")).read().lower()
+
+
+def test_runc_state_scan_never_opens_the_exec_fifo(tmp_path):
+    """Removing a docker engine scans runc state dirs for the workdir's path: a created (not
+    started) container's ``exec.fifo`` must be skipped, not opened (that blocks for ever once its
+    init is gone: a harness hung in its teardown after runtime-killed-during-start on Docker)."""
+    import threading
+
+    from harness.reference.containerd import _mentions
+    d = tmp_path / "runc" / "moby" / "c1"
+    d.mkdir(parents=True)
+    os.mkfifo(d / "exec.fifo")
+    (d / "state.json").write_text(json.dumps({"bundle": "/work/x/bundle"}))
+    found = []
+    t = threading.Thread(target=lambda: found.append(_mentions(str(d), "/work/x")), daemon=True)
+    t.start()
+    t.join(5)
+    if t.is_alive():  # blocked in open(exec.fifo): release it, then fail
+        os.close(os.open(d / "exec.fifo", os.O_WRONLY | os.O_NONBLOCK))
+        t.join(5)
+        pytest.fail("_mentions opened the exec FIFO and blocked")
+    assert found == [True]
+    assert _mentions(str(d), "/elsewhere") is False
