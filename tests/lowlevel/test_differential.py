@@ -862,7 +862,14 @@ def test_delete_while_start_is_in_flight(rt, tmp_path):
         time.sleep(offset)
         delete = rt.popen(tmp_path / "delete.out", "delete", "--force", cid)
         assert delete.wait(timeout=30) == 0, (tmp_path / "delete.out").read_text()
-        start.wait(timeout=30)  # it may win or lose the race: both are fine
+        try:
+            start.wait(timeout=10)  # it may win or lose the race: both are fine
+        except subprocess.TimeoutExpired:
+            # crun 1.8's start can block for ever opening the exec FIFO of an init that the
+            # delete killed (seen about once in ten runs); runc and capsize-runc never do.
+            start.kill()
+            start.wait()
+            assert rt.name == "crun", f"{rt.name} start hung after delete --force"
         assert rt("state", cid).returncode != 0
         rt.nothing_left(cid)
 
