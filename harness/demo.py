@@ -31,17 +31,10 @@ echo "uid=$(id -u)"
 
 
 def _runtime_argv(name: str) -> list[str]:
-    if name == "capsize-runc":
-        path = os.path.join(os.path.dirname(sys.executable), "capsize-runc")
-        return [path if os.path.exists(path) else "capsize-runc"]
-    try:
-        from harness.reference.runtimes import runtime_path
-        return [runtime_path(name)]
-    except ImportError:
-        found = shutil.which(name)
-        if not found:
-            raise NotFound(f"runtime {name} is not installed") from None
-        return [found]
+    from harness.reference.runtimes import available, runtime_path
+    if not available(name):
+        raise NotFound(f"runtime {name} is not installed")
+    return [runtime_path(name)]
 
 
 def _host_view() -> dict:

@@ -86,8 +86,6 @@ def validate(config: dict) -> dict:
     user = proc.get("user", {})
     _want(isinstance(user, dict) and isinstance(user.get("uid", 0), int) and isinstance(user.get("gid", 0), int),
           "process.user", "uid and gid must be integers")
-    if proc.get("terminal"):
-        pass  # checked by create: a terminal needs --console-socket
     for i, m in enumerate(config.get("mounts", []) or []):
         _want(isinstance(m, dict) and isinstance(m.get("destination"), str) and m["destination"].startswith("/"),
               f"mounts[{i}].destination", "must be an absolute path")
