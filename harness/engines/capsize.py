@@ -137,6 +137,7 @@ class CapsizeEngine(Engine):
                 problems += cleanup.kill_cgroup(f"/capsize/{cid}")
         problems += cleanup.unmount_under(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
+        _remove_empty_parent_cgroups()
         return problems
 
     # -- clients ------------------------------------------------------------------------------
@@ -331,3 +332,14 @@ def _last_error(path: str) -> str:
         if e.get("level") in ("error", "fatal"):
             return str(e.get("msg") or "")
     return ""
+
+
+def _remove_empty_parent_cgroups() -> None:
+    """Remove the ``/capsize`` parent cgroup (capsize-runtimed's ``--cgroup-parent``) where it is
+    empty; rmdir(2) refuses a parent that another engine's containers still use, which is fine."""
+    import glob
+    for d in glob.glob("/sys/fs/cgroup/*/capsize") + glob.glob("/sys/fs/cgroup/capsize"):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
