@@ -137,7 +137,7 @@ class CapsizeEngine(Engine):
                 problems += cleanup.kill_cgroup(f"/capsize/{cid}")
         problems += cleanup.unmount_under(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
-        _remove_empty_parent_cgroups()
+        cleanup.remove_empty_cgroup_parent("capsize")  # capsize-runtimed's --cgroup-parent
         return problems
 
     # -- clients ------------------------------------------------------------------------------
@@ -249,14 +249,7 @@ class CapsizeEngine(Engine):
         return None, None
 
     def container_cgroup_pids(self, container_id: str) -> list[int]:
-        pids = set()
-        for d in cleanup.cgroup_dirs(f"/capsize/{container_id}"):
-            try:
-                with open(os.path.join(d, "cgroup.procs")) as f:
-                    pids.update(int(x) for x in f.read().split())
-            except OSError:
-                continue
-        return sorted(pids)
+        return cleanup.cgroup_pids(f"/capsize/{container_id}")
 
     def log_sources(self) -> list[LogSource]:
         return [LogSource("daemon", os.path.join(self.logs, "capsized.log"), "jsonl"),
@@ -332,14 +325,3 @@ def _last_error(path: str) -> str:
         if e.get("level") in ("error", "fatal"):
             return str(e.get("msg") or "")
     return ""
-
-
-def _remove_empty_parent_cgroups() -> None:
-    """Remove the ``/capsize`` parent cgroup (capsize-runtimed's ``--cgroup-parent``) where it is
-    empty; rmdir(2) refuses a parent that another engine's containers still use, which is fine."""
-    import glob
-    for d in glob.glob("/sys/fs/cgroup/*/capsize") + glob.glob("/sys/fs/cgroup/capsize"):
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass

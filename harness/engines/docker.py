@@ -239,14 +239,7 @@ class DockerEngine(Engine):
         return None, None
 
     def container_cgroup_pids(self, container_id: str) -> list[int]:
-        pids = set()
-        for d in cleanup.cgroup_dirs(f"/docker/{container_id}"):
-            try:
-                with open(os.path.join(d, "cgroup.procs")) as f:
-                    pids.update(int(x) for x in f.read().split())
-            except OSError:
-                continue
-        return sorted(pids)
+        return cleanup.cgroup_pids(f"/docker/{container_id}")
 
     def log_sources(self) -> list[LogSource]:
         d = _stack_dir(self.workdir)

@@ -128,15 +128,7 @@ class DockerSystemdEngine(Engine):
         return None, None
 
     def container_cgroup_pids(self, container_id):
-        pids = set()
-        for rel in (f"/docker/{container_id}", f"/system.slice/docker-{container_id}.scope"):
-            for d in cleanup.cgroup_dirs(rel):
-                try:
-                    with open(os.path.join(d, "cgroup.procs")) as f:
-                        pids.update(int(x) for x in f.read().split())
-                except OSError:
-                    continue
-        return sorted(pids)
+        return cleanup.cgroup_pids(f"/docker/{container_id}", f"/system.slice/docker-{container_id}.scope")
 
     def log_sources(self):
         return [LogSource("daemon", UNITS["daemon"], "journald"), LogSource("runtime", UNITS["runtime"], "journald")]

@@ -113,6 +113,12 @@ def _procs(cgroup_dir: str) -> list[int]:
     return pids
 
 
+def cgroup_pids(*relpaths: str) -> list[int]:
+    """Sorted pids in the cgroups at *relpaths* (e.g. ``/docker/<id>``), sub-cgroups included,
+    across every hierarchy."""
+    return sorted({pid for rel in relpaths for d in cgroup_dirs(rel) for pid in _procs(d)})
+
+
 def _thaw(cgroup_dir: str) -> None:
     state = os.path.join(cgroup_dir, "freezer.state")
     try:
