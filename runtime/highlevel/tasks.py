@@ -41,6 +41,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 
 from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, FailedPrecondition,
                             InvalidArgument, NotFound, Unavailable)
@@ -202,7 +203,9 @@ class TaskManager:
                 root = spec.get("root") if isinstance(spec.get("root"), dict) else {}
                 spec["root"] = {"path": "rootfs", "readonly": bool(root.get("readonly", False))}
                 write_json_atomic(os.path.join(task.dir, shim_paths.CONFIG), spec)
+                t_shim = time.monotonic()
                 task.shim_address = await self._shim_start(task)
+                t_create = time.monotonic()
                 task.conn = await ShimConnection.connect(task.shim_address)
                 info = await task.conn.call("connect", timeout=CALL_TIMEOUT)
                 task.shim_pid = int(info.get("shim_pid") or 0)
@@ -210,6 +213,7 @@ class TaskManager:
                 params = {"log_path": log_path} if log_path else {}
                 reply = await task.conn.call("create", timeout=LONG_CALL_TIMEOUT, **params)
                 task.pid = int(reply.get("pid") or 0)
+                t_done = time.monotonic()
                 task.advance("created")
                 self._watch(task)
             except BaseException as e:
@@ -218,7 +222,8 @@ class TaskManager:
                 await self._undo_create(task, made_dir)
                 raise
         self.log.info("task created", id=task_id, namespace=namespace, pid=task.pid, shim_pid=task.shim_pid,
-                      runtime=task.runtime)
+                      runtime=task.runtime, shim_start_ms=round((t_create - t_shim) * 1000, 1),
+                      create_ms=round((t_done - t_create) * 1000, 1))
         return task.view()
 
     async def _shim_start(self, task: Task) -> str:

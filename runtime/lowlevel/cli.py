@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         (sys.stdout if args.help else sys.stderr).write(usage(args.command))
         return 0 if args.help else InvalidArgument.exit_code
     log.debug("command", argv=argv)
+    if args.command in ("create", "run"):
+        from runtime.lowlevel.cgroups import warm_migration_lock
+        warm_migration_lock()  # first thing: the kernel's grace period overlaps all the rest
     try:
         return dispatch(args)
     except CapsizeError as e:

@@ -141,7 +141,8 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
     Raises AlreadyExists ("container with id exists: ID"), NotFound (bundle, rootfs, executable),
     InvalidArgument (config fields, terminal without console socket), and the init's errors.
     """
-    from runtime.lowlevel.cgroups import Cgroup
+    from runtime.lowlevel.cgroups import Cgroup, warm_migration_lock
+    warm_migration_lock()  # the kernel's ~10-20 ms grace period overlaps what follows
     from runtime.lowlevel.spec import load_config, rootfs_path
     from runtime.lowlevel.sync import Channel
 
@@ -167,9 +168,6 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         cgroup = Cgroup.for_container(container_id, linux.get("cgroupsPath"), host=host)
         st.cgroup = cgroup.to_state()
         st.save()
-        cgroup.create()
-        cgroup.apply(linux.get("resources") or {})
-        st.cgroup = cgroup.to_state()  # now with the notes of what apply could not enforce
         os.mkfifo(st.fifo, 0o622)
         os.chmod(st.fifo, 0o622)  # despite the umask: the init may not be root when it opens it
         if proc.get("terminal"):
@@ -186,6 +184,11 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
                 child, container_id, config, st.rootfs, st.fifo, cgroup,
                 console[1] if console else None, preserve_fds, seccomp_filter, host))
         child.close()
+        # The cgroup is made after the fork: the intermediate unshares its namespaces meanwhile,
+        # and the migration lock's grace period (warm_migration_lock) had the longest to pass.
+        cgroup.create()
+        cgroup.apply(linux.get("resources") or {})
+        st.cgroup = cgroup.to_state()  # now with the notes of what apply could not enforce
         cgroup.add(child_pid)
         parent.send("continue")
         init_pid = parent.expect("pid", INIT_TIMEOUT)["pid"]

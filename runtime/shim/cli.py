@@ -37,10 +37,10 @@ Errors are one line on stderr (``capsize-shim: <message>``) and the exit code of
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
+from runtime import jsonfast
 from runtime.errors import (CapsizeError, FailedPrecondition, InvalidArgument, NotFound,
                             exit_code_for)
 from runtime.shim import paths
@@ -84,15 +84,15 @@ def parse(argv: list[str]) -> tuple[str, dict]:
 def _options_file(bundle: str) -> dict:
     try:
         with open(os.path.join(bundle, paths.OPTIONS)) as f:
-            d = json.load(f)
+            d = jsonfast.loads(f.read())
         return d if isinstance(d, dict) else {}
     except (OSError, ValueError):
         return {}
 
 
 def _listening(path: str) -> bool:
-    import socket
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    from _socket import AF_UNIX, SOCK_STREAM, socket  # the C type: `socket` costs an enum import
+    s = socket(AF_UNIX, SOCK_STREAM)
     s.settimeout(1.0)
     try:
         s.connect(path)
@@ -105,7 +105,7 @@ def _listening(path: str) -> bool:
 
 def start(opts: dict) -> str:
     """Spawn the shim daemon (see the module docstring); returns its address."""
-    import socket
+    from _socket import AF_UNIX, SOCK_STREAM, socket
     from runtime.shim.ociruntime import resolve
     bundle, cid, ns = opts["bundle"], opts["id"], opts["namespace"]
     if not os.path.isfile(os.path.join(bundle, paths.CONFIG)):
@@ -124,7 +124,7 @@ def start(opts: dict) -> str:
     if mode not in ("template", "exec"):
         raise InvalidArgument(f"--spawn must be template or exec, not {mode!r}", field="spawn")
     os.makedirs(os.path.dirname(sock_path), mode=0o711, exist_ok=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener = socket(AF_UNIX, SOCK_STREAM)
     listener.bind(sock_path)
     child = 0
     try:
@@ -132,8 +132,9 @@ def start(opts: dict) -> str:
         listener.listen(128)
         opts = dict(opts, runtime=runtime, **{"runtime-root": root})
         with open(os.path.join(bundle, paths.OPTIONS), "w") as f:
-            json.dump({"id": cid, "namespace": ns, "runtime": runtime, "runtime_root": root,
-                       "address": address, "shim_address": paths.address_of(sock_path)}, f)
+            f.write(jsonfast.dumps({"id": cid, "namespace": ns, "runtime": runtime, "runtime_root": root,
+                                    "address": address, "shim_address": paths.address_of(sock_path)},
+                                   compact=False))
         with open(os.path.join(bundle, paths.ADDRESS), "w") as f:
             f.write(paths.address_of(sock_path))
         args = ["serve"]
@@ -239,7 +240,7 @@ def delete(opts: dict) -> dict:
     rootfs = os.path.join(bundle, "rootfs")
     try:
         with open(os.path.join(bundle, paths.CONFIG)) as f:
-            root_path = json.load(f)["root"]["path"]
+            root_path = jsonfast.loads(f.read())["root"]["path"]
         rootfs = root_path if os.path.isabs(root_path) else os.path.join(bundle, root_path)
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
             result = delete(opts)
             for w in result["warnings"]:
                 print(f"capsize-shim: warning: {w}", file=sys.stderr)
-            print(json.dumps(result), flush=True)
+            print(jsonfast.dumps(result, compact=False), flush=True)
         else:
             from runtime.shim.daemon import main as serve_main
             serve_main(argv)

@@ -12,13 +12,13 @@ error the runtime logged to ``log.json`` during that invocation, or what it wrot
 
 from __future__ import annotations
 
-import json
 import os
-import signal
+from _signal import SIGKILL, SIGPIPE, SIGXFSZ  # the C module: `signal` costs an enum import per start
 
+from runtime import jsonfast
 from runtime.errors import CapsizeError, NotFound
 
-_SIGDEF = (signal.SIGPIPE, signal.SIGXFSZ)
+_SIGDEF = (SIGPIPE, SIGXFSZ)
 
 
 def resolve(binary: str) -> str:
@@ -121,7 +121,7 @@ class OCIRuntime:
             return ""
         for line in reversed(lines):
             try:
-                entry = json.loads(line)
+                entry = jsonfast.loads(line)
             except ValueError:
                 continue
             if isinstance(entry, dict) and entry.get("level") in ("error", "fatal", "panic") and entry.get("msg"):
@@ -150,7 +150,7 @@ class OCIRuntime:
                 if pid:
                     break
                 if time.monotonic() > deadline:
-                    os.kill(inv.pid, signal.SIGKILL)
+                    os.kill(inv.pid, SIGKILL)
                     os.waitpid(inv.pid, 0)
                     from runtime.errors import DeadlineExceeded
                     raise DeadlineExceeded(f"{self.binary} {args[0]} did not finish within {timeout:g}s")

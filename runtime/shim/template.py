@@ -24,12 +24,13 @@ pages copy-on-write and keeps only about 1.5 MB private: the same trick as Andro
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sys
 import time
+from _socket import AF_UNIX, SCM_RIGHTS, SOCK_STREAM, SOL_SOCKET
+from _socket import socket as _unix_socket  # the C type: `socket` and `json` cost every start an enum and re import
 
+from runtime import jsonfast
 from runtime.errors import CapsizeError, Unavailable
 
 #: Seconds the template lingers with no live shim and no request.
@@ -42,10 +43,10 @@ TITLE_ROOM = 2048
 
 def socket_path(socket_dir: str, runtime_address: str) -> str:
     """The template's socket for shims publishing to *runtime_address*."""
-    import hashlib
     import runtime
+    from runtime.shim.paths import sha256_hex
     key = f"{runtime_address}\0{os.path.dirname(os.path.abspath(runtime.__file__))}\0{os.path.realpath(sys.executable)}"
-    return os.path.join(os.path.abspath(socket_dir), "template-" + hashlib.sha256(key.encode()).hexdigest()[:24])
+    return os.path.join(os.path.abspath(socket_dir), "template-" + sha256_hex(key)[:24])
 
 
 # -- the caller's side (capsize-shim start) ------------------------------------------------------
@@ -67,15 +68,18 @@ def spawn(socket_dir: str, runtime_address: str, argv: list[str], cwd: str, fds:
             raise Unavailable(f"cannot start a shim template at {path}: {e}") from None
     try:
         sock.settimeout(timeout)
-        req = json.dumps({"argv": argv, "cwd": cwd, "env": dict(os.environ)}).encode() + b"\n"
-        socket.send_fds(sock, [req], fds)
+        from array import array
+        req = jsonfast.dumps({"argv": argv, "cwd": cwd, "env": dict(os.environ)}).encode() + b"\n"
+        sent = sock.sendmsg([req], [(SOL_SOCKET, SCM_RIGHTS, array("i", fds))])  # as socket.send_fds
+        if sent < len(req):
+            sock.sendall(req[sent:])
         data = b""
         while not data.endswith(b"\n"):
             chunk = sock.recv(4096)
             if not chunk:
                 raise Unavailable(f"shim template at {path} closed the connection")
             data += chunk
-        reply = json.loads(data)
+        reply = jsonfast.loads(data)
     except (OSError, ValueError) as e:
         raise Unavailable(f"shim template at {path}: {e}") from None
     finally:
@@ -85,8 +89,8 @@ def spawn(socket_dir: str, runtime_address: str, argv: list[str], cwd: str, fds:
     return int(reply["pid"])
 
 
-def _connect(path: str) -> socket.socket | None:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connect(path: str) -> _unix_socket | None:
+    s = _unix_socket(AF_UNIX, SOCK_STREAM)
     s.settimeout(2.0)
     try:
         s.connect(path)
@@ -96,7 +100,7 @@ def _connect(path: str) -> socket.socket | None:
         return None
 
 
-def _start_template(path: str, log_fd: int, timeout: float) -> socket.socket:
+def _start_template(path: str, log_fd: int, timeout: float) -> _unix_socket:
     """Start a template at *path* (under a lock, so that concurrent starts make one)."""
     import fcntl
     from runtime.shim.detach import boot_argv, spawn_detached, wait_ready
@@ -111,7 +115,7 @@ def _start_template(path: str, log_fd: int, timeout: float) -> socket.socket:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener = _unix_socket(AF_UNIX, SOCK_STREAM)
         listener.bind(path)
         os.chmod(path, 0o600)
         listener.listen(128)
@@ -157,6 +161,7 @@ def _preload() -> None:
 def serve_template() -> int:
     """Run the template (fd 3: listening socket, fd 4: readiness pipe) until it is idle."""
     import select
+    import socket
     from runtime.shim.shimlog import Logger
     from runtime.shim.proctitle import set_title
     set_title(["capsize-shim", "template"], comm="capsize-shim-t")
@@ -216,8 +221,9 @@ def _same_socket(path: str, inode: int) -> bool:
         return False
 
 
-def _handle(conn: socket.socket, listener, ep, pidfds, log) -> int:
-    """Serve one spawn request; returns the new shim's pid (0 on error)."""
+def _handle(conn, listener, ep, pidfds, log) -> int:
+    """Serve one spawn request on *conn* (a socket.socket); returns the new shim's pid (0 on error)."""
+    import socket
     conn.settimeout(5.0)
     fds: list[int] = []
     try:
@@ -228,16 +234,16 @@ def _handle(conn: socket.socket, listener, ep, pidfds, log) -> int:
             if not msg:
                 raise ValueError("connection closed mid-request")
             data += msg
-        req = json.loads(data)
+        req = jsonfast.loads(data)
         if len(fds) != 3:
             raise ValueError(f"want 3 descriptors, got {len(fds)}")
         pid = _fork_shim(req, fds, [listener, conn], ep, pidfds)
-        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        conn.sendall(jsonfast.dumps({"pid": pid}).encode() + b"\n")
         return pid
     except (OSError, ValueError, KeyError) as e:
         log.error("spawn request failed", error=str(e))
         try:
-            conn.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
+            conn.sendall(jsonfast.dumps({"error": str(e)}).encode() + b"\n")
         except OSError:
             pass
         return 0
