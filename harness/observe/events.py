@@ -5,8 +5,10 @@ Every event is normalised to ``{"seq", "wall", "mono", "time", "source", "type",
 ``Action`` (``create``, ``start``, ``die``, ``destroy``...) or the runtime's topic
 (``/tasks/exit``...); ``container`` is the full container id; ``time`` is the event's own
 timestamp (RFC 3339); ``wall``/``mono`` are when the harness received it. Both streams are
-re-subscribed when their daemon restarts (the daemon's with ``since`` = the last event seen, so
-a reconnect loses nothing dockerd still has; the runtime's from "now", as ``ctr events`` can).
+re-subscribed when their daemon restarts: the daemon's with ``since`` = the last event seen, so
+a reconnect loses nothing dockerd still has; the runtime's with the engine's replay cursor where
+it has one (capsize-runtimed: ``boot_id:seq``, so what a restarted runtime published before the
+stream was back is replayed), else from "now", as ``ctr events`` can.
 Each event is also appended to *sink* (``events.jsonl``) as it arrives.
 """
 
@@ -19,6 +21,7 @@ import time
 from datetime import datetime, timezone
 
 from harness.observe.proctree import disown, own
+from runtime.errors import CapsizeError
 
 
 class EventCollector:
@@ -36,6 +39,7 @@ class EventCollector:
         self._stream = None
         self._ctr: subprocess.Popen | None = None
         self._ctr_started: float = 0.0
+        self._runtime_cursor: str | None = None  # the engine's replay cursor of the last runtime event
         self._daemon_subscribed: float = 0.0
         self._threads = [threading.Thread(target=self._daemon_loop, name="events-daemon", daemon=True)]
         if engine.runtime_events_argv() is not None:
@@ -188,9 +192,10 @@ class EventCollector:
         connected = False
         while not self._stop.is_set():
             try:
-                p = subprocess.Popen(self.engine.runtime_events_argv(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
-            except (OSError, Exception):  # noqa: BLE001 - engine not up
+                p = subprocess.Popen(self.engine.runtime_events_argv(after=self._runtime_cursor),
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, text=True)
+            except (OSError, CapsizeError):  # the engine is not up (yet)
                 self._stop.wait(0.2)
                 continue
             own(p.pid)
@@ -203,6 +208,7 @@ class EventCollector:
                     connected = True
                 parsed = self.engine.parse_runtime_event(line)
                 if parsed:
+                    self._runtime_cursor = parsed.get("cursor") or self._runtime_cursor
                     self._add({"wall": time.time(), "mono": time.monotonic(), "time": parsed.get("time"),
                                "source": "runtime", "type": parsed.get("namespace") or "",
                                "action": parsed["action"], "container": parsed.get("container"),
