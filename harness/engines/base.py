@@ -182,12 +182,18 @@ class Engine:
     def log_sources(self) -> list[LogSource]:
         raise NotImplementedError
 
-    def runtime_events_argv(self) -> list[str] | None:
-        """A command that prints the runtime's events (one per line), or None."""
+    def runtime_events_argv(self, after: str | None = None) -> list[str] | None:
+        """A command that prints the runtime's events (one per line), or None.
+
+        *after* is the ``cursor`` of the last event parsed before the stream was lost (see
+        :meth:`parse_runtime_event`); an engine whose runtime can replay starts the new stream
+        with what came after it, one without replay ignores it and streams from now.
+        """
         return None
 
     def parse_runtime_event(self, line: str) -> dict | None:
-        """``{"time", "action", "container", "attrs"}`` from one line of the runtime's event stream."""
+        """``{"time", "action", "container", "attrs"}`` from one line of the runtime's event stream,
+        plus ``"cursor"`` (a string for :meth:`runtime_events_argv`) where the runtime can replay."""
         return None
 
     def runtime_view(self) -> dict[str, tuple[int, str]]:

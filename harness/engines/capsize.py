@@ -255,8 +255,9 @@ class CapsizeEngine(Engine):
         return [LogSource("daemon", os.path.join(self.logs, "capsized.log"), "jsonl"),
                 LogSource("runtime", os.path.join(self.logs, "runtimed.log"), "jsonl")]
 
-    def runtime_events_argv(self) -> list[str] | None:
-        return [sys.executable, "-m", "harness.engines.capsize_events", "--address", self.runtime_address]
+    def runtime_events_argv(self, after: str | None = None) -> list[str] | None:
+        argv = [sys.executable, "-m", "harness.engines.capsize_events", "--address", self.runtime_address]
+        return argv + ["--after", after] if after else argv
 
     def parse_runtime_event(self, line: str) -> dict | None:
         try:
@@ -264,8 +265,9 @@ class CapsizeEngine(Engine):
         except ValueError:
             return None
         attrs = e.get("event", {})
+        cursor = f"{e['boot_id']}:{e['seq']}" if e.get("boot_id") and e.get("seq") else None
         return {"time": e.get("timestamp"), "namespace": e.get("namespace"), "action": e.get("topic"),
-                "container": attrs.get("container_id") or attrs.get("id"), "attrs": attrs}
+                "container": attrs.get("container_id") or attrs.get("id"), "attrs": attrs, "cursor": cursor}
 
     def runtime_view(self) -> dict[str, tuple[int, str]]:
         from runtime.errors import CapsizeError

@@ -246,7 +246,8 @@ class DockerEngine(Engine):
         return [LogSource("daemon", os.path.join(d, "dockerd.log"), "logfmt"),
                 LogSource("runtime", os.path.join(d, "ctd", "containerd.log"), "logfmt")]
 
-    def runtime_events_argv(self) -> list[str] | None:
+    def runtime_events_argv(self, after: str | None = None) -> list[str] | None:
+        """``ctr events`` (containerd has no replay: *after* is not used)."""
         st = self._live()
         return [st.containerd.ctr_binary, "--address", st.containerd.address, "events"]
 
