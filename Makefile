@@ -17,8 +17,13 @@ demo: setup
 test: setup
 	.venv/bin/python -m pytest -q -p no:cacheprovider tests
 
+# each prints capsize next to its reference (runc/crun, containerd-shim-runc-v2, containerd,
+# dockerd) measured in the same run, as ratios; benchmarks/README.md has the targets and results
 bench: setup
-	.venv/bin/python -m benchmarks.runc_cycle
+	.venv/bin/python -m benchmarks.runc_cycle --runs 30
+	.venv/bin/python -m benchmarks.shim_memory --modes template
+	.venv/bin/python -m benchmarks.runtimed_restart
+	.venv/bin/python -m benchmarks.daemon_bench --runs 20
 
 vm-ci: setup
 	./vagrant/ci.sh

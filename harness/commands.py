@@ -77,7 +77,8 @@ def cmd_run(args) -> int:
     if not plan:
         raise InvalidArgument("nothing to run: " + "; ".join(skipped))
     name = scenarios[0].name if len(scenarios) == 1 else os.path.basename(os.path.normpath(args.paths[0]))
-    run_dir = jr.new_run_dir(args.out, name)
+    name = name.removesuffix(".yaml").removesuffix(".yml")
+    run_dir = args.run_dir = jr.new_run_dir(args.out, name)  # the reports are rendered into it
     journal = jr.Journal(run_dir, sys.argv)
     ledger = Ledger(os.path.join(run_dir, LEDGER))
     progress = Progress(len(plan), quiet=args.quiet)

@@ -35,16 +35,19 @@ SCHEMA = "capsize.journal/1"
 
 
 def new_run_dir(base: str, name: str) -> str:
-    """``<base>/<YYYYmmdd-HHMMSS>-<name>`` (a suffix makes it unique); created."""
+    """``<base>/<YYYYmmdd-HHMMSS>-<name>`` (a suffix makes it unique, also between concurrent
+    runs: the directory is claimed by its mkdir); created."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:60] or "run"
-    path = os.path.join(base, f"{stamp}-{safe}")
+    os.makedirs(base, exist_ok=True)
     n = 1
-    while os.path.exists(path):
-        n += 1
-        path = os.path.join(base, f"{stamp}-{safe}-{n}")
-    os.makedirs(path)
-    return path
+    while True:
+        path = os.path.join(base, f"{stamp}-{safe}" + (f"-{n}" if n > 1 else ""))
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            n += 1
 
 
 def host_facts() -> dict:

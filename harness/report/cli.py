@@ -50,14 +50,9 @@ def dispatch(args) -> int:
 
 def after_run(args, run) -> int:
     """Call *run* (``capsize run``), then render the reports of the run directory it made."""
-    base = getattr(args, "out", None) or os.path.join("reports", "runs")
-    before = set(os.listdir(base)) if os.path.isdir(base) else set()
     code = run()
-    run_dir = getattr(args, "run_dir", None)
-    if not run_dir and os.path.isdir(base):
-        new = sorted(d for d in set(os.listdir(base)) - before if os.path.exists(os.path.join(base, d, "journal.json")))
-        run_dir = os.path.join(base, new[-1]) if new else None
-    if not run_dir:
+    run_dir = getattr(args, "run_dir", None)  # set by the run once it made its directory
+    if not run_dir or not os.path.exists(os.path.join(run_dir, "journal.json")):
         return code
     from harness.report.render import render_run
     try:

@@ -40,3 +40,16 @@ def test_connected_unix_socket_probe(tmp_path):
     finally:
         srv.close()
     assert not _connected_unix_socket(2 ** 22 + 7)  # no such process
+
+
+def test_run_directories_are_claimed_by_mkdir(tmp_path):
+    """Runs started in the same second into the same --out get distinct directories, never a shared one."""
+    from harness.journal import new_run_dir
+    for attempt in range(5):  # three calls within one second (a tick between them: again)
+        base = str(tmp_path / f"runs{attempt}")
+        made = [new_run_dir(base, "seed 1/process tree") for _ in range(3)]
+        if len({os.path.basename(d)[:15] for d in made}) == 1:
+            break
+    assert len(set(made)) == 3 and all(os.path.isdir(d) for d in made)
+    names = sorted(os.path.basename(d) for d in made)
+    assert names[0].endswith("-seed-1-process-tree") and {n[-2:] for n in names[1:]} == {"-2", "-3"}

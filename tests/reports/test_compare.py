@@ -126,8 +126,10 @@ def test_capsize_run_hook_renders_the_new_run(tmp_path, capsys):
     args = argparse.Namespace(out=str(out))
     c, d = synth.journal("capsize"), synth.journal("docker")
 
-    def run():
-        synth.write(synth.merge(c, d, run_id="20270115-080000-new"), str(out / "20270115-080000-new"))
+    def run():  # as cmd_run: it names its own directory in args, whatever else appears meanwhile
+        args.run_dir = str(out / "20270115-080000-new")
+        synth.write(synth.merge(c, d, run_id="20270115-080000-new"), args.run_dir)
+        synth.write(synth.journal(), str(out / "20270115-080001-concurrent"))  # another run, same --out
         return 1
 
     assert after_run(args, run) == 1  # the run's exit code stands
@@ -135,4 +137,5 @@ def test_capsize_run_hook_renders_the_new_run(tmp_path, capsys):
     new = out / "20270115-080000-new"
     assert sorted(os.listdir(new))[:4] == ["compare.html", "compare.md", "journal.json", "report.html"]
     assert not os.path.exists(out / "20270101-000000-old" / "report.md")
+    assert not os.path.exists(out / "20270115-080001-concurrent" / "report.md")
     assert "capsize comparison: capsize vs docker" in text and f"reports: {new}/report.md" in text
