@@ -16,8 +16,11 @@
 * ``capsize image rootfs --out FILE`` / ``capsize image bundle DIR [-- CMD...]`` — the lab's busybox;
 * ``capsize demo [--runtime capsize-runc|runc|crun]`` — one container through a low-level runtime.
 
-Errors print one line (scenario errors as ``file:line:column: ...``) and exit non-zero: 2 for
-bad input, in which case nothing was started.
+Errors print one line (scenario errors as ``file:line:column: ...``), start nothing, and exit
+with the engine's error code (runtime/errors.py): 2 invalid input (a scenario, an option), 3 not
+found (a run directory, a file, a runtime named on the command line), 5 a failed precondition
+(an engine already up), 6 unavailable (an engine that cannot run here). ``compare`` exits 1
+when the runs diverge.
 """
 
 from __future__ import annotations

@@ -163,6 +163,11 @@ def _engine_root(args) -> str:
     return os.path.abspath(args.root or os.path.join(ENGINE_ROOT, args.engine))
 
 
+def _engine_cmd(verb: str, engine: str, args) -> str:
+    """The ``capsize engine VERB`` command line that reaches the same engine (its ``--root`` if given)."""
+    return f"capsize engine {verb} --engine {engine}" + (f" --root {_engine_root(args)}" if args.root else "")
+
+
 def _engine_state(root: str) -> dict | None:
     try:
         with open(os.path.join(root, "engine.json")) as f:
@@ -179,7 +184,7 @@ def cmd_engine(args) -> int:
     if args.verb == "up":
         if state:
             raise FailedPrecondition(f"engine {state['engine']} is already up in {root} "
-                                     f"(capsize engine down --engine {state['engine']} removes it)")
+                                     f"({_engine_cmd('down', state['engine'], args)} removes it)")
         options = EngineOptions(live_restore=args.live_restore, runtime=args.runtime)
         cls = engine_class(args.engine)
         why = cls.unavailable(options)
@@ -196,13 +201,13 @@ def cmd_engine(args) -> int:
         with open(os.path.join(root, "engine.json"), "w") as f:
             json.dump({"engine": args.engine, "docker_host": engine.docker_host, "workdir": workdir,
                        "options": options.model_dump()}, f)
-        sys.stderr.write(f"engine {args.engine} is up in {root}; `capsize engine down --engine {args.engine}` "
+        sys.stderr.write(f"engine {args.engine} is up in {root}; `{_engine_cmd('down', args.engine, args)}` "
                          f"removes it\n")
         sys.stdout.write(f"export DOCKER_HOST={engine.docker_host}\n")
         return 0
     if args.verb == "env":
         if not state:
-            raise NotFound(f"no engine is up in {root} (capsize engine up --engine {args.engine})")
+            raise NotFound(f"no engine is up in {root} ({_engine_cmd('up', args.engine, args)})")
         sys.stdout.write(f"export DOCKER_HOST={state['docker_host']}\n")
         return 0
     if args.verb == "status":

@@ -34,7 +34,9 @@ class Progress:
         self._line(f"[{self.done + 1}/{self.total}] {run}: starting the engine")
 
     def step(self, run: str, label: str) -> None:
-        self._line(f"[{self.done + 1}/{self.total}] {run} {self._elapsed()}  {label[:110]}")
+        if self.console and len(label) > 110:  # the status line is one terminal row; plain lines
+            label = label[:109] + "…"             # (CI logs, read later) are never cut
+        self._line(f"[{self.done + 1}/{self.total}] {run} {self._elapsed()}  {label}")
 
     def scenario_end(self, entry: dict) -> None:
         self.done += 1

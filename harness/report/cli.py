@@ -23,7 +23,8 @@ def add_parsers(sub) -> None:
     r.add_argument("run", metavar="RUN", help="run directory (or its journal.json)")
     r.add_argument("--out", metavar="DIR", help="write the reports here (default: the run directory)")
     r.add_argument("--quiet", "-q", action="store_true", help="print only the paths written")
-    c = sub.add_parser("compare", help="compare runs: engines side by side, two runs, or repeats")
+    c = sub.add_parser("compare", help="compare runs: engines side by side, two runs, or repeats "
+                                       "(exit 1 when there are divergences, 0 when none)")
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories (or their journal.json)")
     c.add_argument("--by", choices=("auto", "engine", "run"), default="auto",
                    help="columns: engines, or runs (default: engines when there are several)")
