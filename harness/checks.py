@@ -309,6 +309,34 @@ def _cleanup(ctx, p: m.CleanupCheck) -> Verdict:
     return Verdict(FAIL if left or missing else PASS, expected, seen, evidence, reason)
 
 
+def _service_state(ctx, p: m.ServiceStateCheck) -> Verdict:
+    """systemctl show's properties of the unit; ``entered_since``: ActiveEnterTimestampMonotonic
+    (µs, CLOCK_MONOTONIC, the clock of time.monotonic()) after the step began."""
+    from harness.engines.systemd import show
+    unit = p.resolve(ctx.engine)
+    names = list(p.properties) + ["ActiveState", "SubState", "MainPID", "ActiveEnterTimestampMonotonic"]
+    seen = show(unit, *dict.fromkeys(names))
+    expected: dict = dict(p.properties)
+    bad = [k for k, v in p.properties.items() if seen.get(k) != v]
+    if p.entered_since is not None:
+        began = ctx.step_started.get(p.entered_since)
+        expected["entered_since"] = p.entered_since
+        if began is None:
+            return Verdict(FAIL, expected, seen, reason=f"step {p.entered_since} did not run")
+        try:
+            entered = int(seen.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
+        except ValueError:
+            entered = 0.0
+        seen = {**seen, "entered_active_t": ctx.t(entered) if entered else None,
+                "step_began_t": ctx.t(began)}
+        if entered <= began or seen.get("ActiveState") != "active":
+            bad.append("entered_since")
+    why = [f"{k} is {seen.get(k)!r}" if k != "entered_since" else
+           f"not (re)entered active since step {p.entered_since}" for k in bad]
+    return Verdict(FAIL if bad else PASS, {"unit": unit, **expected}, seen, [{"unit": unit, "show": seen}],
+                   f"{unit}: {', '.join(why)}" if bad else "")
+
+
 def evaluate_once(ctx, spec: m.CheckSpec) -> Verdict:
     """One evaluation of a check spec (no timing)."""
     kind, p = spec.kind, spec.params
@@ -329,6 +357,8 @@ def evaluate_once(ctx, spec: m.CheckSpec) -> Verdict:
             return _consistency(ctx, p)
         if kind == "cleanup.complete":
             return _cleanup(ctx, p)
+        if kind == "service.state":
+            return _service_state(ctx, p)
     except Unimplemented as e:
         return Verdict(NA, reason=str(e))
     raise AssertionError(f"no evaluator for {kind}")

@@ -61,6 +61,7 @@ class RunContext:
         self.snapshot_sink = None
         self.notes: list[dict] = []
         self.tracers: list = []  # strace processes (subprocess.Popen) of fault.syscall.delay
+        self.step_started: dict[str, float] = {}  # step id -> monotonic time its action began
         self.t0_wall = time.time()
         self.t0_mono = time.monotonic()
         self._lock = threading.Lock()
@@ -78,6 +79,7 @@ class RunContext:
     def remember(self, name: str, cid: str) -> None:
         with self._lock:
             self.containers[name] = cid
+        self.engine.track_container(cid)
 
     def container_id(self, name: str) -> str | None:
         """The full id of scenario container *name*: remembered, else asked of the daemon, else

@@ -42,7 +42,8 @@ def checks() -> list[tuple[str, bool, str, str]]:
         why = engine_class(name).unavailable(None)
         out.append((f"engine {name}", why is None, why or "available", f"scenarios on engine {name}"))
     systemd = os.path.isdir("/run/systemd/system")
-    out.append(("systemd as PID 1", systemd, "yes" if systemd else "no", "engine docker-systemd, service.* faults"))
+    out.append(("systemd as PID 1", systemd, "yes" if systemd else "no",
+                "engines docker-systemd, capsize-systemd; fault.service.*, service.state"))
     return out
 
 

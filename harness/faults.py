@@ -12,7 +12,10 @@
 ``fault.syscall.delay``    ``strace -f -e inject=<syscall>:delay_enter=<us>[:error=E][:when=W]``
                            attached to the component's processes; ``fault.syscall.clear`` (or
                            teardown) detaches it
-``fault.service.*``        ``systemctl stop|start|restart <unit>`` (docker-systemd)
+``fault.service.*``        ``systemctl stop|start|restart <unit>`` (engines under systemd; the
+                           unit by name or by role; a stop is undone with a start)
+``fault.service.dropin``   a runtime drop-in for a unit (``/run/systemd/system/<unit>.d/``) and
+                           daemon-reload; undone by removing it and reloading again
 =========================  ===================================================================
 
 Each returns an :class:`~harness.context.ActionResult`: ``ok`` when applied, ``fail`` when it
@@ -107,14 +110,19 @@ def _apply(ctx, step) -> dict:
             wait = ctx.events.wait_runtime_subscribed if p.component == "runtime" else ctx.events.wait_daemon_subscribed
             facts["events_resubscribed"] = wait(t0, timeout=10.0)
         return facts
+    if action == "fault.service.dropin":
+        return _dropin(ctx, step)
     if action.startswith("fault.service."):
+        if not hasattr(eng, "service"):
+            raise CapsizeError(f"engine {eng.name} has no systemd units")
+        unit = p.resolve(eng)
         verb = action.rsplit(".", 1)[1]
-        undo = {"kind": "service", "verb": "start", "unit": p.unit} if verb == "stop" else None
-        fid = led.apply(run, action, {"unit": p.unit}, undo)
-        facts = eng.service(verb, p.unit)
-        if verb == "start":
+        undo = {"kind": "service", "verb": "start", "unit": unit} if verb == "stop" else None
+        fid = led.apply(run, action, {"unit": unit}, undo)
+        facts = eng.service(verb, unit)
+        if verb in ("start", "restart"):
             for e in led.outstanding(run):
-                if e["fault"] == "fault.service.stop" and e["target"]["unit"] == p.unit:
+                if e["fault"] == "fault.service.stop" and e["target"]["unit"] == unit:
                     led.undone(run, e["id"], "harness", f"started by step ({fid})")
         return facts
     if action == "fault.syscall.clear":
@@ -171,6 +179,21 @@ def _apply(ctx, step) -> dict:
     if action == "fault.syscall.delay":
         return _syscall_delay(ctx, step)
     raise CapsizeError(f"unknown fault {action}")
+
+
+def _dropin(ctx, step) -> dict:
+    """``fault.service.dropin``: write the runtime drop-in (ledger first: undo kind ``dropin``)."""
+    from harness.engines.systemd import dropin_path, show, write_dropin
+    p, eng = step.params, ctx.engine
+    if not hasattr(eng, "unit_of"):
+        raise CapsizeError(f"engine {eng.name} has no systemd units")
+    unit = p.resolve(eng)
+    name = "50-capsize-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in ctx.run)[:80]
+    path = dropin_path(unit, name)
+    ctx.ledger.apply(ctx.run, step.action, {"unit": unit, "section": p.section, "settings": dict(p.settings)},
+                     {"kind": "dropin", "path": path, "unit": unit})
+    write_dropin(unit, name, p.section, p.settings)
+    return {"unit": unit, "path": path, "now": show(unit, *p.settings)}
 
 
 def stop_tracers(ctx) -> None:

@@ -20,7 +20,8 @@ started at ``create_time``: SIGCONT after a pause), ``terminate`` (end a helper 
 SIGTERM, SIGKILL after 5 s), ``rename`` (move ``from`` back to ``to``: a closed API socket),
 ``start`` (start ``role`` again: done by the harness before teardown; on recovery the engine's
 removal covers it), ``untrace`` (detach the strace tracing ``processes``), ``service``
-(``systemctl <verb> <unit>``). Every entry has ``seq``, ``wall`` and ``mono``.
+(``systemctl <verb> <unit>``), ``dropin`` (remove the systemd drop-in at ``path``, then
+``systemctl daemon-reload``). Every entry has ``seq``, ``wall`` and ``mono``.
 """
 
 from __future__ import annotations
@@ -149,9 +150,12 @@ def undo(spec: dict, engine=None) -> str:
     if kind == "untrace":
         return untrace(spec)
     if kind == "service":
-        from harness.engines.docker_systemd import systemctl
+        from harness.engines.systemd import systemctl
         r = systemctl(spec["verb"], spec["unit"])
         return f"systemctl {spec['verb']} {spec['unit']}: exit {r.returncode} {r.stderr.strip()}".strip()
+    if kind == "dropin":
+        from harness.engines.systemd import remove_dropin
+        return remove_dropin(spec["path"])
     if kind == "start":
         if engine is None:
             return f"{spec['role']}: left to the engine's removal"

@@ -328,6 +328,7 @@ def _run_step(ctx, entry, section, i, step, total, checks_for, progress) -> bool
         for c in checks_for:
             if c.timing == ("before", step.id):
                 entry["checks"].append(_evaluate(ctx, c, progress))
+        ctx.step_started[step.id] = time.monotonic()  # for service.state's entered_since
     if step.action == "await":
         ok = _await(ctx, entry, ctx.background.get(step.params), step)
     elif step.background:

@@ -20,7 +20,7 @@
 # 6. always, even on failure or Ctrl-C: destroys the VMs, removes libvirt's network and pool,
 #    stops libvirtd and virtlogd, deletes the namespace, and checks that nothing is left.
 # Exits 0 only if every VM came up, no check failed, and the clean-up left nothing behind.
-# Expected duration on 2 cores: about 18 min with a cached box (+2 min to build it).
+# Expected duration on 2 cores: about 17 min with a cached box (+2 min to build it).
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)

@@ -17,18 +17,16 @@
 #   harness/              `capsize run` run directories and JUnit, where the harness exists
 # Exits 1 if any check failed, 0 otherwise (skipped checks do not fail).
 #
-# Checks (Docker's units as Debian ships them; capsize's when its daemons exist):
+# Checks (the seed's E2 and the KillMode matrix are harness scenarios now: scenarios/systemd,
+# run by `capsize run` on both engines under systemd; what stays here is what the harness does not do):
 #   env.*                    systemd is PID 1, the cgroup version, journald readable (systemd-python)
-#   docker.e2.activation     seed E2: stop docker.service, `docker ps` starts dockerd through docker.socket
-#   docker.e2.cannot-connect stop docker.socket too: `docker ps` says "Cannot connect to the Docker daemon"
 #   docker.e1.tree           under systemd: shim's parent is PID 1 and it sits in containerd.service's cgroup
-#   docker.killmode.process  containerd.service (KillMode=process) restarted: the container lives on
-#   docker.killmode.control-group  same with KillMode=control-group: the container dies with the daemon
 #   capsize.api              capsized answers through capsized.socket (socket activation, Type=notify)
-#   capsize.*                the same against capsized.socket / capsize-runtimed.service (skipped
-#                            while those daemons are not built, or when capsize.api failed)
-#   harness.*                `capsize run` of the scenario suite with engines docker-systemd and
-#                            capsize-systemd (skipped while the harness has no `run`)
+#   capsize.runtimed         capsize-runtimed.service is active with its socket
+#   harness.run              `capsize run --engine docker-systemd --engine capsize-systemd` over
+#                            DIR/scenarios (scenarios/systemd included): run dir + JUnit in harness/
+#   harness.<engine>         that engine's scenarios in the run: all pass (or n/a) -> pass
+#   system.cleanup           afterwards: no container, shim or drop-in left, the units active
 set -u
 
 out=/var/tmp/capsize-checks
@@ -45,7 +43,7 @@ while [ $# -gt 0 ]; do
         --name) name=$2; shift 2 ;;
         --env-only) env_only=1; shift ;;
         --engines) harness_engines=$2; shift 2 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "run-checks: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -59,7 +57,6 @@ LOG=$out/checks.log
 start_time=$(date '+%Y-%m-%d %H:%M:%S')   # the form journalctl --since takes
 PY=/opt/capsize/bin/python
 [ -x "$PY" ] || PY=python3
-SOCK_MSG='Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?'
 
 RUN_TIMEOUT=120   # no command of a check may hang the run (a socket whose service keeps failing does)
 
@@ -110,9 +107,6 @@ wait_for() {  # wait_for SECONDS CMD...: poll every 0.2 s
         sleep 0.2
     done
 }
-pid_alive() { [ -n "$1" ] && [ "$1" != 0 ] && [ -d "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
-# shellcheck disable=SC2317 # called through wait_for
-pid_dead() { ! pid_alive "$1"; }
 # shellcheck disable=SC2317 # called through wait_for
 no_containers() { [ -z "$(dk ps -aq)" ]; }
 
@@ -159,41 +153,6 @@ sys.exit(0 if n > 0 else 1)'
     else fail "systemd-python could not read containerd.service's journal: $ERR"; fi
 fi
 
-# ---------------------------------------------------------------------------- Docker, seed E2
-begin docker.e2.activation
-if need_docker; then
-    systemctl start docker.socket docker.service
-    old_pid=$(main_pid docker.service)
-    run systemctl stop docker.service
-    stop_msg=$ERR
-    if is_active docker.service; then fail "docker.service still active after stop"
-    elif ! is_active docker.socket; then fail "docker.socket not active with docker.service stopped"
-    else
-        run docker ps
-        ps_rc=$RC ps_secs=$SECS
-        new_pid=$(main_pid docker.service)
-        if [ "$ps_rc" = 0 ] && is_active docker.service && [ "$new_pid" != "$old_pid" ] && [ "$new_pid" != 0 ]; then
-            pass "docker ps rc 0 in ${ps_secs}s, dockerd re-activated through docker.socket (pid $old_pid -> $new_pid); stop said: ${stop_msg:-nothing}"
-        else
-            fail "docker ps rc $ps_rc ($ERR); docker.service $(systemctl is-active docker.service), pid $old_pid -> $new_pid"
-        fi
-    fi
-fi
-
-begin docker.e2.cannot-connect
-if need_docker; then
-    run systemctl stop docker.socket docker.service
-    run docker ps
-    ps_rc=$RC ps_err=$ERR ps_secs=$SECS
-    if [ "$ps_rc" = 1 ] && [ "$ps_err" = "$SOCK_MSG" ]; then
-        pass "docker ps rc 1 in ${ps_secs}s: $ps_err"
-    else
-        fail "docker ps rc $ps_rc: $ps_err (expected rc 1: $SOCK_MSG)"
-    fi
-    systemctl start docker.socket docker.service
-    run docker ps
-    [ "$RC" = 0 ] || fail "docker did not come back after docker.socket restart: $ERR"
-fi
 
 # ---------------------------------------------------------------------------- Docker, E1 under systemd
 begin docker.e1.tree
@@ -216,74 +175,9 @@ if need_docker; then
     elif [[ $c_cg != *"$cid"* ]]; then fail "container not in its own cgroup: $c_cg"
     else pass "shim (ppid 1) in ${shim_cg#*::}; container in ${c_cg#*::}"
     fi
+    dk rm -f capsize-e1 >/dev/null 2>&1
 fi
 
-# ---------------------------------------------------------------------------- KillMode matrix (containerd)
-# killmode_case UNIT MODE EXPECT(alive|dead) CONTAINER: restart UNIT with KillMode=MODE (a runtime
-# drop-in, removed afterwards) and see whether the container's process survived.
-killmode_case() {
-    local unit=$1 mode=$2 expect=$3 ctr=$4 dropin shown cpid2 shim2 alive
-    dropin=/run/systemd/system/$unit.d/capsize-killmode.conf
-    mkdir -p "${dropin%/*}"
-    printf '[Service]\nKillMode=%s\n' "$mode" >"$dropin"
-    systemctl daemon-reload
-    shown=$(systemctl show -p KillMode --value "$unit")
-    cpid2=$(dk inspect -f '{{.State.Pid}}' "$ctr" 2>/dev/null)
-    shim2=$(awk '{print $4}' "/proc/$cpid2/stat" 2>/dev/null)
-    run systemctl restart "$unit"
-    local restart_secs=$SECS
-    if [ "$expect" = alive ]; then
-        sleep 2
-    else
-        wait_for 20 pid_dead "$cpid2"
-    fi
-    alive=dead
-    pid_alive "$cpid2" && alive=alive
-    local shim_state=dead
-    pid_alive "$shim2" && shim_state=alive
-    rm -f "$dropin"
-    rmdir "${dropin%/*}" 2>/dev/null
-    systemctl daemon-reload
-    note "KillMode=$shown: container pid $cpid2 $alive, shim $shim2 $shim_state after ${restart_secs}s restart"
-    if [ "$shown" != "$mode" ]; then fail "KillMode is $shown, not $mode"
-    elif [ -z "$cpid2" ] || [ "$cpid2" = 0 ]; then fail "no running container to watch"
-    elif [ "$alive" = "$expect" ]; then pass "KillMode=$mode, systemctl restart $unit (${restart_secs}s): container $alive, shim $shim_state"
-    else fail "KillMode=$mode, systemctl restart $unit: container $alive, expected $expect"
-    fi
-}
-
-begin docker.killmode.process
-if need_docker; then
-    if [ "$(systemctl show -p KillMode --value containerd.service)" != process ]; then
-        fail "containerd.service ships KillMode=$(systemctl show -p KillMode --value containerd.service), not process"
-    else
-        killmode_case containerd.service process alive capsize-e1
-    fi
-fi
-
-begin docker.killmode.control-group
-if need_docker; then
-    dk rm -f capsize-km >/dev/null 2>&1
-    run docker run -d --name capsize-km busybox:latest sleep 1000
-    if [ "$RC" != 0 ]; then fail "docker run failed: $ERR"
-    else killmode_case containerd.service control-group dead capsize-km
-    fi
-    wait_for 30 is_active containerd.service
-fi
-
-begin docker.cleanup
-if need_docker; then
-    run docker rm -f capsize-e1 capsize-km
-    wait_for 30 no_containers
-    left=$(dk ps -aq | wc -l)
-    shims=$(pgrep -c -f containerd-shim-runc-v2)
-    dropins=$(find /run/systemd/system -name 'capsize-killmode.conf' | wc -l)
-    if [ "$left" = 0 ] && [ "$shims" = 0 ] && [ "$dropins" = 0 ] && is_active docker.socket && is_active containerd.service; then
-        pass "no container, shim or drop-in left; docker.socket and containerd.service active"
-    else
-        fail "left: $left containers, $shims shims, $dropins drop-ins; docker.socket $(systemctl is-active docker.socket), containerd $(systemctl is-active containerd.service)"
-    fi
-fi
 
 # ---------------------------------------------------------------------------- capsize's units
 CS=unix:///run/capsize/capsized.sock
@@ -327,86 +221,95 @@ if need_capsize runtime; then
     fi
 fi
 
-begin capsize.e2.activation
-if need_capsize; then
-    old_pid=$(main_pid capsized.service)
-    run systemctl stop capsized.service
-    run docker -H "$CS" ps
-    new_pid=$(main_pid capsized.service)
-    if [ "$RC" = 0 ] && is_active capsized.service && [ "$new_pid" != "$old_pid" ]; then
-        pass "docker -H $CS ps rc 0 in ${SECS}s: capsized re-activated through capsized.socket (pid $old_pid -> $new_pid)"
-    else fail "docker -H $CS ps rc $RC: $ERR; capsized.service $(systemctl is-active capsized.service)"; fi
-fi
-
-begin capsize.e2.cannot-connect
-if need_capsize; then
-    run systemctl stop capsized.socket capsized.service
-    run docker -H "$CS" ps
-    exp="Cannot connect to the Docker daemon at $CS. Is the docker daemon running?"
-    if [ "$RC" = 1 ] && [ "$ERR" = "$exp" ]; then pass "rc 1 in ${SECS}s: $ERR"
-    else fail "rc $RC: $ERR (expected: $exp)"; fi
-    systemctl start capsized.socket
-fi
-
-capsize_image() {  # the lab's busybox image in capsized (docker import of `capsize image rootfs`)
-    dk -H "$CS" image inspect busybox:latest >/dev/null 2>&1 && return 0
-    local tar
-    tar=$(mktemp /var/tmp/capsize-busybox.XXXXXX.tar)
-    /opt/capsize/bin/capsize image rootfs --out "$tar" 2>/dev/null
-    run docker -H "$CS" import "$tar" busybox:latest
-    rm -f "$tar"
-    [ "$RC" = 0 ]
-}
-
-for mode in process control-group; do
-    begin "capsize.killmode.$mode"
-    if need_capsize runtime; then
-        ctr=capsize-km-$mode
-        expect=alive
-        [ "$mode" = process ] || expect=dead
-        dk -H "$CS" rm -f "$ctr" >/dev/null 2>&1
-        if ! capsize_image; then fail "could not import busybox into capsized: $ERR"
-        else
-            run docker -H "$CS" run -d --name "$ctr" busybox:latest sleep 1000
-            if [ "$RC" != 0 ]; then fail "docker -H $CS run failed: $ERR"
-            else DOCKER_HOST=$CS killmode_case capsize-runtimed.service "$mode" "$expect" "$ctr"
-            fi
-        fi
-        wait_for 30 is_active capsize-runtimed.service
-        DOCKER_HOST=$CS dk rm -f "$ctr" >/dev/null 2>&1
-    fi
-done
 
 # ---------------------------------------------------------------------------- the harness
+# The systemd scenarios (scenarios/systemd: seed E2 activation and cannot-connect, the KillMode
+# matrix) and the rest of the suite, run by the harness on the engines under systemd; one run
+# directory, one JUnit file, then one line per engine here (harness.<engine>).
 engines=$("$PY" -c 'from harness.engines import NAMES; print(" ".join(NAMES))' 2>/dev/null)
+run_engines=()
+for engine in $harness_engines; do
+    [[ " $engines " != *" $engine "* ]] || run_engines+=(--engine "$engine")
+done
+harness_rc=""
+begin harness.run
+if [ "$env_only" = 1 ]; then
+    skip "environment only (--env-only)"
+elif ! command -v capsize >/dev/null 2>&1; then
+    skip "capsize not installed"
+elif [ "${#run_engines[@]}" = 0 ]; then
+    skip "the harness has none of the engines $harness_engines (it has: ${engines:-none})"
+else
+    # capsize run: 0 every check held, 3 some were n/a here, 1 failed, 2 bad input, 130 interrupted
+    rm -rf "$out/harness"
+    mkdir -p "$out/harness"
+    RUN_TIMEOUT=2400 run capsize run -q "${run_engines[@]}" --out "$out/harness" \
+        --junit "$out/harness/junit.xml" "$tree/scenarios"
+    harness_rc=$RC
+    printf '%s\n' "$OUT" >"$out/harness/summary.out"
+    # the summary table's rows (the last lines before "run directory:"), not capsize's notes on stderr
+    summary=$(printf '%s\n' "$OUT" | sed -n '3,/^$/p' | awk 'NF {printf "%s %s %s; ", $1, $2, $3}')
+    [ -n "$summary" ] || summary=$(printf '%s\n' "$ERR" | grep -v '^capsize: note:' | tail -1)
+    case $RC in
+        0|3) pass "capsize run rc $RC in ${SECS}s: $summary" ;;
+        *) fail "capsize run rc $RC in ${SECS}s: $(printf '%s' "$summary" | cut -c1-400)" ;;
+    esac
+fi
 for engine in $harness_engines; do
     begin "harness.$engine"
     if [ "$env_only" = 1 ]; then
         skip "environment only (--env-only)"
     elif ! command -v capsize >/dev/null 2>&1; then
         skip "capsize not installed"
-    elif ! capsize run --help >/dev/null 2>&1; then
-        skip "the harness has no 'capsize run' yet"
     elif [[ " $engines " != *" $engine "* ]]; then
-        skip "the harness has no engine $engine yet (it has: ${engines:-none})"
+        skip "the harness has no engine $engine (it has: ${engines:-none})"
+    elif [ -z "$harness_rc" ] || ! ls "$out"/harness/*/journal.json >/dev/null 2>&1; then
+        fail "capsize run wrote no journal (rc ${harness_rc:-none})"
     else
-        # capsize run: 0 every check held, 3 some were not applicable here, 1 failed, 2 bad input
-        # (or "nothing to run": no scenario lists this engine yet)
-        RUN_TIMEOUT=1800 run capsize run --engine "$engine" --out "$out/harness/$engine" \
-            --junit "$out/harness/junit-$engine.xml" "$tree/scenarios"
-        summary=$(printf '%s\n' "$OUT" "$ERR" | grep -v '^$' | tail -1)
-        case $RC in
-            0) pass "capsize run ${SECS}s: every check held; $summary" ;;
-            3) pass "capsize run ${SECS}s: every applicable check held, some n/a; $summary" ;;
-            2) if [[ $summary == *"nothing to run"* ]]; then
-                   skip "no scenario applies to engine $engine yet: $(printf '%s' "$summary" | cut -c1-300)"
-               else
-                   fail "capsize run rc 2 (bad input) in ${SECS}s: $summary"
-               fi ;;
-            *) fail "capsize run rc $RC in ${SECS}s: $summary" ;;
+        # per engine, from the run's journal: every scenario pass (or n/a) -> pass; else fail
+        line=$("$PY" - "$engine" "$out"/harness/*/journal.json <<'PYEOF'
+import collections, json, sys
+engine, path = sys.argv[1], sys.argv[2]
+runs = [e for e in json.load(open(path))["runs"] if e["engine"] == engine]
+count = collections.Counter(e["status"] for e in runs)
+bad = [f"{e['scenario']}: {e['status']} ({e.get('reason', '')})" for e in runs if e["status"] not in ("pass", "n/a")]
+head = ", ".join(f"{n} {s}" for s, n in sorted(count.items())) or "no scenario"
+if bad:
+    print("fail\t" + head + "; " + "; ".join(bad))
+elif not runs or count.get("n/a", 0) == len(runs):
+    print("skip\t" + head + ("; " + runs[0].get("reason", "") if runs else ""))
+else:
+    print("pass\t" + head)
+PYEOF
+)
+        case ${line%%$'\t'*} in
+            pass) pass "${line#*$'\t'}" ;;
+            skip) skip "${line#*$'\t'}" ;;
+            *) fail "${line#*$'\t'}" ;;
         esac
     fi
 done
+
+# ---------------------------------------------------------------------------- nothing left
+begin system.cleanup
+if need_docker; then
+    wait_for 30 no_containers
+    left=$(dk ps -aq | wc -l)
+    shims=$(pgrep -c -f containerd-shim-runc-v2)
+    cleft=0
+    if [ "$capsize_ok" = 1 ]; then cleft=$(DOCKER_HOST=$CS dk ps -aq | wc -l); fi
+    dropins=$(find /run/systemd/system -path '*.d/*' -name '*capsize*.conf' | wc -l)
+    inactive=""
+    for u in docker.socket containerd.service; do is_active "$u" || inactive="$inactive $u"; done
+    if [ "$capsize_ok" = 1 ]; then
+        for u in capsized.socket capsize-runtimed.service; do is_active "$u" || inactive="$inactive $u"; done
+    fi
+    if [ "$left" = 0 ] && [ "$shims" = 0 ] && [ "$cleft" = 0 ] && [ "$dropins" = 0 ] && [ -z "$inactive" ]; then
+        pass "no container (docker, capsized), shim or drop-in left; the units are active"
+    else
+        fail "left: $left docker containers, $shims shims, $cleft capsized containers, $dropins drop-ins; inactive:${inactive:- none}"
+    fi
+fi
 
 # ---------------------------------------------------------------------------- results
 if [ "$systemd_pid1" = 1 ]; then

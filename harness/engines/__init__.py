@@ -1,11 +1,12 @@
 """Engine adapters by name: ``capsize`` (capsize's own tiers), ``docker`` (Debian's Docker stack,
-private), ``docker-systemd`` (the system's units, in the VMs). See :mod:`.base` for the interface."""
+private), ``docker-systemd`` and ``capsize-systemd`` (the system's units, in the VMs; shared parts in
+:mod:`.systemd`). See :mod:`.base` for the interface."""
 
 from __future__ import annotations
 
 from harness.engines.base import Engine, HostState, LogSource
 
-NAMES = ("capsize", "docker", "docker-systemd")
+NAMES = ("capsize", "docker", "docker-systemd", "capsize-systemd")
 DEFAULT = "capsize"
 
 
@@ -20,6 +21,9 @@ def engine_class(name: str) -> type[Engine]:
     if name == "docker-systemd":
         from harness.engines.docker_systemd import DockerSystemdEngine
         return DockerSystemdEngine
+    if name == "capsize-systemd":
+        from harness.engines.capsize_systemd import CapsizeSystemdEngine
+        return CapsizeSystemdEngine
     from harness.scenario.loader import nearest
     from runtime.errors import InvalidArgument
     raise InvalidArgument(f"unknown engine {name!r}{nearest(name, NAMES)}: one of {', '.join(NAMES)}")

@@ -64,6 +64,8 @@ class Engine:
     def __init__(self, workdir: str, options):
         self.workdir = workdir
         self.options = options
+        #: Ids of the containers the scenario made (:meth:`track_container`).
+        self.tracked: set[str] = set()
 
     # -- availability and lifecycle -----------------------------------------------------------
     @classmethod
@@ -91,6 +93,11 @@ class Engine:
     def recover(cls, record: dict) -> list[str]:
         """Clean up the engine described by *record* (from :meth:`record`) without its harness."""
         raise NotImplementedError
+
+    def track_container(self, container_id: str) -> None:
+        """The scenario made container *container_id* (full id). Engines the harness does not own
+        (the system's, under systemd) remove exactly these on :meth:`close`."""
+        self.tracked.add(container_id)
 
     # -- clients ------------------------------------------------------------------------------
     @property

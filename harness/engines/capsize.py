@@ -291,11 +291,16 @@ class CapsizeEngine(Engine):
                 if os.path.lexists(path):
                     hs.state.append(path)
         for point, fstype in cleanup.mountinfo():
-            if fstype == "overlay" and point.startswith(self.workdir + "/"):
+            if fstype == "overlay" and self._mount_of(point, container_ids):
                 hs.mount.append(f"{point} (overlay)")
-            elif fstype == "nsfs" and point.startswith(self.workdir + "/"):
+            elif fstype == "nsfs" and self._mount_of(point, container_ids):
                 hs.netns.append(point)
         return hs
+
+    def _mount_of(self, point: str, container_ids: list[str]) -> bool:
+        """Whether mount *point* belongs to this engine's containers *container_ids* (here: anything
+        under the private workdir, which only this run's containers use)."""
+        return point.startswith(self.workdir + "/")
 
 
 def _arg(argv, flag):

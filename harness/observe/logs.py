@@ -98,6 +98,26 @@ class LogCollector:
         r.get_previous()
         return r
 
+    def journal_record(self, component: str, entry: dict, now: float) -> dict:
+        """One record from a journald entry: its MESSAGE is a JSON line (capsize's units), logfmt
+        (dockerd, containerd) or plain text; ``wall`` is the entry's ``__REALTIME_TIMESTAMP``."""
+        ts = entry.get("__REALTIME_TIMESTAMP")
+        wall = ts.timestamp() if ts else now
+        msg = entry.get("MESSAGE", "")
+        if isinstance(msg, bytes):
+            msg = msg.decode(errors="replace")
+        msg = str(msg)
+        if msg.lstrip().startswith("{"):
+            rec = normalise(component, "jsonl", msg, wall, self.clock)
+        else:
+            fields = parse_logfmt(msg)
+            rec = normalise(component, "logfmt", msg if "msg" in fields else f'msg={json.dumps(msg)}', wall,
+                            self.clock)
+            rec["line"] = msg
+        rec["wall"], rec["mono"] = wall, self.clock[1] + (wall - self.clock[0])
+        rec["fields"]["pid"] = entry.get("_PID")
+        return rec
+
     def poll(self) -> list[dict]:
         """Read every source's new complete lines; returns all records so far (a copy)."""
         with self._lock:
@@ -106,14 +126,7 @@ class LogCollector:
                 if s.format == "journald":
                     reader = self._journal.get(s.component)
                     for entry in (reader or []):
-                        ts = entry.get("__REALTIME_TIMESTAMP")
-                        wall = ts.timestamp() if ts else now
-                        msg = str(entry.get("MESSAGE", ""))
-                        fields = parse_logfmt(msg)
-                        rec = normalise(s.component, "logfmt", msg if "msg" in fields else f'msg={json.dumps(msg)}',
-                                        wall, self.clock)
-                        rec["wall"], rec["mono"] = wall, self.clock[1] + (wall - self.clock[0])
-                        self.records.append(rec)
+                        self.records.append(self.journal_record(s.component, entry, now))
                     continue
                 try:
                     with open(s.path, "rb") as f:
@@ -136,7 +149,11 @@ class LogCollector:
         os.makedirs(directory, exist_ok=True)
         records = self.poll()
         for s in self.sources:
-            if s.format == "journald":
+            if s.format == "journald":  # this run's entries of the unit, one line each
+                with open(os.path.join(directory, f"{s.component}.log"), "w") as f:
+                    for r in records:
+                        if r["component"] == s.component:
+                            f.write(r["line"] + "\n")
                 continue
             try:
                 with open(s.path, "rb") as src, open(os.path.join(directory, f"{s.component}.log"), "wb") as dst:

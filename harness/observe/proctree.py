@@ -3,7 +3,9 @@
 A snapshot (:func:`snapshot`) is ``{"label", "wall", "mono", "processes": [...]}`` where each
 process is ``{"pid", "ppid", "name", "cmdline", "status", "role", "container", "cgroup",
 "reparented"}``: every descendant of the harness (the daemons, the shims and containers that
-were re-parented to it, its tools) plus every process in a known container's cgroup. ``status``
+were re-parented to it, its tools) plus every process in a known container's cgroup, each known
+container's shim (the adapter's ``pids("shim", id)``: under systemd shims are not the harness's
+descendants) and the daemons (``pids("daemon")``, ``pids("runtime")``). ``status``
 is psutil's (``running``, ``sleeping``, ``zombie``, ``stopped``...); ``role``/``container`` come
 from the engine adapter; ``reparented`` is true for an engine process whose parent is the
 harness although the harness did not start it.
@@ -105,6 +107,10 @@ def snapshot(engine, label: str, container_ids: dict[str, str] | None = None) ->
     extra = set()
     for cid in container_ids:
         extra.update(engine.container_cgroup_pids(cid))
+        try:  # shims that are not the harness's descendants (under systemd: PID 1's children)
+            extra.update(engine.pids("shim", cid))
+        except Exception:  # noqa: BLE001 - an engine without shims, or one that is down
+            pass
     for role in ("daemon", "runtime"):
         try:
             extra.update(engine.pids(role))

@@ -338,6 +338,16 @@ def _crossref(path: str, root: yaml.Node, sc: m.Scenario, engine: str) -> None:
                                     f"checks.{j}.{field_name}: no step with id {target!r}"
                                     + nearest(target, list(ids) + ["teardown"]))
         p = check.params
+        since = getattr(p, "entered_since", None)
+        if since and since not in ids:
+            raise ScenarioError(path, *_pos(node_at(root, loc + (check.kind, "entered_since"))),
+                                f"checks.{j}.{check.kind}.entered_since: no step with id {since!r}"
+                                + nearest(since, list(ids)))
+        only = m.CHECK_ENGINE_ONLY.get(check.kind)
+        if only and engine not in only and (not check.engines or engine in check.engines):
+            raise ScenarioError(path, *_pos(node_at(root, loc + (check.kind,), key=True)),
+                                f"checks.{j}: {check.kind} exists only on engines {', '.join(only)}: "
+                                f"restrict the check (engines: [{only[0]}]) or the scenario")
         name = getattr(p, "container", None) or getattr(p, "name", None)
         if name and name not in containers:
             raise ScenarioError(path, *_pos(node_at(root, loc + (check.kind,))),

@@ -25,8 +25,10 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator,
                       model_validator)
 
-ENGINES = ("capsize", "docker", "docker-systemd")
-EngineName = Literal["capsize", "docker", "docker-systemd"]
+ENGINES = ("capsize", "docker", "docker-systemd", "capsize-systemd")
+EngineName = Literal["capsize", "docker", "docker-systemd", "capsize-systemd"]
+#: The engines whose daemons are systemd units (``fault.service.*``, ``service.state``).
+SYSTEMD_ENGINES = ("docker-systemd", "capsize-systemd")
 #: Roles a fault or a check can name; ``lowlevel`` exists on capsize only (a persistent runtime tier).
 ROLES = ("daemon", "runtime", "shim", "container", "lowlevel")
 Role = Literal["daemon", "runtime", "shim", "container", "lowlevel"]
@@ -290,10 +292,64 @@ class FaultSyscall(FaultTarget):
         return self
 
 
-class FaultService(Model):
-    """``fault.service.stop|start|restart``: a systemd unit (docker-systemd engine)."""
+UnitName = Annotated[str, Field(pattern=r"^[A-Za-z0-9@_.:-]+\.(service|socket)$")]
 
-    unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9@_.:-]+\.(service|socket)$")]
+
+class UnitRef(Model):
+    """A systemd unit, by name (``unit: docker.service``) or by role, so that one scenario names
+    the right unit on each engine: ``component: daemon`` (docker.service, capsized.service),
+    ``component: runtime`` (containerd.service, capsize-runtimed.service), ``component: daemon,
+    socket: true`` (docker.socket, capsized.socket). Engines under systemd only."""
+
+    unit: UnitName | None = None
+    component: Literal["daemon", "runtime"] | None = None
+    socket: bool = False
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.unit is None) == (self.component is None):
+            raise ValueError("name the unit with exactly one of unit, component")
+        if self.socket and self.component != "daemon":
+            raise ValueError("socket: true is for component: daemon (its socket unit)")
+        return self
+
+    def resolve(self, engine) -> str:
+        """The unit's name on *engine* (which has ``unit_of``; else Unimplemented)."""
+        if self.unit:
+            return self.unit
+        unit_of = getattr(engine, "unit_of", None)
+        if unit_of is None:
+            from runtime.errors import Unimplemented
+            raise Unimplemented(f"engine {engine.name} has no systemd units")
+        return unit_of(self.component, socket=self.socket)
+
+    def describe(self) -> str:
+        return self.unit or (f"{self.component}'s socket unit" if self.socket else f"{self.component}'s unit")
+
+
+class FaultService(UnitRef):
+    """``fault.service.stop|start|restart``: ``systemctl <verb>`` on a unit (engines under systemd).
+    A stop is undone (ledger) by a start of the same unit."""
+
+
+class FaultDropin(UnitRef):
+    """``fault.service.dropin``: a runtime drop-in ``/run/systemd/system/<unit>.d/*.conf`` with
+    ``[section]`` and ``settings`` (e.g. ``{KillMode: control-group}``), then ``daemon-reload``.
+    It takes effect at the unit's next stop/start (KillMode: at its next stop). The undo
+    (ledger; before teardown) removes it and reloads again."""
+
+    section: Annotated[str, Field(pattern=r"^[A-Z][A-Za-z]+$")] = "Service"
+    settings: dict[Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]+$")], str | int | bool]
+
+    @field_validator("settings")
+    @classmethod
+    def _some(cls, v):
+        if not v:
+            raise ValueError("give at least one setting, e.g. {KillMode: control-group}")
+        for k, val in v.items():
+            if "\n" in str(val):
+                raise ValueError(f"setting {k}: one line only")
+        return v
 
 
 class EventMatch(Model):
@@ -409,6 +465,22 @@ class ConsistencyCheck(Model):
     container: ContainerName | None = None
 
 
+class ServiceStateCheck(UnitRef):
+    """A systemd unit's properties as ``systemctl show`` prints them: every one in ``properties``
+    must be equal (``{ActiveState: active, KillMode: process}``); ``entered_since: <step id>``:
+    the unit (re)entered the active state after that step began (``ActiveEnterTimestampMonotonic``),
+    i.e. it was started again — with a new main PID for a service that had been stopped."""
+
+    properties: dict[Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]+$")], str] = {}
+    entered_since: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] | None = None
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.properties and self.entered_since is None:
+            raise ValueError("give properties, entered_since or both")
+        return self
+
+
 class CleanupCheck(Model):
     """After teardown: no processes, mounts, cgroups, netns, sockets or state dirs of the scenario's
     containers; ``ignore``: kinds not to count (process, mount, cgroup, netns, socket, state);
@@ -432,7 +504,10 @@ CHECK_MODELS: dict[str, type[Model]] = {
     "log.absent": LogCheck,
     "consistency": ConsistencyCheck,
     "cleanup.complete": CleanupCheck,
+    "service.state": ServiceStateCheck,
 }
+#: Checks that only some engines have: kind -> engines.
+CHECK_ENGINE_ONLY = {"service.state": SYSTEMD_ENGINES}
 
 
 def _one_key(kind: str, keys: dict[str, Any], data: dict) -> str:
@@ -459,6 +534,7 @@ class CheckSpec(Model):
     log_absent: LogCheck | None = Field(None, alias="log.absent")
     consistency: ConsistencyCheck | None = None
     cleanup_complete: CleanupCheck | None = Field(None, alias="cleanup.complete")
+    service_state: ServiceStateCheck | None = Field(None, alias="service.state")
 
     @model_validator(mode="before")
     @classmethod
@@ -583,10 +659,11 @@ ACTION_MODELS: dict[str, Any] = {
     "fault.service.stop": FaultService,
     "fault.service.start": FaultService,
     "fault.service.restart": FaultService,
+    "fault.service.dropin": FaultDropin,
 }
 #: Actions that only some engines have: action -> engines.
-ENGINE_ONLY = {"fault.service.stop": ("docker-systemd",), "fault.service.start": ("docker-systemd",),
-               "fault.service.restart": ("docker-systemd",)}
+ENGINE_ONLY = {"fault.service.stop": SYSTEMD_ENGINES, "fault.service.start": SYSTEMD_ENGINES,
+               "fault.service.restart": SYSTEMD_ENGINES, "fault.service.dropin": SYSTEMD_ENGINES}
 
 
 def _cli_argv(value) -> list[str]:
@@ -652,6 +729,7 @@ class Step(Model):
     fault_service_stop: FaultService | None = Field(None, alias="fault.service.stop")
     fault_service_start: FaultService | None = Field(None, alias="fault.service.start")
     fault_service_restart: FaultService | None = Field(None, alias="fault.service.restart")
+    fault_service_dropin: FaultDropin | None = Field(None, alias="fault.service.dropin")
 
     @model_validator(mode="before")
     @classmethod

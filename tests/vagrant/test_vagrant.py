@@ -7,7 +7,8 @@
   asks: capsized.socket activates capsized.service (Type=notify, ``-H fd://``),
   capsize-runtimed.service has KillMode=process;
 - run-checks.sh --env-only writes its TSV, facts and JUnit on this host and touches nothing;
-- compare.py renders host vs VMs and capsize vs Docker from a run directory.
+- compare.py renders host vs VMs, capsize vs Docker, and the harness's scenarios per VM and engine
+  from a run directory.
 """
 
 from __future__ import annotations
@@ -158,9 +159,11 @@ def test_run_checks_env_only_on_this_host(tmp_path):
     rows = [l.split("\t") for l in (out / "checks.tsv").read_text().splitlines()]
     names = [r[0] for r in rows]
     assert names[:3] == ["env.pid1-systemd", "env.cgroup", "env.journald"]
-    assert {"docker.e2.activation", "docker.e2.cannot-connect", "docker.killmode.process",
-            "docker.killmode.control-group", "capsize.e2.activation", "harness.docker-systemd",
-            "harness.capsize-systemd"} <= set(names)
+    assert {"docker.e1.tree", "capsize.api", "capsize.runtimed", "harness.docker-systemd",
+            "harness.capsize-systemd", "system.cleanup"} <= set(names)
+    # seed E2 and the KillMode matrix are harness scenarios (scenarios/systemd), not bash checks
+    assert not [n for n in names if ".e2." in n or ".killmode." in n]
+    assert "harness.run" in names  # skipped with the others: --env-only does not run the harness
     by = {r[0]: r for r in rows}
     assert by["env.cgroup"][1] == "pass"
     assert all(by[n][1] == "skip" for n in names if not n.startswith("env."))
@@ -217,11 +220,25 @@ def test_compare_renders_host_vs_vms(tmp_path):
                              ["docker.e2.activation", "pass", "0.31", "ok"],
                              ["capsize.e2.activation", "skip", "0", "not built"]],
                {"kernel": "6.1.0-vm", "cgroup": "v2", "pid1": "systemd"})
+    jdir = run / "cgv2" / "harness" / "20990101-000000-scenarios"
+    jdir.mkdir(parents=True)
+    (jdir / "journal.json").write_text(json.dumps({"runs": [
+        {"scenario": "systemd-killmode-process", "engine": "docker-systemd", "status": "pass", "duration": 21.04,
+         "checks": [{"status": "pass"}] * 8 + [{"status": "n/a"}]},
+        {"scenario": "systemd-killmode-process", "engine": "capsize-systemd", "status": "fail", "duration": 30.5,
+         "reason": "1 check(s) failed", "checks": [{"status": "pass"}] * 8 + [{"status": "fail"}]},
+        {"scenario": "seed-1-process-tree", "engine": "docker-systemd", "status": "n/a", "checks": []},
+    ]}))
     md = compare.render(str(run))
     assert "| check | host | cgv2 | cgv1 |" in md          # host first, then the VMs in run order
     assert "| docker.e2.activation | skip | pass 0.31s | **FAIL** 1.5s |" in md
     assert "| e2.activation | pass 0.31s | skip | **FAIL** 1.5s | skip |" in md
     assert "- `docker.e2.activation` on cgv1: rc 1" in md
     assert "| cgv1.up | 260 |" in md
+    # the harness's scenarios per VM and engine; scenarios n/a everywhere are left out
+    assert "| scenario | cgv2: docker-systemd | cgv2: capsize-systemd |" in md
+    assert "| systemd-killmode-process | pass 21.0s (8/0/1) | **FAIL** 30.5s (8/1/0) |" in md
+    assert "seed-1-process-tree" not in md
+    assert "- scenario `systemd-killmode-process` on cgv2, engine capsize-systemd: 1 check(s) failed" in md
     assert md.rstrip().endswith("4 passed, 1 failed, 3 skipped over 3 columns (host, cgv2, cgv1)")
     assert compare.main([str(tmp_path / "missing")]) == 2
