@@ -26,6 +26,7 @@ Modules:
 ``model``              the container record and its API views (inspect, list)
 ``images``             image references (Docker's familiar names) and the image API views
 ``oci``                the OCI runtime spec built for a container (dockerd's defaults)
+``hostconfig``         HostConfig mounts (Binds, Mounts, Tmpfs) and the fields capsize refuses
 ``filters``            the ``filters`` query parameter
 ``clock``              RFC 3339 times, Docker's human durations, since/until parsing
 ``log``                the daemon's JSON-lines log (or journald)

@@ -28,7 +28,9 @@ Health: a watcher keeps one event subscription open. While it is connected :attr
 is true; when it breaks capsized logs it, retries every 0.1 s (doubling to 1 s) and, once
 reconnected, asks for the events it missed (``since`` the last sequence number of the same
 ``boot_id``, else everything the restarted runtime published) and calls
-``daemon.on_runtime_up()``, which re-syncs task states (:func:`runtime.daemon.reconcile.resync`).
+``daemon.on_runtime_up()``, which re-syncs task states (:func:`runtime.daemon.reconcile.resync`) —
+or, when capsized's boot gave up waiting for the runtime, runs the start-up reconcile on the first
+connection (:func:`runtime.daemon.reconcile.at_start`).
 """
 
 from __future__ import annotations
@@ -176,7 +178,7 @@ class Backend:
                     if not first:
                         self.log.info("capsize-runtimed is back: re-syncing task states", address=self.address)
                     self._up.set()
-                    if not first and self._daemon is not None:
+                    if self._daemon is not None and (not first or getattr(self._daemon, "boot_gave_up", False)):
                         self._daemon.spawn(self._daemon_resync())
                     first = False
                     async for line in resp.content:
@@ -196,8 +198,7 @@ class Backend:
             delay = min(delay * 2, RETRY_MAX)
 
     async def _daemon_resync(self) -> None:
-        from runtime.daemon.reconcile import resync
-        await resync(self._daemon)
+        await self._daemon.on_runtime_up()
 
     async def _dispatch(self, line: bytes) -> None:
         try:
@@ -260,6 +261,8 @@ class Backend:
                 except InvalidArgument:
                     img["RepoTags"].append(r["name"])
             img["Created"] = min(img["Created"], _ns_time(r.get("created_at"))) or img["Created"]
+            if r.get("image_created"):   # the image config's "created" wins, as Docker's Created
+                img["Created"] = _ns_time(r["image_created"]) or img["Created"]
         return list(by_id.values())
 
     async def image_list(self) -> list[dict]:
@@ -380,9 +383,12 @@ class Backend:
             except NotFound:
                 pass
 
-    async def run_task(self, cid: str, image_id: str, spec: dict, log_path: str) -> int:
-        """Create and start the task of container *cid* (its record re-made if the runtime lost it); its pid."""
+    async def run_task(self, cid: str, image_id: str, spec: dict, log_path: str, stdin: str | None = None) -> int:
+        """Create and start the task of container *cid* (its record re-made if the runtime lost it); its pid.
+        *stdin*: the FIFO the init reads as its stdin (else /dev/null)."""
         body = {"container_id": cid, "log_path": log_path}
+        if stdin:
+            body["stdin"] = stdin
         try:
             await self._call("POST", f"/namespaces/{NAMESPACE}/tasks", body=body, timeout=TASK_TIMEOUT)
         except NotFound as e:

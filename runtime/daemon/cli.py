@@ -7,6 +7,11 @@
              [--runtime-address unix://<exec-root>/runtimed.sock] [--group GROUP]
              [--log-file PATH] [--log-level info] [--shutdown-timeout 15]
              [--default-runtime capsize-runc|runc|PATH] [--fsync-state] [--runtime-wait 5]
+             [--cgroup-parent /capsize]
+
+``--cgroup-parent`` is dockerd's flag: the parent cgroup of containers whose
+``HostConfig.CgroupParent`` is empty (their cgroup is ``<parent>/<id>``; dockerd's default is
+``/docker``, capsized's ``/capsize``), so that several engines on one host can keep apart.
 
 Exit status 0 after a clean shutdown (SIGTERM/SIGINT); 1 with one line ``capsized: <message>``
 on stderr when it cannot start (a live pidfile, a socket in use, no activation sockets...).
@@ -38,6 +43,7 @@ class Config:
     runtime_wait: float = 5.0
     default_runtime: str | None = None
     fsync_state: bool = False
+    cgroup_parent: str = "/capsize"
 
 
 def parse_args(argv=None) -> Config:
@@ -59,7 +65,11 @@ def parse_args(argv=None) -> Config:
                    help="low-level runtime for new containers (a name or an absolute path; default capsize-runc)")
     p.add_argument("--fsync-state", action="store_true",
                    help="fsync every container record write (survives power loss; ~9 ms per write)")
+    p.add_argument("--cgroup-parent", default="/capsize",
+                   help="parent cgroup of containers without HostConfig.CgroupParent (default /capsize)")
     a = p.parse_args(argv)
+    if not a.cgroup_parent or ".." in a.cgroup_parent.split("/"):
+        p.error(f"invalid --cgroup-parent {a.cgroup_parent!r}")
     data_root, exec_root = os.path.abspath(a.data_root), os.path.abspath(a.exec_root)
     hosts = a.host or ["unix://" + os.path.join(exec_root, "capsized.sock")]
     addr = a.runtime_address or os.path.join(exec_root, "runtimed.sock")
@@ -69,7 +79,8 @@ def parse_args(argv=None) -> Config:
                   pidfile=os.path.abspath(a.pidfile) if a.pidfile else None, live_restore=a.live_restore,
                   runtime_address=os.path.abspath(addr), group=a.group, log_file=a.log_file,
                   log_level=a.log_level, shutdown_timeout=a.shutdown_timeout, runtime_wait=a.runtime_wait,
-                  default_runtime=a.default_runtime, fsync_state=a.fsync_state)
+                  default_runtime=a.default_runtime, fsync_state=a.fsync_state,
+                  cgroup_parent=a.cgroup_parent)
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ import asyncio
 import os
 import time
 
-from runtime.daemon import reconcile, restart, stop as stopmod
+from runtime.daemon import hostconfig, reconcile, restart, stdin as stdinmod, stop as stopmod
 from runtime.daemon.backend import Backend
 from runtime.daemon.events import EventBus
 from runtime.daemon.model import Container, State
@@ -45,6 +45,9 @@ class Daemon:
         self.events = EventBus()
         self.backend = Backend(config, log)
         self.shutting_down = False
+        #: whether the start-up reconcile (reconcile.at_start) ran: not while the runtime is down
+        self.reconciled = False
+        self.boot_gave_up = False
         self._bg: set[asyncio.Task] = set()
         self._image_cache: dict[str, dict] = {}
 
@@ -75,10 +78,24 @@ class Daemon:
         self.log.info("Loading containers: done.", count=len(self.containers))
         await self.backend.start(self)
         if await self.backend.wait_healthy(self.config.runtime_wait):
+            self.reconciled = True
             await reconcile.at_start(self)
         else:
+            # the backend's watcher calls on_runtime_up() when it first connects
+            self.boot_gave_up = True
             self.log.warning("capsize-runtimed is not reachable: serving anyway; containers are reconciled "
                              "when it comes back", address=self.config.runtime_address)
+
+    async def on_runtime_up(self) -> None:
+        """The runtime (re)connected after the boot: the start-up reconcile if it has not run yet
+        (capsized started without it: stop or adopt what runs, apply exits, ``--rm``, restart
+        policies, exactly as at start), else the re-sync of exits missed meanwhile."""
+        if not self.reconciled:
+            self.reconciled = True
+            self.log.info("capsize-runtimed is reachable: reconciling containers as at start-up")
+            await reconcile.at_start(self)
+        else:
+            await reconcile.resync(self)
 
     async def shutdown(self) -> None:
         """SIGTERM: without live-restore, stop running containers (bounded by --shutdown-timeout)."""
@@ -161,6 +178,7 @@ class Daemon:
                 raise InvalidArgument(f"{key} must be a list of strings")
         if cfg.get("Tty"):
             raise Unimplemented("capsize does not support TTYs (docker run -t) yet")
+        hostconfig.validate(cfg, host)   # mounts; what capsize would otherwise ignore is refused
         restart.validate(host)
         if name:
             name = validate_name(name)
@@ -215,7 +233,7 @@ class Daemon:
                       Image=image["Id"], Path=argv[0], Args=argv[1:])
         c.LogPath = self.store.log_path(cid)
         try:
-            spec = build_spec(c)   # InvalidArgument for what the runtime could not run
+            spec = build_spec(c, getattr(self.config, "cgroup_parent", None) or "/capsize")   # InvalidArgument for what the runtime could not run
             await self.backend.create_container(cid, image, spec)
         except BaseException:
             self.names.remove(cid)
@@ -251,15 +269,24 @@ class Daemon:
         if not from_policy:
             self.cancel_restart(c)
             c.HasBeenManuallyStopped = False
-        spec = build_spec(c)
+        spec = build_spec(c, getattr(self.config, "cgroup_parent", None) or "/capsize")
+        hostconfig.create_bind_sources(c.HostConfig)   # -v SRC:DST with a missing SRC: made, as dockerd
         try:
             async with c.task_lock:
                 await self._delete_task(c)
-                pid = await self.backend.run_task(c.ID, c.Image, spec, c.LogPath)
+                fifo = None
+                if c.Config.get("OpenStdin"):   # docker run -i: the init reads capsized's FIFO
+                    stdinmod.open_fifo(c, self.config.exec_root)
+                    fifo = stdinmod.fifo_path(self.config.exec_root, c.ID)
+                pid = await self.backend.run_task(c.ID, c.Image, spec, c.LogPath, stdin=fifo)
         except CapsizeError as e:
             c.State.Error = e.message
             if not c.HasBeenStartedBefore:
                 c.State.Status = "created"
+            # dockerd (daemon/start.go): a failed start of an AutoRemove container removes it
+            # (after this start's lock is released), so `docker run --rm`'s wait?condition=removed ends
+            if c.HostConfig.get("AutoRemove") and not self.shutting_down:
+                self.spawn(self._auto_remove(c))
             if "executable file not found" in e.message or "no such file or directory" in e.message:
                 c.State.ExitCode = 127
                 await self.save(c)
@@ -268,6 +295,8 @@ class Daemon:
             await self.save(c)
             raise
         c.TaskExists = True
+        if getattr(c, "stdin_eof", False):   # the attach's input ended before the start (StdinOnce)
+            stdinmod.close(c)
         c.State = State(Status="running", Pid=pid, StartedAt=time.time_ns(), ExitCode=0)
         c.HasBeenStartedBefore = True
         c.started_mono = time.monotonic()
@@ -304,6 +333,7 @@ class Daemon:
         c.State.Status = "exited"
         c.State.Pid = 0
         c.exits += 1
+        stdinmod.close(c)
         c.State.ExitCode = exit_status
         c.State.FinishedAt = exited_at_ns or time.time_ns()
         c.State.ExitCodeMadeUp = made_up
@@ -451,6 +481,7 @@ class Daemon:
                 await self._delete_task(c)
             await self.backend.delete_container(c.ID)
             c.removed = True
+            stdinmod.remove(c, self.config.exec_root)
             c.State.Status = "removing"
             self.store.delete(c.ID)
             self.names.remove(c.ID)

@@ -167,6 +167,11 @@ class Container:
     def command_text(self) -> str:
         return " ".join([self.Path] + list(self.Args)).strip()
 
+    def mounts(self) -> list[dict]:
+        """``Mounts`` of inspect and list (MountPoint: Type, Source, Destination, Mode, RW, Propagation)."""
+        from runtime.daemon.hostconfig import inspect_mounts
+        return inspect_mounts(self.HostConfig)
+
     def inspect(self) -> dict:
         """``GET /containers/{id}/json`` (Engine API 1.41 ContainerInspectResponse)."""
         return {
@@ -176,7 +181,7 @@ class Container:
             "Name": self.Name, "RestartCount": self.RestartCount, "Driver": "overlay",
             "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
             "ExecIDs": None, "HostConfig": {**HOST_CONFIG_DEFAULTS, **self.HostConfig},
-            "GraphDriver": {"Data": None, "Name": "overlay"}, "Mounts": [], "Config": self.Config,
+            "GraphDriver": {"Data": None, "Name": "overlay"}, "Mounts": self.mounts(), "Config": self.Config,
             "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False,
                                 "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
                                 "SandboxKey": "", "SecondaryIPAddresses": None,
@@ -191,4 +196,4 @@ class Container:
                 "Command": self.command_text(), "Created": self.Created // 1_000_000_000, "Ports": [],
                 "Labels": dict(self.labels), "State": self.State.Status, "Status": self.State.status_text(),
                 "HostConfig": {"NetworkMode": self.HostConfig.get("NetworkMode") or "default"},
-                "NetworkSettings": {"Networks": {}}, "Mounts": []}  # no networks: capsize gives a netns with lo only
+                "NetworkSettings": {"Networks": {}}, "Mounts": self.mounts()}  # no networks: capsize gives a netns with lo only

@@ -6,7 +6,12 @@ dockerd applies (daemon/oci_linux.go): Docker's 14 default capabilities (plus ``
 ``Config.Hostname``, ``HOSTNAME`` and a default ``PATH`` in the environment, the working
 directory, a numeric ``User`` (``uid[:gid]``; ``root``), a read-only root with
 ``HostConfig.ReadonlyRootfs``, the network namespace dropped for ``NetworkMode: host``, memory,
-pids and CPU-shares limits, ``OomScoreAdj``, and the cgroup ``/capsize/<id>``. Labels prefixed
+pids and CPU-shares limits, ``OomScoreAdj``, and the cgroup ``<parent>/<id>`` (parent:
+``HostConfig.CgroupParent``, else capsized's ``--cgroup-parent``, default ``/capsize``). Labels prefixed
+``io.capsize.`` become annotations. Mounts (``Binds``, ``Mounts``, ``Tmpfs``), ``ShmSize``
+and ``Sysctls``: :mod:`runtime.daemon.hostconfig`. Seccomp: only when ``SecurityOpt`` asks for it
+(``seccomp=<profile JSON>`` or ``seccomp=builtin``); not by default, unlike dockerd, for its cost
+(:mod:`runtime.daemon.seccomp_profile`). Labels prefixed
 ``io.capsize.`` become annotations (e.g. the shim's ``io.capsize.shim.failpoint.<method>``).
 
 Errors: InvalidArgument (400) for a user that is not numeric.
@@ -14,9 +19,14 @@ Errors: InvalidArgument (400) for a user that is not numeric.
 
 from __future__ import annotations
 
+import posixpath
+
+from runtime.daemon import hostconfig, seccomp_profile
 from runtime.errors import InvalidArgument
 from runtime.lowlevel.spec import default_spec
 
+#: dockerd's default ``--cgroup-parent`` is ``/docker``; capsized's is ``/capsize``
+DEFAULT_CGROUP_PARENT = "/capsize"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DOCKER_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
                "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
@@ -38,8 +48,20 @@ def _user(user: str) -> dict:
         raise InvalidArgument(f"unable to find user {user}: capsize supports numeric users only (uid[:gid])") from None
 
 
-def build_spec(container) -> dict:
-    """The OCI config for *container* (a :class:`runtime.daemon.model.Container`)."""
+def cgroups_path(container, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> str:
+    """``linux.cgroupsPath`` of *container*: ``HostConfig.CgroupParent`` (else the daemon's
+    ``--cgroup-parent``) joined with the container's id, as dockerd's cgroupfs driver does."""
+    parent = container.HostConfig.get("CgroupParent") or cgroup_parent or DEFAULT_CGROUP_PARENT
+    if not isinstance(parent, str) or "\0" in parent:
+        raise InvalidArgument(f"invalid cgroup parent {parent!r}")
+    if any(part == ".." for part in parent.split("/")):
+        raise InvalidArgument(f"invalid cgroup parent {parent!r}: '..' is not allowed")
+    return posixpath.join(parent, container.ID)
+
+
+def build_spec(container, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> dict:
+    """The OCI config for *container* (a :class:`runtime.daemon.model.Container`); its cgroup is
+    :func:`cgroups_path` (*cgroup_parent* is capsized's ``--cgroup-parent``)."""
     cfg, host = container.Config, container.HostConfig
     spec = default_spec()
     proc = spec["process"]
@@ -61,6 +83,9 @@ def build_spec(container) -> dict:
         caps = []
     caps = [c for c in caps if c not in drop] + [c for c in add if c not in caps and c != "CAP_ALL"]
     proc["capabilities"] = {"bounding": list(caps), "effective": list(caps), "permitted": list(caps)}
+    profile = seccomp_profile.for_container(host, caps)   # what SecurityOpt asks for, if anything
+    if profile is not None:
+        spec["linux"]["seccomp"] = profile
     if host.get("OomScoreAdj"):
         proc["oomScoreAdj"] = int(host["OomScoreAdj"])
     spec["hostname"] = hostname
@@ -68,7 +93,7 @@ def build_spec(container) -> dict:
     linux = spec["linux"]
     if host.get("NetworkMode") == "host":
         linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
-    linux["cgroupsPath"] = f"/capsize/{container.ID}"
+    linux["cgroupsPath"] = cgroups_path(container, cgroup_parent)
     res = linux.setdefault("resources", {})
     if host.get("Memory"):
         res["memory"] = {"limit": int(host["Memory"])}
@@ -76,6 +101,7 @@ def build_spec(container) -> dict:
         res["pids"] = {"limit": int(host["PidsLimit"])}
     if host.get("CpuShares"):
         res["cpu"] = {"shares": int(host["CpuShares"])}
+    hostconfig.apply(spec, host, cfg)   # Binds, Mounts, Tmpfs, ShmSize, Sysctls
     ann = {k: str(v) for k, v in (cfg.get("Labels") or {}).items() if k.startswith("io.capsize.")}
     if ann:
         spec["annotations"] = ann

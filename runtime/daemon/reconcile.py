@@ -13,7 +13,9 @@ container recorded as running, paused or restarting, the runtime's task decides:
 * an ``AutoRemove`` (``--rm``) container that exited meanwhile is removed (``destroy``).
 
 Then containers whose restart policy says so (``always``; ``unless-stopped`` not stopped by the
-user) are started. After a reconnect (:func:`resync`) the same task check runs for containers
+user) are started. When capsized started without the runtime (``--runtime-wait`` ran out), this
+start-up reconcile runs when the runtime first becomes reachable
+(:meth:`runtime.daemon.daemon.Daemon.on_runtime_up`). After a reconnect (:func:`resync`) the same task check runs for containers
 believed running, so exits missed while the runtime was down are applied (dockerd does not do
 this: baseline E3 "Docker never converges"; capsize does).
 """

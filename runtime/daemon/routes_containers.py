@@ -29,7 +29,7 @@ import json
 
 from aiohttp import web
 
-from runtime.daemon import logs as logmod
+from runtime.daemon import logs as logmod, stdin as stdinmod, validate
 from runtime.daemon.api import json_response, no_content, query_bool, query_int, read_json
 from runtime.daemon.clock import parse_api_time
 from runtime.daemon.filters import match_labels, parse_filters
@@ -97,6 +97,8 @@ def _name_match(pattern: str, name: str) -> bool:
 
 async def create(request: web.Request):
     body = await read_json(request, allow_empty=False)
+    validate.check_create(body)   # 400 with Go's type error for a field of the wrong JSON type
+    body = validate.drop_nulls(body)
     c = await _d(request).create(body, request.query.get("name") or None)
     return json_response({"Id": c.ID, "Warnings": []}, status=201)
 
@@ -150,7 +152,18 @@ async def wait(request: web.Request):
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     await resp.prepare(request)   # dockerd sends the headers at once: the client knows it waits
     await resp.write(b"")
-    code = await d.wait(c, condition)
+    transport = request.transport
+    waiter = asyncio.ensure_future(d.wait(c, condition))
+    try:
+        while not waiter.done():
+            await asyncio.wait({waiter}, timeout=1.0)
+            if not waiter.done() and (transport is None or transport.is_closing()):
+                d.log.debug("wait: client disconnected", container=c.ID)
+                return resp    # the client went away (docker run/wait interrupted): stop waiting
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+    code = waiter.result()
     await resp.write(json.dumps({"Error": None, "StatusCode": code}).encode() + b"\n")
     await resp.write_eof()
     return resp
@@ -210,7 +223,10 @@ async def attach(request: web.Request):
 
     Output is read from the json-file log from its current end, so everything the container
     writes after the attach (``docker run`` attaches before it starts) is streamed, until the
-    container has stopped and the log is drained. Input (``stdin``) is not supported.
+    container has stopped and the log is drained. Input (``stdin=1``, a container with
+    ``OpenStdin``, hijacked connections only): what the client sends after the upgrade goes to
+    the container's stdin FIFO (:mod:`runtime.daemon.stdin`); its end (the client's half-close)
+    closes the container's stdin when the container has ``StdinOnce`` (``docker run -i``).
     """
     d = _d(request)
     c = d.get(_ref(request))
@@ -230,6 +246,12 @@ async def attach(request: web.Request):
         resp = web.StreamResponse(status=200, headers=headers)
     await resp.prepare(request)
     transport = request.transport
+    pump = None
+    if upgrade and query_bool(request, "stdin") and c.Config.get("OpenStdin") and transport is not None:
+        reader = stdinmod.Reader()
+        request.protocol.set_parser(reader)
+        stdinmod.open_fifo(c, d.config.exec_root)
+        pump = asyncio.get_running_loop().create_task(_pump_stdin(c, reader))
     try:
         logf = open(c.LogPath, "rb")   # before the start: the log exists from the create on
         logf.seek(0, 2)
@@ -266,11 +288,26 @@ async def attach(request: web.Request):
             await gen.aclose()
     if logf is not None:
         logf.close()
+    if pump is not None:
+        pump.cancel()
     if upgrade:
         resp.force_close()
         if transport is not None:
             transport.close()
     return resp
+
+
+async def _pump_stdin(c, reader) -> None:
+    """Copy a hijacked attach's input to the container's stdin until it ends (see attach)."""
+    def alive():
+        return not c.removed and (c.State.running or c.State.Status in ("created", "restarting"))
+    while True:
+        data = await reader.queue.get()
+        if data is None:
+            stdinmod.input_ended(c)
+            return
+        if not await stdinmod.write(c, data, alive):
+            return
 
 
 async def _follow(f, alive, changed):

@@ -13,7 +13,10 @@
 ``GET /images/get?names=``, ``/images/{n}/get``  ``docker save``: an ``application/x-tar`` stream
 ``POST /images/{name}/tag?repo=&tag=``          201
 ``DELETE /images/{name}?force=&noprune=``       ``[{"Untagged": ref}, {"Deleted": id}]``; 409
-                                                when a container uses it (Docker's texts)
+                                                when a container uses it (Docker's texts);
+                                                forced, its last tag is only untagged and the
+                                                image stays as ``<none>:<none>`` (event
+                                                ``untag``) while containers use it
 ==============================================  ==============================================
 
 Events: ``import``, ``load``, ``tag``, ``untag``, ``delete``, ``save`` (Type ``image``).
@@ -178,6 +181,9 @@ async def remove_image(request: web.Request):
         if len(tags) == 1 and users and not force:
             raise FailedPrecondition(f'conflict: unable to remove repository reference "{ref}" (must force) - '
                                      f'container {users[0].ID[:12]} is using its referenced image {img["Id"][7:19]}')
+        if len(tags) == 1 and users and not any(n.startswith("sha256:") for n in img.get("Names") or []):
+            # forced, and containers use it: Docker only untags, the image stays as <none>:<none>
+            await d.backend.image_tag(img, img["Id"])
         await d.backend.image_untag(name)
         out.append({"Untagged": name})
         d.events.publish("image", "untag", img["Id"], {"name": img["Id"]})

@@ -88,6 +88,13 @@ def _os_name() -> str:
     return "Linux"
 
 
+def _security_options() -> list[str]:
+    """What ``docker info`` lists under Security Options: seccomp only when containers get it by
+    default (:data:`runtime.daemon.seccomp_profile.DEFAULT_ENABLED`)."""
+    from runtime.daemon.seccomp_profile import DEFAULT_ENABLED
+    return ["name=seccomp,profile=default"] if DEFAULT_ENABLED else []
+
+
 async def info(request: web.Request) -> web.Response:
     d = request.app["daemon"]
     cs = list(d.containers.values())
@@ -120,7 +127,7 @@ async def info(request: web.Request) -> web.Response:
         "LiveRestoreEnabled": d.config.live_restore, "Isolation": "", "InitBinary": "",
         "ContainerdCommit": {"ID": "capsize-runtimed", "Expected": "capsize-runtimed"},
         "RuncCommit": {"ID": "capsize-runc", "Expected": "capsize-runc"},
-        "InitCommit": {"ID": "", "Expected": ""}, "SecurityOptions": ["name=seccomp,profile=default"],
+        "InitCommit": {"ID": "", "Expected": ""}, "SecurityOptions": _security_options(),
         "Warnings": warnings,
     })
 

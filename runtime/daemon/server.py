@@ -4,8 +4,11 @@
   (``/v1.41/containers/json``); a version above 1.41 is a 400 ``client version X is too new.
   Maximum supported API version is 1.41``, below 1.12 a 400 ``... is too old ...``.
 * Every error is Docker's JSON body ``{"message": ...}``: CapsizeError subclasses map to their
-  HTTP status (:mod:`runtime.errors`), an unknown path is 404 ``page not found``, anything
+  HTTP status (:mod:`runtime.errors`), an Engine API endpoint capsized lacks is 501 (see
+  :mod:`runtime.daemon.unimplemented`), an unknown path is 404 ``page not found``, anything
   unexpected is a 500 (and logged with its traceback, never sent to the client).
+* A client that disconnects mid-stream (``ConnectionError`` while writing) is logged at debug
+  level only: no traceback.
 * Listeners: ``unix://PATH`` (mode 0660, group ``--group`` when it exists; a stale socket file
   is replaced, a live one refuses the start) and ``fd://`` (the sockets systemd passes,
   ``LISTEN_FDS``; none is an error, as dockerd's ``no sockets found via socket activation``).
@@ -28,7 +31,7 @@ import traceback
 
 from aiohttp import web, web_protocol
 
-from runtime.daemon import routes_containers, routes_images, routes_system
+from runtime.daemon import routes_containers, routes_images, routes_system, unimplemented
 from runtime.daemon.log import Logger
 from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, Unavailable
 
@@ -52,7 +55,11 @@ def _error(status: int, message: str) -> web.Response:
 def _keep_half_open(self) -> bool:
     """A client that shuts down its sending side (the docker CLI does, right after hijacking an
     attach without stdin) still reads the answer: keep the transport open (asyncio closes it
-    when ``eof_received`` returns a false value, which aiohttp's does)."""
+    when ``eof_received`` returns a false value, which aiohttp's does). A hijacked attach with
+    stdin reads the half-close as the end of the container's input (its parser ``wants_eof``)."""
+    parser = getattr(self, "_payload_parser", None)
+    if parser is not None and getattr(parser, "wants_eof", False):
+        parser.feed_eof()
     return True
 
 
@@ -88,9 +95,14 @@ def make_app(daemon, log: Logger) -> web.Application:
             log.log("debug" if e.http_status < 500 else "error", "handler returned error",
                     method=request.method, path=request.path, status=e.http_status, error=e.message)
             return _error(e.http_status, e.message)
-        except (ConnectionResetError, asyncio.CancelledError):
+        except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - a bug: logged, answered as a 500, never a traceback
+            if isinstance(e, ConnectionError) and (request.transport is None or request.transport.is_closing()):
+                # the client went away mid-stream (docker wait/run/logs -f/events/attach interrupted):
+                # nothing to answer; aiohttp's attempt to send this response fails quietly
+                log.debug("client disconnected", method=request.method, path=request.path, error=repr(e))
+                return web.Response(status=499)
             log.error("internal error", method=request.method, path=request.path, error=repr(e),
                       traceback=traceback.format_exc())
             return _error(500, f"internal error: {e}")
@@ -102,7 +114,9 @@ def make_app(daemon, log: Logger) -> web.Application:
 
     app = web.Application(middlewares=[middleware], client_max_size=1 << 40)
     app["daemon"] = daemon
-    for method, path, handler in (routes_system.routes() + routes_containers.routes() + routes_images.routes()):
+    implemented = routes_system.routes() + routes_containers.routes() + routes_images.routes()
+    # the Engine API's other endpoints answer 501 (registered last: an implemented route wins)
+    for method, path, handler in implemented + unimplemented.routes(implemented):
         app.router.add_route(method, path, handler)
         app.router.add_route(method, "/v{version}" + path, handler)
     return app

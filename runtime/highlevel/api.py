@@ -190,7 +190,7 @@ def build(daemon) -> Router:
         if not isinstance(body, dict):
             raise InvalidArgument("the request body must be a JSON object")
         cid = check_id(body.get("container_id") or body.get("id"), "container_id")
-        return await tasks.create(ns, cid, body.get("log_path"))
+        return await tasks.create(ns, cid, body.get("log_path"), body.get("stdin"))
 
     async def task_get(req, ns, cid):
         return await tasks.state(_ns(ns), cid)

@@ -107,7 +107,13 @@ class _Archive:
             for m in self.tar.getmembers():
                 self.members.setdefault(m.name[2:] if m.name.startswith("./") else m.name, m)
         except (tarfile.TarError, EOFError, OSError) as e:
-            raise InvalidArgument(f"not a tar archive: {e}") from None
+            # one line, with Go's archive/tar wording (tarfile's text lists every compression tried)
+            try:
+                empty = os.path.getsize(path) == 0
+            except OSError:
+                empty = False
+            raise InvalidArgument("unexpected EOF" if empty or isinstance(e, EOFError) else
+                                  "archive/tar: invalid tar header") from None
 
     def has(self, name: str) -> bool:
         return name in self.members
@@ -415,7 +421,7 @@ class ImageStore:
             "diff_ids": diff_ids, "chain_id": chain_ids(diff_ids)[-1] if diff_ids else None,
             "size": sum(int(x.get("size", 0)) for x in layers),
             "architecture": config.get("architecture"), "os": config.get("os"),
-            "config": config.get("config") or {},
+            "config": config.get("config") or {}, "image_created": config.get("created"),
             "labels": row["labels"], "created_at": row["created_at"], "updated_at": row["updated_at"],
         }
 

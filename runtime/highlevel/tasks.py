@@ -165,11 +165,15 @@ class TaskManager:
         return t
 
     # -- create ------------------------------------------------------------------------------
-    async def create(self, namespace: str, task_id: str, log_path: str | None = None) -> dict:
+    async def create(self, namespace: str, task_id: str, log_path: str | None = None,
+                     stdin: str | None = None) -> dict:
+        """*stdin*: a FIFO the init reads as its stdin (the shim opens it for reading; default /dev/null)."""
         from runtime.highlevel.containers import resolve_runtime
         container = self.md.get_container(namespace, task_id)
         if log_path is not None and (not isinstance(log_path, str) or not os.path.isabs(log_path)):
             raise InvalidArgument(f"log_path must be an absolute path, not {log_path!r}", field="log_path")
+        if stdin is not None and (not isinstance(stdin, str) or not os.path.isabs(stdin)):
+            raise InvalidArgument(f"stdin must be an absolute path, not {stdin!r}", field="stdin")
         if self.find(namespace, task_id) is not None:
             raise AlreadyExists(f"task {task_id!r} already exists in namespace {namespace}",
                                 namespace=namespace, id=task_id)
@@ -211,6 +215,8 @@ class TaskManager:
                 task.shim_pid = int(info.get("shim_pid") or 0)
                 task.ready.set()
                 params = {"log_path": log_path} if log_path else {}
+                if stdin:
+                    params["stdin"] = stdin
                 reply = await task.conn.call("create", timeout=LONG_CALL_TIMEOUT, **params)
                 task.pid = int(reply.get("pid") or 0)
                 t_done = time.monotonic()

@@ -6,9 +6,12 @@ Life cycle (``phase``)::
      ^                  |                                          pause | ^ resume        |
      +--(create fails: <runtime> delete --force, nothing left)     paused -+     delete --> deleted
 
-* ``create`` opens the stdio pipes (stdin is /dev/null), starts the json-file log copiers and runs
+* ``create`` opens the stdio pipes (stdin is /dev/null, or the FIFO named by the ``stdin``
+  parameter, opened for reading: the engine daemon writes it), runs
   ``<runtime> create --bundle <bundle> --pid-file <bundle>/init.pid <id>`` with the pipes as its
-  stdio, so the container's init inherits them. The init is re-parented to the shim (a child
+  stdio, so the container's init inherits them, and starts the json-file log copiers once create
+  succeeded (what the runtime writes to stderr when create fails is its error, not the
+  container's output: it is discarded, as containerd's shim does). The init is re-parented to the shim (a child
   subreaper) when the runtime exits; its pid comes from the pid file.
 * The init's exit is noticed by the reaper (a re-parented orphan is never taken for it: only the
   pid from the pid file counts). Then, in this order: what the pipes hold is copied to the log,
@@ -77,6 +80,7 @@ class Task:
         self.log_path = ""
         self._writer: JsonFileWriter | None = None
         self._copiers: list[LogCopier] = []
+        self._pending_pipes: tuple = ()   # (stdout, stderr) read ends while create runs
         self._oom = None
         self._waiters: list = []
         self._exit_hooks: list = []
@@ -132,12 +136,13 @@ class Task:
         except OSError as e:
             raise InvalidArgument(f"cannot open log {log_path}: {e.strerror}", field="log_path") from None
         self.log_path = log_path
+        in_fd = self._open_stdin(params.get("stdin"))
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         self.reaper.clear_recent()
         try:
             inv = self.runtime.spawn("create", "--bundle", self.bundle, "--pid-file", pid_file, self.id,
-                                     stdout=out_w, stderr=err_w)
+                                     stdin=in_fd, stdout=out_w, stderr=err_w)
         except CapsizeError:
             for fd in (out_r, err_r):
                 os.close(fd)
@@ -146,11 +151,30 @@ class Task:
         finally:
             os.close(out_w)
             os.close(err_w)
-        self._copiers = [LogCopier(self.loop, out_r, "stdout", self._writer),
-                         LogCopier(self.loop, err_r, "stderr", self._writer)]
+            if in_fd >= 0:
+                os.close(in_fd)   # the runtime, then the init, has its own
+        # the copiers start once create succeeded (as containerd's shim starts copying the
+        # process io after `runc create`): what the runtime itself writes to the shared stderr
+        # when create fails (its error) is discarded, never put in the container's log
+        self._pending_pipes = (out_r, err_r)
         self.phase = "creating"
         self.log.info("creating task", runtime=self.runtime.binary, runtime_pid=inv.pid)
         self.reaper.expect(inv.pid, lambda code, _t: self._created(inv, code, pid_file, new_log, done))
+
+    @staticmethod
+    def _open_stdin(path) -> int:
+        """The init's stdin: the FIFO at *path* opened for reading (-1: /dev/null). Opened
+        non-blocking (no writer is needed to open it), then made blocking for the container."""
+        if not path:
+            return -1
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise InvalidArgument(f"stdin must be an absolute path, not {path!r}", field="stdin")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            raise InvalidArgument(f"cannot open stdin {path}: {e.strerror}", field="stdin") from None
+        os.set_blocking(fd, True)
+        return fd
 
     def _created(self, inv, code: int, pid_file: str, new_log: bool, done) -> None:
         error = self.runtime.error_text(inv, code) if code else ""
@@ -167,6 +191,10 @@ class Task:
             self._undo_create(pid_file, new_log, lambda: done(CapsizeError(error, id=self.id)))
             return
         self.pid, self.phase = pid, "created"
+        out_r, err_r = self._pending_pipes
+        self._pending_pipes = ()
+        self._copiers = [LogCopier(self.loop, out_r, "stdout", self._writer),
+                         LogCopier(self.loop, err_r, "stderr", self._writer)]
         from runtime.shim.oom import OOMWatch
         self._oom = OOMWatch(self.loop, pid, self._oom_killed, self.log)
         self.publisher.publish("/tasks/create", {"container_id": self.id, "bundle": self.bundle, "pid": pid})
@@ -184,6 +212,9 @@ class Task:
             for c in self._copiers:
                 c.close()
             self._copiers = []
+            for fd in self._pending_pipes:
+                os.close(fd)
+            self._pending_pipes = ()
             self._discard_log(new_log)
             for p in (pid_file,):
                 try:

@@ -90,7 +90,8 @@ def test_ping_headers_and_versions(stack):
 @pytest.mark.parametrize("body,status,text", [
     (b"{not json", 400, "invalid character"),
     (b"[]", 400, "expected an object"),
-    (b'{"Image": "busybox", "Cmd": 5}', 400, "Cmd must be a list of strings"),
+    (b'{"Image": "busybox", "Cmd": 5}', 400,
+     "json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Cmd of type string"),
     (b'{"Image": "nosuch:1", "Cmd": ["true"]}', 404, "No such image: nosuch:1"),
     (b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}', 400,
      "invalid restart policy"),

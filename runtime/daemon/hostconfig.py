@@ -1,0 +1,301 @@
+"""What capsized does with a create request's ``HostConfig``: mounts, and the fields it refuses.
+
+Mounts (dockerd's volume/mounts linux parser and daemon/oci_linux.go ``setMounts``):
+
+* ``Binds`` — ``SRC:DST[:MODE]`` with an absolute host path SRC; MODE is a comma-separated list of
+  ``ro``/``rw``, a propagation (``private``, ``rprivate`` (default), ``shared``, ``rshared``,
+  ``slave``, ``rslave``), and ``z``/``Z``/``nocopy``/``consistent``/``cached``/``delegated``
+  (accepted, meaningless here). A missing SRC is created (a directory, 0755) at start, as dockerd.
+* ``Mounts`` — ``{"Type": "bind"|"tmpfs", "Source", "Target", "ReadOnly", "BindOptions":
+  {"Propagation", "NonRecursive"}, "TmpfsOptions": {"SizeBytes", "Mode"}}``; a bind source that
+  does not exist is a 400 ``invalid mount config for type "bind": bind source path does not
+  exist: SRC``.
+* ``Tmpfs`` — ``{DST: "size=1m,mode=1777,..."}`` (``docker run --tmpfs``).
+
+They become OCI mounts (binds ``rbind`` (``bind`` with NonRecursive) + ``ro`` + propagation;
+tmpfs ``noexec,nosuid,nodev`` merged with the options given), replacing a default mount with the
+same destination (``/dev/shm``...), sorted so that a parent is mounted before what is under it.
+Inspect's ``Mounts`` lists the binds and the ``Mounts`` entries (not ``Tmpfs``, as dockerd):
+``{"Type", "Source", "Destination", "Mode", "RW", "Propagation"}``. ``ShmSize`` sizes ``/dev/shm``.
+
+Named and anonymous volumes (``-v name:/dst``, ``-v /dst``, ``Type: volume``, ``VolumesFrom``)
+need a volume store capsize does not have: 501. Fields that would change what the container sees
+but that capsize cannot honour are refused (:func:`validate`) instead of being ignored: port
+publishing without ``--network host`` (a container's network namespace has only ``lo``),
+``NetworkMode`` ``container:X`` (501) or a network name (400 ``network X not found``), ``Devices``,
+``DeviceRequests``, ``DeviceCgroupRules``, ``ExtraHosts``, ``Dns``/``DnsSearch``/``DnsOptions``
+(capsize writes no /etc/hosts or /etc/resolv.conf), ``Links``, ``VolumeDriver``, ``PidMode``,
+``IpcMode`` other than private/shareable, ``UTSMode``, ``UsernsMode`` other than host,
+``Privileged``, ``Init``. ``Sysctls`` become ``linux.sysctl``.
+
+Errors: InvalidArgument (400) with dockerd's texts for malformed input (and an unknown network),
+Unimplemented (501) for what capsize lacks.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+
+from runtime.errors import InvalidArgument, Unimplemented
+
+PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+DEFAULT_PROPAGATION = "rprivate"
+_IGNORED_MODES = ("z", "Z", "nocopy", "consistent", "cached", "delegated")
+_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+NO_VOLUMES = ("capsize has no volume store: named and anonymous volumes are not supported "
+              "(use a bind mount: -v /host/path:{dst} or --mount type=bind)")
+TMPFS_DEFAULTS = ["noexec", "nosuid", "nodev"]
+_TMPFS_FLAG_PAIRS = {"exec": "noexec", "noexec": "exec", "suid": "nosuid", "nosuid": "suid",
+                     "dev": "nodev", "nodev": "dev", "ro": "rw", "rw": "ro"}
+
+
+def _abs_dst(dst, kind: str = "bind") -> str:
+    if not isinstance(dst, str) or not dst:
+        raise InvalidArgument(f'invalid mount config for type "{kind}": field Target must not be empty')
+    if not dst.startswith("/"):
+        raise InvalidArgument(f'invalid mount config for type "{kind}": invalid mount path: '
+                              f"'{dst}' mount path must be absolute")
+    dst = posixpath.normpath(dst)
+    if dst == "/":
+        raise InvalidArgument("invalid specification: destination can't be '/'")
+    return dst
+
+
+def _parse_bind(spec) -> dict:
+    if not isinstance(spec, str):
+        raise InvalidArgument(f"invalid volume specification: {spec!r}")
+    parts = spec.split(":")
+    if len(parts) == 1:
+        raise Unimplemented(NO_VOLUMES.format(dst=spec))
+    if len(parts) > 3 or not parts[0] or not parts[1]:
+        raise InvalidArgument(f"invalid volume specification: '{spec}'")
+    src, dst = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else ""
+    if not src.startswith("/"):
+        if _VOLUME_NAME.match(src):
+            raise Unimplemented(NO_VOLUMES.format(dst=dst))
+        raise InvalidArgument(f"invalid volume specification: '{spec}'")
+    try:
+        dst = _abs_dst(dst)
+    except InvalidArgument as e:
+        raise InvalidArgument(f"invalid volume specification: '{spec}': {e.message}") from None
+    rw, prop = True, ""
+    seen_rw = False
+    for m in mode.split(",") if mode else []:
+        if m in ("ro", "rw"):
+            if seen_rw:
+                raise InvalidArgument(f"invalid mode: {mode}")
+            seen_rw, rw = True, m == "rw"
+        elif m in PROPAGATIONS:
+            if prop:
+                raise InvalidArgument(f"invalid mode: {mode}")
+            prop = m
+        elif m not in _IGNORED_MODES:
+            raise InvalidArgument(f"invalid mode: {mode}")
+    return {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst, "Mode": mode, "RW": rw,
+            "Propagation": prop or DEFAULT_PROPAGATION, "recursive": True, "create": True}
+
+
+def _parse_mount(m) -> dict:
+    if not isinstance(m, dict):
+        raise InvalidArgument("Mounts must be a list of objects")
+    kind = m.get("Type") or ""
+    if kind == "volume":
+        raise Unimplemented(NO_VOLUMES.format(dst=m.get("Target") or "/dst"))
+    if kind not in ("bind", "tmpfs"):
+        raise InvalidArgument(f'invalid mount config for type "{kind}": mount type unknown')
+    dst = _abs_dst(m.get("Target"), kind)
+    ro = bool(m.get("ReadOnly"))
+    if m.get("VolumeOptions"):
+        raise InvalidArgument(f'invalid mount config for type "{kind}": field VolumeOptions must not be specified')
+    if kind == "bind":
+        if m.get("TmpfsOptions"):
+            raise InvalidArgument('invalid mount config for type "bind": field TmpfsOptions must not be specified')
+        src = m.get("Source")
+        if not isinstance(src, str) or not src:
+            raise InvalidArgument('invalid mount config for type "bind": field Source must not be empty')
+        if not src.startswith("/"):
+            raise InvalidArgument(f'invalid mount config for type "bind": invalid mount path: '
+                                  f"'{src}' mount path must be absolute")
+        if not os.path.exists(src):
+            raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: {src}')
+        bo = m.get("BindOptions") or {}
+        prop = bo.get("Propagation") or ""
+        if prop and prop not in PROPAGATIONS:
+            raise InvalidArgument(f'invalid mount config for type "bind": invalid propagation mode: {prop}')
+        return {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst, "Mode": "", "RW": not ro,
+                "Propagation": prop or DEFAULT_PROPAGATION, "recursive": not bo.get("NonRecursive"),
+                "create": False}
+    if m.get("Source"):
+        raise InvalidArgument('invalid mount config for type "tmpfs": field Source must not be specified')
+    if m.get("BindOptions"):
+        raise InvalidArgument('invalid mount config for type "tmpfs": field BindOptions must not be specified')
+    to = m.get("TmpfsOptions") or {}
+    data = []
+    size, mode = to.get("SizeBytes"), to.get("Mode")
+    if size:
+        if not isinstance(size, int) or size < 0:
+            raise InvalidArgument('invalid mount config for type "tmpfs": invalid tmpfs size')
+        data.append(f"size={size // 1024}k" if size >= 1024 else f"size={size}")
+    if mode:
+        if not isinstance(mode, int) or mode < 0:
+            raise InvalidArgument('invalid mount config for type "tmpfs": invalid tmpfs mode')
+        data.append(f"mode={mode & 0o7777:o}")
+    if ro:
+        data.append("ro")
+    return {"Type": "tmpfs", "Source": "", "Destination": dst, "Mode": "", "RW": not ro, "Propagation": "",
+            "data": data}
+
+
+def _parse_tmpfs(dst, opts) -> dict:
+    dst = _abs_dst(dst, "tmpfs")
+    if opts is not None and not isinstance(opts, str):
+        raise InvalidArgument(f"invalid tmpfs options for {dst}: {opts!r}")
+    data = [o.strip() for o in (opts or "").split(",") if o.strip()]
+    return {"Type": "tmpfs", "Source": "", "Destination": dst, "Mode": "", "RW": "ro" not in data,
+            "Propagation": "", "data": data, "hidden": True}
+
+
+def mount_points(host: dict, cfg: dict | None = None) -> list[dict]:
+    """The container's mounts from ``Binds``, ``Mounts`` and ``Tmpfs`` (see the module docstring);
+    raises InvalidArgument / Unimplemented for what cannot be mounted."""
+    points = []
+    binds, mounts, tmpfs = host.get("Binds"), host.get("Mounts"), host.get("Tmpfs")
+    if binds is not None and not isinstance(binds, list):
+        raise InvalidArgument("Binds must be a list of strings")
+    if mounts is not None and not isinstance(mounts, list):
+        raise InvalidArgument("Mounts must be a list of objects")
+    if tmpfs is not None and not isinstance(tmpfs, dict):
+        raise InvalidArgument("Tmpfs must be an object")
+    points += [_parse_bind(b) for b in binds or []]
+    points += [_parse_mount(m) for m in mounts or []]
+    points += [_parse_tmpfs(d, o) for d, o in (tmpfs or {}).items()]
+    seen = set()
+    for p in points:
+        if p["Destination"] in seen:
+            raise InvalidArgument(f"Duplicate mount point: {p['Destination']}")
+        seen.add(p["Destination"])
+    vols = (cfg or {}).get("Volumes")
+    if isinstance(vols, dict):
+        for dst in vols:
+            if posixpath.normpath(dst) not in seen:
+                raise Unimplemented(NO_VOLUMES.format(dst=dst))
+    return points
+
+
+def _merge_tmpfs(options: list[str]) -> list[str]:
+    """dockerd's MergeTmpfsOptions: a later flag replaces its opposite, a later key=value its key."""
+    out: list[str] = []
+    for o in options:
+        key = o.split("=", 1)[0]
+        if "=" in o:
+            out = [x for x in out if x.split("=", 1)[0] != key]
+        else:
+            out = [x for x in out if x not in (o, _TMPFS_FLAG_PAIRS.get(o))]
+        out.append(o)
+    return out
+
+
+def oci_mounts(points: list[dict]) -> list[dict]:
+    out = []
+    for p in points:
+        if p["Type"] == "bind":
+            opts = ["rbind" if p["recursive"] else "bind"]
+            if not p["RW"]:
+                opts.append("ro")
+            opts.append(p["Propagation"])
+            out.append({"destination": p["Destination"], "type": "bind", "source": p["Source"], "options": opts})
+        else:
+            out.append({"destination": p["Destination"], "type": "tmpfs", "source": "tmpfs",
+                        "options": _merge_tmpfs(TMPFS_DEFAULTS + [DEFAULT_PROPAGATION] + p["data"])})
+    return out
+
+
+def apply(spec: dict, host: dict, cfg: dict | None = None) -> None:
+    """Put the container's mounts (and ``ShmSize``, ``Sysctls``) into OCI *spec*."""
+    points = mount_points(host, cfg)
+    mine = oci_mounts(points)
+    dests = {m["destination"] for m in mine}
+    base = [m for m in spec.get("mounts") or [] if m["destination"] not in dests]
+    shm = host.get("ShmSize")
+    if shm:
+        if not isinstance(shm, int) or shm < 0:
+            raise InvalidArgument("SHM size can not be less than 0")
+        for m in base:
+            if m["destination"] == "/dev/shm":
+                m["options"] = [o for o in m.get("options") or [] if not o.startswith("size=")] + \
+                    [f"size={max(shm // 1024, 1)}k"]
+    # a parent before what is under it (dockerd sorts by the number of path components)
+    mine.sort(key=lambda m: m["destination"].count("/"))
+    spec["mounts"] = base + mine
+    sysctls = host.get("Sysctls")
+    if sysctls:
+        if not isinstance(sysctls, dict):
+            raise InvalidArgument("Sysctls must be an object")
+        spec.setdefault("linux", {})["sysctl"] = {str(k): str(v) for k, v in sysctls.items()}
+
+
+def inspect_mounts(host: dict) -> list[dict]:
+    """Inspect's ``Mounts`` (MountPoint): binds and ``Mounts`` entries; [] when they do not parse."""
+    try:
+        points = mount_points(host)
+    except Exception:  # noqa: BLE001 - an old record: inspect must still answer
+        return []
+    keys = ("Type", "Source", "Destination", "Mode", "RW", "Propagation")
+    return [{k: p[k] for k in keys} for p in points if not p.get("hidden")]
+
+
+def create_bind_sources(host: dict) -> None:
+    """At start: create a missing ``Binds`` source directory (dockerd does, for ``-v`` only)."""
+    for p in mount_points(host):
+        if p["Type"] == "bind" and p.get("create") and not os.path.exists(p["Source"]):
+            try:
+                os.makedirs(p["Source"], 0o755, exist_ok=True)
+            except OSError as e:
+                raise InvalidArgument(f"error while creating mount source path '{p['Source']}': "
+                                      f"mkdir {p['Source']}: {e.strerror}") from None
+
+
+def _set(v) -> bool:
+    return bool(v) and v not in ({}, [], "")
+
+
+def validate(cfg: dict, host: dict) -> None:
+    """Refuse what capsize would otherwise accept and silently ignore (module docstring)."""
+    mode = host.get("NetworkMode") or "default"
+    if not isinstance(mode, str):
+        raise InvalidArgument("NetworkMode must be a string")
+    if mode.startswith("container:"):
+        raise Unimplemented(f"capsize does not support joining another container's network (--network {mode})")
+    if mode not in ("default", "bridge", "none", "host"):
+        # dockerd's text; 400, not its 404: the CLI takes a 404 at create for a missing image and
+        # tries to pull it, which capsize cannot, hiding this message
+        raise InvalidArgument(f"network {mode} not found")
+    exposed = cfg.get("ExposedPorts") or {}
+    publishing = _set(host.get("PortBindings")) or (host.get("PublishAllPorts") and exposed)
+    if publishing and mode != "host":
+        if mode == "none":
+            raise InvalidArgument("conflicting options: port publishing and the container type network mode")
+        raise Unimplemented("capsize cannot publish ports (-p, -P): a container's network namespace has only "
+                            "the loopback interface; use --network host to use the host's ports")
+    refused = [
+        ("Devices", "--device"), ("DeviceRequests", "--gpus"), ("DeviceCgroupRules", "--device-cgroup-rule"),
+        ("ExtraHosts", "--add-host"), ("Dns", "--dns"), ("DnsSearch", "--dns-search"),
+        ("DnsOptions", "--dns-option"), ("Links", "--link"), ("VolumesFrom", "--volumes-from"),
+        ("VolumeDriver", "--volume-driver"), ("PidMode", "--pid"), ("UTSMode", "--uts"),
+        ("Privileged", "--privileged"), ("Init", "--init"),
+    ]
+    for key, flag in refused:
+        if _set(host.get(key)):
+            why = (" (capsize writes no /etc/hosts or /etc/resolv.conf)"
+                   if key in ("ExtraHosts", "Dns", "DnsSearch", "DnsOptions") else "")
+            if key == "VolumesFrom":
+                why = " (capsize has no volume store)"
+            raise Unimplemented(f"capsize does not support {key} ({flag}){why}")
+    if (host.get("IpcMode") or "private") not in ("private", "shareable"):
+        raise Unimplemented(f"capsize does not support IpcMode {host.get('IpcMode')!r} (--ipc)")
+    if (host.get("UsernsMode") or "host") != "host":
+        raise Unimplemented(f"capsize does not support UsernsMode {host.get('UsernsMode')!r} (--userns)")
+    mount_points(host, cfg)
