@@ -172,7 +172,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         os.chmod(st.fifo, 0o622)  # despite the umask: the init may not be root when it opens it
         if proc.get("terminal"):
             console = os.openpty()
-        seccomp_filter = _seccomp_filter(config)
+        seccomp_filter = _seccomp_filter(config, root)
         from runtime.lowlevel import init
         init.preload(config)
         host.prctl(h.PR_SET_CHILD_SUBREAPER, 1)  # the init comes back to us if set-up fails
@@ -234,13 +234,14 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
             os.close(console[1])
 
 
-def _seccomp_filter(config: dict):
-    """Build ``linux.seccomp`` into a libseccomp filter in the runtime's own mount namespace, or None."""
+def _seccomp_filter(config: dict, root: str):
+    """``linux.seccomp`` as a loadable filter (cached under *root*: seccomp.compiled_filter), made
+    in the runtime's own mount namespace, or None."""
     profile = (config.get("linux") or {}).get("seccomp")
     if not profile:
         return None
     from runtime.lowlevel import seccomp
-    return seccomp.build_filter(profile)
+    return seccomp.compiled_filter(profile, root)
 
 
 def _send_console(console_socket: str, master_fd: int) -> None:
@@ -438,8 +439,8 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
     config = {"linux": {"namespaces": [
         {"type": t, "path": f"/proc/{st.pid}/ns/{h.NAMESPACE_FILES[t]}"}
         for t in (st.namespaces or {})]}}
-    seccomp_filter = _seccomp_filter(st.config or {})
-    init.preload({"linux": {"seccomp": ((st.config or {}).get("linux") or {}).get("seccomp")}})
+    seccomp_filter = _seccomp_filter(st.config or {}, root)
+    init.preload({})
     parent, child = Channel.pair()
     host.prctl(h.PR_SET_CHILD_SUBREAPER, 1)
     child_pid = os.fork()

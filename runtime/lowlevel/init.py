@@ -36,12 +36,10 @@ def preload(config: dict) -> None:
     import time  # noqa: F401
 
     from runtime.lowlevel import hooks, process, rootfs  # noqa: F401
-    h._lib()  # ctypes and libc, for capset/prctl after pivot_root
+    h._lib()  # ctypes and libc, for capset/prctl/seccomp after pivot_root
     if ((config.get("hooks") or {}).get("startContainer")):
         import subprocess  # noqa: F401
-    if (config.get("linux") or {}).get("seccomp"):
-        from runtime.lowlevel import seccomp
-        seccomp.preload()
+    # linux.seccomp: the parent has built the filter (container._seccomp_filter) before forking
 
 
 def _fail(chan, err: BaseException) -> None:

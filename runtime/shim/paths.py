@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from runtime.digest import sha256_hex
 from runtime.errors import InvalidArgument
 
 #: Default directory of shim sockets.
@@ -54,16 +55,6 @@ def socket_path(runtime_address: str, namespace: str, container_id: str,
         raise InvalidArgument(f"socket directory {socket_dir} is too long for a unix socket path "
                               f"({len(path.encode())} > {MAX_SOCKET_PATH} bytes)", field="socket-dir")
     return path
-
-
-def sha256_hex(text: str) -> str:
-    """SHA-256 of *text* (UTF-8) in hex, through the builtin ``_sha256`` when this Python has it
-    (``hashlib`` loads OpenSSL: about 3 ms of every ``capsize-shim start``)."""
-    try:
-        from _sha256 import sha256
-    except ImportError:  # Python >= 3.12 names it _sha2; hashlib has it everywhere
-        from hashlib import sha256
-    return sha256(text.encode()).hexdigest()
 
 
 def address_of(path: str) -> str:

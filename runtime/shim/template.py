@@ -44,7 +44,7 @@ TITLE_ROOM = 2048
 def socket_path(socket_dir: str, runtime_address: str) -> str:
     """The template's socket for shims publishing to *runtime_address*."""
     import runtime
-    from runtime.shim.paths import sha256_hex
+    from runtime.digest import sha256_hex
     key = f"{runtime_address}\0{os.path.dirname(os.path.abspath(runtime.__file__))}\0{os.path.realpath(sys.executable)}"
     return os.path.join(os.path.abspath(socket_dir), "template-" + sha256_hex(key)[:24])
 

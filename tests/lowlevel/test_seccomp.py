@@ -267,3 +267,58 @@ def test_imports_stay_light():
             "print(sorted(m for m in ('ctypes', 'pyseccomp', 'json', 'typing', 'subprocess') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- the compiled-filter cache (seccomp.compiled_filter) --------------------------------------------
+
+def _compiled_under_docker_profile(config, cache_root, tmp, without_libseccomp):
+    if without_libseccomp:
+        sys.modules["pyseccomp"] = None  # a cached program must load with no libseccomp at all
+    filt = seccomp.compiled_filter(config, cache_root)
+    assert isinstance(filt, seccomp.CompiledFilter)
+    HOST.prctl(PR_SET_NO_NEW_PRIVS, 1)
+    seccomp.load(filt)
+    result = {"seccomp": status_fields()["Seccomp"], "mkdir": _mkdir_errno(os.path.join(tmp, "d"))}
+    try:
+        os.chroot("/")
+        result["chroot"] = 0
+    except OSError as e:
+        result["chroot"] = e.errno
+    result["personality_no_randomize"] = _call(LIBC.personality, ctypes.c_ulong(ADDR_NO_RANDOMIZE))
+    result["socket_vsock"] = _call(LIBC.socket, AF_VSOCK, 1, 0)
+    return result
+
+
+@pytest.mark.skipif(os.uname().machine not in seccomp._NR_SECCOMP, reason="seccomp(2) number unknown here")
+def test_compiled_filter_is_cached_and_filters_as_libseccomp_does(docker_profile, tmp_path):
+    root = str(tmp_path / "root")
+    want = {"seccomp": "2", "mkdir": 0, "chroot": errno.EPERM, "personality_no_randomize": errno.EPERM,
+            "socket_vsock": errno.EPERM}
+    first = run_in_child(_compiled_under_docker_profile, docker_profile, root, str(tmp_path), False)
+    assert first.error is None and first.value == want, first
+    cached = os.listdir(os.path.join(root, seccomp.CACHE_DIR))
+    assert len(cached) == 1 and cached[0].endswith(".bpf")
+    program = open(os.path.join(root, seccomp.CACHE_DIR, cached[0]), "rb").read()
+    assert len(program) % 8 == 0 and len(program) // 8 > 100, "a whole BPF program, 8 bytes per instruction"
+    again = run_in_child(_compiled_under_docker_profile, docker_profile, root, str(tmp_path), True)
+    assert again.error is None and again.value == want, again
+    other = dict(docker_profile, defaultErrnoRet=errno.EACCES)
+    assert seccomp.compiled_filter(other, root).program != program, "another profile, another entry"
+    assert len(os.listdir(os.path.join(root, seccomp.CACHE_DIR))) == 2
+
+
+def test_compiled_filter_carries_the_load_flags(tmp_path):
+    config = {"defaultAction": "SCMP_ACT_ALLOW",
+              "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
+              "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_LOG"}]}
+    filt = seccomp.compiled_filter(config, str(tmp_path))
+    assert filt.flags == 2 | 4  # SECCOMP_FILTER_FLAG_LOG | SPEC_ALLOW; TSYNC is ignored, as runc
+
+
+def test_a_damaged_cache_entry_is_rebuilt(tmp_path):
+    config = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["chroot"], "action": "SCMP_ACT_ERRNO"}]}
+    good = seccomp.compiled_filter(config, str(tmp_path)).program
+    (entry,) = os.listdir(tmp_path / seccomp.CACHE_DIR)
+    (tmp_path / seccomp.CACHE_DIR / entry).write_bytes(b"\x00" * 5)  # not a BPF program
+    assert seccomp.compiled_filter(config, str(tmp_path)).program == good
+    assert (tmp_path / seccomp.CACHE_DIR / entry).read_bytes() == good
