@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return 2
     except CapsizeError as e:
-        sys.stderr.write(f"capsize: {e}\n")
+        sys.stderr.write("".join(f"capsize: {line}\n" for line in str(e).splitlines() or [""]))
         return exit_code_for(e)
     except KeyboardInterrupt:
         return 130

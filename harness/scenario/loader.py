@@ -218,10 +218,19 @@ def _substitute(path: str, value: Any, node: yaml.Node | None, values: dict[str,
 # -- loading -----------------------------------------------------------------------------------------
 
 def _validation_error(path: str, root: yaml.Node, err: ValidationError, engine: str, n_engines: int) -> ScenarioError:
-    errors = err.errors(include_url=False)
-    # The most specific error: the longest location; unknown keys and missing fields first.
+    """The first error in the file: per top-level item (a field, one step, one check) the most
+    specific of pydantic's errors (unknown keys and missing fields first, then the longest
+    location: a union reports every alternative), then the one that comes first in the file."""
     rank = {"extra_forbidden": 0, "missing": 1}
-    e = sorted(errors, key=lambda x: (rank.get(x["type"], 2), -len(x["loc"])))[0]
+    groups: dict[tuple, list[dict]] = {}
+    for e in err.errors(include_url=False):
+        groups.setdefault(tuple(e["loc"][:2]), []).append(e)
+    found = [_one_error(path, root, sorted(g, key=lambda x: (rank.get(x["type"], 2), -len(x["loc"])))[0],
+                        engine, n_engines) for g in groups.values()]
+    return min(found, key=lambda se: (se.line, se.column))
+
+
+def _one_error(path: str, root: yaml.Node, e: dict, engine: str, n_engines: int) -> ScenarioError:
     loc = tuple(e["loc"])
     shown = ".".join(str(p) for p in loc if _in_file(p))
     if e["type"] == "extra_forbidden":
@@ -445,13 +454,31 @@ def find_files(paths: list[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+class ScenarioErrors(InvalidArgument):
+    """Several scenario files are wrong: :attr:`errors` (ScenarioError), one line each in ``str``."""
+
+    def __init__(self, errors: list[ScenarioError]):
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
 def load_all(paths: list[str]) -> list[LoadedScenario]:
-    """Load every scenario file under *paths*; the first error raises. Names must be unique."""
-    result, names = [], {}
+    """Load every scenario file under *paths*. Names must be unique. Every bad file is reported:
+    one ScenarioError for one, ScenarioErrors (a line per file) for several."""
+    result, names, errors = [], {}, []
     for path in find_files(paths):
-        sc = load(path)
+        try:
+            sc = load(path)
+        except ScenarioError as e:
+            errors.append(e)
+            continue
         if sc.name in names:
-            raise ScenarioError(path, 1, 1, f"name {sc.name!r} is used by {names[sc.name]} too")
+            errors.append(ScenarioError(path, 1, 1, f"name {sc.name!r} is used by {names[sc.name]} too"))
+            continue
         names[sc.name] = path
         result.append(sc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ScenarioErrors(errors)
     return result

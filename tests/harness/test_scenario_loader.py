@@ -126,6 +126,29 @@ def test_duplicate_scenario_names(tmp_path):
         load_all([str(tmp_path)])
 
 
+def test_the_first_error_in_the_file_is_reported(tmp_path):
+    # three bad top-level fields before a bad step: the first by position wins
+    text = GOOD.replace("name: demo", "name: Bad Name!", 1)
+    path = write(tmp_path, text + "timeout: forever\n")
+    with pytest.raises(ScenarioError) as e:
+        load(path)
+    assert e.value.line == 1 and "name:" in str(e.value), str(e.value)
+
+
+def test_every_bad_file_is_reported(tmp_path):
+    from harness.scenario.loader import ScenarioErrors
+    write(tmp_path, GOOD.replace("name: demo", "name: Bad Name!", 1), "a.yaml")
+    write(tmp_path, GOOD.replace("name: demo", "name: other", 1), "b.yaml")
+    write(tmp_path, GOOD.replace("name: demo", "name: third\ndescripton: x", 1), "c.yaml")
+    with pytest.raises(ScenarioErrors) as e:
+        load_all([str(tmp_path)])
+    assert [os.path.basename(err.path) for err in e.value.errors] == ["a.yaml", "c.yaml"]
+    r = _capsize("validate", str(tmp_path))
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and len(lines) == 2 and all(line.startswith("capsize: ") for line in lines), r.stderr
+    assert "a.yaml:1:" in lines[0] and "c.yaml:2:1: unknown field 'descripton'" in lines[1]
+
+
 def _capsize(*args, **kw):
     return run([os.path.join(VENV_BIN, "capsize"), *args], **kw)
 
