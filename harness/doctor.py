@@ -50,6 +50,7 @@ def checks() -> list[tuple[str, bool, str, str]]:
 def report() -> tuple[str, bool]:
     """The doctor's table and whether the essentials (root, namespaces, cgroups, overlayfs) are there."""
     from tabulate import tabulate
-    rows = [[what, "yes" if ok else "NO", detail, "" if ok else f"disables: {dis}"] for what, ok, detail, dis in checks()]
-    essential = all(ok for what, ok, _, _ in checks() if what in ("root", "namespaces", "cgroups", "overlayfs"))
-    return tabulate(rows, headers=["", "ok", "detail", ""], tablefmt="simple") + "\n", essential
+    found = checks()
+    rows = [[what, "yes" if ok else "NO", detail, "" if ok else dis] for what, ok, detail, dis in found]
+    essential = all(ok for what, ok, _, _ in found if what in ("root", "namespaces", "cgroups", "overlayfs"))
+    return tabulate(rows, headers=["", "ok", "detail", "missing, it disables"], tablefmt="simple") + "\n", essential
