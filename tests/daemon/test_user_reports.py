@@ -164,12 +164,16 @@ def test_cgroup_parent_per_container(stack):
         stack.ok("rm", "-f", cid)
         assert glob.glob(f"/sys/fs/cgroup/*{parent}/{cid}") == []
     finally:
-        for d in sorted(glob.glob(f"/sys/fs/cgroup/*{parent}") + glob.glob(f"/sys/fs/cgroup/*/*{parent}"),
-                        reverse=True):
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
+        _remove_cgroup_parent(parent)
+
+
+def _remove_cgroup_parent(parent: str) -> None:
+    """rmdir the test's cgroup parent in every hierarchy (children first)."""
+    for d in sorted(glob.glob(f"/sys/fs/cgroup/*{parent}") + glob.glob(f"/sys/fs/cgroup/*/*{parent}"), reverse=True):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def test_daemon_cgroup_parent_flag(fresh):
@@ -183,12 +187,7 @@ def test_daemon_cgroup_parent_flag(fresh):
         fresh.ok("rm", "-f", cid)
     finally:
         fresh.remove_all()
-        for d in sorted(glob.glob(f"/sys/fs/cgroup/*{parent}") + glob.glob(f"/sys/fs/cgroup/*/*{parent}"),
-                        reverse=True):
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
+        _remove_cgroup_parent(parent)
 
 
 # -- 5. the runtime daemon comes back after capsized started -------------------------------------

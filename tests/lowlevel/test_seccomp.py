@@ -142,15 +142,23 @@ def test_kill_process_rule_kills_with_sigsys():
     assert out.signal == signal.SIGSYS, out
 
 
-def _under_docker_profile(config, tmp):
-    HOST.prctl(PR_SET_NO_NEW_PRIVS, 1)
-    seccomp.load_filter(config)
+def _probe(tmp) -> dict:
+    """What a few syscalls Docker's profile decides about give, under the loaded filter."""
     result = {"seccomp": status_fields()["Seccomp"], "mkdir": _mkdir_errno(os.path.join(tmp, "d"))}
     try:
         os.chroot("/")
         result["chroot"] = 0
     except OSError as e:
         result["chroot"] = e.errno
+    result["personality_no_randomize"] = _call(LIBC.personality, ctypes.c_ulong(ADDR_NO_RANDOMIZE))
+    result["socket_vsock"] = _call(LIBC.socket, AF_VSOCK, 1, 0)
+    return result
+
+
+def _under_docker_profile(config, tmp):
+    HOST.prctl(PR_SET_NO_NEW_PRIVS, 1)
+    seccomp.load_filter(config)
+    result = _probe(tmp)
     pid = os.fork()  # clone(SIGCHLD): allowed by the MASKED_EQ condition
     if pid == 0:
         os._exit(7)
@@ -158,8 +166,6 @@ def _under_docker_profile(config, tmp):
     result["clone3"] = _call(LIBC.syscall, SYS_CLONE3, None, 0)
     result["clone_newuser"] = _call(LIBC.unshare, 0x10000000)
     result["personality_query"] = _call(LIBC.personality, ctypes.c_ulong(0xFFFFFFFF))
-    result["personality_no_randomize"] = _call(LIBC.personality, ctypes.c_ulong(ADDR_NO_RANDOMIZE))
-    result["socket_vsock"] = _call(LIBC.socket, AF_VSOCK, 1, 0)
     fd = LIBC.socket(1, 1, 0)  # AF_UNIX, SOCK_STREAM
     result["socket_unix"] = fd >= 0
     os.close(fd)
@@ -278,15 +284,7 @@ def _compiled_under_docker_profile(config, cache_root, tmp, without_libseccomp):
     assert isinstance(filt, seccomp.CompiledFilter)
     HOST.prctl(PR_SET_NO_NEW_PRIVS, 1)
     seccomp.load(filt)
-    result = {"seccomp": status_fields()["Seccomp"], "mkdir": _mkdir_errno(os.path.join(tmp, "d"))}
-    try:
-        os.chroot("/")
-        result["chroot"] = 0
-    except OSError as e:
-        result["chroot"] = e.errno
-    result["personality_no_randomize"] = _call(LIBC.personality, ctypes.c_ulong(ADDR_NO_RANDOMIZE))
-    result["socket_vsock"] = _call(LIBC.socket, AF_VSOCK, 1, 0)
-    return result
+    return _probe(tmp)
 
 
 @pytest.mark.skipif(os.uname().machine not in seccomp._NR_SECCOMP, reason="seccomp(2) number unknown here")
