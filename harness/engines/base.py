@@ -20,6 +20,21 @@ from dataclasses import dataclass, field
 
 from runtime.errors import Unimplemented
 
+#: The socket activator the engines start the daemon behind (``fault.start: {listen: activator}``).
+ACTIVATOR = "systemd-socket-activate"
+
+
+def still_activator(pid: int) -> bool:
+    """Whether *pid* still runs the socket activator: it becomes the daemon (same pid, exec) only
+    on the first connection, so until then it is not the daemon (roles, the event stream)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv0 = f.read().split(b"\0", 1)[0]
+    except OSError:
+        return False
+    return os.path.basename(argv0.decode(errors="replace")) == ACTIVATOR
+
+
 
 @dataclass(frozen=True)
 class LogSource:

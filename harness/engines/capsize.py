@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from harness.engines.base import Engine, HostState, LogSource
+from harness.engines.base import Engine, HostState, LogSource, still_activator
 from harness.reference import cleanup
 from harness.reference.runtimes import runtime_path
 from runtime.errors import DeadlineExceeded, NotFound, Unavailable, Unimplemented
@@ -152,7 +152,7 @@ class CapsizeEngine(Engine):
     def pids(self, role: str, container_id: str | None = None) -> list[int]:
         if role in ("daemon", "runtime"):
             p = self._procs.get(role)
-            return [p.pid] if p is not None and p.poll() is None else []
+            return [p.pid] if p is not None and p.poll() is None and not still_activator(p.pid) else []
         if role == "shim":
             return [p.pid for p in cleanup.find_processes(
                 lambda argv, p: "capsize-shim" in " ".join(argv[:2]) and "serve" in argv
@@ -235,7 +235,7 @@ class CapsizeEngine(Engine):
     def classify(self, pid, ppid, cmdline, cgroup):
         for role, p in self._procs.items():
             if p.pid == pid:
-                return role, None
+                return ("activator" if still_activator(pid) else role), None
         line = " ".join(cmdline)
         if "capsize-shim" in line and "serve" in cmdline:
             return "shim", _arg(cmdline, "--id")

@@ -24,7 +24,7 @@ import os
 import shutil
 import signal
 
-from harness.engines.base import Engine, HostState, LogSource
+from harness.engines.base import Engine, HostState, LogSource, still_activator
 from harness.reference import cleanup
 from harness.reference.containerd import shim_socket_path
 from harness.reference.runtimes import runtime_path, which
@@ -160,7 +160,7 @@ class DockerEngine(Engine):
     def pids(self, role: str, container_id: str | None = None) -> list[int]:
         st = self._live()
         if role == "daemon":
-            return [st.dockerd_pid] if st.dockerd_pid else []
+            return [st.dockerd_pid] if st.dockerd_pid and not still_activator(st.dockerd_pid) else []
         if role == "runtime":
             return [st.containerd_pid] if st.containerd_pid else []
         if role == "shim":
@@ -223,7 +223,7 @@ class DockerEngine(Engine):
         if st is None:
             return None, None
         if pid == st.dockerd_pid:
-            return "daemon", None
+            return ("activator" if still_activator(pid) else "daemon"), None
         if pid == st.containerd_pid:
             return "runtime", None
         if cmdline and os.path.basename(cmdline[0]).startswith("containerd-shim") and \

@@ -141,9 +141,25 @@ class EventCollector:
             self.subscriptions.append({"source": source, "what": what, "detail": detail[:200],
                                        "wall": time.time(), "mono": time.monotonic()})
 
+    def _daemon_running(self) -> bool:
+        """Whether a daemon process runs. The stream never dials a daemon that does not: behind a
+        socket-activation unit (or systemd-socket-activate) the dial itself would start it, and
+        the scenario, not the observer, must be what activates it (seed E2). Events missed
+        meanwhile come back with ``since`` on the next subscription."""
+        try:
+            return bool(self.engine.pids("daemon"))
+        except CapsizeError:
+            return False
+
     def _daemon_loop(self) -> None:
         connected = False
         while not self._stop.is_set():
+            if not self._daemon_running():
+                if connected:
+                    self._note("daemon", "lost", "the daemon is not running")
+                    connected = False
+                self._stop.wait(0.2)
+                continue
             client = None
             try:
                 client = self.engine.client(timeout=5)
