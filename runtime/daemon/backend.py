@@ -178,7 +178,7 @@ class Backend:
                     if not first:
                         self.log.info("capsize-runtimed is back: re-syncing task states", address=self.address)
                     self._up.set()
-                    if self._daemon is not None and (not first or getattr(self._daemon, "boot_gave_up", False)):
+                    if self._daemon is not None and (not first or self._daemon.boot_gave_up):
                         self._daemon.spawn(self._daemon_resync())
                     first = False
                     async for line in resp.content:

@@ -233,7 +233,7 @@ class Daemon:
                       Image=image["Id"], Path=argv[0], Args=argv[1:])
         c.LogPath = self.store.log_path(cid)
         try:
-            spec = build_spec(c, getattr(self.config, "cgroup_parent", None) or "/capsize")   # InvalidArgument for what the runtime could not run
+            spec = build_spec(c, self.config.cgroup_parent)   # InvalidArgument for what the runtime could not run
             await self.backend.create_container(cid, image, spec)
         except BaseException:
             self.names.remove(cid)
@@ -269,8 +269,8 @@ class Daemon:
         if not from_policy:
             self.cancel_restart(c)
             c.HasBeenManuallyStopped = False
-        spec = build_spec(c, getattr(self.config, "cgroup_parent", None) or "/capsize")
-        hostconfig.create_bind_sources(c.HostConfig)   # -v SRC:DST with a missing SRC: made, as dockerd
+        spec = build_spec(c, self.config.cgroup_parent)
+        hostconfig.prepare_sources(c.HostConfig)   # -v SRC:DST with a missing SRC: made, as dockerd
         try:
             async with c.task_lock:
                 await self._delete_task(c)

@@ -119,8 +119,6 @@ def _parse_mount(m) -> dict:
         if not src.startswith("/"):
             raise InvalidArgument(f'invalid mount config for type "bind": invalid mount path: '
                                   f"'{src}' mount path must be absolute")
-        if not os.path.exists(src):
-            raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: {src}')
         bo = m.get("BindOptions") or {}
         prop = bo.get("Propagation") or ""
         if prop and prop not in PROPAGATIONS:
@@ -238,19 +236,26 @@ def apply(spec: dict, host: dict, cfg: dict | None = None) -> None:
 
 
 def inspect_mounts(host: dict) -> list[dict]:
-    """Inspect's ``Mounts`` (MountPoint): binds and ``Mounts`` entries; [] when they do not parse."""
+    """Inspect's ``Mounts`` (MountPoint): binds and ``Mounts`` entries; [] for a record that does
+    not parse (one written before a rule existed: inspect must still answer)."""
     try:
         points = mount_points(host)
-    except Exception:  # noqa: BLE001 - an old record: inspect must still answer
+    except (InvalidArgument, Unimplemented):
         return []
     keys = ("Type", "Source", "Destination", "Mode", "RW", "Propagation")
     return [{k: p[k] for k in keys} for p in points if not p.get("hidden")]
 
 
-def create_bind_sources(host: dict) -> None:
-    """At start: create a missing ``Binds`` source directory (dockerd does, for ``-v`` only)."""
-    for p in mount_points(host):
-        if p["Type"] == "bind" and p.get("create") and not os.path.exists(p["Source"]):
+def _check_sources(points: list[dict], make: bool) -> None:
+    """Bind sources that do not exist: a ``--mount`` one is a 400; a ``-v`` one is created at
+    start (*make*; dockerd does, for ``Binds`` only) and left alone at create."""
+    for p in points:
+        if p["Type"] != "bind" or os.path.exists(p["Source"]):
+            continue
+        if not p["create"]:
+            raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: '
+                                  f'{p["Source"]}')
+        if make:
             try:
                 os.makedirs(p["Source"], 0o755, exist_ok=True)
             except OSError as e:
@@ -258,8 +263,22 @@ def create_bind_sources(host: dict) -> None:
                                       f"mkdir {p['Source']}: {e.strerror}") from None
 
 
-def _set(v) -> bool:
-    return bool(v) and v not in ({}, [], "")
+def prepare_sources(host: dict) -> None:
+    """At start: every bind source exists (see :func:`_check_sources`)."""
+    _check_sources(mount_points(host), make=True)
+
+
+_NO_FILES = " (capsize writes no /etc/hosts or /etc/resolv.conf)"
+#: HostConfig fields refused when set: (field, docker run flag, why)
+_REFUSED = [
+    ("Devices", "--device", ""), ("DeviceRequests", "--gpus", ""),
+    ("DeviceCgroupRules", "--device-cgroup-rule", ""), ("ExtraHosts", "--add-host", _NO_FILES),
+    ("Dns", "--dns", _NO_FILES), ("DnsSearch", "--dns-search", _NO_FILES),
+    ("DnsOptions", "--dns-option", _NO_FILES), ("Links", "--link", ""),
+    ("VolumesFrom", "--volumes-from", " (capsize has no volume store)"),
+    ("VolumeDriver", "--volume-driver", ""), ("PidMode", "--pid", ""), ("UTSMode", "--uts", ""),
+    ("Privileged", "--privileged", ""), ("Init", "--init", ""),
+]
 
 
 def validate(cfg: dict, host: dict) -> None:
@@ -274,28 +293,17 @@ def validate(cfg: dict, host: dict) -> None:
         # tries to pull it, which capsize cannot, hiding this message
         raise InvalidArgument(f"network {mode} not found")
     exposed = cfg.get("ExposedPorts") or {}
-    publishing = _set(host.get("PortBindings")) or (host.get("PublishAllPorts") and exposed)
+    publishing = bool(host.get("PortBindings")) or (host.get("PublishAllPorts") and exposed)
     if publishing and mode != "host":
         if mode == "none":
             raise InvalidArgument("conflicting options: port publishing and the container type network mode")
         raise Unimplemented("capsize cannot publish ports (-p, -P): a container's network namespace has only "
                             "the loopback interface; use --network host to use the host's ports")
-    refused = [
-        ("Devices", "--device"), ("DeviceRequests", "--gpus"), ("DeviceCgroupRules", "--device-cgroup-rule"),
-        ("ExtraHosts", "--add-host"), ("Dns", "--dns"), ("DnsSearch", "--dns-search"),
-        ("DnsOptions", "--dns-option"), ("Links", "--link"), ("VolumesFrom", "--volumes-from"),
-        ("VolumeDriver", "--volume-driver"), ("PidMode", "--pid"), ("UTSMode", "--uts"),
-        ("Privileged", "--privileged"), ("Init", "--init"),
-    ]
-    for key, flag in refused:
-        if _set(host.get(key)):
-            why = (" (capsize writes no /etc/hosts or /etc/resolv.conf)"
-                   if key in ("ExtraHosts", "Dns", "DnsSearch", "DnsOptions") else "")
-            if key == "VolumesFrom":
-                why = " (capsize has no volume store)"
+    for key, flag, why in _REFUSED:
+        if host.get(key):
             raise Unimplemented(f"capsize does not support {key} ({flag}){why}")
     if (host.get("IpcMode") or "private") not in ("private", "shareable"):
         raise Unimplemented(f"capsize does not support IpcMode {host.get('IpcMode')!r} (--ipc)")
     if (host.get("UsernsMode") or "host") != "host":
         raise Unimplemented(f"capsize does not support UsernsMode {host.get('UsernsMode')!r} (--userns)")
-    mount_points(host, cfg)
+    _check_sources(mount_points(host, cfg), make=False)

@@ -7,12 +7,11 @@ dockerd applies (daemon/oci_linux.go): Docker's 14 default capabilities (plus ``
 directory, a numeric ``User`` (``uid[:gid]``; ``root``), a read-only root with
 ``HostConfig.ReadonlyRootfs``, the network namespace dropped for ``NetworkMode: host``, memory,
 pids and CPU-shares limits, ``OomScoreAdj``, and the cgroup ``<parent>/<id>`` (parent:
-``HostConfig.CgroupParent``, else capsized's ``--cgroup-parent``, default ``/capsize``). Labels prefixed
-``io.capsize.`` become annotations. Mounts (``Binds``, ``Mounts``, ``Tmpfs``), ``ShmSize``
-and ``Sysctls``: :mod:`runtime.daemon.hostconfig`. Seccomp: only when ``SecurityOpt`` asks for it
-(``seccomp=<profile JSON>`` or ``seccomp=builtin``); not by default, unlike dockerd, for its cost
-(:mod:`runtime.daemon.seccomp_profile`). Labels prefixed
-``io.capsize.`` become annotations (e.g. the shim's ``io.capsize.shim.failpoint.<method>``).
+``HostConfig.CgroupParent``, else capsized's ``--cgroup-parent``, default ``/capsize``). Mounts
+(``Binds``, ``Mounts``, ``Tmpfs``), ``ShmSize`` and ``Sysctls``: :mod:`runtime.daemon.hostconfig`.
+Seccomp: Docker's default profile unless ``SecurityOpt`` says otherwise
+(:mod:`runtime.daemon.seccomp_profile`). Labels prefixed ``io.capsize.`` become annotations (e.g.
+the shim's ``io.capsize.shim.failpoint.<method>``).
 
 Errors: InvalidArgument (400) for a user that is not numeric.
 """
@@ -83,7 +82,7 @@ def build_spec(container, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> dict:
         caps = []
     caps = [c for c in caps if c not in drop] + [c for c in add if c not in caps and c != "CAP_ALL"]
     proc["capabilities"] = {"bounding": list(caps), "effective": list(caps), "permitted": list(caps)}
-    profile = seccomp_profile.for_container(host, caps)   # what SecurityOpt asks for, if anything
+    profile = seccomp_profile.for_container(host, caps)   # Docker's default, or what SecurityOpt says
     if profile is not None:
         spec["linux"]["seccomp"] = profile
     if host.get("OomScoreAdj"):
