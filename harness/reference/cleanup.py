@@ -14,35 +14,15 @@ import os
 import signal
 import time
 
+from runtime import mountinfo as _mountinfo
 from runtime.host import HOST, MNT_DETACH
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
-def _unescape(field: str) -> str:
-    """Decode mountinfo's octal escapes (``\\040`` = space, ``\\011`` tab, ``\\012``, ``\\134``)."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def mountinfo() -> list[tuple[str, str]]:
-    """``[(mount point, fstype)]`` of this mount namespace, in mount order."""
-    result = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            result.append((_unescape(fields[4]), fields[sep + 1]))
-    return result
+    """``[(mount point, fstype)]`` of this mount namespace, in mount order (:mod:`runtime.mountinfo`)."""
+    return [(m.mount_point, m.fstype) for m in _mountinfo.read()]
 
 
 def mounts_under(path: str) -> list[str]:

@@ -4,6 +4,7 @@
   (``2026-11-29T11:25:01.123456789Z``); ``0`` gives Go's zero time ``0001-01-01T00:00:00Z``,
   which Docker shows for a StartedAt/FinishedAt that never happened.
 * :func:`parse_rfc3339` — the inverse (any offset, any fraction length); ValueError when malformed.
+  Both are :mod:`runtime.rfc3339`'s, with Docker's zero time.
 * :func:`human_duration` — Docker's ``units.HumanDuration`` wording (``Up 3 seconds``,
   ``About a minute``...).
 * :func:`parse_api_time` — a ``since``/``until`` query value: Unix seconds with an optional
@@ -12,17 +13,13 @@
 
 from __future__ import annotations
 
-import calendar
 import re
 import time
 
 from runtime.errors import InvalidArgument
-from runtime.shim.clock import rfc3339nano
+from runtime.rfc3339 import ZERO_TIME, format_nano, parse as parse_rfc3339
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
-
-_RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9})\d*)?"
-                      r"(Z|z|[+-]\d{2}:\d{2})$")
+__all__ = ["ZERO_TIME", "human_duration", "now_ns", "parse_api_time", "parse_rfc3339", "rfc3339"]
 
 
 def now_ns() -> int:
@@ -33,22 +30,7 @@ def rfc3339(ns: int | None) -> str:
     """*ns* (nanoseconds since the epoch) as RFC 3339 nano UTC; 0/None is Go's zero time."""
     if not ns:
         return ZERO_TIME
-    return rfc3339nano(int(ns))
-
-
-def parse_rfc3339(text: str) -> int:
-    """RFC 3339 (nano) text to nanoseconds since the epoch; Go's zero time gives 0."""
-    m = _RFC3339.match(text.strip())
-    if not m:
-        raise ValueError(f"not an RFC 3339 time: {text!r}")
-    y, mo, d, h, mi, s, frac, tz = m.groups()
-    if y == "0001":
-        return 0
-    secs = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(s)))
-    if tz not in ("Z", "z"):
-        sign = 1 if tz[0] == "+" else -1
-        secs -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
-    return secs * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+    return format_nano(int(ns))
 
 
 def parse_api_time(value: str, name: str = "since") -> int:

@@ -18,6 +18,7 @@ import asyncio
 import os
 import time
 
+from runtime import atomicfile
 from runtime.daemon import hostconfig, reconcile, restart, stdin as stdinmod, stop as stopmod
 from runtime.daemon.backend import Backend
 from runtime.daemon.events import EventBus
@@ -59,9 +60,7 @@ class Daemon:
         except OSError:
             pass
         eid = new_id()[:36]
-        with open(path + ".tmp", "w") as f:
-            f.write(eid)
-        os.replace(path + ".tmp", path)
+        atomicfile.write(path, eid, durable=False)
         return eid
 
     # -- lifecycle of the daemon -------------------------------------------------------------

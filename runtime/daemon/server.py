@@ -31,6 +31,7 @@ import traceback
 
 from aiohttp import web, web_protocol
 
+from runtime import atomicfile
 from runtime.daemon import routes_containers, routes_images, routes_system, unimplemented
 from runtime.daemon.log import Logger
 from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, Unavailable
@@ -219,10 +220,7 @@ def write_pidfile(path: str) -> None:
     if old and old != os.getpid() and _alive(old):
         raise FailedPrecondition(f"pid file found, ensure capsized is not running or delete {path}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{os.getpid()}\n")
-    os.replace(tmp, path)
+    atomicfile.write(path, f"{os.getpid()}\n", durable=False)
 
 
 def sd_notify(state: str) -> None:

@@ -21,6 +21,7 @@ import asyncio
 import os
 import signal as _signal
 
+from runtime import signals
 from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, NotFound
 
 #: Seconds to wait for the exit after the runtime's SIGKILL (dockerd: 10 s).
@@ -37,20 +38,13 @@ class NoExitEvent(CapsizeError):
 
 
 def parse_signal(value, default: int = _signal.SIGKILL) -> int:
-    """A signal given as a number, ``KILL`` or ``SIGKILL``; InvalidArgument (400) otherwise."""
+    """A signal given as a number, ``KILL`` or ``SIGKILL`` (:func:`runtime.signals.parse`); *default*
+    when empty; InvalidArgument (400, dockerd's ``Invalid signal: X``) otherwise."""
     if value is None or value == "":
         return default
-    if isinstance(value, int) or str(value).isdigit():
-        n = int(value)
-        if 0 < n < 65:
-            return n
-        raise InvalidArgument(f"Invalid signal: {value}")
-    name = str(value).upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
     try:
-        return int(_signal.Signals[name])
-    except KeyError:
+        return signals.parse(value if isinstance(value, int) else str(value))
+    except ValueError:
         raise InvalidArgument(f"Invalid signal: {value}") from None
 
 

@@ -5,7 +5,7 @@ Layout (DESIGN.md: ``<root>/daemon/``)::
     <data-root>/daemon/containers/<id>/config.v2.json   the record (config + state), one JSON object
     <data-root>/daemon/containers/<id>/<id>-json.log    the container's json-file log (Docker's place)
 
-A write goes to ``config.v2.json.tmp-<pid>`` and is renamed over the record: a reader — and a
+A write goes to ``config.v2.json.tmp-<pid>-<random>`` (:mod:`runtime.atomicfile`) and is renamed over the record: a reader — and a
 daemon restarted after a SIGKILL at any moment — sees the old record or the new one, never a
 torn one. With ``durable=True`` (``capsized --fsync-state``) the file and the directory are also
 fsync'ed, so the record survives a power loss too; that costs about 9 ms per write on this
@@ -23,36 +23,15 @@ import json
 import os
 import shutil
 
+from runtime import atomicfile
+
 RECORD = "config.v2.json"
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write_json(path: str, obj, durable: bool = True) -> None:
-    """Write *obj* as JSON to *path* atomically (tmp + rename); *durable*: fsync file and directory too."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    data = json.dumps(obj, separators=(",", ":")).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if durable:
-        _fsync_dir(os.path.dirname(path))
+    """Write *obj* as compact JSON to *path* atomically (:func:`runtime.atomicfile.write`, mode
+    0600); *durable*: fsync file and directory too. Raises OSError."""
+    atomicfile.write(path, json.dumps(obj, separators=(",", ":")), durable=durable, mode=0o600)
 
 
 class Store:
@@ -78,7 +57,7 @@ class Store:
         atomic_write_json(os.path.join(staging, RECORD), record, self.durable)
         os.rename(staging, self.dir_of(cid))
         if self.durable:
-            _fsync_dir(self.root)
+            atomicfile.fsync_dir(self.root)
 
     def save(self, cid: str, record: dict) -> None:
         atomic_write_json(os.path.join(self.dir_of(cid), RECORD), record, self.durable)
@@ -92,7 +71,7 @@ class Store:
         except FileNotFoundError:
             return
         if self.durable:
-            _fsync_dir(self.root)
+            atomicfile.fsync_dir(self.root)
         shutil.rmtree(doomed, ignore_errors=True)
 
     def load_all(self, on_problem=lambda msg: None) -> dict[str, dict]:
@@ -104,7 +83,7 @@ class Store:
                 shutil.rmtree(path, ignore_errors=True)
                 continue
             for leftover in os.listdir(path) if os.path.isdir(path) else ():
-                if leftover.startswith(RECORD + ".tmp-"):
+                if leftover.startswith(RECORD + atomicfile.TEMP_INFIX):
                     try:
                         os.unlink(os.path.join(path, leftover))
                     except OSError:

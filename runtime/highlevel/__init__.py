@@ -173,5 +173,5 @@ asyncio + h11), client (the synchronous client), content (content store), metada
 images (import/export formats), unpack (safe layer unpack, whiteouts), snapshots (overlayfs),
 gc (leases, garbage collection), containers, tasks (shims, task lifecycle, dead-shim cleanup),
 shimconn (a shim's connection), events (bus, replay, the shim event socket), recovery, layout
-(paths), fsutil (crash-safe writes), log (JSON lines / journald).
+(paths), fsutil (crash-safe JSON files), log (JSON lines / journald).
 """

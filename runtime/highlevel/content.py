@@ -19,8 +19,8 @@ import os
 import re
 import threading
 
+from runtime.atomicfile import fsync_dir
 from runtime.errors import InvalidArgument, NotFound
-from runtime.highlevel.fsutil import fsync_dir
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 CHUNK = 1 << 20

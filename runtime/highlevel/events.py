@@ -33,7 +33,7 @@ import os
 import socket
 import struct
 
-from runtime.shim.clock import rfc3339nano
+from runtime.rfc3339 import format_nano
 
 HISTORY = 4096
 QUEUE_MAX = 10000
@@ -97,7 +97,7 @@ class EventBus:
 
     def publish(self, topic: str, namespace: str, event: dict, timestamp: str | None = None) -> dict:
         self.seq += 1
-        env = {"seq": self.seq, "boot_id": self.boot_id, "timestamp": timestamp or rfc3339nano(),
+        env = {"seq": self.seq, "boot_id": self.boot_id, "timestamp": timestamp or format_nano(),
                "namespace": namespace, "topic": topic, "event": event}
         self._history.append(env)
         if self.log is not None:

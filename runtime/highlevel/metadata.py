@@ -30,7 +30,7 @@ import threading
 from contextlib import contextmanager
 
 from runtime.errors import AlreadyExists, CapsizeError, NotFound
-from runtime.shim.clock import rfc3339nano
+from runtime.rfc3339 import format_nano
 
 SCHEMA_VERSION = 1
 
@@ -121,7 +121,7 @@ class Metadata:
     def put_image(self, namespace: str, name: str, target: dict, config_digest: str,
                   labels: dict | None = None) -> tuple[dict, str]:
         """Create or repoint an image; returns (row, ``"create"`` | ``"update"`` | ``"same"``)."""
-        now = rfc3339nano()
+        now = format_nano()
         with self.transaction() as db:
             old = db.execute("SELECT * FROM images WHERE namespace=? AND name=?", (namespace, name)).fetchone()
             if old and old["target_digest"] == target["digest"]:
@@ -160,7 +160,7 @@ class Metadata:
     # -- containers --------------------------------------------------------------------------
     def create_container(self, namespace: str, cid: str, image: str, runtime: str, snapshot_key: str,
                          spec: dict, labels: dict) -> dict:
-        now = rfc3339nano()
+        now = format_nano()
         try:
             with self.transaction() as db:
                 db.execute("INSERT INTO containers (namespace, id, image, runtime, snapshot_key, spec, labels, "
@@ -195,7 +195,7 @@ class Metadata:
                 args.append(json.dumps(fields[key]))
         with self.transaction() as db:
             n = db.execute(f"UPDATE containers SET {', '.join(sets + ['updated_at=?'])} WHERE namespace=? AND id=?",
-                           (*args, rfc3339nano(), namespace, cid)).rowcount
+                           (*args, format_nano(), namespace, cid)).rowcount
         if not n:
             raise NotFound(f"container {cid!r} not found in namespace {namespace}", namespace=namespace, id=cid)
         return self.get_container(namespace, cid)
@@ -220,7 +220,7 @@ class Metadata:
         try:
             with self.transaction() as db:
                 db.execute("INSERT INTO snapshots (namespace, key, kind, parent, dir, created_at) "
-                           "VALUES (?,?,?,?,?,?)", (namespace, key, kind, parent, directory, rfc3339nano()))
+                           "VALUES (?,?,?,?,?,?)", (namespace, key, kind, parent, directory, format_nano()))
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"snapshot {key!r} already exists", namespace=namespace, key=key) from None
         return self.get_snapshot(namespace, key)

@@ -161,7 +161,7 @@ class Snapshotter:
 
     def unmount(self, target: str) -> None:
         """Unmount *target* (lazily, so a busy mount cannot block a cleanup); no-op if not mounted."""
-        from runtime.highlevel.fsutil import is_mount_point
+        from runtime.mountinfo import is_mount_point
         for _ in range(8):
             if not os.path.isdir(target) or not is_mount_point(target):
                 return

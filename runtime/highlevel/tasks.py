@@ -47,8 +47,8 @@ from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, Faile
                             InvalidArgument, NotFound, Unavailable)
 from runtime.highlevel.fsutil import read_json, write_json_atomic
 from runtime.highlevel.shimconn import ShimConnection
+from runtime.rfc3339 import format_nano
 from runtime.shim import paths as shim_paths
-from runtime.shim.clock import rfc3339nano
 
 RECORD = "runtimed.json"
 _RANK = {"creating": 0, "unknown": 0, "created": 1, "running": 2, "paused": 2, "stopped": 3, "deleting": 4}
@@ -84,7 +84,7 @@ class Task:
         self.runtime_name = ""
         self.log_path = ""
         self.cgroups_path = ""
-        self.created_at = rfc3339nano()
+        self.created_at = format_nano()
         self.exit_status: int | None = None
         self.exited_at: str | None = None
         self.exit_source: str | None = None
@@ -348,7 +348,7 @@ class TaskManager:
         except OSError as e:
             self.log.error("cannot unmount task rootfs", id=task.id, path=rootfs, error=str(e))
             return
-        from runtime.highlevel.fsutil import is_mount_point
+        from runtime.mountinfo import is_mount_point
         if os.path.isdir(rootfs) and is_mount_point(rootfs):
             self.log.error("task rootfs still mounted: directory kept", id=task.id, path=rootfs)
             return
@@ -399,7 +399,7 @@ class TaskManager:
                 out, err = await asyncio.wait_for(proc.communicate(), 30)
             except (OSError, asyncio.TimeoutError) as e:
                 self.log.error("failed to clean up after shim disconnected", id=task.id, error=repr(e))
-                return {"pid": task.pid, "exit_status": 255, "exited_at": rfc3339nano(), "source": "unknown"}
+                return {"pid": task.pid, "exit_status": 255, "exited_at": format_nano(), "source": "unknown"}
         text = err.decode(errors="replace").strip()
         warnings = [line.split("warning: ", 1)[-1] for line in text.splitlines() if "warning" in line]
         if warnings:
@@ -409,12 +409,12 @@ class TaskManager:
         try:
             result = json.loads(out.decode().strip().splitlines()[-1])
             return {"pid": int(result.get("pid") or task.pid), "exit_status": int(result["exit_status"]),
-                    "exited_at": result.get("exited_at") or rfc3339nano(),
+                    "exited_at": result.get("exited_at") or format_nano(),
                     "source": result.get("source") or "default"}
         except (ValueError, KeyError, IndexError, TypeError):
             self.log.warning("failed to clean up after shim disconnected", id=task.id, namespace=task.namespace,
                              error=text.splitlines()[-1] if text else f"exit status {proc.returncode}")
-            return {"pid": task.pid, "exit_status": 255, "exited_at": rfc3339nano(), "source": "unknown"}
+            return {"pid": task.pid, "exit_status": 255, "exited_at": format_nano(), "source": "unknown"}
 
     async def _readopt(self, task: Task) -> bool:
         """The delete action found the shim alive: connect to it again."""
@@ -464,7 +464,7 @@ class TaskManager:
             return
         task.pid = int(pid or task.pid or 0)
         task.exit_status = int(exit_status) if isinstance(exit_status, int) else 255
-        task.exited_at = exited_at or rfc3339nano()
+        task.exited_at = exited_at or format_nano()
         task.exit_source = source
         task.exit_published = True
         if task.status != "deleting":
@@ -642,7 +642,7 @@ class TaskManager:
             if result is None:  # the shim died under us: clean up as after any dead shim
                 task.status = "deleting"
                 dead = await self._delete_action(task) or {"pid": task.pid, "exit_status": 255,
-                                                           "exited_at": rfc3339nano(), "source": "unknown"}
+                                                           "exited_at": format_nano(), "source": "unknown"}
                 self._on_exit(task, dead["pid"], dead["exit_status"], dead["exited_at"], dead["source"])
             else:
                 task.status = "deleting"

@@ -31,6 +31,7 @@ import errno
 import os
 import time
 
+from runtime import mountinfo
 from runtime.errors import (CapsizeError, DeadlineExceeded, FailedPrecondition, InvalidArgument,
                             NotFound, PermissionDenied)
 from runtime.host import HOST
@@ -71,33 +72,10 @@ _DISCOVERED: dict[str, _Discovery] = {}
 _WARMED = False  # warm_migration_lock ran in this process
 
 
-def _unescape(field: str) -> str:
-    """Undo mountinfo's octal escapes (``\\040`` for a space, ...)."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def _parse_mountinfo(text: str) -> list[tuple[str, str, str, str, str]]:
-    """``(device, root, mountpoint, fstype, superoptions)`` per line of /proc/self/mountinfo."""
-    entries = []
-    for line in text.splitlines():
-        fields = line.split(" ")
-        try:
-            sep = fields.index("-", 6)
-        except ValueError:
-            continue
-        entries.append((fields[2], _unescape(fields[3]), _unescape(fields[4]), fields[sep + 1],
-                        fields[sep + 3] if len(fields) > sep + 3 else ""))
-    return entries
+    """``(device, root, mountpoint, fstype, superoptions)`` per line of mountinfo *text*
+    (:func:`runtime.mountinfo.parse`, escapes undone)."""
+    return [(m.device, m.root, m.mount_point, m.fstype, m.super_options) for m in mountinfo.parse(text)]
 
 
 def _under(path: str, root: str) -> bool:
@@ -110,7 +88,7 @@ def _discover() -> _Discovery:
     found = _DISCOVERED.get(root)
     if found is not None:
         return found
-    with open("/proc/self/mountinfo") as f:
+    with open(mountinfo.SELF) as f:
         entries = _parse_mountinfo(f.read())
 
     on_root = [e for e in entries if e[2] == root]

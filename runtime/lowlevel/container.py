@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import time
 
-from runtime import host as h
+from runtime import atomicfile, host as h, signals
 from runtime.errors import (CapsizeError, DeadlineExceeded, FailedPrecondition, InvalidArgument,
                             NotFound)
 from runtime.lowlevel.state import State, proc_start_time, rfc3339_now
@@ -43,11 +43,7 @@ def _warn(msg: str) -> None:
 
 def _write_pid_file(path: str, pid: int) -> None:
     """Write *pid* (digits only, no newline, as runc) atomically to *path*."""
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    atomicfile.write(os.path.abspath(path), str(pid), durable=False)
 
 
 def _reap(pid: int, timeout: float = 5.0) -> int | None:
@@ -297,18 +293,13 @@ def start(root: str, container_id: str, timeout: float = 10.0) -> State:
 
 
 def parse_signal(sig: str | int) -> int:
-    """``KILL``, ``SIGKILL``, ``kill`` or ``9`` -> 9; InvalidArgument for anything else."""
-    if isinstance(sig, int) or str(sig).isdigit():
-        n = int(sig)
-        if 0 < n < 65:
-            return n
-        raise InvalidArgument(f"invalid signal: {sig}")
-    import signal
-    name = str(sig).upper()
-    name = name if name.startswith("SIG") else "SIG" + name
+    """``KILL``, ``SIGKILL``, ``kill`` or ``9`` -> 9 (:func:`runtime.signals.parse`); InvalidArgument
+    for anything else (``invalid signal: N`` for a number out of range, ``unknown signal 'X'``)."""
     try:
-        return int(signal.Signals[name])
-    except KeyError:
+        return signals.parse(sig if isinstance(sig, int) else str(sig))
+    except ValueError:
+        if isinstance(sig, int) or str(sig).isdigit():
+            raise InvalidArgument(f"invalid signal: {sig}") from None
         raise InvalidArgument(f"unknown signal {sig!r}") from None
 
 

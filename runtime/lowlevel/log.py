@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
+
+from runtime.rfc3339 import format_nano
 
 _cfg = {"path": None, "format": "text", "debug": False}
 
@@ -24,21 +25,16 @@ def has_file() -> bool:
     return bool(_cfg["path"])
 
 
-def _now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
-
-
 def record(level: str, msg: str, **fields) -> None:
     """Append one record at *level* (``debug``, ``info``, ``warning``, ``error``) to the log."""
     if level == "debug" and not _cfg["debug"]:
         return
     from runtime.jsonfast import dumps
     if _cfg["format"] == "json":
-        line = dumps({"level": level, "msg": msg, "time": _now(), **fields})
+        line = dumps({"level": level, "msg": msg, "time": format_nano(fixed=True), **fields})
     else:
         extra = "".join(f" {k}={dumps(v) if not isinstance(v, (int, float)) else v}" for k, v in fields.items())
-        line = f'time="{_now()}" level={level} msg={dumps(msg)}{extra}'
+        line = f'time="{format_nano(fixed=True)}" level={level} msg={dumps(msg)}{extra}'
     path = _cfg["path"]
     if path:
         try:

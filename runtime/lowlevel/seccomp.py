@@ -46,6 +46,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 
+from runtime import atomicfile
 from runtime.errors import CapsizeError, InvalidArgument, PermissionDenied, Unimplemented
 from runtime.host import HOST
 
@@ -382,10 +383,7 @@ def compiled_filter(seccomp, cache_root: str, field: str = FIELD):
     compiled = CompiledFilter(b"".join(chunks), flags)
     try:
         os.makedirs(cache, mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(compiled.program)
-        os.rename(tmp, path)
+        atomicfile.write(path, compiled.program, durable=False)
     except OSError:
         pass
     return compiled

@@ -18,10 +18,10 @@ The status is never stored, it is derived as runc derives it (OCI runtime.md "St
 from __future__ import annotations
 
 import os
-import time
 
-from runtime import jsonfast
+from runtime import atomicfile, jsonfast
 from runtime.errors import AlreadyExists, InvalidArgument, NotFound
+from runtime.rfc3339 import format_nano
 
 DEFAULT_ROOT = "/run/capsize/runc"
 STATE_FILE = "state.json"
@@ -50,8 +50,7 @@ def proc_start_time(pid: int) -> int | None:
 
 def rfc3339_now() -> str:
     """The current UTC time as RFC 3339 with nanoseconds, as runc writes ``created``."""
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+    return format_nano(fixed=True)
 
 
 class State:
@@ -90,15 +89,8 @@ class State:
         No fsync, as runc: the state lives on a tmpfs (/run) in production and must survive a
         killed process, not a power cut; rename(2) already gives readers all or nothing.
         """
-        path = os.path.join(self.dir, STATE_FILE)
-        tmp = path + ".tmp"
-        data = jsonfast.dumps({k: getattr(self, k) for k in self.FIELDS})
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, data.encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+        atomicfile.write(os.path.join(self.dir, STATE_FILE),
+                         jsonfast.dumps({k: getattr(self, k) for k in self.FIELDS}), durable=False, mode=0o600)
 
     @classmethod
     def load(cls, root: str, container_id: str) -> "State":

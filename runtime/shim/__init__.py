@@ -121,9 +121,11 @@ An annotation ``io.capsize.shim.failpoint.<method>`` in ``config.json`` with a f
 term list (``1*delay(2s)``, ``1*off->1*error(boom)``, ``50%error(x)``, ``panic``) makes that
 method fail, wait (without blocking other clients) or crash the shim.
 
-Modules: cli (actions), daemon (the serving process), detach and template (spawning),
+Modules: cli (the one dispatcher of the verbs start, delete, serve, template), args (their
+arguments), start and delete (those verbs), daemon (the serving process, ``serve``), detach and
+template (spawning),
 server (the API), task (create/start/kill/delete, exit handling), reaper, ociruntime (the runc
 command line), logs (json-file copier), events, oom, exitfile, failpoints, loop (epoll),
-paths, proctitle, shimlog, clock, client. Only light standard-library modules are imported
+paths, proctitle, client; the log is :mod:`runtime.jsonlog`, times :mod:`runtime.rfc3339`. Only light standard-library modules are imported
 in the shim process (no asyncio, psutil, yaml, argparse).
 """

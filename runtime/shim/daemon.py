@@ -18,33 +18,27 @@ import signal
 import socket
 import sys
 
+from runtime import atomicfile
 from runtime.errors import CapsizeError, InvalidArgument, exit_code_for
+from runtime.jsonlog import Logger
 from runtime.shim import paths
 
 LISTEN_FD = 3
 READY_FD = 4
 
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
-
-
 def serve(opts: dict) -> int:
-    """Run the shim until ``shutdown``; *opts* as parsed by :mod:`runtime.shim.cli`."""
+    """Run the shim until ``shutdown``; *opts* as parsed by :func:`runtime.shim.args.parse`."""
     from runtime.shim.events import Publisher
     from runtime.shim.failpoints import from_config, host_failpoints
     from runtime.shim.loop import Loop
     from runtime.shim.ociruntime import OCIRuntime
     from runtime.shim.reaper import Reaper
     from runtime.shim.server import Server
-    from runtime.shim.shimlog import Logger
     from runtime.shim.task import Task
 
     bundle, cid, ns = opts["bundle"], opts["id"], opts["namespace"]
-    log = Logger(2, id=cid, namespace=ns)
+    log = Logger(level="debug", component="shim", journal=False, id=cid, namespace=ns)
     if os.environ.pop("CAPSIZE_SHIM_SUBREAPER", "") != "1":
         from runtime.host import HOST, PR_SET_CHILD_SUBREAPER
         HOST.prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -71,7 +65,7 @@ def serve(opts: dict) -> int:
                          env=dict(os.environ, CAPSIZE_HOST_FAILPOINTS=host_points) if host_points else None)
     task = Task(loop, reaper, runtime, bundle, cid, ns, publisher, log)
     Server(loop, listener, task, failpoints, log, socket_path=socket_path)
-    _write_atomic(os.path.join(bundle, paths.SHIM_PID), f"{os.getpid()}")
+    atomicfile.write(os.path.join(bundle, paths.SHIM_PID), f"{os.getpid()}", durable=False)
     log.info("shim started", pid=os.getpid(), runtime=runtime.binary, runtime_root=runtime.root,
              address=paths.address_of(socket_path), failpoints=sorted(failpoints),
              **({"host_failpoints": host_points} if host_points else {}))
@@ -91,22 +85,22 @@ def _ready(line: str) -> None:
         pass
 
 
+def report_failure(err: CapsizeError) -> int:
+    """Report *err* on the readiness pipe (``error <message>``) and stderr; its exit code."""
+    _ready(f"error {err.message}")
+    os.write(2, f"capsize-shim serve: {err.message}\n".encode())
+    return exit_code_for(err)
+
+
 def main(argv: list[str]) -> None:
-    """Entry point of the daemon (argv: ``[capsize-shim] serve --id ... --bundle ...``, or
-    ``[capsize-shim] template`` for the shim template, :mod:`runtime.shim.template`)."""
-    from runtime.shim.cli import parse
-    if argv and argv[0] == "capsize-shim":
-        argv = argv[1:]
+    """The ``serve`` verb (argv: ``serve --id ... --bundle ...``, from :mod:`runtime.shim.cli` or
+    a template's fork): parse, set the process title, serve; exits with the exit code."""
+    from runtime.shim.args import parse
     try:
-        if argv and argv[0] == "template":
-            from runtime.shim.template import serve_template
-            sys.exit(serve_template())
         _, opts = parse(argv)
         from runtime.shim.proctitle import set_title
         set_title(["capsize-shim"] + argv)
         code = serve(opts)
     except CapsizeError as e:
-        _ready(f"error {e.message}")
-        os.write(2, f"capsize-shim serve: {e.message}\n".encode())
-        code = exit_code_for(e)
+        code = report_failure(e)
     sys.exit(code)

@@ -22,10 +22,10 @@ from runtime.errors import CapsizeError, DeadlineExceeded, Unavailable
 
 
 def boot_argv(*args: str) -> list[str]:
-    """argv that runs ``runtime.shim.daemon.main(args)`` in a fresh, lean interpreter."""
+    """argv that runs ``runtime.shim.cli.main(args)`` (the verb dispatcher) in a fresh, lean interpreter."""
     import runtime
     root = os.path.dirname(os.path.dirname(os.path.abspath(runtime.__file__)))
-    boot = f"import sys;sys.path.insert(0,{root!r});from runtime.shim.daemon import main;main(sys.argv[1:])"
+    boot = f"import sys;sys.path.insert(0,{root!r});from runtime.shim.cli import main;main(sys.argv[1:])"
     return [sys.executable, "-I", "-S", "-c", boot, *args]
 
 

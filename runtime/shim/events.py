@@ -31,7 +31,7 @@ import json
 import socket
 from collections import deque
 
-from runtime.shim.clock import rfc3339nano
+from runtime.rfc3339 import format_nano
 from runtime.shim.paths import path_of
 
 QUEUE_MAX = 256
@@ -61,7 +61,7 @@ class Publisher:
     def publish(self, topic: str, event: dict) -> None:
         """Queue an event for delivery (evicting the oldest queued one if the queue is full)."""
         self.seq += 1
-        line = json.dumps({"topic": topic, "namespace": self.namespace, "timestamp": rfc3339nano(),
+        line = json.dumps({"topic": topic, "namespace": self.namespace, "timestamp": format_nano(),
                            "seq": self.seq, "event": event}, separators=(",", ":")) + "\n"
         if not self.path:
             self.log.info("event not published: no runtime address", topic=topic)

@@ -12,26 +12,15 @@ from __future__ import annotations
 import json
 import os
 
+from runtime import atomicfile
 from runtime.shim.paths import EXIT
 
 
 def write(task_dir: str, pid: int, exit_status: int, exited_at: str) -> str:
     """Atomically write the exit file in *task_dir*; returns its path. Raises OSError."""
     path = os.path.join(task_dir, EXIT)
-    tmp = path + ".tmp"
     data = json.dumps({"pid": pid, "exit_status": exit_status, "exited_at": exited_at}) + "\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, data.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    dfd = os.open(task_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    atomicfile.write(path, data, durable=True)
     return path
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 
-from runtime.shim.clock import rfc3339nano
+from runtime.rfc3339 import format_nano
 
 #: Longest entry, in bytes (Docker's 16 KiB message buffer).
 MAX_LINE = 16 * 1024
@@ -38,7 +38,7 @@ class JsonFileWriter:
         """Write one entry per piece; a failed write is counted in :attr:`errors`, not raised."""
         if not pieces or self.fd < 0:
             return
-        now = rfc3339nano()
+        now = format_nano()
         out = "".join(json.dumps({"log": p.decode("utf-8", "replace"), "stream": stream, "time": now},
                                  ensure_ascii=False, separators=(",", ":")) + "\n" for p in pieces)
         data = out.encode()

@@ -36,10 +36,11 @@ import signal
 import time
 from collections import deque
 
+from runtime import signals
 from runtime.errors import (AlreadyExists, CapsizeError, FailedPrecondition, InvalidArgument,
                             NotFound)
+from runtime.rfc3339 import format_nano
 from runtime.shim import exitfile
-from runtime.shim.clock import rfc3339nano
 from runtime.shim.logs import JsonFileWriter, LogCopier
 from runtime.shim.paths import CONTAINER_LOG, INIT_PID
 
@@ -48,20 +49,12 @@ DELETE_EXIT_WAIT = 2.0
 
 
 def parse_signal(value) -> int:
-    """A signal given as a number, ``"9"``, ``"KILL"`` or ``"SIGKILL"`` -> its number."""
-    if isinstance(value, bool):
-        value = None
-    if isinstance(value, int) and 0 < value < 65:
-        return value
-    if isinstance(value, str):
-        v = value.strip().upper()
-        if v.isdigit() and 0 < int(v) < 65:
-            return int(v)
-        name = v if v.startswith("SIG") else "SIG" + v
-        sig = getattr(signal, name, None)
-        if isinstance(sig, int):
-            return int(sig)
-    raise InvalidArgument(f"invalid signal {value!r}", field="signal")
+    """A signal given as a number, ``"9"``, ``"KILL"`` or ``"SIGKILL"`` (surrounding blanks
+    ignored) -> its number (:func:`runtime.signals.parse`); InvalidArgument otherwise."""
+    try:
+        return signals.parse(value.strip() if isinstance(value, str) else value)
+    except ValueError:
+        raise InvalidArgument(f"invalid signal {value!r}", field="signal") from None
 
 
 class Task:
@@ -243,7 +236,7 @@ class Task:
 
     # -- exit --------------------------------------------------------------------------------
     def _init_exited(self, code: int, when_ns: int) -> None:
-        self.exit_status, self.exited_at = code, rfc3339nano(when_ns)
+        self.exit_status, self.exited_at = code, format_nano(when_ns)
         for c in self._copiers:
             c.drain()
         try:

@@ -150,22 +150,34 @@ def _preload() -> None:
     """Import everything a shim runs, warm ctypes, and move it all out of the GC's way."""
     import fcntl  # noqa: F401 - used by every forked shim
     import gc
-    from runtime.shim import (cli, client, daemon, events, exitfile, failpoints, logs, loop,  # noqa: F401
-                              ociruntime, oom, reaper, server, shimlog, task)
+    from runtime import jsonlog  # noqa: F401
+    from runtime.shim import (args, client, daemon, events, exitfile, failpoints, logs, loop,  # noqa: F401
+                              ociruntime, oom, reaper, server, task)
     from runtime.host import HOST, PR_SET_CHILD_SUBREAPER
     HOST.prctl(PR_SET_CHILD_SUBREAPER, 0)  # never a subreaper; loads ctypes and libc once for all shims
     gc.collect()
     gc.freeze()
 
 
+def main() -> None:
+    """The ``template`` verb (from :mod:`runtime.shim.cli`): run the template; a failure is
+    reported as ``serve`` reports one (readiness pipe, stderr), and is the exit code."""
+    from runtime.shim.daemon import report_failure
+    try:
+        code = serve_template()
+    except CapsizeError as e:
+        code = report_failure(e)
+    sys.exit(code)
+
+
 def serve_template() -> int:
     """Run the template (fd 3: listening socket, fd 4: readiness pipe) until it is idle."""
     import select
     import socket
-    from runtime.shim.shimlog import Logger
+    from runtime.jsonlog import Logger
     from runtime.shim.proctitle import set_title
     set_title(["capsize-shim", "template"], comm="capsize-shim-t")
-    log = Logger(2, component="shim-template")
+    log = Logger(level="debug", component="shim-template", journal=False)
     _preload()
     os.set_inheritable(LISTEN_FD, False)
     listener = socket.socket(fileno=LISTEN_FD)

@@ -12,21 +12,21 @@ import pytest
 
 from runtime.errors import InvalidArgument
 from runtime.shim import exitfile, paths
-from runtime.shim.clock import rfc3339nano
+from runtime.rfc3339 import format_nano
 from runtime.shim.events import Publisher
 from runtime.shim.failpoints import Failpoint, from_config, parse_duration
 from runtime.shim.logs import MAX_LINE, JsonFileWriter, LogCopier
 from runtime.shim.loop import Loop
-from runtime.shim.shimlog import Logger
+from runtime.jsonlog import Logger
 from runtime.shim.task import parse_signal
 from tests.shim.conftest import EventSink
 
 
 def test_rfc3339nano():
-    assert rfc3339nano(0) == "1970-01-01T00:00:00Z"
-    assert rfc3339nano(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456789Z"
-    assert rfc3339nano(1_700_000_000_120_000_000) == "2023-11-14T22:13:20.12Z"
-    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$", rfc3339nano())
+    assert format_nano(0) == "1970-01-01T00:00:00Z"
+    assert format_nano(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456789Z"
+    assert format_nano(1_700_000_000_120_000_000) == "2023-11-14T22:13:20.12Z"
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$", format_nano())
 
 
 def test_failpoint_terms():
@@ -107,7 +107,7 @@ def test_publisher_queues_in_order_with_bounded_queue_and_backoff(tmp_path, even
     log_path = tmp_path / "shim.log"
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT)
     sink = EventSink(os.path.join(event_dir, "rt.sock"))
-    pub = Publisher(loop, sink.address, "ns1", Logger(fd), queue_max=4)
+    pub = Publisher(loop, sink.address, "ns1", Logger(fd=fd, level="debug", component="shim", journal=False), queue_max=4)
     for i in range(6):
         pub.publish("/tasks/test", {"container_id": "c", "n": i})
     assert pub.pending() == 4  # the two oldest were evicted
@@ -150,7 +150,7 @@ def test_publisher_does_not_block_on_a_silent_receiver(tmp_path, event_dir):
     silent.bind(path)
     silent.listen(8)
     fd = os.open(tmp_path / "shim.log", os.O_WRONLY | os.O_CREAT)
-    pub = Publisher(loop, path, "ns", Logger(fd))
+    pub = Publisher(loop, path, "ns", Logger(fd=fd, level="debug", component="shim", journal=False))
     try:
         t0 = time.monotonic()
         pub.publish("/tasks/exit", {"container_id": "c"})
