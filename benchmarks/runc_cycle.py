@@ -30,7 +30,7 @@ from runtime.lowlevel.spec import default_spec
 
 def _runtime_path(name: str) -> str | None:
     try:
-        from harness.reference.runtimes import available, runtime_path
+        from runtime.runtimes import available, runtime_path
         return runtime_path(name) if available(name) else None
     except ImportError:
         if name == "capsize-runc":

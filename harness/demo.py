@@ -31,7 +31,7 @@ echo "uid=$(id -u)"
 
 
 def _runtime_argv(name: str) -> list[str]:
-    from harness.reference.runtimes import available, runtime_path
+    from runtime.runtimes import available, runtime_path
     if not available(name):
         raise NotFound(f"runtime {name} is not installed")
     return [runtime_path(name)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from harness.reference.runtimes import available, cgroup_layout, which
+from runtime.runtimes import available, cgroup_layout, which
 
 
 def _filesystems() -> set[str]:

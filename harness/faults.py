@@ -34,8 +34,8 @@ import psutil
 from harness import ledger as ledger_mod
 from harness.context import ActionResult
 from harness.observe.proctree import own
-from harness.reference.runtimes import which
 from runtime.errors import CapsizeError
+from runtime.runtimes import which
 
 STOPPING = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 HARMLESS = {signal.SIGCONT, signal.SIGCHLD, signal.SIGWINCH, signal.SIGURG}

@@ -51,7 +51,7 @@ def new_run_dir(base: str, name: str) -> str:
 
 
 def host_facts() -> dict:
-    from harness.reference.runtimes import cgroup_layout
+    from runtime.runtimes import cgroup_layout
     return {"hostname": platform.node(), "kernel": platform.release(), "python": platform.python_version(),
             "cgroups": cgroup_layout(), "cpus": os.cpu_count()}
 

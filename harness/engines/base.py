@@ -132,7 +132,7 @@ class Engine:
         return env
 
     def cli_binary(self) -> str:
-        from harness.reference.runtimes import which
+        from runtime.runtimes import which
         path = which("docker")
         if not path:
             raise Unimplemented("the docker CLI is not installed (Debian's docker.io has it)")

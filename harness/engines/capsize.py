@@ -30,8 +30,8 @@ import time
 
 from harness.engines.base import Engine, HostState, LogSource, still_activator
 from harness.reference import cleanup
-from harness.reference.runtimes import runtime_path
 from runtime.errors import DeadlineExceeded, NotFound, Unavailable, Unimplemented
+from runtime.runtimes import runtime_path
 
 NAMESPACE = "capsize"  # capsized's runtime namespace (dockerd uses "moby")
 #: tier -> (python module with ``main``, console script)
@@ -183,7 +183,7 @@ class CapsizeEngine(Engine):
         if role == "daemon" and listen != "socket":
             argv[argv.index("-H") + 1] = "fd://"
             if listen == "activator":
-                from harness.reference.runtimes import which
+                from runtime.runtimes import which
                 act = which("systemd-socket-activate")
                 if not act:
                     raise Unavailable("systemd-socket-activate is not installed (package systemd)")

@@ -27,8 +27,8 @@ import signal
 from harness.engines.base import Engine, HostState, LogSource, still_activator
 from harness.reference import cleanup
 from harness.reference.containerd import shim_socket_path
-from harness.reference.runtimes import runtime_path, which
 from runtime.errors import CapsizeError, NotFound, Unavailable, Unimplemented
+from runtime.runtimes import runtime_path, which
 
 NAMESPACE = "moby"
 V2_TASKS = "io.containerd.runtime.v2.task"

@@ -21,8 +21,8 @@ from harness.engines.base import Engine, HostState
 from harness.engines.docker import DockerEngine, _arg
 from harness.engines.systemd import SystemdUnits
 from harness.reference import cleanup
-from harness.reference.runtimes import which
 from runtime.errors import Unavailable, Unimplemented
+from runtime.runtimes import which
 
 UNITS = {"daemon": "docker.service", "runtime": "containerd.service", "socket": "docker.socket"}
 SOCKET = "/run/docker.sock"

@@ -21,8 +21,8 @@ import subprocess
 import time
 
 from harness.engines.base import LogSource
-from harness.reference.runtimes import which
 from runtime.errors import InvalidArgument, Unavailable, Unimplemented
+from runtime.runtimes import which
 
 #: Where runtime drop-ins go (systemd.unit(5): "/run/systemd/system: runtime units").
 DROPIN_ROOT = "/run/systemd/system"

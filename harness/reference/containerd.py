@@ -46,9 +46,9 @@ import time
 from dataclasses import dataclass
 
 from harness.reference import cleanup
-from harness.reference.runtimes import which
 from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, FailedPrecondition,
                             InvalidArgument, NotFound, Unavailable)
+from runtime.runtimes import which
 
 SHIM_SOCKET_DIR = "/run/containerd/s"
 #: containerd-shim-runc-v2's runc root when the task's options name none.

@@ -49,9 +49,9 @@ import time
 
 from harness.reference import cleanup
 from harness.reference.containerd import MAX_SOCKET_PATH, ContainerdStack, last_error_line
-from harness.reference.runtimes import which
 from runtime.errors import (CapsizeError, DeadlineExceeded, FailedPrecondition, InvalidArgument,
                             NotFound, Unavailable)
+from runtime.runtimes import which
 
 #: Engine API version of dockerd 20.10 (and of capsized).
 API_VERSION = "1.41"

@@ -9,7 +9,7 @@ root; the cgroup is left to the task (``<cgroup parent>/<id>``, DESIGN.md's ``ca
 default) unless a given spec names one.
 
 The low-level runtime is chosen per container: ``capsize-runc`` (default), ``runc``, ``crun``
-(through the hybrid-cgroup wrapper of harness.reference.runtimes where the host needs it) or an
+(through the hybrid-cgroup wrapper of :mod:`runtime.runtimes` where the host needs it) or an
 absolute path; :func:`resolve_runtime` finds the binary. Errors: InvalidArgument (bad id,
 labels, spec, no command), NotFound (unknown image or runtime), AlreadyExists (duplicate id),
 FailedPrecondition (delete or change a container that has a task). Nothing is left of a
@@ -19,40 +19,22 @@ container whose creation failed.
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 
-from runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from runtime import runtimes
+from runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from runtime.shim.paths import check_id
 
-DEFAULT_RUNTIME = "capsize-runc"
-_SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+DEFAULT_RUNTIME = runtimes.DEFAULT
 
 
 def resolve_runtime(name: str | None) -> str:
-    """The low-level runtime binary for *name* (see the module docstring); NotFound if missing."""
+    """The low-level runtime binary for *name* (see the module docstring; :func:`runtime.runtimes.resolve`).
+
+    InvalidArgument for a relative path; NotFound if missing."""
     name = name or DEFAULT_RUNTIME
-    if os.path.isabs(name):
-        if os.access(name, os.X_OK) and os.path.isfile(name):
-            return name
-        raise NotFound(f"low-level runtime {name} not found or not executable", field="runtime")
-    if "/" in name:
+    if "/" in name and not os.path.isabs(name):
         raise InvalidArgument(f"runtime {name!r}: give a name or an absolute path", field="runtime")
-    if name == "crun":
-        try:
-            from harness.reference.runtimes import runtime_path
-            return runtime_path("crun")
-        except ImportError:
-            pass
-        except Exception as e:  # noqa: BLE001 - harness' NotFound and friends
-            raise NotFound(f"low-level runtime crun not found: {e}", field="runtime") from None
-    sibling = os.path.join(os.path.dirname(sys.executable), name)
-    if name.startswith("capsize-") and os.access(sibling, os.X_OK):
-        return sibling
-    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(_SYSTEM_DIRS))
-    if not found:
-        raise NotFound(f"low-level runtime {name!r} not found", field="runtime")
-    return found
+    return runtimes.resolve(name)
 
 
 def _strings(value, field: str) -> list[str]:

@@ -40,7 +40,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import time
 
 from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, FailedPrecondition,
@@ -48,6 +47,7 @@ from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, Faile
 from runtime.highlevel.fsutil import read_json, write_json_atomic
 from runtime.highlevel.shimconn import ShimConnection
 from runtime.rfc3339 import format_nano
+from runtime.runtimes import capsize_command
 from runtime.shim import paths as shim_paths
 
 RECORD = "runtimed.json"
@@ -62,10 +62,8 @@ SHUTDOWN_TIMEOUT = 3.0
 
 
 def shim_binary() -> str:
-    sibling = os.path.join(os.path.dirname(sys.executable), "capsize-shim")
-    if os.access(sibling, os.X_OK):
-        return sibling
-    found = shutil.which("capsize-shim")
+    """capsize-shim's path (:func:`runtime.runtimes.capsize_command`); NotFound if missing."""
+    found = capsize_command("capsize-shim")
     if not found:
         raise NotFound("capsize-shim not found (next to this Python or on PATH)")
     return found

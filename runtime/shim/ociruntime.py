@@ -16,26 +16,17 @@ import os
 from _signal import SIGKILL, SIGPIPE, SIGXFSZ  # the C module: `signal` costs an enum import per start
 
 from runtime import jsonfast
-from runtime.errors import CapsizeError, NotFound
+from runtime.errors import CapsizeError
 
 _SIGDEF = (SIGPIPE, SIGXFSZ)
 
 
 def resolve(binary: str) -> str:
-    """Absolute path of a runtime binary given as a path or a name (looked up next to this
-    Python's executable first, for the venv's ``capsize-runc``, then on PATH). Raises NotFound."""
-    import sys
-    if os.sep in binary:
-        if os.access(binary, os.X_OK):
-            return os.path.abspath(binary)
-        raise NotFound(f"low-level runtime {binary} not found or not executable", field="runtime")
-    dirs = [os.path.dirname(sys.executable)] + os.environ.get("PATH", os.defpath).split(os.pathsep)
-    for d in dirs:
-        p = os.path.join(d, binary)
-        if d and os.path.isfile(p) and os.access(p, os.X_OK):
-            return p
-    raise NotFound(f"low-level runtime {binary!r} not found (next to {sys.executable} or on PATH)",
-                   field="runtime")
+    """Absolute path of a runtime binary given as a path or a name (:func:`runtime.runtimes.resolve`:
+    the venv's ``capsize-runc`` next to this Python, crun through its hybrid-cgroup wrapper where
+    needed, other names on PATH). Raises NotFound."""
+    from runtime.runtimes import resolve as resolve_runtime
+    return resolve_runtime(binary)
 
 
 class Invocation:

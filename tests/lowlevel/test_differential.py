@@ -2,7 +2,7 @@
 
 The issue's proof — "the same bundles under capsize-runc, runc and crun give the same states,
 exit codes and observable isolation" — as tests parametrized over the three runtimes
-(``harness.reference.runtimes.runtime_path``; crun goes through the hybrid-cgroup wrapper on this
+(``runtime.runtimes.runtime_path``; crun goes through the hybrid-cgroup wrapper on this
 host). Every bundle is the same for the three, with ``linux.cgroupsPath`` set to
 ``/capsize/<id>`` (capsize-runc's default) so that the three put their containers in the same
 place and the suite's leak check sees all of them. Container ids start with ``diff`` and carry
@@ -30,7 +30,7 @@ import time
 import pytest
 
 from harness.reference import cleanup
-from harness.reference.runtimes import available, runtime_path
+from runtime.runtimes import available, runtime_path
 from tests.conftest import CAPSIZE_RUNC, reap_children, run
 
 RUNTIMES = ("runc", "crun", "capsize-runc")

@@ -10,8 +10,8 @@ import pytest
 
 from harness.reference import cleanup
 from harness.reference.containerd import ContainerdStack, shim_socket_path
-from harness.reference.runtimes import which
 from runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from runtime.runtimes import which
 from tests.conftest import reap_children
 
 pytestmark = [

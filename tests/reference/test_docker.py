@@ -18,9 +18,9 @@ import pytest
 
 from harness.reference import cleanup
 from harness.reference.docker import DockerStack
-from harness.reference.runtimes import available, runtime_path, which
 from runtime import busybox
 from runtime.errors import FailedPrecondition
+from runtime.runtimes import available, runtime_path, which
 from tests.conftest import host_snapshot, leaks_since, reap_children
 
 pytestmark = [

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from harness.reference import cleanup
-from harness.reference.runtimes import CRUN_HYBRID, available, cgroup_layout, runtime_path, which
 from runtime.errors import NotFound
+from runtime.runtimes import CRUN_HYBRID, available, cgroup_layout, runtime_path, which
 from tests.conftest import reap_children, run
 
 pytestmark = pytest.mark.reference

@@ -2,7 +2,7 @@
 
 * ``runtime_name`` / ``runtime_bin``: parametrized over runc, capsize-runc and crun; a runtime
   that is not usable here is skipped with the reason (capsize-runc must pass ``spec`` and a
-  create/start/delete cycle; crun comes from harness.reference.runtimes, which wraps it for
+  create/start/delete cycle; crun comes from runtime.runtimes, which wraps it for
   the hybrid cgroup layout).
 * ``event_sink``: plays the runtime daemon's event socket (JSON lines in, one ack line out per
   event); it can be stopped and started again at the same address.
@@ -44,7 +44,7 @@ def _check_runtime(name: str, busybox_rootfs: str, tmp: str) -> str:
             pytest.skip(_usable[name][5:])
         return _usable[name]
     try:
-        from harness.reference.runtimes import runtime_path
+        from runtime.runtimes import runtime_path
         path = runtime_path(name)
     except ImportError:
         path = shutil.which(name) or ""
