@@ -1,8 +1,8 @@
 """The host interface: every privileged operation capsize performs goes through here.
 
 unshare(2), setns(2), mount(2), umount2(2), pivot_root(2), sethostname(2), prctl(2), capset(2),
-setgroups(2), setgid(2), setuid(2), seccomp_load(3), mknod(2) and writes to cgroup and /proc/sys
-files are methods of :class:`Host`. Lifecycle code
+setgroups(2), setgid(2), setuid(2), setrlimit(2), seccomp_load(3), mknod(2), chown(2)/lchown(2),
+setxattr(2) and writes to cgroup and /proc/sys files are methods of :class:`Host`. Lifecycle code
 takes a ``host`` argument (default :data:`HOST`, the real kernel), so that
 
 * unit tests can hand in a :class:`RecordingHost`, which records each call instead of making it,
@@ -178,6 +178,26 @@ class Host:
         self._fault("mknod", path, mode, device)
         os.mknod(path, mode, device)
 
+    # -- file ownership and attributes ------------------------------------------------------
+    def chown(self, path: str, uid: int, gid: int, follow_symlinks: bool = True) -> None:
+        """chown(2) (lchown(2) with ``follow_symlinks=False``); -1 leaves an id unchanged. Giving
+        a file away needs CAP_CHOWN."""
+        self._fault("chown", path, uid, gid)
+        try:
+            os.chown(path, uid, gid, follow_symlinks=follow_symlinks)
+        except OSError as e:
+            raise OSError(e.errno, f"{'chown' if follow_symlinks else 'lchown'}({path!r}, {uid}, {gid}): "
+                                   f"{os.strerror(e.errno)}") from None
+
+    def setxattr(self, path: str, name: str, value: bytes, follow_symlinks: bool = True) -> None:
+        """setxattr(2) (lsetxattr(2) with ``follow_symlinks=False``); ``trusted.*`` and
+        ``security.*`` names need CAP_SYS_ADMIN."""
+        self._fault("setxattr", path, name)
+        try:
+            os.setxattr(path, name, value, follow_symlinks=follow_symlinks)
+        except OSError as e:
+            raise OSError(e.errno, f"setxattr({path!r}, {name!r}): {os.strerror(e.errno)}") from None
+
     # -- identity and process attributes ----------------------------------------------------
     def sethostname(self, name: str) -> None:
         """sethostname(2) in the current UTS namespace."""
@@ -242,6 +262,22 @@ class Host:
         except OSError as e:
             raise OSError(e.errno, f"setuid({uid}): {os.strerror(e.errno)}") from None
 
+    def setrlimit(self, resource: int, soft: int, hard: int) -> None:
+        """setrlimit(2) of RLIMIT_* *resource* on the calling process; ``2**64-1`` (or any value
+        from 2**63 up) is RLIM_INFINITY. Raising a hard limit needs CAP_SYS_RESOURCE (EPERM); a
+        soft limit above the hard one is EINVAL."""
+        self._fault("setrlimit", resource, soft, hard)
+        import resource as _resource
+        limits = tuple(_resource.RLIM_INFINITY if v >= 1 << 63 else v for v in (soft, hard))
+        try:
+            _resource.setrlimit(resource, limits)
+        except OSError as e:
+            raise OSError(e.errno, f"setrlimit({resource}, {soft}, {hard}): {os.strerror(e.errno)}") from None
+        except ValueError as e:  # CPython turns EPERM and EINVAL into ValueError here
+            import errno
+            code = errno.EPERM if "not allowed" in str(e) else errno.EINVAL
+            raise OSError(code, f"setrlimit({resource}, {soft}, {hard}): {os.strerror(code)}") from None
+
     def seccomp_load(self, filter) -> None:  # noqa: A002 - libseccomp's word
         """seccomp_load(3): install a filter built with libseccomp (an object with ``load()``, such as
         ``pyseccomp.SyscallFilter``) on the calling thread. Irreversible."""
@@ -289,8 +325,8 @@ class RecordingHost(Host):
         self.calls: list[tuple[str, tuple]] = []
 
     def _record(op):  # noqa: N805 - a decorator factory used in the class body
-        def method(self, *args):
-            self.calls.append((op, args))
+        def method(self, *args, **kwargs):
+            self.calls.append((op, args + (kwargs,) if kwargs else args))
             return 0
         method.__name__ = op
         return method
@@ -301,6 +337,9 @@ class RecordingHost(Host):
     umount = _record("umount")
     pivot_root = _record("pivot_root")
     mknod = _record("mknod")
+    chown = _record("chown")
+    setxattr = _record("setxattr")
+    setrlimit = _record("setrlimit")
     sethostname = _record("sethostname")
     setdomainname = _record("setdomainname")
     prctl = _record("prctl")

@@ -35,6 +35,7 @@ from runtime import atomicfile
 from runtime.daemon import routes_containers, routes_images, routes_system, unimplemented
 from runtime.daemon.log import Logger
 from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, Unavailable
+from runtime.host import HOST
 
 def loop_time() -> float:
     return asyncio.get_running_loop().time()
@@ -152,7 +153,7 @@ def _unix_listener(path: str, group: str | None) -> socket.socket:
             gid = -1
     os.chmod(path, 0o660)
     if gid >= 0:
-        os.chown(path, 0, gid)
+        HOST.chown(path, 0, gid)
     s.listen(1024)
     s.setblocking(False)
     return s

@@ -26,7 +26,8 @@ Safety: an entry that could write outside *target* refuses the whole layer with
 Files are created with ``O_EXCL | O_NOFOLLOW`` after whatever was at their path is removed;
 owners, modes (setuid bits after chown), mtimes and ``user.``/``security.`` xattrs (PAX
 ``SCHILY.xattr.*``) are applied; ``trusted.`` xattrs in a tar are ignored (they could forge
-overlayfs' own). Device nodes are made through :data:`runtime.host.HOST`. zstd layers are
+overlayfs' own). Device nodes, owners and xattrs are made through the host
+(:data:`runtime.host.HOST` by default: ``mknod``, ``chown``, ``setxattr``). zstd layers are
 Unimplemented; anything that is not a tar is InvalidArgument.
 """
 
@@ -171,7 +172,7 @@ class _Applier:
         rel_parent, base = posixpath.split(rel)
         parent = self.parent_dir(rel_parent, m.name)
         if base == OPAQUE:
-            os.setxattr(parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
+            self.host.setxattr(parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
             return
         if base.startswith(WHITEOUT_META_PREFIX):
             return
@@ -182,7 +183,7 @@ class _Applier:
             path = os.path.join(parent, victim)
             self.remove(path)
             self.host.mknod(path, stat.S_IFCHR, os.makedev(0, 0))
-            os.chown(path, m.uid, m.gid, follow_symlinks=False)
+            self.host.chown(path, m.uid, m.gid, follow_symlinks=False)
             return
         path = os.path.join(parent, base)
         if m.isdir():
@@ -229,7 +230,7 @@ class _Applier:
             os.mkfifo(path, 0o600)
         else:
             return  # other types (GNU volume headers...) carry no file
-        os.chown(path, m.uid, m.gid, follow_symlinks=False)
+        self.host.chown(path, m.uid, m.gid, follow_symlinks=False)
         if not m.issym():
             os.chmod(path, m.mode & 0o7777)
         self.xattrs(path, m)
@@ -261,8 +262,7 @@ class _Applier:
             raise _refuse(m.name, f"is a hard link to a directory ({m.linkname!r})")
         return source
 
-    @staticmethod
-    def xattrs(path: str, m: tarfile.TarInfo) -> None:
+    def xattrs(self, path: str, m: tarfile.TarInfo) -> None:
         for key, value in (m.pax_headers or {}).items():
             if not key.startswith("SCHILY.xattr."):
                 continue
@@ -270,7 +270,7 @@ class _Applier:
             if not name.startswith(("user.", "security.")):
                 continue
             try:
-                os.setxattr(path, name, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+                self.host.setxattr(path, name, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
             except OSError:
                 pass  # the filesystem may not support it; the file itself is there
 

@@ -92,7 +92,7 @@ def _clear_stale(root: str, container_id: str, host: h.Host) -> None:
         st = State(root, id=container_id)  # died before its first save
     if st.pid:
         return
-    cg = st.cgroup_obj() if st.cgroup else None
+    cg = st.cgroup_obj(host) if st.cgroup else None
     if cg is not None and cg.exists():
         cg.kill_all(SIGKILL)
         cg.destroy()
@@ -303,20 +303,22 @@ def parse_signal(sig: str | int) -> int:
         raise InvalidArgument(f"unknown signal {sig!r}") from None
 
 
-def kill(root: str, container_id: str, sig: int = SIGTERM, all_processes: bool = False) -> None:
-    """Send *sig* to the init, or with *all_processes* to every process in the container's cgroup.
+def kill(root: str, container_id: str, sig: int = SIGTERM, all_processes: bool = False,
+         host: h.Host = h.HOST) -> None:
+    """Send *sig* to the init, or with *all_processes* to every process in the container's cgroup
+    (its cgroup writes through *host*).
 
     Raises NotFound, FailedPrecondition("container not running") for a stopped container.
     """
     st = State.load(root, container_id)
     status = st.status()
     if status == "stopped":
-        if all_processes and st.cgroup_obj() is not None and st.cgroup_obj().pids():
-            st.cgroup_obj().kill_all(sig)
+        if all_processes and st.cgroup_obj(host) is not None and st.cgroup_obj(host).pids():
+            st.cgroup_obj(host).kill_all(sig)
             return
         raise FailedPrecondition("container not running", id=container_id)
     if all_processes:
-        st.cgroup_obj().kill_all(sig)
+        st.cgroup_obj(host).kill_all(sig)
     else:
         try:
             os.kill(st.pid, sig)
@@ -324,7 +326,7 @@ def kill(root: str, container_id: str, sig: int = SIGTERM, all_processes: bool =
             raise FailedPrecondition("container not running", id=container_id) from None
         if sig == SIGKILL and status == "paused":
             # runc 1.1: a frozen task dies of SIGKILL only once thawed (cgroup v1 freezer)
-            st.cgroup_obj().thaw()
+            st.cgroup_obj(host).thaw()
 
 
 def _wait_gone(st: State, timeout: float) -> bool:
@@ -336,7 +338,7 @@ def _wait_gone(st: State, timeout: float) -> bool:
     return True
 
 
-def delete(root: str, container_id: str, force: bool = False) -> None:
+def delete(root: str, container_id: str, force: bool = False, host: h.Host = h.HOST) -> None:
     """Delete a container: kill what is left (created, or anything with *force*), remove cgroup and state.
 
     Raises NotFound, FailedPrecondition("cannot delete container ID that is not stopped: STATUS").
@@ -356,7 +358,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         try:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                _clear_stale(root, container_id, h.HOST)
+                _clear_stale(root, container_id, host)
         finally:
             if fd is not None:
                 os.close(fd)
@@ -365,7 +367,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     if status in ("running", "paused") and not force:
         raise FailedPrecondition(f"cannot delete container {container_id} that is not stopped: {status}",
                                  id=container_id, status=status)
-    cg = st.cgroup_obj()
+    cg = st.cgroup_obj(host)
     if status != "stopped" or (cg is not None and cg.exists() and cg.pids()):
         if cg is not None and cg.exists():
             cg.kill_all(SIGKILL)
@@ -379,20 +381,20 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     st.remove()
 
 
-def pause(root: str, container_id: str) -> None:
+def pause(root: str, container_id: str, host: h.Host = h.HOST) -> None:
     """Freeze every process of a running container (runc pause). FailedPrecondition unless running."""
     st = State.load(root, container_id)
     if st.status() != "running":
         raise FailedPrecondition("container not running", id=container_id)
-    st.cgroup_obj().freeze()
+    st.cgroup_obj(host).freeze()
 
 
-def resume(root: str, container_id: str) -> None:
+def resume(root: str, container_id: str, host: h.Host = h.HOST) -> None:
     """Thaw a paused container (runc resume). FailedPrecondition unless paused."""
     st = State.load(root, container_id)
     if st.status() != "paused":
         raise FailedPrecondition("container not paused", id=container_id)
-    st.cgroup_obj().thaw()
+    st.cgroup_obj(host).thaw()
 
 
 def list_states(root: str) -> list[dict]:
@@ -445,7 +447,7 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
         pid = parent.expect("pid", INIT_TIMEOUT)["pid"]
         os.waitpid(child_pid, 0)  # the intermediate exits right after reporting the pid
         child_pid = None
-        st.cgroup_obj().add(pid)
+        st.cgroup_obj(host).add(pid)
         parent.send("continue")
         parent.expect("ready", INIT_TIMEOUT)
     except BaseException:

@@ -100,21 +100,17 @@ def parse_rlimits(rlimits, field: str = "process.rlimits") -> list[tuple[int, in
     return out
 
 
-def apply_rlimits(rlimits: list[dict]) -> None:
-    """setrlimit(2) each of ``process.rlimits`` on the calling process, in order.
+def apply_rlimits(rlimits: list[dict], host=HOST) -> None:
+    """setrlimit(2) (``host.setrlimit``) each of ``process.rlimits`` on the calling process, in order.
 
     Raising a hard limit needs CAP_SYS_RESOURCE: PermissionDenied
     (``error setting rlimit type 7: operation not permitted``, runc's words).
     """
-    import resource
     for number, soft, hard in parse_rlimits(rlimits):
-        conv = [resource.RLIM_INFINITY if v >= 1 << 63 else v for v in (soft, hard)]
         try:
-            resource.setrlimit(number, tuple(conv))
+            host.setrlimit(number, soft, hard)
         except OSError as e:
             raise _kernel_error(e, f"error setting rlimit type {number}", "process.rlimits") from None
-        except ValueError as e:  # Python's own check (e.g. "not allowed to raise maximum limit")
-            raise PermissionDenied(f"error setting rlimit type {number}: {e}", field="process.rlimits") from None
 
 
 # -- oom_score_adj --------------------------------------------------------------------------------
@@ -438,7 +434,7 @@ def finalize(process: dict, host=HOST, *, seccomp=None) -> tuple[str, list[str],
         filt = seccomp if not isinstance(seccomp, (dict, sc.Profile)) else sc.build_filter(seccomp)
 
     if rlimits:
-        apply_rlimits(process.get("rlimits"))
+        apply_rlimits(process.get("rlimits"), host)
     if nnp:
         set_no_new_privileges(host)
     if filt is not None and not nnp:

@@ -206,7 +206,7 @@ def _make_devices(rootfs: str, devices: list[dict], host: h.Host) -> None:
         host.mknod(path, mode | (d.get("fileMode") or 0o666),
                    os.makedev(d.get("major", 0), d.get("minor", 0)) if kind != "p" else 0)
         os.chmod(path, d.get("fileMode") or 0o666)
-        os.chown(path, d.get("uid", 0), d.get("gid", 0))
+        host.chown(path, d.get("uid", 0), d.get("gid", 0))
 
 
 def _dev_symlinks(rootfs: str) -> None:

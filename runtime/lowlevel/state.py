@@ -136,9 +136,13 @@ class State:
             return False
         return proc_start_time(self.pid) == self.start_time
 
-    def cgroup_obj(self):
+    def cgroup_obj(self, host=None):
+        """The container's :class:`~runtime.lowlevel.cgroups.Cgroup` (its writes through *host*,
+        default :data:`runtime.host.HOST`), or None when it has none."""
         from runtime.lowlevel.cgroups import Cgroup
-        return Cgroup.from_state(self.cgroup) if self.cgroup else None
+        if not self.cgroup:
+            return None
+        return Cgroup.from_state(self.cgroup) if host is None else Cgroup.from_state(self.cgroup, host=host)
 
     def status(self) -> str:
         """``created``, ``running``, ``paused`` or ``stopped`` (see the module docstring)."""
