@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import re
 import shlex
-import signal as _signal
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator,
                       model_validator)
+
+from runtime import signals
 
 ENGINES = ("capsize", "docker", "docker-systemd", "capsize-systemd")
 EngineName = Literal["capsize", "docker", "docker-systemd", "capsize-systemd"]
@@ -60,20 +61,15 @@ Duration = Annotated[float, BeforeValidator(parse_duration),
 
 
 def parse_signal(value: Any) -> int:
-    """A signal number from ``9``, ``"9"``, ``"KILL"``, ``"SIGKILL"``. Raises ValueError."""
+    """A signal number from ``9``, ``"9"``, ``"KILL"``, ``"SIGKILL"`` (:func:`runtime.signals.parse`).
+    Raises ValueError with the scenario author's wording."""
     if isinstance(value, bool):
         raise ValueError("a signal is a name like SIGKILL or a number")
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        n = int(value)
-        if 1 <= n <= 64:
-            return n
-        raise ValueError(f"signal {n} is out of range 1..64")
-    if isinstance(value, str):
-        name = value.upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        sig = getattr(_signal.Signals, name, None) if hasattr(_signal.Signals, name) else None
-        if sig is not None:
-            return int(sig)
+    try:
+        return signals.parse(value)
+    except ValueError:
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            raise ValueError(f"signal {int(value)} is out of range 1..{signals.MAX}") from None
     raise ValueError(f"{value!r} is not a signal: use a name like SIGKILL, SIGTERM, SIGSTOP or a number")
 
 
