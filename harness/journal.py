@@ -31,6 +31,8 @@ import time
 from datetime import datetime, timezone
 from xml.sax.saxutils import escape, quoteattr
 
+from runtime import atomicfile
+
 SCHEMA = "capsize.journal/1"
 
 
@@ -79,10 +81,8 @@ class Journal:
         if finished:
             self.data["run"]["finished"] = time.time()
         self.data["summary"] = summarize(self.data["runs"])
-        tmp = os.path.join(self.dir, "journal.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(self.data, f, indent=1, sort_keys=True, default=str)
-        os.replace(tmp, os.path.join(self.dir, "journal.json"))
+        atomicfile.write(os.path.join(self.dir, "journal.json"),
+                         json.dumps(self.data, indent=1, sort_keys=True, default=str), durable=False)
 
 
 def summarize(entries: list[dict]) -> dict:

@@ -7,13 +7,13 @@ import os
 
 from harness.report import html, markdown, model
 from harness.report.load import Run, load_run
+from runtime import atomicfile
 
 
 def _write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """*text* (UTF-8, newlines as given) to *path*, replaced atomically (a report is rebuilt from
+    its journal, so no fsync)."""
+    atomicfile.write(path, text, durable=False)
 
 
 def run_pairs(run: Run) -> list[tuple]:
