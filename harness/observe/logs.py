@@ -16,7 +16,8 @@ import os
 import re
 import threading
 import time
-from datetime import datetime
+
+from runtime import rfc3339
 
 _LOGFMT = re.compile(r'(\w[\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
 
@@ -35,15 +36,17 @@ def parse_logfmt(line: str) -> dict:
 
 
 def parse_time(text: str | None) -> float | None:
-    """Seconds since the epoch from an RFC 3339 time (nanoseconds allowed), or None."""
+    """Seconds since the epoch from an RFC 3339 time (:func:`runtime.rfc3339.parse`; nanoseconds
+    allowed, a missing offset read as UTC), or None when *text* is not one."""
     if not text:
         return None
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$", text.strip())
-    if not m:
+    text = text.strip()
+    if len(text) >= 19 and text[-1] not in "Zz" and text[-6:-5] not in ("+", "-"):
+        text += "Z"  # some components' text logs write UTC without the Z
+    try:
+        return rfc3339.parse(text) / 1e9
+    except ValueError:
         return None
-    base = datetime.fromisoformat(m.group(1) + (m.group(3) or "Z").replace("Z", "+00:00"))
-    frac = float("0." + m.group(2)) if m.group(2) else 0.0
-    return base.timestamp() + frac
 
 
 def normalise(component: str, fmt: str, line: str, read_wall: float, clock: tuple[float, float]) -> dict:
