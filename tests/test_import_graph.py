@@ -171,8 +171,11 @@ def test_no_import_circles(graph_and_modules):
     report = []
     for comp in found:
         cycle = _shortest_cycle(graph, comp)
+        inside = [f"    {a} -> {b}   ({os.path.relpath(modules[a], ROOT)}:{line})"
+                  for a in comp for b, line in sorted(graph[a].items()) if b in comp]
         report.append(f"  {len(comp)} modules in a circle: {', '.join(comp)}\n  e.g.:\n"
-                      + _describe(graph, modules, cycle))
+                      + _describe(graph, modules, cycle)
+                      + "\n  every import inside it:\n" + "\n".join(inside))
     assert not found, "import circles (module- and function-level imports):\n" + "\n".join(report)
 
 
