@@ -26,6 +26,7 @@ import subprocess
 import tarfile
 
 from runtime.errors import NotFound
+from runtime.rfc3339 import format_nano
 
 #: Modification time of every member of the tar (2020-01-01T00:00:00Z), for reproducibility.
 EPOCH = 1577836800
@@ -173,8 +174,7 @@ def image_config(diff_id: str, arch: str | None = None) -> dict:
     (Go naming: amd64, arm64...). ``created`` is :data:`EPOCH`, so the config, and hence the image
     ID (its sha256), is the same on every run.
     """
-    import time
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(EPOCH))
+    created = format_nano(EPOCH * 1_000_000_000)  # whole seconds: no fraction
     return {
         "architecture": arch or _GOARCH.get(os.uname().machine, os.uname().machine),
         "config": {"Cmd": list(IMAGE_CMD), "Env": list(IMAGE_ENV)},

@@ -41,6 +41,7 @@ import time
 
 from runtime.errors import CapsizeError, InvalidArgument, NotFound, Unimplemented
 from runtime.highlevel.snapshots import chain_ids
+from runtime.rfc3339 import format_nano
 
 MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -365,7 +366,7 @@ class ImageStore:
             size = os.fstat(f.fileno()).st_size
             digest = self._put_stream(lease, f, None, size)
         diff_id, kind = self._layer_info(digest)
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now = format_nano(time.time_ns() // 1_000_000_000 * 1_000_000_000)  # whole seconds
         config = {"architecture": host_arch(), "os": "linux", "created": now, "config": {},
                   "rootfs": {"type": "layers", "diff_ids": [diff_id]},
                   "history": [{"created": now, "created_by": "capsize-runtimed import (rootfs tar)"}]}
