@@ -1,8 +1,10 @@
 """Suite-wide fixtures: the busybox rootfs, OCI bundles, and the leak check every test passes.
 
 Every test runs as root on the real kernel. The autouse ``no_leaks`` fixture compares the
-host before and after each test — mounts, cgroup directories named after capsize, and processes
-whose command line mentions capsize or a runtime — and fails the test that leaves any behind.
+host before and after each test — mounts, cgroup directories and processes, each only as far as
+this pytest run owns it (tests/leakcheck.py: its descendants, names carrying ``SESSION_TAG``,
+paths and cgroup parents registered on the ``leak_scope``) — and fails the test that leaves any
+behind; other runs on the same machine are not this run's leaks.
 The suite process is a child subreaper (as the shim and the harness are), so container inits
 re-parented after ``create`` come to it and are reaped here instead of by a late PID 1.
 """
@@ -14,12 +16,12 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
 from runtime import busybox
 from runtime.host import HOST, PR_SET_CHILD_SUBREAPER
+from tests.leakcheck import LeakScope, reap_children, session_tag  # reap_children: re-exported for the suite
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
@@ -33,90 +35,41 @@ def pytest_configure(config):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
-def reap_children() -> None:
-    """Reap every exited child (re-parented orphans included) without blocking."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 # -- leak check -----------------------------------------------------------------------------------
 
-_BASETEMP: list[str] = []  # this session's pytest base temp dir, set by the first no_leaks
+LEAK_SCOPE = pytest.StashKey[LeakScope]()
 
 
-def _mounts() -> set[str]:
-    """Mount points tests can make: under this session's temp dir and capsize's/containerd's run dirs.
-
-    Other pytest sessions running at the same time have their own base temp dirs, so their
-    mounts do not count as ours.
-    """
-    with open("/proc/self/mountinfo") as f:
-        points = {line.split()[4] for line in f}
-    prefixes = tuple(_BASETEMP) + ("/run/capsize", "/run/containerd", "/var/lib/capsize")
-    return {m for m in points if m.startswith(prefixes)}
+def leak_scope_of(config) -> LeakScope:
+    """The session's :class:`~tests.leakcheck.LeakScope` (made on first use, base temp dir owned)."""
+    scope = config.stash.get(LEAK_SCOPE, None)
+    if scope is None:
+        scope = config.stash[LEAK_SCOPE] = LeakScope()
+        scope.own_path(str(config._tmp_path_factory.getbasetemp()))
+    return scope
 
 
-def _cgroups() -> set[str]:
-    """Container cgroups (``capsize/<id>``, ``docker/<id>``) and test cgroups (``capsize-test*``)."""
-    found = set()
-    for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
-        depth = dirpath.count("/") - 3
-        if depth >= 3:
-            dirnames[:] = []
-        base = os.path.basename(dirpath)
-        found.update(os.path.join(dirpath, d) for d in dirnames
-                     if base in ("capsize", "docker", "moby", "default") or d.startswith("capsize-test"))
-    return found
+@pytest.fixture(scope="session")
+def leak_scope(request) -> LeakScope:
+    """What this run owns (register private dirs and cgroup parents with ``own_path``/``own_cgroup``)."""
+    return leak_scope_of(request.config)
 
 
-def _processes() -> dict[int, str]:
-    """Live descendants of this test process (the suite is a subreaper, so orphans count too)."""
-    import psutil
-    procs = {}
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if p.status() != psutil.STATUS_ZOMBIE:
-                procs[p.pid] = " ".join(p.cmdline())[:200]
-        except psutil.Error:
-            continue
-    return procs
-
-
-def host_snapshot() -> dict:
-    reap_children()
-    return {"mounts": _mounts(), "cgroups": _cgroups(), "processes": _processes()}
-
-
-def leaks_since(before: dict, settle: float = 3.0) -> list[str]:
-    """What exists now that did not in *before*; waits up to *settle* seconds for it to go away."""
-    deadline = time.monotonic() + settle
-    while True:
-        now = host_snapshot()
-        found = [f"mount {m}" for m in sorted(now["mounts"] - before["mounts"])]
-        found += [f"cgroup {c}" for c in sorted(now["cgroups"] - before["cgroups"])]
-        found += [f"process {p}: {c}" for p, c in sorted(now["processes"].items())
-                  if p not in before["processes"]]
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+#: This session's name token: put it in the names of cgroups, cgroup parents and dirs a test makes
+#: outside its tmp_path, so that the leak check knows them as this run's (tests/leakcheck.py).
+SESSION_TAG = session_tag()
 
 
 @pytest.fixture(autouse=True)
 def no_leaks(request):
-    """Fail the test if it leaves mounts, capsize cgroups or runtime processes behind."""
+    """Fail the test if it leaves mounts, cgroups or processes of this run behind (tests/leakcheck.py)."""
     if request.node.get_closest_marker("no_leak_check"):
         yield
         return
-    if not _BASETEMP:
-        _BASETEMP.append(str(request.config._tmp_path_factory.getbasetemp()) + "/")
-    before = host_snapshot()
+    scope = leak_scope_of(request.config)
+    before = scope.snapshot()
     yield
-    found = leaks_since(before)
+    found = scope.leaks_since(before)
     if found:
         pytest.fail("test leaked:\n  " + "\n  ".join(found), pytrace=False)
 

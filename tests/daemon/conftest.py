@@ -2,49 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import re
-import time
-
 import pytest
 
-from tests import conftest as top
-from tests.daemon.stack import Stack
-
-_OURS = re.compile(r"/(capsize|docker)/[0-9a-f]{64}$")
+from tests.daemon.stack import CGROUP_PARENT, Stack
+from tests.leakcheck import remove_empty_cgroup
 
 
-@pytest.fixture(autouse=True)
-def no_leaks(request):
-    """The suite's leak check, scoped to what capsized makes: mounts under this session's temp
-    dir, cgroups ``capsize/<64-hex id>`` (capsized's container ids; other suites running at the same
-    time use other names), and this test process's descendants."""
-    if request.node.get_closest_marker("no_leak_check"):
-        yield
-        return
-    if not top._BASETEMP:
-        top._BASETEMP.append(str(request.config._tmp_path_factory.getbasetemp()) + "/")
-    base = top._BASETEMP[0]
-
-    def snap():
-        top.reap_children()
-        return {"mounts": {m for m in top._mounts() if m.startswith(base)},
-                "cgroups": {c for c in top._cgroups() if _OURS.search(c) and "/capsize/" in c},
-                "processes": top._processes()}
-
-    before = snap()
-    yield
-    deadline = time.monotonic() + 3.0
-    while True:
-        now = snap()
-        found = [f"mount {m}" for m in sorted(now["mounts"] - before["mounts"])]
-        found += [f"cgroup {c}" for c in sorted(now["cgroups"] - before["cgroups"])]
-        found += [f"process {p}: {c}" for p, c in sorted(now["processes"].items()) if p not in before["processes"]]
-        if not found or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    if found:
-        pytest.fail("test leaked:\n  " + "\n  ".join(found), pytrace=False)
+@pytest.fixture(autouse=True, scope="session")
+def _own_cgroup_parent(leak_scope):
+    """Every capsized here puts containers under this session's ``--cgroup-parent``: the leak
+    check counts cgroups below it (and the parent itself, which capsize-runc leaves once empty)."""
+    leak_scope.own_cgroup(CGROUP_PARENT)
+    leak_scope.add_tidy(lambda: remove_empty_cgroup(CGROUP_PARENT))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,12 @@ import signal
 import subprocess
 import time
 
-from tests.conftest import VENV_BIN, reap_children, run
+from tests.conftest import SESSION_TAG, VENV_BIN, reap_children, run
+
+#: capsized's ``--cgroup-parent`` for every Stack of this session (its default is ``/capsize``):
+#: containers go to ``/capsize/<SESSION_TAG>/<id>``, which the suite's leak check knows as this
+#: run's, and other runs' ``/capsize/<id>`` cgroups are not mistaken for ours.
+CGROUP_PARENT = f"/capsize/{SESSION_TAG}"
 
 DOCKER = "/usr/bin/docker"   # Debian's docker.io CLI (20.10), what a fresh machine has
 
@@ -71,7 +76,7 @@ class Stack:
 
     def daemon_argv(self, *extra: str) -> list[str]:
         argv = [os.path.join(VENV_BIN, "capsized"), "-H", self.host, "--data-root", self.root,
-                "--exec-root", self.state, "--pidfile", self.pidfile,
+                "--exec-root", self.state, "--pidfile", self.pidfile, "--cgroup-parent", CGROUP_PARENT,
                 "--log-file", os.path.join(self.logs, "capsized.log"), *extra]
         if self.live_restore:
             argv.append("--live-restore")

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.conftest import SESSION_TAG
 from tests.daemon.stack import DOCKER
 
 
@@ -155,7 +156,7 @@ def _cgroup_of(pid: int) -> set[str]:
 
 
 def test_cgroup_parent_per_container(stack):
-    parent = f"/capsize-test-{os.getpid()}"
+    parent = f"/capsize-test-{SESSION_TAG}"
     try:
         cid = stack.ok("run", "-d", "--cgroup-parent", parent, "busybox", "sleep", "100")
         pid = inspect(stack, cid)["State"]["Pid"]
@@ -177,7 +178,7 @@ def _remove_cgroup_parent(parent: str) -> None:
 
 
 def test_daemon_cgroup_parent_flag(fresh):
-    parent = f"/capsize-engine-{os.getpid()}"
+    parent = f"/capsize-engine-{SESSION_TAG}"
     try:
         fresh.stop_daemon()
         fresh.start_daemon("--cgroup-parent", parent)

@@ -12,11 +12,10 @@
 * Each daemon's shims put their sockets in ``<state>/s`` (``--shim-socket-dir``), so that what a
   test leaves there is its own (other sessions share /run/capsize/s): teardown fails on any file
   left in it, after giving an idle shim template a moment to leave.
-* ``no_leaks`` (autouse, overriding the suite's for this package): the same check of mounts and
-  live descendant processes, but cgroups are counted under this session's cgroup parent only
-  (every daemon here runs with ``--cgroup-parent /capsize/hlt-<pid>``), because other sessions
-  on the machine (the harness, capsized's tests) create ``capsize/<id>`` and ``docker/<id>``
-  cgroups at the same time. The empty parent is removed after each test.
+* The suite's leak check (tests/leakcheck.py) knows this package's cgroups by their parent
+  (every daemon here runs with ``--cgroup-parent /capsize/hlt-<pid>``, registered on the
+  session's ``leak_scope``) and its mounts by the state dirs registered there; the empty parent
+  is removed before each look.
 """
 
 from __future__ import annotations
@@ -34,8 +33,8 @@ import pytest
 from runtime import busybox
 from runtime.errors import CapsizeError
 from runtime.highlevel.client import RuntimeClient
-from tests import conftest as suite
 from tests.conftest import VENV_BIN, reap_children, run
+from tests.leakcheck import remove_empty_cgroup
 
 RUNTIMED = os.path.join(VENV_BIN, "capsize-runtimed")
 #: The cgroup parent of every task started by this session's daemons.
@@ -230,12 +229,12 @@ class Runtimed:
 
 
 @pytest.fixture
-def runtimed(tmp_path):
+def runtimed(tmp_path, leak_scope):
     """Factory ``runtimed(*args)`` -> a started :class:`Runtimed` (``start=False`` to leave it stopped)."""
     made: list[Runtimed] = []
 
     def make(*args: str, start: bool = True) -> Runtimed:
-        state = f"/run/capsize/hl-{uuid.uuid4().hex[:10]}"
+        state = leak_scope.own_path(f"/run/capsize/hl-{uuid.uuid4().hex[:10]}")
         d = Runtimed(str(tmp_path / f"root{len(made)}"), state, str(tmp_path / f"runtimed{len(made)}.log"), args)
         made.append(d)
         if start:
@@ -251,50 +250,12 @@ def runtimed(tmp_path):
         pytest.fail("runtimed teardown: " + "; ".join(problems), pytrace=False)
 
 
-def _our_cgroups() -> set[str]:
-    return {c for c in suite._cgroups() if f"/capsize/hlt-{os.getpid()}" in c + "/"} | _parent_dirs()
-
-
-def _parent_dirs() -> set[str]:
-    found = set()
-    for ctrl in os.listdir("/sys/fs/cgroup"):
-        d = f"/sys/fs/cgroup/{ctrl}{CGROUP_PARENT}"
-        if os.path.isdir(d):
-            found |= {os.path.join(d, c) for c in os.listdir(d) if os.path.isdir(os.path.join(d, c))}
-    return found
-
-
-def _remove_parent() -> None:
-    for ctrl in os.listdir("/sys/fs/cgroup"):
-        try:
-            os.rmdir(f"/sys/fs/cgroup/{ctrl}{CGROUP_PARENT}")
-        except OSError:
-            pass
-
-
-@pytest.fixture(autouse=True)
-def no_leaks(request):
-    """The suite's leak check, with cgroups scoped to this session (see the module docstring)."""
-    if request.node.get_closest_marker("no_leak_check"):
-        yield
-        return
-    if not suite._BASETEMP:
-        suite._BASETEMP.append(str(request.config._tmp_path_factory.getbasetemp()) + "/")
-    reap_children()
-    before = {"mounts": suite._mounts(), "cgroups": _our_cgroups(), "processes": suite._processes()}
-    yield
-    deadline = time.monotonic() + 3.0
-    while True:
-        reap_children()
-        _remove_parent()  # runc leaves the parent it made; it goes once it is empty
-        found = [f"mount {m}" for m in sorted(suite._mounts() - before["mounts"])]
-        found += [f"cgroup {c}" for c in sorted(_our_cgroups() - before["cgroups"])]
-        found += [f"process {p}: {c}" for p, c in sorted(suite._processes().items()) if p not in before["processes"]]
-        if not found or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    if found:
-        pytest.fail("test leaked:\n  " + "\n  ".join(found), pytrace=False)
+@pytest.fixture(autouse=True, scope="session")
+def _own_cgroup_parent(leak_scope):
+    """Tasks of this session's daemons go under :data:`CGROUP_PARENT`: the leak check counts
+    cgroups below it, and the parent itself once runc leaves it empty (it is removed first)."""
+    leak_scope.own_cgroup(CGROUP_PARENT)
+    leak_scope.add_tidy(lambda: remove_empty_cgroup(CGROUP_PARENT))
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from runtime.host import CLONE_NEWCGROUP, CLONE_NEWNS, HOST, MS_NODEV, MS_NOEXEC
 from runtime.lowlevel import cgroup_resources as cr
 from runtime.lowlevel import cgroups
 from runtime.lowlevel.cgroups import Cgroup
+from tests.conftest import SESSION_TAG
 
 BUSYBOX = busybox.busybox_path()
 MiB = 1 << 20
@@ -92,7 +93,7 @@ def _scrub(name: str) -> None:
 @pytest.fixture
 def cgname():
     """A unique top-level cgroup name, scrubbed from every hierarchy after the test."""
-    name = f"capsize-test-cg-{secrets.token_hex(4)}"
+    name = f"capsize-test-cg-{SESSION_TAG}-{secrets.token_hex(4)}"  # the leak check knows it
     yield name
     _scrub(name)
 

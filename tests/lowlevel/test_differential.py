@@ -31,7 +31,7 @@ import pytest
 
 from harness.reference import cleanup
 from runtime.runtimes import available, runtime_path
-from tests.conftest import CAPSIZE_RUNC, reap_children, run
+from tests.conftest import CAPSIZE_RUNC, SESSION_TAG, reap_children, run
 
 RUNTIMES = ("runc", "crun", "capsize-runc")
 
@@ -65,7 +65,7 @@ class Runtime:
                                     stdout=out, stderr=out)
 
     def cid(self, tag: str) -> str:
-        cid = f"diff-{tag}-{self.name}-{os.getpid()}"
+        cid = f"diff-{tag}-{self.name}-{SESSION_TAG}"  # the leak check knows its cgroup
         self.ids.append(cid)
         return cid
 

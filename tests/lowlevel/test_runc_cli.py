@@ -14,11 +14,17 @@ from tests.conftest import CAPSIZE_RUNC, run
 
 
 @pytest.fixture
-def runc(runc_root, tmp_path):
-    """``runc(*args)`` -> CompletedProcess of ``capsize-runc --root <tmp> --log <tmp>/log.json --log-format json``."""
+def runc(runc_root, tmp_path, leak_scope):
+    """``runc(*args)`` -> CompletedProcess of ``capsize-runc --root <tmp> --log <tmp>/log.json --log-format json``.
+
+    The container id of ``create``/``run`` (the last argument) is registered on the leak scope:
+    its default cgroup ``/capsize/<id>`` is this run's.
+    """
     log = tmp_path / "runc-log.json"
 
     def call(*args, **kw):
+        if args and args[0] in ("create", "run") and "/" not in args[-1]:
+            leak_scope.own_cgroup(f"/capsize/{args[-1]}")
         return run([CAPSIZE_RUNC, "--root", runc_root, "--log", str(log), "--log-format", "json", *args], **kw)
 
     call.root = runc_root

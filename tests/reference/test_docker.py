@@ -21,7 +21,7 @@ from harness.reference.docker import DockerStack
 from runtime import busybox
 from runtime.errors import FailedPrecondition
 from runtime.runtimes import available, runtime_path, which
-from tests.conftest import host_snapshot, leaks_since, reap_children
+from tests.conftest import reap_children
 
 pytestmark = [
     pytest.mark.reference,
@@ -34,10 +34,10 @@ DATA = os.path.join(os.path.dirname(__file__), "data", "docker-config.json")
 RUNC_ALIAS = "/usr/bin/runc" if os.path.exists("/usr/bin/runc") else (which("runc") or "/usr/bin/runc")
 
 
-def _host_state() -> dict:
+def _host_state(scope) -> dict:
     """What a stack must not leave: (leak-check snapshot, named netns, shim sockets, docker cgroups)."""
     return {
-        "snapshot": host_snapshot(),
+        "snapshot": scope.snapshot(),
         "netns": set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set(),
         "sockets": set(os.listdir("/run/containerd/s")) if os.path.isdir("/run/containerd/s") else set(),
         "docker_cgroups": set(cleanup.cgroup_dirs("docker")),
@@ -57,10 +57,10 @@ def _ip_forward(netns: str | None = None) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def _assert_nothing_left(before: dict, stack: DockerStack) -> None:
-    after = _host_state()
+def _assert_nothing_left(before: dict, stack: DockerStack, scope) -> None:
+    after = _host_state(scope)
     assert stack.leftovers() == []
-    assert leaks_since(before["snapshot"]) == []
+    assert scope.leaks_since(before["snapshot"]) == []
     assert after["netns"] == before["netns"]
     assert after["sockets"] <= before["sockets"]
     assert after["docker_cgroups"] <= before["docker_cgroups"]
@@ -70,9 +70,9 @@ def _assert_nothing_left(before: dict, stack: DockerStack) -> None:
 
 
 @pytest.fixture(scope="module")
-def dk(tmp_path_factory):
+def dk(tmp_path_factory, leak_scope):
     """The module's DockerStack (netns mode, runtimes runc-alias and capsize-runc), busybox loaded."""
-    before = _host_state()
+    before = _host_state(leak_scope)
     runtimes = {"runc-alias": RUNC_ALIAS}
     for name in ("crun", "capsize-runc"):
         if available(name):
@@ -88,7 +88,7 @@ def dk(tmp_path_factory):
     finally:
         stack.close()
         reap_children()
-        _assert_nothing_left(before, stack)
+        _assert_nothing_left(before, stack, leak_scope)
 
 
 def _shim_of(stack, cid):
@@ -280,9 +280,9 @@ def test_capsize_runc_under_dockerd(dk):
 
 # -- stacks of their own: faults, and the baseline's network-less mode --------------------------------
 
-def test_close_after_containerd_sigkill(tmp_path):
+def test_close_after_containerd_sigkill(tmp_path, leak_scope):
     """network="none" (the baseline's flags); containerd SIGKILLed with containers running; close."""
-    before = _host_state()
+    before = _host_state(leak_scope)
     stack = DockerStack(str(tmp_path / "dk"), network="none")
     try:
         stack.start()
@@ -302,12 +302,12 @@ def test_close_after_containerd_sigkill(tmp_path):
         stack.close()
         reap_children()
     assert not cleanup.alive(pid)
-    _assert_nothing_left(before, stack)
+    _assert_nothing_left(before, stack, leak_scope)
 
 
-def test_close_after_both_daemons_sigkilled(tmp_path):
+def test_close_after_both_daemons_sigkilled(tmp_path, leak_scope):
     """dockerd and containerd SIGKILLed: the data-root bind mount stays (baseline E7); close removes all."""
-    before = _host_state()
+    before = _host_state(leak_scope)
     stack = DockerStack(str(tmp_path / "dk"))
     try:
         stack.start()
@@ -323,12 +323,12 @@ def test_close_after_both_daemons_sigkilled(tmp_path):
         stack.close()
         reap_children()
     assert not any(cleanup.alive(p) for p in pids)
-    _assert_nothing_left(before, stack)
+    _assert_nothing_left(before, stack, leak_scope)
 
 
-def test_live_restore_survives_dockerd_restart(tmp_path):
+def test_live_restore_survives_dockerd_restart(tmp_path, leak_scope):
     """With live-restore, stopping and starting dockerd leaves the container running, same pid (E7)."""
-    before = _host_state()
+    before = _host_state(leak_scope)
     stack = DockerStack(str(tmp_path / "dk"), live_restore=True)
     try:
         stack.start()
@@ -344,4 +344,4 @@ def test_live_restore_survives_dockerd_restart(tmp_path):
     finally:
         stack.close()
         reap_children()
-    _assert_nothing_left(before, stack)
+    _assert_nothing_left(before, stack, leak_scope)

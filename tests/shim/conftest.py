@@ -30,7 +30,7 @@ import pytest
 
 from runtime.errors import CapsizeError
 from runtime.shim.client import ShimClient
-from tests.conftest import VENV_BIN, reap_children, run
+from tests.conftest import SESSION_TAG, VENV_BIN, reap_children, run
 
 SHIM = os.path.join(VENV_BIN, "capsize-shim")
 RUNTIMES = ["runc", "capsize-runc", "crun"]
@@ -59,7 +59,7 @@ def _check_runtime(name: str, busybox_rootfs: str, tmp: str) -> str:
         os.symlink(busybox_rootfs, os.path.join(bundle, "rootfs"))
         cfg = default_spec()
         cfg["process"]["args"] = ["true"]
-        cfg["linux"]["cgroupsPath"] = "/capsize-shimprobe"
+        cfg["linux"]["cgroupsPath"] = f"/capsize-{SESSION_TAG}-shimprobe"
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(cfg, f)
         root = os.path.join(tmp, "root")
@@ -331,7 +331,7 @@ def shims(tmp_path, busybox_rootfs, event_sink):
             shutil.copytree(busybox_rootfs, bundle / "rootfs", symlinks=True)
             cfg = default_spec()
             cfg["process"]["args"] = list(args)
-            cfg["linux"]["cgroupsPath"] = f"/capsize-{cid}"
+            cfg["linux"]["cgroupsPath"] = f"/capsize-{SESSION_TAG}-{cid}"  # the leak check knows it
             if host_pid:
                 cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "pid"]
             if edit:
