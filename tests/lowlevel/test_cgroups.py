@@ -400,20 +400,44 @@ def test_pids_limit_stops_a_fork_loop(cgname):
     cg.destroy()
 
 
+def _blkio_weight_file(blkio_dir: str) -> str | None:
+    """The weight file this host's v1 blkio offers in *blkio_dir*: ``blkio.weight`` (CFQ), else
+    ``blkio.bfq.weight`` (BFQ), else None (no scheduler with weights: e.g. mq-deadline or none
+    on every disk, as on this lab's VMs). The same order as runc's and capsize-runc's."""
+    return next((f for f in ("blkio.weight", "blkio.bfq.weight") if os.path.exists(os.path.join(blkio_dir, f))), None)
+
+
+def _apply_blkio_weight(cg: Cgroup, resources: dict, weight: int) -> str | None:
+    """Apply *resources* plus ``blockIO.weight``: where the host has a weight file, the weight
+    lands in it (returns the file); where it has none, apply refuses with the clear
+    FailedPrecondition naming the field and changes nothing, and the rest is applied without
+    the weight (returns None). Either way the caller checks *resources*' values."""
+    file = _blkio_weight_file(cg.dirs["blkio"])
+    if file is None:
+        before = _read(f"{cg.dirs['cpu']}/cpu.shares")
+        with pytest.raises(FailedPrecondition, match="no block I/O scheduler with weights") as e:
+            cg.apply({**resources, "blockIO": {"weight": weight}})
+        assert e.value.fields["field"] == "linux.resources.blockIO.weight"
+        assert _read(f"{cg.dirs['cpu']}/cpu.shares") == before, "a refused apply wrote something"
+        cg.apply(resources)
+        return None
+    cg.apply({**resources, "blockIO": {"weight": weight}})
+    assert str(weight) in _read(f"{cg.dirs['blkio']}/{file}")
+    return file
+
+
 @v1_only
 def test_cpu_cpuset_blkio_values_land_in_the_files(cgname):
     cg = Cgroup.for_container("c1", f"/{cgname}/c1")
     cg.create()
-    cg.apply({"cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
-              "blockIO": {"weight": 300},
-              "memory": {"reservation": 16 * MiB, "swappiness": 10}})
+    _apply_blkio_weight(cg, {"cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+                             "memory": {"reservation": 16 * MiB, "swappiness": 10}}, 300)
     d = cg.dirs
     assert _read(f"{d['cpu']}/cpu.shares") == "512"
     assert _read(f"{d['cpu']}/cpu.cfs_quota_us") == "50000"
     assert _read(f"{d['cpu']}/cpu.cfs_period_us") == "100000"
     assert _read(f"{d['cpuset']}/cpuset.cpus") == "0"
     assert _read(f"{d['cpuset']}/cpuset.mems") == "0"
-    assert "300" in _read(f"{d['blkio']}/blkio.bfq.weight")
     assert int(_read(f"{d['memory']}/memory.soft_limit_in_bytes")) == 16 * MiB
     assert _read(f"{d['memory']}/memory.swappiness") == "10"
     cg.apply({"cpu": {"quota": -1}})
@@ -526,15 +550,22 @@ def test_recording_host_shows_the_exact_v1_writes(cgname):
     real.create()
     rec = RecordingHost()
     cg = Cgroup.from_state(real.to_state(), host=rec)
-    cg.apply({
+    resources = {
         "devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 4, "minor": -1,
                                                         "access": "rw"}],
         "memory": {"limit": 64 * MiB, "reservation": 32 * MiB, "swap": 128 * MiB},
         "cpu": {"shares": 1024, "quota": 20000, "period": 100000, "cpus": "0-1", "mems": "0"},
         "pids": {"limit": 0},
-        "blockIO": {"weight": 500},
-    })
+    }
     d = real.dirs
+    weight_file = _blkio_weight_file(d["blkio"])
+    if weight_file is None:  # the refusal comes before any write: nothing is recorded
+        with pytest.raises(FailedPrecondition, match="no block I/O scheduler with weights"):
+            cg.apply({**resources, "blockIO": {"weight": 500}})
+        assert rec.calls == []
+        cg.apply(resources)
+    else:
+        cg.apply({**resources, "blockIO": {"weight": 500}})
     defaults = [("write", (f"{d['devices']}/devices.allow", r)) for r in (
         "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:8 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:5 rwm", "c 1:9 rwm",
         "c 136:* rwm", "c 10:200 rwm")]
@@ -554,7 +585,7 @@ def test_recording_host_shows_the_exact_v1_writes(cgname):
         ("write", (f"{d['cpu']}/cpu.cfs_period_us", "100000")),
         ("write", (f"{d['cpu']}/cpu.cfs_quota_us", "20000")),
         ("write", (f"{d['pids']}/pids.max", "max")),
-        ("write", (f"{d['blkio']}/blkio.bfq.weight", "500")),
+        *([("write", (f"{d['blkio']}/{weight_file}", "500"))] if weight_file else []),
     ]
     real.destroy()
 
