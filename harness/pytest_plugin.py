@@ -1,6 +1,8 @@
 """pytest collects scenario files: one test item per scenario × engine (``pytest scenarios/``).
 
-Loaded by ``scenarios/conftest.py`` (or ``pytest -p harness.pytest_plugin PATH``). Collects
+Registered through the ``pytest11`` entry point ``capsize`` (pyproject.toml), so every pytest
+of this environment has it; it imports nothing heavy until a scenario file is collected or run
+(only ``os`` and ``pytest`` at import), and a run without scenario files is unchanged. Collects
 ``*.yaml``/``*.yml`` files that lie below a directory named ``scenarios``; a file that does not
 validate is a collection error with the loader's ``file:line:column`` message. Each item runs the
 scenario on one engine with :func:`harness.runner.run_scenario`; an engine unavailable here makes
@@ -10,15 +12,39 @@ Everything is also recorded in one run directory per session (``--capsize-out``,
 
 Options: ``--capsize-engine NAME`` (repeatable; default: every engine the scenario names),
 ``--capsize-out DIR``, ``--capsize-keep-going``.
+
+State is per session, on ``config.stash`` (:class:`SessionRun`); the module keeps none.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import pytest
 
-_STATE: dict = {}
+
+@dataclass
+class SessionRun:
+    """The session's run directory (``<--capsize-out>/<stamp>-pytest``), its journal and its ledger,
+    made when the first scenario item runs."""
+    dir: str
+    journal: object
+    ledger: object
+
+
+RUN = pytest.StashKey[SessionRun]()
+
+
+def session_run(config) -> SessionRun:
+    """The session's :class:`SessionRun`, made on first use."""
+    run = config.stash.get(RUN, None)
+    if run is None:
+        from harness import journal as jr
+        from harness.ledger import LEDGER, Ledger
+        d = jr.new_run_dir(config.getoption("capsize_out"), "pytest")
+        run = config.stash[RUN] = SessionRun(d, jr.Journal(d, ["pytest"]), Ledger(os.path.join(d, LEDGER)))
+    return run
 
 
 def pytest_addoption(parser):
@@ -71,18 +97,13 @@ class ScenarioItem(pytest.Item):
         self.entry = None
 
     def runtest(self):
-        from harness import journal as jr
-        from harness.ledger import LEDGER, Ledger
         from harness.runner import run_scenario
         if os.geteuid() != 0:
             pytest.skip("capsize scenarios need root")
-        if "dir" not in _STATE:
-            _STATE["dir"] = jr.new_run_dir(self.config.getoption("capsize_out"), "pytest")
-            _STATE["journal"] = jr.Journal(_STATE["dir"], ["pytest"])
-            _STATE["ledger"] = Ledger(os.path.join(_STATE["dir"], LEDGER))
-        self.entry = run_scenario(self.loaded, self.engine, _STATE["dir"], _STATE["ledger"],
+        run = session_run(self.config)
+        self.entry = run_scenario(self.loaded, self.engine, run.dir, run.ledger,
                                   keep_going=self.config.getoption("capsize_keep_going"))
-        _STATE["journal"].add(self.entry)
+        run.journal.add(self.entry)
         if self.entry["status"] == "n/a":
             pytest.skip(self.entry["reason"])
         if self.entry["status"] != "pass":
@@ -91,7 +112,8 @@ class ScenarioItem(pytest.Item):
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, ScenarioFailed):
             from harness.journal import summary_text
-            return summary_text([excinfo.value.entry]) + f"\nrun directory: {_STATE.get('dir')}"
+            run = self.config.stash.get(RUN, None)
+            return summary_text([excinfo.value.entry]) + f"\nrun directory: {run.dir if run else None}"
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
@@ -105,10 +127,11 @@ class ScenarioFailed(Exception):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if "journal" in _STATE:
+    run = session.config.stash.get(RUN, None)
+    if run is not None:
         from harness import journal as jr
-        _STATE["journal"].write(finished=True)
-        entries = _STATE["journal"].data["runs"]
-        with open(os.path.join(_STATE["dir"], "summary.txt"), "w") as f:
+        run.journal.write(finished=True)
+        entries = run.journal.data["runs"]
+        with open(os.path.join(run.dir, "summary.txt"), "w") as f:
             f.write(jr.summary_text(entries))
-        jr.write_junit(os.path.join(_STATE["dir"], "junit.xml"), entries)
+        jr.write_junit(os.path.join(run.dir, "junit.xml"), entries)

@@ -106,12 +106,13 @@ def test_engine_up_env_status_down():
 @pytest.mark.reference
 @needs_docker
 def test_pytest_collects_one_item_per_scenario_and_engine(tmp_path):
+    """The plugin comes from the ``pytest11`` entry point: a plain ``pytest FILE`` collects it."""
     d = tmp_path / "scenarios"
     d.mkdir()
     (d / "small.yaml").write_text(SMALL)
     (d / "broken.yaml").write_text(SMALL.replace("status: running", "status: runing"))
-    r = run([os.path.join(VENV_BIN, "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
-             "harness.pytest_plugin", str(d / "small.yaml"), "--capsize-out", str(tmp_path / "runs"), "-rs"],
+    r = run([os.path.join(VENV_BIN, "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             str(d / "small.yaml"), "--capsize-out", str(tmp_path / "runs"), "-rs"],
             cwd=str(tmp_path), timeout=240)
     reap_children()
     assert r.returncode == 0, r.stdout[-3000:]
@@ -119,8 +120,8 @@ def test_pytest_collects_one_item_per_scenario_and_engine(tmp_path):
     if engine_class("docker-systemd").unavailable(None):
         assert "1 skipped" in r.stdout and "systemd is not PID 1" in r.stdout
     assert glob.glob(str(tmp_path / "runs" / "*-pytest" / "journal.json"))
-    r = run([os.path.join(VENV_BIN, "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
-             "harness.pytest_plugin", str(d / "broken.yaml")], cwd=str(tmp_path), timeout=60)
+    r = run([os.path.join(VENV_BIN, "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             str(d / "broken.yaml")], cwd=str(tmp_path), timeout=60)
     assert r.returncode == 2 and "broken.yaml:11:" in r.stdout and "did you mean 'running'" in r.stdout
 
 
