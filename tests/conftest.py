@@ -1,6 +1,10 @@
 """Suite-wide fixtures: the busybox rootfs, OCI bundles, and the leak check every test passes.
 
-Every test runs as root on the real kernel. The autouse ``no_leaks`` fixture compares the
+Tests that need the kernel's privileged parts (namespaces, mounts, cgroups, daemons) are marked
+``privileged`` (per module with ``pytestmark``, per test elsewhere) and run as root on the real
+kernel; as any other user they are skipped with the reason, and the pure tests (models, loader,
+reports, argument parsing, RecordingHost, error mapping, ...) run: ``pytest -m "not privileged"``
+is the non-root suite. The autouse ``no_leaks`` fixture compares the
 host before and after each test — mounts, cgroup directories and processes, each only as far as
 this pytest run owns it (tests/leakcheck.py: its descendants, names carrying ``SESSION_TAG``,
 paths and cgroup parents registered on the ``leak_scope``) — and fails the test that leaves any
@@ -28,11 +32,24 @@ VENV_BIN = os.path.join(REPO, ".venv", "bin")
 CAPSIZE_RUNC = os.path.join(VENV_BIN, "capsize-runc")
 
 
+IS_ROOT = os.geteuid() == 0
+NOT_ROOT_REASON = "privileged: needs root (real namespaces, mounts, cgroups); run the suite as root"
+
+
 def pytest_configure(config):
-    if os.geteuid() != 0:
-        raise pytest.UsageError("capsize's tests need root: they use real namespaces, mounts and cgroups")
+    # Any process may become a child subreaper (no privilege needed): orphans come to the suite.
     HOST.prctl(PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def pytest_collection_modifyitems(config, items):
+    """As a non-root user, skip the tests marked ``privileged`` (with the reason); the pure run."""
+    if IS_ROOT:
+        return
+    skip = pytest.mark.skip(reason=NOT_ROOT_REASON)
+    for item in items:
+        if item.get_closest_marker("privileged"):
+            item.add_marker(skip)
 
 
 # -- leak check -----------------------------------------------------------------------------------

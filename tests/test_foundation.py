@@ -73,6 +73,7 @@ def test_failpoints_inject_errors_and_delays(tmp_path, monkeypatch):
     assert time.monotonic() - t0 >= 0.05 and not (tmp_path / "y").exists()
 
 
+@pytest.mark.privileged
 def test_runc_failpoint_reaches_the_cli(make_bundle, runc_root):
     """A fault injected at the host seam makes capsize-runc fail cleanly, leaving nothing."""
     bundle = make_bundle(["true"])
@@ -98,6 +99,7 @@ def test_rootfs_tar_is_reproducible_and_complete(tmp_path):
     assert passwd.startswith("root:x:0:0:")
 
 
+@pytest.mark.privileged
 def test_rootfs_dir_runs_busybox(tmp_path):
     root = busybox.write_rootfs(str(tmp_path / "rootfs"))
     out = subprocess.run(["chroot", root, "/bin/sh", "-c", "echo $((6*7)); ls /usr/bin/env"],
@@ -141,6 +143,7 @@ def test_bad_usage_is_one_line_exit_2():
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
 
 
+@pytest.mark.privileged
 def test_demo_shows_the_container_isolated():
     p = run([CAPSIZE, "demo"], timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr

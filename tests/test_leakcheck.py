@@ -70,6 +70,7 @@ def test_is_clean(tmp_path):
 '''
 
 
+@pytest.mark.privileged
 def test_the_check_fails_the_tests_that_leak(tmp_path):
     (tmp_path / "test_leaky.py").write_text(LEAKY)
     pids = tmp_path / "pids"
@@ -111,6 +112,7 @@ print(json.dumps(found), flush=True)
 '''
 
 
+@pytest.mark.privileged
 def test_another_runs_things_are_not_ours(tmp_path):
     """The check in a second process (a second run): the first's process, cgroup and mount under
     /run/capsize are not its leaks; its own registered cgroup and path and its own process are."""

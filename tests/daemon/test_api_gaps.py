@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import socket
@@ -13,6 +15,8 @@ import time
 
 from tests.daemon.stack import DOCKER
 from tests.daemon.test_images_and_api import raw
+
+pytestmark = pytest.mark.privileged  # needs root: real namespaces, mounts, cgroups, daemons
 
 
 def test_unimplemented_endpoints_are_501(stack):

@@ -12,6 +12,8 @@ import pytest
 
 from tests.daemon.stack import DOCKER
 
+pytestmark = pytest.mark.privileged  # needs root: real namespaces, mounts, cgroups, daemons
+
 
 def inspect(stack, ref):
     return json.loads(stack.ok("inspect", ref))[0]

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-pytestmark = [pytest.mark.reference, pytest.mark.slow,
+pytestmark = [pytest.mark.privileged, pytest.mark.reference, pytest.mark.slow,
               pytest.mark.skipif(not shutil.which("dockerd"), reason="dockerd not installed")]
 
 #: Requests where capsize answers differently on purpose: dockerd gives a 500 for a client's

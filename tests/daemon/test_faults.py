@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
 
 def state(stack, ref):

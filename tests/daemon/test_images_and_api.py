@@ -34,6 +34,7 @@ def raw(stack, method: str, path: str, body: bytes = b"", headers: dict | None =
     return int(lines[0].split()[1]), hdrs, payload
 
 
+@pytest.mark.privileged
 def test_import_tag_save_load_rmi(stack, tmp_path):
     import time
     since = f"{time.time() - 0.001:.6f}"
@@ -65,6 +66,7 @@ def test_import_tag_save_load_rmi(stack, tmp_path):
                                 "untag " + image_id, "delete " + image_id]
 
 
+@pytest.mark.privileged
 def test_rmi_conflict_with_a_container(stack):
     stack.ok("tag", "busybox", "inuse:x")
     stack.ok("create", "--name", "user", "inuse:x", "true")
@@ -74,6 +76,7 @@ def test_rmi_conflict_with_a_container(stack):
     stack.ok("rm", "user")
 
 
+@pytest.mark.privileged
 def test_ping_headers_and_versions(stack):
     status, hdrs, body = raw(stack, "GET", "/_ping")
     assert (status, body) == (200, b"OK") and hdrs["api-version"] == "1.41" and hdrs["ostype"] == "linux"
@@ -99,6 +102,7 @@ def test_ping_headers_and_versions(stack):
     (b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"AutoRemove": true, "RestartPolicy": {"Name": "always"}}}',
      400, "AutoRemove"),
 ])
+@pytest.mark.privileged
 def test_bad_create_requests(stack, body, status, text):
     got, hdrs, payload = raw(stack, "POST", "/v1.41/containers/create", body, {"Content-Type": "application/json"})
     assert got == status and hdrs["content-type"].startswith("application/json")
@@ -106,6 +110,7 @@ def test_bad_create_requests(stack, body, status, text):
     assert stack.ok("ps", "-aq") == ""
 
 
+@pytest.mark.privileged
 def test_bad_query_values(stack):
     cid = stack.ok("create", "busybox", "true")
     for path, text in [(f"/containers/{cid}/stop?t=soon", "invalid value for t"),
@@ -121,6 +126,7 @@ def test_bad_query_values(stack):
     stack.ok("rm", cid)
 
 
+@pytest.mark.privileged
 def test_sdk_lifecycle(stack):
     import docker
     client = stack.client()

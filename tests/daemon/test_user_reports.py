@@ -20,6 +20,7 @@ def inspect(stack, ref):
 
 # -- 1. a start that fails -----------------------------------------------------------------------
 
+@pytest.mark.privileged
 def test_run_rm_missing_command_fails_promptly_and_removes(stack):
     t0 = time.monotonic()
     r = stack.cli("run", "--rm", "busybox", "nosuchcmd", timeout=30)
@@ -34,6 +35,7 @@ def test_run_rm_missing_command_fails_promptly_and_removes(stack):
     assert stack.ok("ps", "-aq") == ""
 
 
+@pytest.mark.privileged
 def test_failed_start_leaves_no_runtime_error_in_the_log(stack):
     r = stack.cli("run", "--name", "nocmd", "busybox", "nosuchcmd")
     assert r.returncode == 127 and r.stderr.count("executable file not found") == 1, r
@@ -45,6 +47,7 @@ def test_failed_start_leaves_no_runtime_error_in_the_log(stack):
 
 # -- 2. mounts and refused host config -----------------------------------------------------------
 
+@pytest.mark.privileged
 def test_bind_mounts(stack, tmp_path):
     src = tmp_path / "x"
     src.mkdir()
@@ -72,6 +75,7 @@ def test_bind_mounts(stack, tmp_path):
     assert mounts["/tm"]["Type"] == "tmpfs" and mounts["/tm"]["RW"] is True
 
 
+@pytest.mark.privileged
 def test_tmpfs_mounts(stack):
     out = stack.ok("run", "--rm", "--tmpfs", "/t:size=1m", "busybox", "sh", "-c",
                    "grep ' /t ' /proc/mounts; echo x > /t/f && cat /t/f")
@@ -97,6 +101,7 @@ def test_tmpfs_mounts(stack):
     (["--network", "nosuchnet"], 125, "network nosuchnet not found"),
     (["--privileged"], 125, "capsize does not support Privileged"),
 ])
+@pytest.mark.privileged
 def test_refused_host_config(stack, args, status, text):
     r = stack.cli("run", "--rm", *args, "busybox", "true", timeout=30)
     assert r.returncode == status and text in r.stderr, r
@@ -104,6 +109,7 @@ def test_refused_host_config(stack, args, status, text):
     assert stack.ok("ps", "-aq") == ""
 
 
+@pytest.mark.privileged
 def test_refusals_are_json_with_docker_statuses(stack):
     import docker
     cl = stack.client()
@@ -124,6 +130,7 @@ def _cli_with_input(stack, data: bytes, *args, timeout=30):
     return subprocess.run([DOCKER, *args], input=data, capture_output=True, timeout=timeout, env=stack.env())
 
 
+@pytest.mark.privileged
 def test_piped_input_reaches_the_container(stack):
     r = _cli_with_input(stack, b"piped-in\n", "run", "-i", "--rm", "busybox", "cat")
     assert (r.returncode, r.stdout, r.stderr) == (0, b"piped-in\n", b""), r
@@ -137,6 +144,7 @@ def test_piped_input_reaches_the_container(stack):
     assert stack.ok("ps", "-aq") == ""
 
 
+@pytest.mark.privileged
 def test_input_without_attach_stays_open(stack):
     # -i -d: stdin is open (nothing sends, nothing closes it): cat keeps running, as with Docker
     cid = stack.ok("run", "-i", "-d", "busybox", "cat")
@@ -155,6 +163,7 @@ def _cgroup_of(pid: int) -> set[str]:
         return {line.strip().split(":", 2)[2] for line in f}
 
 
+@pytest.mark.privileged
 def test_cgroup_parent_per_container(stack):
     parent = f"/capsize-test-{SESSION_TAG}"
     try:
@@ -177,6 +186,7 @@ def _remove_cgroup_parent(parent: str) -> None:
             pass
 
 
+@pytest.mark.privileged
 def test_daemon_cgroup_parent_flag(fresh):
     parent = f"/capsize-engine-{SESSION_TAG}"
     try:
@@ -193,6 +203,7 @@ def test_daemon_cgroup_parent_flag(fresh):
 
 # -- 5. the runtime daemon comes back after capsized started -------------------------------------
 
+@pytest.mark.privileged
 def test_runtime_back_late_reconciles_as_at_start(fresh):
     cid = fresh.ok("run", "-d", "--name", "late", "busybox", "sleep", "1000")
     fresh.kill_daemon()

@@ -7,6 +7,8 @@ already saw from the same daemon run.
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import selectors
 import subprocess
@@ -45,6 +47,7 @@ def _follow(address: str, after: str | None, want: int, timeout: float = 10.0) -
     return got
 
 
+@pytest.mark.privileged
 def test_follower_replays_after_cursor_and_across_a_restart(daemon):  # noqa: F811 - fixture
     rt = daemon.client()
     address = daemon.client().address

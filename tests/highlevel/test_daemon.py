@@ -16,6 +16,7 @@ from tests.conftest import run
 from tests.highlevel.conftest import RUNTIMED
 
 
+@pytest.mark.privileged
 def test_sockets_logs_and_version(runtimed):
     d = runtimed()
     assert stat.S_IMODE(os.stat(d.address).st_mode) == 0o660
@@ -32,6 +33,7 @@ def test_sockets_logs_and_version(runtimed):
     assert not os.path.exists(d.address) and not os.path.exists(events_sock)
 
 
+@pytest.mark.privileged
 def test_notifies_systemd_when_ready(runtimed, tmp_path):
     path = f"/run/capsize/hl-notify-{uuid.uuid4().hex[:8]}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -61,6 +63,7 @@ def test_command_line_errors_are_one_line(tmp_path):
     assert p.returncode == 2 and "--cgroup-parent" in p.stderr
 
 
+@pytest.mark.privileged
 def test_client_errors(runtimed, tmp_path):
     rt = RuntimeClient(str(tmp_path / "nobody.sock"))
     with pytest.raises(Unavailable, match=r"capsize-runtimed is not reachable at unix://.*nobody.sock"):
@@ -78,6 +81,7 @@ def test_client_errors(runtimed, tmp_path):
     assert d.client().version()["pid"] == d.proc.pid, "the daemon keeps serving"
 
 
+@pytest.mark.privileged
 def test_event_stream_filters_and_since(daemon, busybox_image_tar):
     rt = daemon.client()
     other = rt.with_namespace("other")

@@ -15,6 +15,8 @@ from runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from tests.highlevel.conftest import run_task
 from tests.highlevel.layers import docker_save, layer_tar, oci_layout, sha256
 
+pytestmark = pytest.mark.privileged  # needs root: real namespaces, mounts, cgroups, daemons
+
 
 def blobs(d) -> list[str]:
     return sorted(os.listdir(os.path.join(d.root, "runtimed", "content", "blobs", "sha256")))

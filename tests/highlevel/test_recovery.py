@@ -15,6 +15,8 @@ from runtime.errors import CapsizeError, NotFound
 from tests.conftest import reap_children
 from tests.highlevel.conftest import mount_points, pid_alive, run_task, wait_until
 
+pytestmark = pytest.mark.privileged  # needs root: real namespaces, mounts, cgroups, daemons
+
 
 def replay(rt, **filters) -> list[dict]:
     """Every buffered event of the daemon's current run (a subscription from seq 0)."""

@@ -13,6 +13,8 @@ import pytest
 from runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from tests.highlevel.conftest import CGROUP_PARENT, mount_points, pid_alive, run_task
 
+pytestmark = pytest.mark.privileged  # needs root: real namespaces, mounts, cgroups, daemons
+
 
 def topics_until(events, last: str, timeout: float = 10.0) -> list[dict]:
     """Envelopes from *events* up to and including the first with topic *last*."""

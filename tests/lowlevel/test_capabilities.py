@@ -77,6 +77,7 @@ def _apply_and_read(config):
     return caps.read_sets()
 
 
+@pytest.mark.privileged
 def test_apply_sets_every_set_on_the_real_kernel():
     config = {s: DEFAULT for s in caps.SETS}
     out = run_in_child(_apply_and_read, config)
@@ -84,12 +85,14 @@ def test_apply_sets_every_set_on_the_real_kernel():
     assert out.value == {s: DEFAULT_MASK for s in caps.SETS}
 
 
+@pytest.mark.privileged
 def test_apply_none_drops_everything():
     out = run_in_child(_apply_and_read, None)
     assert out.error is None, out
     assert out.value == {s: 0 for s in caps.SETS}
 
 
+@pytest.mark.privileged
 def test_ambient_needs_inheritable_and_is_skipped_without_it_as_runc_does():
     # runc's default config has no inheritable set: runc 1.1 ends up with an empty CapAmb.
     config = {"bounding": DEFAULT, "effective": DEFAULT, "permitted": DEFAULT, "ambient": DEFAULT}

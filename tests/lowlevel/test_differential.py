@@ -219,6 +219,7 @@ def seen(rt, make_bundle, tmp_path):
 
 # -- observable isolation -----------------------------------------------------------------------------
 
+@pytest.mark.privileged
 def test_pid1_hostname_network_user_cwd_env_rlimits_rootfs(rt, seen):
     mine, ref = seen("default")
     for key, want in (("pid", ["1"]), ("hostname", ["capsize"]), ("net", ["lo"]), ("ids", ["0", "0", "0"]),
@@ -230,6 +231,7 @@ def test_pid1_hostname_network_user_cwd_env_rlimits_rootfs(rt, seen):
     assert mine["env"] == want_env == ref["env"]
 
 
+@pytest.mark.privileged
 def test_capabilities_no_new_privs_and_seccomp_lines(rt, seen):
     mine, ref = seen("default")
     # runc spec's set (CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE); the ambient set stays
@@ -239,6 +241,7 @@ def test_capabilities_no_new_privs_and_seccomp_lines(rt, seen):
     assert mine["status"] == want == ref["status"]
 
 
+@pytest.mark.privileged
 def test_masked_and_readonly_paths(rt, seen):
     mine, ref = seen("default")
     assert mine["masked"][:2] == ["0", "0"]  # /proc/keys, /proc/timer_list read as /dev/null
@@ -247,6 +250,7 @@ def test_masked_and_readonly_paths(rt, seen):
         "/proc/sysrq-trigger ro", "/proc/sys/kernel/domainname ro", "/proc/irq/default_smp_affinity ro"]
 
 
+@pytest.mark.privileged
 def test_mounts_inside(rt, seen):
     mine, ref = seen("default")
 
@@ -276,6 +280,7 @@ def test_mounts_inside(rt, seen):
     assert [ro for p, _, ro in view(mine) if p == "/"] == ["ro"]
 
 
+@pytest.mark.privileged
 def test_dev_entries(rt, seen):
     mine, ref = seen("default")
     extra = sorted(set(mine["dev"]) - set(ref["dev"]))
@@ -295,6 +300,7 @@ def test_dev_entries(rt, seen):
         assert f"/dev/{link} -> {target}" in mine["dev"], link
 
 
+@pytest.mark.privileged
 def test_proc_self_cgroup_shape(rt, seen):
     mine, ref = seen("default")
     norm_mine = [line.replace(mine["_cid"][0], "<id>") for line in mine["cgroup"]]
@@ -309,6 +315,7 @@ def test_proc_self_cgroup_shape(rt, seen):
     assert all(line.endswith(":/capsize/<id>") for line in norm_mine), norm_mine
 
 
+@pytest.mark.privileged
 def test_process_user_groups_rlimits_caps_seccomp_pids(rt, seen):
     mine, ref = seen("proc")
     want = {
@@ -327,6 +334,7 @@ def test_process_user_groups_rlimits_caps_seccomp_pids(rt, seen):
         assert mine[key] == value == ref[key], (key, mine[key], ref[key])
 
 
+@pytest.mark.privileged
 def test_exec_sees_the_container(rt, tmp_path):
     cid = rt.cid("exec")
     assert rt("run", "-d", "--bundle", rt.bundle(cid, ["sleep", "100"]), cid).returncode == 0
@@ -339,6 +347,7 @@ def test_exec_sees_the_container(rt, tmp_path):
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_pids_limit_stops_a_fork_loop(rt):
     cid = rt.cid("pids")
 
@@ -357,6 +366,7 @@ def test_pids_limit_stops_a_fork_loop(rt):
 
 # -- states and exit codes ------------------------------------------------------------------------------
 
+@pytest.mark.privileged
 def test_state_sequence_created_running_stopped(rt, tmp_path):
     cid = rt.cid("life")
     bundle = rt.bundle(cid, ["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.01; done"], _writable_root)
@@ -397,6 +407,7 @@ def test_state_sequence_created_running_stopped(rt, tmp_path):
 
 
 @pytest.mark.parametrize("script,want", [("exit 0", 0), ("exit 3", 3), ("echo out; echo err >&2; exit 7", 7)])
+@pytest.mark.privileged
 def test_run_returns_the_container_exit_code(rt, script, want):
     cid = rt.cid("exit")
     p = rt("run", "--bundle", rt.bundle(cid, ["sh", "-c", script]), cid)
@@ -407,6 +418,7 @@ def test_run_returns_the_container_exit_code(rt, script, want):
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_run_of_a_container_killed_by_sigkill_returns_137(rt, tmp_path):
     cid = rt.cid("kill9")
     proc = rt.popen(tmp_path / "run.out", "run", "--bundle", rt.bundle(cid, ["sleep", "100"]), cid)
@@ -424,6 +436,7 @@ def test_run_of_a_container_killed_by_sigkill_returns_137(rt, tmp_path):
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_the_same_mistakes_fail(rt):
     cid = rt.cid("oops")
     assert rt("run", "-d", "--bundle", rt.bundle(cid, ["sleep", "100"]), cid).returncode == 0
@@ -459,6 +472,7 @@ def test_the_same_mistakes_fail(rt):
         assert set(codes.values()) == {1}, codes
 
 
+@pytest.mark.privileged
 def test_delete_force_of_a_missing_container_succeeds(rt):
     # runc (delete.go: "if force { return nil }" on ErrNotExist) and crun both treat
     # `delete --force` of an unknown id as done: shims call it to clean up after failures, and
@@ -476,6 +490,7 @@ _MINIMAL = {"ociVersion": "1.0.2", "root": {"path": "rootfs"},
             "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}}
 
 
+@pytest.mark.privileged
 def test_minimal_config_gets_the_default_devices(rt, tmp_path):
     # no hostname, no uts/network namespaces, no user, no capabilities, no env (so no PATH), no
     # rlimits, no resources, no masked paths, no /dev mount
@@ -503,6 +518,7 @@ def test_minimal_config_gets_the_default_devices(rt, tmp_path):
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_no_proc_mount_fails_create_cleanly(rt):
     cid = rt.cid("noproc")
 
@@ -524,6 +540,7 @@ def test_no_proc_mount_fails_create_cleanly(rt):
 
 
 @pytest.mark.parametrize("how", ["type-bind", "type-none-rbind"])
+@pytest.mark.privileged
 def test_bind_mounted_dev_is_never_written(rt, tmp_path, how):
     # A /dev bind mount is someone else's /dev (typically the host's): runc (needsSetupDev) makes
     # no devices or symlinks in it. Here it is a scratch directory standing for the host's /dev.
@@ -546,6 +563,7 @@ def test_bind_mounted_dev_is_never_written(rt, tmp_path, how):
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_mounts_onto_symlinks_pointing_outside_stay_inside(rt, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -590,6 +608,7 @@ def test_mounts_onto_symlinks_pointing_outside_stay_inside(rt, tmp_path):
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_bind_mount_of_a_file_and_tmpfs_options(rt, tmp_path):
     host_file = tmp_path / "host-file"
     host_file.write_text("file-content\n")
@@ -616,6 +635,7 @@ def test_bind_mount_of_a_file_and_tmpfs_options(rt, tmp_path):
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_missing_cwd_is_created_even_with_a_readonly_root(rt):
     cid = rt.cid("cwd")
     p = rt("run", "--bundle", rt.bundle(cid, ["sh", "-c", "pwd"],
@@ -623,6 +643,7 @@ def test_missing_cwd_is_created_even_with_a_readonly_root(rt):
     assert (p.returncode, p.stdout) == (0, "/does/not/exist\n"), p.stderr
 
 
+@pytest.mark.privileged
 def test_env_without_path(rt):
     cid = rt.cid("nopath")
 
@@ -639,6 +660,7 @@ def test_env_without_path(rt):
     assert p.stdout.split() == ["FOO=bar", "HOME=/root", "PATH=/sbin:/usr/sbin:/bin:/usr/bin", "PWD=/", "SHLVL=1"]
 
 
+@pytest.mark.privileged
 def test_very_long_arguments(rt):
     cid = rt.cid("longargs")
     args = ["sh", "-c", 'echo ${#1} $# "${500}"', "sh", "x" * 131000] + [f"{i:04d}" + "y" * 996 for i in range(500)]
@@ -647,6 +669,7 @@ def test_very_long_arguments(rt):
     assert p.stdout == "131000 501 0498" + "y" * 996 + "\n"
 
 
+@pytest.mark.privileged
 def test_root_path_absolute_relative_and_symlinked(rt, tmp_path):
     cid = rt.cid("rootabs")
     bundle = rt.bundle(cid, ["sh", "-c", "echo abs"], None)
@@ -689,6 +712,7 @@ def test_root_path_absolute_relative_and_symlinked(rt, tmp_path):
 
 # -- races, signals and killed commands ---------------------------------------------------------------------
 
+@pytest.mark.privileged
 def test_run_in_the_foreground_forwards_signals(rt, tmp_path):
     script = ("trap 'exit 42' TERM; trap 'exit 43' INT; trap 'exit 44' HUP; touch /tmp/ready; "
               "while :; do sleep 0.02; done")
@@ -711,6 +735,7 @@ def test_run_in_the_foreground_forwards_signals(rt, tmp_path):
         rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_run_forwards_a_signal_that_arrives_while_it_starts_the_container(rt, tmp_path):
     # A signal can reach `run` any time after the container's process is released, e.g. while
     # `run` still runs poststart hooks. It must neither kill `run` (orphaning a container that
@@ -757,6 +782,7 @@ def test_run_forwards_a_signal_that_arrives_while_it_starts_the_container(rt, tm
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_state_after_the_init_was_sigkilled_from_outside(rt, tmp_path):
     cid = rt.cid("extkill")
     pid_file = tmp_path / "pid"
@@ -774,6 +800,7 @@ def test_state_after_the_init_was_sigkilled_from_outside(rt, tmp_path):
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_delete_force_of_a_paused_container(rt):
     cid = rt.cid("pausedel")
     assert rt("run", "-d", "--bundle", rt.bundle(cid, ["sleep", "100"]), cid).returncode == 0
@@ -787,6 +814,7 @@ def test_delete_force_of_a_paused_container(rt):
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_sigkill_of_a_paused_container_stops_it(rt):
     cid = rt.cid("pausekill")
     assert rt("run", "-d", "--bundle", rt.bundle(cid, ["sleep", "100"]), cid).returncode == 0
@@ -805,6 +833,7 @@ def test_sigkill_of_a_paused_container_stops_it(rt):
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_kill_all_of_a_paused_container(rt):
     cid = rt.cid("pauseall")
     script = "trap 'exit 42' TERM; while :; do sleep 0.02; done"
@@ -825,6 +854,7 @@ def test_kill_all_of_a_paused_container(rt):
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_concurrent_creates_of_the_same_id(rt, tmp_path):
     cid = rt.cid("twins")
     bundle = rt.bundle(cid, ["sleep", "100"])
@@ -853,6 +883,7 @@ def test_concurrent_creates_of_the_same_id(rt, tmp_path):
         rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_delete_while_start_is_in_flight(rt, tmp_path):
     cid = rt.cid("startdel")
     bundle = rt.bundle(cid, ["sleep", "100"])
@@ -881,6 +912,7 @@ def _hook_blocking_once(tmp_path) -> tuple[dict, str]:
     return {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]}, str(pid_file)
 
 
+@pytest.mark.privileged
 def test_create_sigkilled_mid_way_then_retried(rt, tmp_path):
     cid = rt.cid("midkill")
     hooks, hook_pid_file = _hook_blocking_once(tmp_path)
@@ -916,6 +948,7 @@ def test_create_sigkilled_mid_way_then_retried(rt, tmp_path):
     rt.nothing_left(cid)
 
 
+@pytest.mark.privileged
 def test_create_sigkilled_at_any_moment_leaves_a_clean_slate(rt, tmp_path):
     cid = rt.cid("anykill")
     bundle = rt.bundle(cid, ["sleep", "100"])
@@ -938,6 +971,7 @@ def test_create_sigkilled_at_any_moment_leaves_a_clean_slate(rt, tmp_path):
         reap_children()
 
 
+@pytest.mark.privileged
 def test_capsize_create_in_progress_keeps_its_id(make_bundle, tmp_path):
     """A second create of an id whose create is in progress must fail, and must not take it over.
 

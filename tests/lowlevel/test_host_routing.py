@@ -104,6 +104,7 @@ def _real_setrlimit_errors():
     return out
 
 
+@pytest.mark.privileged
 def test_real_setrlimit_failures_are_oserrors_with_the_errno():
     out = run_in_child(_real_setrlimit_errors)
     assert out.error is None, out

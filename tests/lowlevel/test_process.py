@@ -129,6 +129,7 @@ def test_rlimits_are_set_on_the_real_process():
     assert out.value["core"] == [0, core_hard]
 
 
+@pytest.mark.privileged
 def test_raising_a_hard_limit_without_cap_sys_resource_is_refused():
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     out = run_in_child(_rlimits_then_read, [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": hard + 1}], True)
@@ -165,6 +166,7 @@ def _oom(values, drop_caps_after_first=False):
     return seen
 
 
+@pytest.mark.privileged
 def test_oom_score_adj_is_written_to_proc():
     out = run_in_child(_oom, [500, 900])
     assert out.value == [500, 900], out
@@ -228,6 +230,7 @@ def _user_then_read(user, then_caps=None):
             "before": before, "after_user": after_user, "end": caps.read_sets()}
 
 
+@pytest.mark.privileged
 def test_apply_user_sets_ids_groups_and_umask_and_keeps_permitted_caps():
     out = run_in_child(_user_then_read, {"uid": UID, "gid": GID, "additionalGids": [5, 6], "umask": 0o027})
     assert out.error is None, out
@@ -239,6 +242,7 @@ def test_apply_user_sets_ids_groups_and_umask_and_keeps_permitted_caps():
     assert v["after_user"]["effective"] == 0
 
 
+@pytest.mark.privileged
 def test_apply_user_clears_groups_and_keeps_umask_when_absent():
     mask = os.umask(0o022)
     os.umask(mask)
@@ -247,6 +251,7 @@ def test_apply_user_clears_groups_and_keeps_umask_when_absent():
     assert out.value["groups"] == "" and out.value["umask"] == mask
 
 
+@pytest.mark.privileged
 def test_capabilities_survive_the_uid_change():
     out = run_in_child(_user_then_read, {"uid": UID, "gid": GID},
                        {"effective": DEFAULT, "permitted": DEFAULT, "inheritable": DEFAULT, "ambient": DEFAULT})
@@ -302,6 +307,7 @@ def test_finalize_follows_runcs_order(nnp, tmp_path):
     assert out.value["cwd"] == str(tmp_path)
 
 
+@pytest.mark.privileged
 def test_finalize_then_exec_gives_the_process_its_attributes():
     proc = {"args": ["cat", "/proc/self/status", "/proc/self/limits"], "cwd": "/", "env": [PATH],
             "user": {"uid": UID, "gid": GID, "additionalGids": [GID + 1]}, "noNewPrivileges": True,
@@ -320,6 +326,7 @@ def test_finalize_then_exec_gives_the_process_its_attributes():
     assert nofile.split()[3:5] == ["256", "512"]
 
 
+@pytest.mark.privileged
 def test_finalize_env_and_home_reach_the_program():
     proc = {"args": ["env"], "env": [PATH, "A=1", "A=2"], "user": {"uid": UID, "gid": GID},
             "capabilities": None}
@@ -328,6 +335,7 @@ def test_finalize_env_and_home_reach_the_program():
     assert sorted(out.output.decode().split()) == sorted([PATH, "A=2", "HOME=/"])
 
 
+@pytest.mark.privileged
 def test_finalize_without_nnp_loads_the_filter_while_still_privileged():
     # runc loads it before dropping CAP_SYS_ADMIN: with no capabilities left it would be refused.
     proc = {"args": ["cat", "/proc/self/status"], "env": [PATH], "capabilities": None, "noNewPrivileges": False}
@@ -350,6 +358,7 @@ def _drop_dac_then_finalize(proc):
     return {"first": first, "cwd": os.getcwd(), "uid": os.getuid()}
 
 
+@pytest.mark.privileged
 def test_cwd_only_the_user_can_enter_is_retried_after_the_uid_change():
     d = tempfile.mkdtemp(prefix="capsize-cwd-")
     try:

@@ -83,6 +83,7 @@ def test_version(runc):
 
 # -- lifecycle --------------------------------------------------------------------------------------
 
+@pytest.mark.privileged
 def test_create_start_kill_delete_lifecycle(runc, make_bundle, tmp_path):
     bundle = make_bundle(["sleep", "100"])
     pid_file = tmp_path / "init.pid"
@@ -123,6 +124,7 @@ def test_create_start_kill_delete_lifecycle(runc, make_bundle, tmp_path):
     assert p.returncode != 0 and "does not exist" in p.stderr
 
 
+@pytest.mark.privileged
 def test_init_inherits_create_stdio(runc, make_bundle, tmp_path):
     bundle = make_bundle(["sh", "-c", "echo out; echo err >&2"])
     out, err = open(tmp_path / "out", "w"), open(tmp_path / "err", "w")
@@ -138,6 +140,7 @@ def test_init_inherits_create_stdio(runc, make_bundle, tmp_path):
     assert runc("delete", "stdio1").returncode == 0
 
 
+@pytest.mark.privileged
 def test_delete_of_created_container_kills_its_init(runc, make_bundle):
     assert runc("create", "--bundle", make_bundle(["sleep", "100"]), "del1").returncode == 0
     pid = _status(runc, "del1")["pid"]
@@ -147,6 +150,7 @@ def test_delete_of_created_container_kills_its_init(runc, make_bundle):
     assert _cgroup_dirs("del1") == []
 
 
+@pytest.mark.privileged
 def test_delete_force_of_running_container(runc, make_bundle):
     assert runc("run", "-d", "--bundle", make_bundle(["sleep", "100"]), "del2").returncode == 0
     pid = _status(runc, "del2")["pid"]
@@ -157,6 +161,7 @@ def test_delete_force_of_running_container(runc, make_bundle):
 
 
 @pytest.mark.parametrize("sig", ["TERM", "SIGTERM", "15", "term"])
+@pytest.mark.privileged
 def test_kill_signal_spellings(runc, make_bundle, sig):
     # PID 1 of a pid namespace only receives signals it has a handler for (SIGKILL/SIGSTOP
     # excepted): the init traps TERM and exits 143, so the exit status says the signal arrived.
@@ -173,6 +178,7 @@ def test_kill_signal_spellings(runc, make_bundle, sig):
     assert runc("delete", "sig1").returncode == 0
 
 
+@pytest.mark.privileged
 def test_kill_bad_signal(runc, make_bundle):
     assert runc("run", "-d", "--bundle", make_bundle(["sleep", "100"]), "sig2").returncode == 0
     p = runc("kill", "sig2", "SIGNOPE")
@@ -180,6 +186,7 @@ def test_kill_bad_signal(runc, make_bundle):
     assert runc("delete", "-f", "sig2").returncode == 0
 
 
+@pytest.mark.privileged
 def test_kill_all_reaches_every_process(runc, make_bundle):
     bundle = make_bundle(["sh", "-c", "sleep 100 & sleep 100 & wait"])
     assert runc("run", "-d", "--bundle", bundle, "all1").returncode == 0
@@ -196,6 +203,7 @@ def test_kill_all_reaches_every_process(runc, make_bundle):
     assert runc("delete", "all1").returncode == 0
 
 
+@pytest.mark.privileged
 def test_run_foreground_returns_exit_status_and_removes_container(runc, make_bundle):
     status, out, err = _run_fg(runc, make_bundle, "echo hello; exit 7", cid="fg1")
     assert status == 7 and out == "hello\n", err
@@ -203,6 +211,7 @@ def test_run_foreground_returns_exit_status_and_removes_container(runc, make_bun
     assert _cgroup_dirs("fg1") == []
 
 
+@pytest.mark.privileged
 def test_list_and_ps(runc, make_bundle):
     assert runc("run", "-d", "--bundle", make_bundle(["sleep", "100"]), "ls1").returncode == 0
     assert runc("create", "--bundle", make_bundle(["sleep", "100"]), "ls2").returncode == 0
@@ -223,6 +232,7 @@ def test_list_and_ps(runc, make_bundle):
         assert runc("delete", "-f", cid).returncode == 0
 
 
+@pytest.mark.privileged
 def test_pause_and_resume(runc, make_bundle):
     assert runc("run", "-d", "--bundle", make_bundle(["sleep", "100"]), "pz1").returncode == 0
     p = runc("resume", "pz1")
@@ -236,6 +246,7 @@ def test_pause_and_resume(runc, make_bundle):
     assert runc("delete", "-f", "pz1").returncode == 0
 
 
+@pytest.mark.privileged
 def test_exec_into_running_container(runc, make_bundle):
     def edit(c):
         c["hostname"] = "inside"
@@ -253,6 +264,7 @@ def test_exec_into_running_container(runc, make_bundle):
     assert runc("delete", "-f", "ex1").returncode == 0
 
 
+@pytest.mark.privileged
 def test_exec_detached_with_pid_file(runc, make_bundle, tmp_path):
     assert runc("run", "-d", "--bundle", make_bundle(["sleep", "100"]), "ex2").returncode == 0
     pf = tmp_path / "exec.pid"
@@ -270,6 +282,7 @@ def test_exec_detached_with_pid_file(runc, make_bundle, tmp_path):
 
 # -- isolation --------------------------------------------------------------------------------------
 
+@pytest.mark.privileged
 def test_isolation_pid_hostname_network_mounts(runc, make_bundle):
     def edit(c):
         c["hostname"] = "isolated"
@@ -286,6 +299,7 @@ def test_isolation_pid_hostname_network_mounts(runc, make_bundle):
     assert not [m for m in mounts if m.startswith(("/work", "/tmp/", "/run/"))], mounts
 
 
+@pytest.mark.privileged
 def test_loopback_is_up_in_new_network_namespace(runc, make_bundle):
     status, out, err = _run_fg(runc, make_bundle, "cat /sys/class/net/lo/operstate; cat /sys/class/net/lo/flags",
                                cid="lo1")
@@ -293,6 +307,7 @@ def test_loopback_is_up_in_new_network_namespace(runc, make_bundle):
     assert int(out.split()[1], 16) & 1  # IFF_UP
 
 
+@pytest.mark.privileged
 def test_root_readonly_and_masked_and_readonly_paths(runc, make_bundle):
     # /proc/keys and /proc/timer_list are in the default maskedPaths and exist on this kernel
     script = ("touch /x 2>/dev/null && echo rw || echo ro; "
@@ -304,6 +319,7 @@ def test_root_readonly_and_masked_and_readonly_paths(runc, make_bundle):
     assert out.split() == ["ro", "0", "0", "0", "sys-ro", "shm-rw"], (out, err)
 
 
+@pytest.mark.privileged
 def test_devices_and_dev_symlinks(runc, make_bundle):
     script = "ls -l /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty | cut -c1; readlink /dev/fd; readlink /dev/ptmx"
     status, out, err = _run_fg(runc, make_bundle, script, cid="dev1")
@@ -313,6 +329,7 @@ def test_devices_and_dev_symlinks(runc, make_bundle):
     assert lines[6:] == ["/proc/self/fd", "pts/ptmx"]
 
 
+@pytest.mark.privileged
 def test_process_user_env_cwd_rlimits_caps(runc, make_bundle):
     def edit(c):
         c["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [2000]}
@@ -335,6 +352,7 @@ def test_process_user_env_cwd_rlimits_caps(runc, make_bundle):
     assert fields["NoNewPrivs"] == "1"
 
 
+@pytest.mark.privileged
 def test_join_network_namespace_by_path(runc, make_bundle):
     name = f"capsize-test-ns{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)
@@ -353,6 +371,7 @@ def test_join_network_namespace_by_path(runc, make_bundle):
         subprocess.run(["ip", "netns", "del", name], check=True)
 
 
+@pytest.mark.privileged
 def test_hostname_without_uts_namespace_is_refused(runc, make_bundle):
     def edit(c):
         c["linux"]["namespaces"] = [ns for ns in c["linux"]["namespaces"] if ns["type"] != "uts"]
@@ -364,6 +383,7 @@ def test_hostname_without_uts_namespace_is_refused(runc, make_bundle):
 
 # -- limits -----------------------------------------------------------------------------------------
 
+@pytest.mark.privileged
 def test_pids_limit_stops_a_fork_loop(runc, make_bundle):
     def edit(c):
         c["linux"]["resources"]["pids"] = {"limit": 10}
@@ -378,6 +398,7 @@ def test_pids_limit_stops_a_fork_loop(runc, make_bundle):
     assert 5 <= int(count) <= 10, out
 
 
+@pytest.mark.privileged
 def test_memory_limit_ends_a_hog(runc, make_bundle):
     def edit(c):
         c["linux"]["resources"]["memory"] = {"limit": 32 * 1024 * 1024}
@@ -387,6 +408,7 @@ def test_memory_limit_ends_a_hog(runc, make_bundle):
     assert "survived-137" in out, (status, out, err)
 
 
+@pytest.mark.privileged
 def test_cpu_shares_and_quota_are_applied(runc, make_bundle):
     def edit(c):
         c["linux"]["resources"]["cpu"] = {"shares": 512, "quota": 50000, "period": 100000}
@@ -405,6 +427,7 @@ def _nothing_left(runc, cid):
     assert _cgroup_dirs(cid) == []
 
 
+@pytest.mark.privileged
 def test_create_twice_is_already_exists(runc, make_bundle):
     bundle = make_bundle(["sleep", "100"])
     assert runc("create", "--bundle", bundle, "dup1").returncode == 0
@@ -419,6 +442,7 @@ def test_missing_container(runc):
         assert p.returncode != 0 and "does not exist" in p.stderr, cmd
 
 
+@pytest.mark.privileged
 def test_executable_not_found_leaves_nothing(runc, make_bundle):
     p = runc("create", "--bundle", make_bundle(["no-such-binary"]), "enf1")
     assert p.returncode != 0
@@ -460,6 +484,7 @@ def test_missing_rootfs_and_bad_config(runc, make_bundle, tmp_path):
     assert p.returncode != 0 and "invalid container id" in p.stderr
 
 
+@pytest.mark.privileged
 def test_start_of_stopped_container(runc, make_bundle):
     assert runc("run", "-d", "--bundle", make_bundle(["true"]), "st1").returncode == 0
     pid_gone = _wait_status(runc, "st1", "stopped")
@@ -476,6 +501,7 @@ def test_usage_errors_are_one_line(runc):
 
 # -- hooks ------------------------------------------------------------------------------------------
 
+@pytest.mark.privileged
 def test_prestart_poststart_poststop_hooks_get_state_on_stdin(runc, make_bundle, tmp_path):
     out = tmp_path / "hooks.log"
 
@@ -496,6 +522,7 @@ def test_prestart_poststart_poststop_hooks_get_state_on_stdin(runc, make_bundle,
     assert states[1]["status"] == "running"
 
 
+@pytest.mark.privileged
 def test_failing_prestart_hook_fails_create_and_leaves_nothing(runc, make_bundle):
     def edit(c):
         c["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]}
@@ -506,6 +533,7 @@ def test_failing_prestart_hook_fails_create_and_leaves_nothing(runc, make_bundle
 
 # -- terminal ---------------------------------------------------------------------------------------
 
+@pytest.mark.privileged
 def test_terminal_through_console_socket(runc, make_bundle, tmp_path):
     """process.terminal: the pty master arrives over --console-socket (SCM_RIGHTS), as with runc."""
     import socket

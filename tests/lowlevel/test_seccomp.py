@@ -218,6 +218,7 @@ def _load_without_nnp(config, keep):
     return {"seccomp": status_fields()["Seccomp"], "nnp": status_fields()["NoNewPrivs"]}
 
 
+@pytest.mark.privileged
 def test_without_no_new_privs_loading_needs_cap_sys_admin():
     config = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["chroot"], "action": "SCMP_ACT_ERRNO"}]}
     out = run_in_child(_load_without_nnp, config, ["CAP_KILL"])
@@ -260,6 +261,7 @@ def _in_empty_root(config, root, preload):
     return status_fields()["Seccomp"] if os.path.exists("/proc/self/status") else "loaded"
 
 
+@pytest.mark.privileged
 def test_preload_makes_seccomp_work_after_the_root_changes(tmp_path):
     # Inside a container the host's libseccomp is out of reach: load it before pivot_root.
     config = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["chroot"], "action": "SCMP_ACT_ERRNO"}]}

@@ -63,6 +63,7 @@ def _wait(cond, timeout=10.0):
     return True
 
 
+@pytest.mark.privileged
 def test_config_is_private(stack):
     """Every path is under the workdir; the CRI plugin is off; overlayfs and the tasks service are on."""
     text = open(stack.config_path).read()
@@ -81,6 +82,7 @@ def test_config_is_private(stack):
         stack.ctr("tasks", "kill", "no-such-task", namespace=NS, check=True)
 
 
+@pytest.mark.privileged
 def test_run_kill9_restart_close(stack):
     """ctr run; SIGKILL containerd: shim and container live on; restart: the task is still listed."""
     assert stack.image == "docker.io/library/busybox:latest"
@@ -109,6 +111,7 @@ def test_run_kill9_restart_close(stack):
     # the stack fixture closes with the task running and checks nothing is left
 
 
+@pytest.mark.privileged
 def test_close_after_shim_sigkill(stack):
     """A SIGKILLed shim leaves its socket in /run/containerd/s (baseline E5); close removes it."""
     pid = _run(stack, "ref-shimkill" + SFX, "sleep", "100")
@@ -121,6 +124,7 @@ def test_close_after_shim_sigkill(stack):
     assert not os.path.exists(stack.shim_socket(NS, "ref-shimkill" + SFX))
 
 
+@pytest.mark.privileged
 def test_close_when_containerd_cannot_restart(stack):
     """containerd SIGKILLed and broken: close kills tasks and shims by force and removes everything."""
     pids = [_run(stack, f"ref-force{i}{SFX}", "sleep", "100") for i in range(2)]

@@ -24,6 +24,7 @@ from runtime.runtimes import available, runtime_path, which
 from tests.conftest import reap_children
 
 pytestmark = [
+    pytest.mark.privileged,
     pytest.mark.reference,
     pytest.mark.skipif(not all(which(b) for b in ("dockerd", "containerd", "ctr", "containerd-shim-runc-v2",
                                                   "runc", "docker", "nsenter", "unshare", "ip")),

@@ -40,6 +40,7 @@ def _wait_status(call, cid, want, timeout=10.0):
 
 
 @pytest.mark.parametrize("name", ["runc", "crun"])
+@pytest.mark.privileged
 def test_runtime_binary_lifecycle(name, make_bundle, runc_root, tmp_path):
     """create/start/state/kill/delete of a busybox bundle, exactly as a shim calls the runtime."""
     if not available(name):

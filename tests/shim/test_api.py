@@ -14,6 +14,8 @@ from runtime.errors import CapsizeError, DeadlineExceeded, InvalidArgument, Unav
 from runtime.shim.client import ShimClient
 from tests.shim.conftest import pid_alive, wait_gone
 
+pytestmark = pytest.mark.privileged  # needs root: real namespaces, mounts, cgroups, daemons
+
 
 def _raw(shim, payload: bytes, timeout: float = 5.0) -> list[dict]:
     """Send raw bytes on a fresh connection; return every reply line until the shim stops sending."""

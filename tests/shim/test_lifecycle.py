@@ -13,6 +13,8 @@ from runtime.errors import AlreadyExists, FailedPrecondition, NotFound
 from runtime.host import HOST, MNT_DETACH, MS_BIND
 from tests.shim.conftest import pid_alive, wait_gone
 
+pytestmark = pytest.mark.privileged  # needs root: real namespaces, mounts, cgroups, daemons
+
 
 def _stat(pid: int) -> tuple[int, int, int]:
     """(ppid, pgid, sid) of *pid*."""

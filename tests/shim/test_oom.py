@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+pytestmark = pytest.mark.privileged  # needs root: real namespaces, mounts, cgroups, daemons
+
 
 @pytest.mark.skipif(not os.path.exists("/sys/fs/cgroup/memory/cgroup.event_control"),
                     reason="needs the cgroup v1 memory controller")

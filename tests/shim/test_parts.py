@@ -21,6 +21,8 @@ from runtime.jsonlog import Logger
 from runtime.shim.task import parse_signal
 from tests.shim.conftest import EventSink
 
+pytestmark = pytest.mark.privileged  # needs root: real namespaces, mounts, cgroups, daemons
+
 
 def test_rfc3339nano():
     assert format_nano(0) == "1970-01-01T00:00:00Z"

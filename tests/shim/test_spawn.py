@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import signal
 import threading
@@ -9,6 +11,8 @@ import threading
 from runtime.shim.template import socket_path
 from tests.conftest import reap_children
 from tests.shim.conftest import pid_alive, wait_gone
+
+pytestmark = pytest.mark.privileged  # needs root: real namespaces, mounts, cgroups, daemons
 
 
 def _templates() -> list[int]:

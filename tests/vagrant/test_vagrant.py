@@ -151,6 +151,7 @@ def test_units_verify():
     assert problems == [], "\n".join(problems)
 
 
+@pytest.mark.privileged
 def test_run_checks_env_only_on_this_host(tmp_path):
     out = tmp_path / "host"
     p = subprocess.run([os.path.join(VAGRANT_DIR, "run-checks.sh"), "--env-only", "--name", "host",
@@ -177,6 +178,7 @@ def test_run_checks_env_only_on_this_host(tmp_path):
     assert facts["pid1"] == open("/proc/1/comm").read().strip()
 
 
+@pytest.mark.privileged
 def test_run_checks_fails_on_the_wrong_cgroup(tmp_path):
     out = tmp_path / "o"
     here = "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "v1"
