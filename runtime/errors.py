@@ -4,7 +4,8 @@ Each class carries a stable ``code`` (a word, as gRPC status names and container
 a process exit code for the command-line tools and an HTTP status for the APIs. A tier raises
 the class that says what went wrong; whoever reports it (a CLI, an API handler) maps it with
 :func:`exit_code_for` / :func:`http_status_for` and prints ``str(err)`` as the one line a user
-sees. The tables are part of the public contract and never change meaning:
+sees; whoever receives one rebuilds it with :func:`from_dict` (an API's JSON error body) or
+:func:`error_for_exit_code` (a command's exit code and last stderr line). The tables are part of the public contract and never change meaning:
 
 ============================  ====  ====  ==========================================
 class                         exit  HTTP  meaning
@@ -97,9 +98,11 @@ class Unimplemented(CapsizeError):
     http_status = 501
 
 
-_BY_CODE = {cls.code: cls for cls in (CapsizeError, InvalidArgument, NotFound, AlreadyExists,
-                                       FailedPrecondition, Unavailable, DeadlineExceeded,
-                                       PermissionDenied, Unimplemented)}
+#: Every class, in the table's order: the one place the code, exit code and HTTP status meet.
+CLASSES = (CapsizeError, InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, Unavailable,
+           DeadlineExceeded, PermissionDenied, Unimplemented)
+_BY_CODE = {cls.code: cls for cls in CLASSES}
+_BY_EXIT = {cls.exit_code: cls for cls in CLASSES}
 
 
 def exit_code_for(err: BaseException) -> int:
@@ -110,6 +113,18 @@ def exit_code_for(err: BaseException) -> int:
 def http_status_for(err: BaseException) -> int:
     """HTTP status for *err*: the class's status for capsize errors, 500 for anything else."""
     return err.http_status if isinstance(err, CapsizeError) else 500
+
+
+def class_for_exit_code(code: int) -> type:
+    """The class a capsize command's exit *code* stands for (the inverse of :func:`exit_code_for`):
+    0, 1 and any code outside the table give :class:`CapsizeError`."""
+    return _BY_EXIT.get(code, CapsizeError)
+
+
+def error_for_exit_code(code: int, message: str, **fields) -> CapsizeError:
+    """Rebuild the error a capsize command (``capsize-shim``, ``capsize-runc``,
+    ``capsize-runtimed``) reported by exiting with *code*, with its one-line *message*."""
+    return class_for_exit_code(code)(message, **fields)
 
 
 def from_dict(d: dict) -> CapsizeError:

@@ -1,4 +1,9 @@
-"""Every call capsized makes to capsize-runtimed (containerd's role): the one module that knows its API.
+"""Every call capsized makes to capsize-runtimed (containerd's role), over asyncio (aiohttp).
+
+The calls are built by :class:`runtime.api.runtimed.Requests` and error replies decoded by
+:func:`runtime.api.runtimed.error_from_reply` — the same code the synchronous
+:class:`runtime.highlevel.client.RuntimeClient` uses; this module is capsized's transport and
+turns the runtime's objects into capsized's.
 
 capsize-runtimed serves HTTP + JSON on a unix socket (``--runtime-address``); capsized uses the
 namespace :data:`NAMESPACE` (dockerd uses ``moby``). Endpoints used (``/v1/...``):
@@ -39,27 +44,25 @@ import asyncio
 import json
 import os
 import time
-from urllib.parse import quote
-
 import aiohttp
 from yarl import URL
 
+from runtime.api import topics
+from runtime.api.runtimed import Call, Requests, error_from_reply
 from runtime.daemon import images as imgs
 from runtime.daemon.clock import parse_rfc3339
 from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, FailedPrecondition, InvalidArgument,
-                            NotFound, Unavailable, Unimplemented, from_dict)
+                            NotFound, Unavailable, Unimplemented)
 
 NAMESPACE = "capsize"
+#: Every call to capsize-runtimed, built once (:mod:`runtime.api.runtimed`), in capsized's namespace.
+RT = Requests(NAMESPACE)
 CONNECT_TIMEOUT = 2.0
 CALL_TIMEOUT = 10.0
 KILL_TIMEOUT = 5.0
 TASK_TIMEOUT = 60.0
 IMAGE_TIMEOUT = 300.0
 RETRY_MIN, RETRY_MAX = 0.1, 1.0
-
-
-def _q(s: str) -> str:
-    return quote(s, safe="")
 
 
 def _ns_time(text) -> int:
@@ -92,21 +95,23 @@ class Backend:
             self._session = aiohttp.ClientSession(connector=conn, auto_decompress=False)
         return self._session
 
-    def _url(self, path: str, params: dict | list | None = None) -> URL:
-        url = URL("http://capsize-runtimed/v1" + path, encoded=True)
-        if params:
-            url = url.with_query(params)
+    @staticmethod
+    def _url(call: Call) -> URL:
+        url = URL("http://capsize-runtimed" + call.path, encoded=True)
+        if call.query:
+            url = url.with_query(call.query)
         return url
 
-    async def _call(self, method: str, path: str, *, params=None, body=None, data=None,
-                    timeout: float = CALL_TIMEOUT, to_file: str | None = None):
-        url = self._url(path, params)
+    async def _call(self, call: Call, *, data=None, timeout: float = CALL_TIMEOUT, to_file: str | None = None):
+        """Send one :class:`runtime.api.runtimed.Call` (*data*, a binary file, replaces its JSON body)."""
+        method, path = call.method, call.path
+        url = self._url(call)
         kw = {}
-        if body is not None:
-            kw["data"] = json.dumps(body).encode()
-            kw["headers"] = {"Content-Type": "application/json"}
-        elif data is not None:
+        if data is not None:
             kw["data"] = data
+        elif call.body is not None:
+            kw["data"] = call.json_body()
+            kw["headers"] = {"Content-Type": "application/json"}
         t = aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT)
         t0 = time.monotonic()
         try:
@@ -114,14 +119,7 @@ class Backend:
                 self.log.debug("runtime call", method=method, path=path, status=resp.status,
                                seconds=round(time.monotonic() - t0, 4))
                 if resp.status >= 400:
-                    raw = await resp.read()
-                    try:
-                        err = json.loads(raw)
-                        if isinstance(err, dict) and "message" in err:
-                            raise from_dict(err)
-                    except ValueError:
-                        pass
-                    raise CapsizeError(f"capsize-runtimed: HTTP {resp.status}: {raw[:200].decode(errors='replace')}")
+                    raise error_from_reply(resp.status, resp.reason or "", await resp.read())
                 if to_file is not None:
                     with open(to_file, "wb") as f:
                         async for chunk in resp.content.iter_chunked(1 << 16):
@@ -163,13 +161,12 @@ class Backend:
         first = True
         while True:
             try:
-                info = await self._call("GET", "/version", timeout=CONNECT_TIMEOUT + 1)
+                info = await self._call(RT.version(), timeout=CONNECT_TIMEOUT + 1)
                 boot = info.get("boot_id")
                 since = self._seq if (boot and boot == self._boot_id) else 0
-                params = [("namespace", NAMESPACE), ("topic", "/tasks/exit"), ("topic", "/tasks/oom"),
-                          ("since", str(since))]
+                events = RT.events((topics.TASK_EXIT, topics.TASK_OOM), (NAMESPACE,), since)
                 t = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
-                async with self._sess().get(self._url("/events", params), timeout=t) as resp:
+                async with self._sess().get(self._url(events), timeout=t) as resp:
                     if resp.status != 200:
                         raise Unavailable(f"events: HTTP {resp.status}")
                     self._boot_id = boot
@@ -214,7 +211,7 @@ class Backend:
         cid = ev.get("container_id") or ev.get("id")
         if not cid or self._daemon is None:
             return
-        if env.get("topic") == "/tasks/exit":
+        if env.get("topic") == topics.TASK_EXIT:
             status = ev.get("exit_status")
             # "default" is the runtime's clean-up of a dead shim: it force-deleted the container
             # (SIGKILL), so its 137 is what really ended the process. Only an exit nobody can
@@ -222,7 +219,7 @@ class Backend:
             made_up = ev.get("exit_source") == "unknown" or status is None
             await self._daemon.on_task_exit(cid, int(ev.get("pid") or 0), 255 if made_up else int(status),
                                             _ns_time(ev.get("exited_at")), made_up=made_up)
-        elif env.get("topic") == "/tasks/oom":
+        elif env.get("topic") == topics.TASK_OOM:
             await self._daemon.on_task_oom(cid)
 
     def remember_early_exit(self, cid: str, exit_info: tuple) -> None:
@@ -236,7 +233,7 @@ class Backend:
 
     async def runtime_version(self) -> str | None:
         try:
-            return (await self._call("GET", "/version", timeout=1.0)).get("version")
+            return (await self._call(RT.version(), timeout=1.0)).get("version")
         except CapsizeError:
             return None
 
@@ -266,7 +263,7 @@ class Backend:
         return list(by_id.values())
 
     async def image_list(self) -> list[dict]:
-        rows = (await self._call("GET", f"/namespaces/{NAMESPACE}/images")).get("images") or []
+        rows = (await self._call(RT.images())).get("images") or []
         return self._group(rows)
 
     async def count_images(self) -> int:
@@ -287,7 +284,7 @@ class Backend:
         except InvalidArgument:
             raise NotFound(f"No such image: {ref}") from None
         try:
-            row = await self._call("GET", f"/namespaces/{NAMESPACE}/images/{_q(name)}")
+            row = await self._call(RT.image(name))
         except NotFound:
             raise NotFound(f"No such image: {ref}") from None
         except InvalidArgument:
@@ -312,10 +309,8 @@ class Backend:
         return await self._import(path, "auto", None)
 
     async def _import(self, path: str, fmt: str, name: str | None) -> list[dict]:
-        params = [("format", fmt)] + ([("name", name)] if name else [])
         with open(path, "rb") as f:
-            res = await self._call("POST", f"/namespaces/{NAMESPACE}/images/import", params=params,
-                                   data=f, timeout=IMAGE_TIMEOUT)
+            res = await self._call(RT.import_image(fmt, name or None), data=f, timeout=IMAGE_TIMEOUT)
         ids = {r.get("id") for r in res.get("images") or []}
         return [i for i in await self.image_list() if i["Id"] in ids]
 
@@ -327,8 +322,7 @@ class Backend:
             names.append(imgs.normalize(r) if not imgs.is_image_id(r) else img["Names"][0])
         if len(names) != 1:
             raise Unimplemented("capsize saves one image per docker save (capsize-runtimed exports one name)")
-        await self._call("GET", f"/namespaces/{NAMESPACE}/images/{_q(names[0])}/export", timeout=IMAGE_TIMEOUT,
-                         to_file=out_path)
+        await self._call(RT.export_image(names[0]), timeout=IMAGE_TIMEOUT, to_file=out_path)
 
     async def image_tag(self, img: dict, new_ref: str) -> None:
         """Give image *img* the name *new_ref* (an export of it re-imported under the new name)."""
@@ -340,8 +334,7 @@ class Backend:
             os.makedirs(tmpdir, exist_ok=True)
             tmp = os.path.join(tmpdir, os.path.basename(tmp))
         try:
-            await self._call("GET", f"/namespaces/{NAMESPACE}/images/{_q(img['Names'][0])}/export",
-                             timeout=IMAGE_TIMEOUT, to_file=tmp)
+            await self._call(RT.export_image(img["Names"][0]), timeout=IMAGE_TIMEOUT, to_file=tmp)
             await self._import(tmp, "docker-archive", new_ref)
         finally:
             try:
@@ -350,7 +343,7 @@ class Backend:
                 pass
 
     async def image_untag(self, name: str) -> None:
-        await self._call("DELETE", f"/namespaces/{NAMESPACE}/images/{_q(name)}")
+        await self._call(RT.delete_image(name))
 
     async def image_delete_id(self, image_id: str) -> None:
         for img in await self.image_list():
@@ -362,15 +355,13 @@ class Backend:
     async def create_container(self, cid: str, image, spec: dict) -> None:
         """The runtime's container record for *cid* (its snapshot prepared) from *image* (a dict or an id)."""
         img = image if isinstance(image, dict) else await self.image_get(image)
-        body = {"id": cid, "image": img["Names"][0], "spec": spec}
-        if self.runtime:
-            body["runtime"] = self.runtime
-        await self._call("POST", f"/namespaces/{NAMESPACE}/containers", body=body, timeout=IMAGE_TIMEOUT)
+        await self._call(RT.create_container(cid, img["Names"][0], runtime=self.runtime or None, spec=spec),
+                         timeout=IMAGE_TIMEOUT)
 
     async def delete_container(self, cid: str) -> None:
         """Delete the container record (and its snapshot); a task left behind is force-deleted first."""
         try:
-            await self._call("DELETE", f"/namespaces/{NAMESPACE}/containers/{cid}")
+            await self._call(RT.delete_container(cid))
         except NotFound:
             pass
         except FailedPrecondition:
@@ -379,23 +370,21 @@ class Backend:
             except NotFound:
                 pass
             try:
-                await self._call("DELETE", f"/namespaces/{NAMESPACE}/containers/{cid}")
+                await self._call(RT.delete_container(cid))
             except NotFound:
                 pass
 
     async def run_task(self, cid: str, image_id: str, spec: dict, log_path: str, stdin: str | None = None) -> int:
         """Create and start the task of container *cid* (its record re-made if the runtime lost it); its pid.
         *stdin*: the FIFO the init reads as its stdin (else /dev/null)."""
-        body = {"container_id": cid, "log_path": log_path}
-        if stdin:
-            body["stdin"] = stdin
+        create = RT.create_task(cid, log_path, stdin)
         try:
-            await self._call("POST", f"/namespaces/{NAMESPACE}/tasks", body=body, timeout=TASK_TIMEOUT)
+            await self._call(create, timeout=TASK_TIMEOUT)
         except NotFound as e:
             if "container" not in e.message and "not found" not in e.message:
                 raise
             await self.create_container(cid, image_id, spec)
-            await self._call("POST", f"/namespaces/{NAMESPACE}/tasks", body=body, timeout=TASK_TIMEOUT)
+            await self._call(create, timeout=TASK_TIMEOUT)
         except AlreadyExists:
             # a task left by an earlier start that was cut off (the runtime daemon died mid-start, so
             # the clean-up below never reached it); the caller does not count the container as
@@ -406,38 +395,35 @@ class Backend:
                 await self.delete_task(cid)
             except NotFound:
                 pass
-            await self._call("POST", f"/namespaces/{NAMESPACE}/tasks", body=body, timeout=TASK_TIMEOUT)
+            await self._call(create, timeout=TASK_TIMEOUT)
         try:
-            res = await self._call("POST", f"/namespaces/{NAMESPACE}/tasks/{cid}/start", timeout=TASK_TIMEOUT)
+            res = await self._call(RT.start_task(cid), timeout=TASK_TIMEOUT)
         except CapsizeError:
             try:
-                await self._call("DELETE", f"/namespaces/{NAMESPACE}/tasks/{cid}", params={"force": "1"},
-                                 timeout=TASK_TIMEOUT)
+                await self._call(RT.delete_task(cid, force=True), timeout=TASK_TIMEOUT)
             except CapsizeError:
                 pass
             raise
         return int(res.get("pid") or 0)
 
     async def delete_task(self, cid: str) -> dict:
-        return await self._call("DELETE", f"/namespaces/{NAMESPACE}/tasks/{cid}", params={"force": "1"},
-                                timeout=TASK_TIMEOUT)
+        return await self._call(RT.delete_task(cid, force=True), timeout=TASK_TIMEOUT)
 
     async def task_state(self, cid: str) -> dict:
         """``{"status", "pid", "exit_status", "exit_source", "exited_at_ns"}``; NotFound without a task."""
-        st = await self._call("GET", f"/namespaces/{NAMESPACE}/tasks/{cid}", timeout=CALL_TIMEOUT)
+        st = await self._call(RT.task(cid), timeout=CALL_TIMEOUT)
         st["exited_at_ns"] = _ns_time(st.get("exited_at"))
         return st
 
     async def kill(self, cid: str, sig: int) -> None:
-        await self._call("POST", f"/namespaces/{NAMESPACE}/tasks/{cid}/kill", body={"signal": sig},
-                         timeout=KILL_TIMEOUT)
+        await self._call(RT.kill_task(cid, sig), timeout=KILL_TIMEOUT)
 
     async def pause(self, cid: str) -> None:
-        await self._call("POST", f"/namespaces/{NAMESPACE}/tasks/{cid}/pause")
+        await self._call(RT.pause_task(cid))
 
     async def resume(self, cid: str) -> None:
-        await self._call("POST", f"/namespaces/{NAMESPACE}/tasks/{cid}/resume")
+        await self._call(RT.resume_task(cid))
 
     async def pids(self, cid: str) -> list[int]:
-        res = await self._call("GET", f"/namespaces/{NAMESPACE}/tasks/{cid}/pids")
+        res = await self._call(RT.pids(cid))
         return [int(p) if not isinstance(p, dict) else int(p.get("pid", 0)) for p in res.get("pids") or []]

@@ -22,7 +22,7 @@ from runtime import atomicfile
 from runtime.daemon import hostconfig, reconcile, restart, stdin as stdinmod, stop as stopmod
 from runtime.daemon.backend import Backend
 from runtime.daemon.events import EventBus
-from runtime.daemon.model import Container, State
+from runtime.daemon.model import Container
 from runtime.daemon.names import NameIndex, new_id, random_name, validate_name
 from runtime.daemon.oci import build_spec
 from runtime.daemon.store import Store
@@ -281,7 +281,7 @@ class Daemon:
         except CapsizeError as e:
             c.State.Error = e.message
             if not c.HasBeenStartedBefore:
-                c.State.Status = "created"
+                c.State.move("created")
             # dockerd (daemon/start.go): a failed start of an AutoRemove container removes it
             # (after this start's lock is released), so `docker run --rm`'s wait?condition=removed ends
             if c.HostConfig.get("AutoRemove") and not self.shutting_down:
@@ -296,7 +296,7 @@ class Daemon:
         c.TaskExists = True
         if getattr(c, "stdin_eof", False):   # the attach's input ended before the start (StdinOnce)
             stdinmod.close(c)
-        c.State = State(Status="running", Pid=pid, StartedAt=time.time_ns(), ExitCode=0)
+        c.State = c.State.started(pid, time.time_ns())
         c.HasBeenStartedBefore = True
         c.started_mono = time.monotonic()
         await self.save(c)
@@ -329,7 +329,7 @@ class Daemon:
             return
         if pid and c.State.Pid and pid != c.State.Pid:
             return   # an exit of an earlier run
-        c.State.Status = "exited"
+        c.State.move("exited")
         c.State.Pid = 0
         c.exits += 1
         stdinmod.close(c)
@@ -370,7 +370,7 @@ class Daemon:
 
     def _schedule_restart(self, c: Container, ran: float) -> None:
         c.restart_delay = restart.backoff(getattr(c, "restart_delay", 0.0), ran)
-        c.State.Status = "restarting"
+        c.State.move("restarting")
         c.notify()
 
         async def later():
@@ -384,7 +384,7 @@ class Daemon:
                     await self._start_locked(c, from_policy=True)
                 except CapsizeError as e:
                     self.log.error("restart policy: start failed", container=c.ID, error=e.message)
-                    c.State.Status = "exited"
+                    c.State.move("exited")
                     await self.save(c)
 
         c.restart_task = self.spawn(later())
@@ -396,7 +396,7 @@ class Daemon:
             c.restart_task = None
 
     async def set_exited_from_restarting(self, c: Container) -> None:
-        c.State.Status = "exited"
+        c.State.move("exited")
         await self.save(c)
 
     # -- operations --------------------------------------------------------------------------
@@ -428,7 +428,7 @@ class Daemon:
             if c.State.Status != "running":
                 raise FailedPrecondition(f"Container {c.ID} is not running")
             await self.backend.pause(c.ID)
-            c.State.Status = "paused"
+            c.State.move("paused")
             await self.save(c)
             self.events.publish("container", "pause", c.ID, c.event_attributes(), image=c.image_ref)
 
@@ -437,7 +437,7 @@ class Daemon:
             if c.State.Status != "paused":
                 raise FailedPrecondition(f"Container {c.ID} is not paused")
             await self.backend.resume(c.ID)
-            c.State.Status = "running"
+            c.State.move("running")
             await self.save(c)
             self.events.publish("container", "unpause", c.ID, c.event_attributes(), image=c.image_ref)
 
@@ -461,7 +461,7 @@ class Daemon:
                 return
             if c.State.Status == "restarting":
                 self.cancel_restart(c)
-                c.State.Status = "exited"
+                c.State.move("exited")
             if c.State.running:
                 if not force:
                     if c.State.Status == "paused":
@@ -481,7 +481,7 @@ class Daemon:
             await self.backend.delete_container(c.ID)
             c.removed = True
             stdinmod.remove(c, self.config.exec_root)
-            c.State.Status = "removing"
+            c.State.move("removing")
             self.store.delete(c.ID)
             self.names.remove(c.ID)
             self.containers.pop(c.ID, None)

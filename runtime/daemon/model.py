@@ -20,6 +20,7 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass, field
 
+from runtime.api.states import DAEMON
 from runtime.daemon.clock import human_duration, rfc3339
 
 #: The HostConfig fields of the Engine API 1.41 with their zero values (what dockerd shows for
@@ -48,6 +49,7 @@ CONFIG_DEFAULTS = {
     "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None,
 }
 
+#: The Engine API's ContainerState.Status values (the table: :data:`runtime.api.states.DAEMON`).
 STATUSES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
 
 
@@ -68,6 +70,17 @@ class State:
     @property
     def running(self) -> bool:
         return self.Status in ("running", "paused")
+
+    def move(self, status: str, message: str | None = None) -> None:
+        """The one way *Status* changes (:data:`runtime.api.states.DAEMON`); FailedPrecondition
+        naming both states when the table forbids it."""
+        DAEMON.move(self, status, attr="Status", what="container", message=message)
+
+    def started(self, pid: int, started_at: int) -> "State":
+        """The state of a fresh run of the container's task (dockerd's SetRunning): running
+        with *pid* since *started_at* (ns); the last run's exit code, error and OOM flag cleared."""
+        self.move("running")
+        return State(Status=self.Status, Pid=pid, StartedAt=started_at, ExitCode=0)
 
     def view(self) -> dict:
         return {"Status": self.Status, "Running": self.Status in ("running", "paused"),

@@ -45,7 +45,7 @@ async def _check(daemon, c, adopt: bool) -> None:
         if adopt or st["status"] in ("created", "creating", "unknown"):
             if st["status"] in ("running", "paused"):
                 c.State.Pid = st.get("pid") or c.State.Pid
-                c.State.Status = st["status"]
+                c.State.move(st["status"])
                 c.TaskExists = True
                 await daemon.save(c)
             return
@@ -82,7 +82,7 @@ async def at_start(daemon) -> None:
     checks = []
     for c in list(daemon.containers.values()):
         if c.State.Status == "restarting":
-            c.State.Status = "exited"
+            c.State.move("exited")
             await daemon.save(c)
         if c.State.running:
             checks.append(_check(daemon, c, live))

@@ -138,22 +138,9 @@ while starting (recovered exits, cleaned-up shims), before anyone could subscrib
 ``topic`` (exact, or a prefix ending in ``/`` or ``*``), ``namespace``. A subscriber 10000 events
 behind is dropped (its stream ends).
 
-==================================  =============================================================
-topic                               event
-==================================  =============================================================
-``/containers/create``              ``{"id", "image", "runtime": {"name"}}``
-``/containers/update``              ``{"id", "image", "labels"}``
-``/containers/delete``              ``{"id"}``
-``/images/create``, ``/images/update``  ``{"name", "labels"}``
-``/images/delete``                  ``{"name"}``
-``/tasks/create``                   ``{"container_id", "bundle", "pid"}`` (from the shim)
-``/tasks/start``                    ``{"container_id", "pid"}`` (from the shim)
-``/tasks/paused``, ``/tasks/resumed``, ``/tasks/oom``  ``{"container_id"}`` (from the shim)
-``/tasks/exit``                     ``{"container_id", "id", "pid", "exit_status", "exited_at",
-                                    "exit_source"}``
-``/tasks/delete``                   ``{"container_id", "id", "pid", "exit_status", "exited_at",
-                                    "exit_source"}``
-==================================  =============================================================
+The topics and their ``event`` payloads are the contract in :mod:`runtime.api.topics`; the
+routes above are :data:`runtime.api.runtimed.ROUTES`, and both clients build their calls with
+:class:`runtime.api.runtimed.Requests`.
 
 Order, per task, as containerd's runtime v2 contract fixes it: ``/tasks/create``,
 ``/tasks/start``, [``/tasks/paused``, ``/tasks/resumed``, ``/tasks/oom``], ``/tasks/exit``,

@@ -1,4 +1,5 @@
-"""The HTTP routes of capsize-runtimed's API (documented in the package docstring).
+"""The HTTP handlers of capsize-runtimed's API (routes: :data:`runtime.api.runtimed.ROUTES`;
+bodies and results: the package docstring).
 
 Each handler checks its input, calls the image store, container store or task manager (slow
 file work in a worker thread) and publishes the events the change makes. Handlers raise the
@@ -11,6 +12,8 @@ import asyncio
 import json
 import os
 
+from runtime.api import topics
+from runtime.api.runtimed import ROUTES
 from runtime.errors import InvalidArgument
 from runtime.highlevel.httpserver import FileResponse, Router, StreamResponse
 from runtime.shim.paths import check_id
@@ -77,10 +80,6 @@ def build(daemon) -> Router:
                 yield (json.dumps(env, separators=(",", ":"), default=str) + "\n").encode()
         return StreamResponse(lines(), on_close=sub.close)
 
-    r.add("GET", "/v1/version", version)
-    r.add("GET", "/v1/namespaces", namespaces)
-    r.add("POST", "/v1/gc", gc)
-    r.add("GET", "/v1/events", events)
 
     # -- images ------------------------------------------------------------------------------
     async def image_list(req, ns):
@@ -110,7 +109,7 @@ def build(daemon) -> Router:
         out = []
         for row, action in results:
             if action in ("create", "update"):
-                bus.publish(f"/images/{action}", ns, {"name": row["name"], "labels": row["labels"]})
+                bus.publish(topics.IMAGE_CREATE if action == "create" else topics.IMAGE_UPDATE, ns, {"name": row["name"], "labels": row["labels"]})
             out.append(images.describe(row))
         daemon.log.info("images imported", namespace=ns, images=[i["name"] for i in out])
         return {"images": out}
@@ -134,15 +133,10 @@ def build(daemon) -> Router:
         from runtime.highlevel.images import normalize_name
         ns = _ns(ns)
         row = daemon.md.delete_image(ns, normalize_name(name))
-        bus.publish("/images/delete", ns, {"name": row["name"]})
+        bus.publish(topics.IMAGE_DELETE, ns, {"name": row["name"]})
         report = await asyncio.to_thread(daemon.collector.run) if req.flag("sync") else None
         return {"name": row["name"], "gc": report}
 
-    r.add("GET", "/v1/namespaces/{ns}/images", image_list)
-    r.add("POST", "/v1/namespaces/{ns}/images/import", image_import)
-    r.add("GET", "/v1/namespaces/{ns}/images/{name}", image_get)
-    r.add("GET", "/v1/namespaces/{ns}/images/{name}/export", image_export)
-    r.add("DELETE", "/v1/namespaces/{ns}/images/{name}", image_delete)
 
     # -- containers --------------------------------------------------------------------------
     async def container_list(req, ns):
@@ -155,7 +149,7 @@ def build(daemon) -> Router:
         ns = _ns(ns)
         body = await req.json()
         row = await asyncio.to_thread(containers.create, ns, body)
-        bus.publish("/containers/create", ns, {"id": row["id"], "image": row["image"],
+        bus.publish(topics.CONTAINER_CREATE, ns, {"id": row["id"], "image": row["image"],
                                                "runtime": {"name": row["runtime"]}})
         daemon.log.info("container created", namespace=ns, id=row["id"], image=row["image"])
         return containers.view(row)
@@ -164,21 +158,16 @@ def build(daemon) -> Router:
         ns = _ns(ns)
         body = await req.json()
         row = containers.update(ns, cid, body, tasks.find(ns, cid) is not None)
-        bus.publish("/containers/update", ns, {"id": row["id"], "image": row["image"], "labels": row["labels"]})
+        bus.publish(topics.CONTAINER_UPDATE, ns, {"id": row["id"], "image": row["image"], "labels": row["labels"]})
         return containers.view(row)
 
     async def container_delete(req, ns, cid):
         ns = _ns(ns)
         row = await asyncio.to_thread(containers.delete, ns, cid, tasks.find(ns, cid) is not None)
-        bus.publish("/containers/delete", ns, {"id": row["id"]})
+        bus.publish(topics.CONTAINER_DELETE, ns, {"id": row["id"]})
         daemon.log.info("container deleted", namespace=ns, id=cid)
         return {"id": row["id"]}
 
-    r.add("GET", "/v1/namespaces/{ns}/containers", container_list)
-    r.add("POST", "/v1/namespaces/{ns}/containers", container_create)
-    r.add("GET", "/v1/namespaces/{ns}/containers/{cid}", container_get)
-    r.add("PATCH", "/v1/namespaces/{ns}/containers/{cid}", container_update)
-    r.add("DELETE", "/v1/namespaces/{ns}/containers/{cid}", container_delete)
 
     # -- tasks -------------------------------------------------------------------------------
     async def task_list(req, ns):
@@ -222,14 +211,7 @@ def build(daemon) -> Router:
     async def task_delete(req, ns, cid):
         return await tasks.delete(_ns(ns), cid, force=req.flag("force"))
 
-    r.add("GET", "/v1/namespaces/{ns}/tasks", task_list)
-    r.add("POST", "/v1/namespaces/{ns}/tasks", task_create)
-    r.add("GET", "/v1/namespaces/{ns}/tasks/{cid}", task_get)
-    r.add("POST", "/v1/namespaces/{ns}/tasks/{cid}/start", task_start)
-    r.add("POST", "/v1/namespaces/{ns}/tasks/{cid}/kill", task_kill)
-    r.add("POST", "/v1/namespaces/{ns}/tasks/{cid}/wait", task_wait)
-    r.add("POST", "/v1/namespaces/{ns}/tasks/{cid}/pause", task_pause)
-    r.add("POST", "/v1/namespaces/{ns}/tasks/{cid}/resume", task_resume)
-    r.add("GET", "/v1/namespaces/{ns}/tasks/{cid}/pids", task_pids)
-    r.add("DELETE", "/v1/namespaces/{ns}/tasks/{cid}", task_delete)
+    handlers = locals()
+    for method, path, name in ROUTES:   # the contract's list of routes, in its order
+        r.add(method, path, handlers[name])
     return r

@@ -19,7 +19,9 @@ shared classes (:mod:`runtime.errors`), rebuilt from the daemon's JSON error rep
 (``from_dict``); a daemon that cannot be reached is :class:`~runtime.errors.Unavailable`
 (``capsize-runtimed is not reachable at unix://PATH: ...``), a call that outlives its timeout
 :class:`~runtime.errors.DeadlineExceeded`. Timeouts are in seconds (None: wait forever). The
-paths, bodies and results are those of the package docstring (:mod:`runtime.highlevel`).
+paths, bodies and results are those of the package docstring (:mod:`runtime.highlevel`); the
+calls themselves are built by :class:`runtime.api.runtimed.Requests`, shared with capsized's
+asyncio client (:mod:`runtime.daemon.backend`): this module is the blocking transport.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ import http.client
 import json
 import os
 import socket
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
-from runtime.errors import CapsizeError, DeadlineExceeded, Unavailable, from_dict
+from runtime.api.runtimed import Call, Requests, query_pairs, error_from_reply
+from runtime.errors import DeadlineExceeded, Unavailable
 
 DEFAULT_ADDRESS = "/run/capsize/runtimed.sock"
 _DEFAULT = object()
@@ -56,17 +59,6 @@ def _path_of(address: str) -> str:
     return address[len("unix://"):] if address.startswith("unix://") else address
 
 
-def _error(status: int, reason: str, data: bytes) -> CapsizeError:
-    try:
-        body = json.loads(data)
-        if isinstance(body, dict) and "message" in body:
-            return from_dict(body)
-    except ValueError:
-        pass
-    text = data.decode(errors="replace").strip()[:300]
-    return CapsizeError(f"capsize-runtimed answered {status} {reason}: {text}", status=status)
-
-
 class RuntimeClient:
     """A client of one daemon (*address*: a socket path or ``unix://`` address), scoped to
     *namespace*. *timeout* is each call's default (seconds)."""
@@ -75,25 +67,28 @@ class RuntimeClient:
         self.address = _path_of(address)
         self.namespace = namespace
         self.timeout = timeout
+        self.calls = Requests(namespace)
 
     def with_namespace(self, namespace: str) -> "RuntimeClient":
         return RuntimeClient(self.address, namespace, self.timeout)
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _ns_path(self, *parts: str) -> str:
-        return "/v1/namespaces/" + quote(self.namespace, safe="") + "".join("/" + quote(p, safe="") for p in parts)
+    def call(self, call: Call, timeout=_DEFAULT, body=None, out=None):
+        """Send one :class:`runtime.api.runtimed.Call`; *body* (a binary file) replaces its JSON body."""
+        return self.request(call.method, call.path, call.body if body is None else body, call.query,
+                            timeout, out=out)
 
     def _unreachable(self, e: BaseException) -> Unavailable:
         why = getattr(e, "strerror", None) or str(e) or type(e).__name__
         return Unavailable(f"capsize-runtimed is not reachable at unix://{self.address}: {why}")
 
-    def request(self, method: str, path: str, body=None, query: dict | None = None, timeout=_DEFAULT,
+    def request(self, method: str, path: str, body=None, query=None, timeout=_DEFAULT,
                 raw: bool = False, out=None):
-        """One API call. *body*: a JSON-able object, ``bytes`` or a binary file. Returns the
+        """One API call. *query*: ``{name: value | [values]}`` or ``[(name, value)]``. *body*: a
+        JSON-able object, ``bytes`` or a binary file. Returns the
         decoded JSON result; with *out* (a binary file), the response body is copied there."""
         if query:
-            pairs = [(k, v) for k, vs in query.items() if vs is not None
-                     for v in (vs if isinstance(vs, (list, tuple)) else [vs])]
+            pairs = query_pairs(query) if isinstance(query, dict) else list(query)
             if pairs:
                 path += "?" + urlencode(pairs)
         headers = {}
@@ -117,7 +112,7 @@ class RuntimeClient:
                 raise Unavailable(f"capsize-runtimed at unix://{self.address}: {method} {path}: {e}") from None
             try:
                 if resp.status >= 400:
-                    raise _error(resp.status, resp.reason, resp.read())
+                    raise error_from_reply(resp.status, resp.reason, resp.read())
                 if out is not None:
                     while True:
                         chunk = resp.read(1 << 20)
@@ -137,101 +132,91 @@ class RuntimeClient:
 
     # -- daemon ------------------------------------------------------------------------------
     def version(self, timeout=_DEFAULT) -> dict:
-        return self.request("GET", "/v1/version", timeout=timeout)
+        return self.call(self.calls.version(), timeout=timeout)
 
     def namespaces(self) -> list[str]:
-        return self.request("GET", "/v1/namespaces")["namespaces"]
+        return self.call(self.calls.namespaces())["namespaces"]
 
     def gc(self) -> dict:
-        return self.request("POST", "/v1/gc")
+        return self.call(self.calls.gc())
 
     # -- images ------------------------------------------------------------------------------
     def images(self) -> list[dict]:
-        return self.request("GET", self._ns_path("images"))["images"]
+        return self.call(self.calls.images())["images"]
 
     def image(self, name: str) -> dict:
-        return self.request("GET", self._ns_path("images", name))
+        return self.call(self.calls.image(name))
 
     def import_image(self, source, format: str = "auto", name: str | None = None,  # noqa: A002
                      labels: dict | None = None, timeout=_DEFAULT) -> list[dict]:
         """Import a docker-save tarball, an OCI layout tar or (``format="rootfs"``, with *name*) a
         rootfs tar from *source* (a path or a binary file); returns the images."""
-        query = {"format": format, "name": name,
-                 "label": [f"{k}={v}" for k, v in (labels or {}).items()] or None}
+        call = self.calls.import_image(format, name, labels)
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as f:
-                return self.request("POST", self._ns_path("images", "import"), f, query, timeout)["images"]
-        return self.request("POST", self._ns_path("images", "import"), source, query, timeout)["images"]
+                return self.call(call, timeout=timeout, body=f)["images"]
+        return self.call(call, timeout=timeout, body=source)["images"]
 
     def export_image(self, name: str, out) -> None:
         """Write the image as a docker-save tarball to *out* (a path or a binary file)."""
         if isinstance(out, (str, os.PathLike)):
             with open(out, "wb") as f:
-                self.request("GET", self._ns_path("images", name, "export"), out=f)
+                self.call(self.calls.export_image(name), out=f)
             return
-        self.request("GET", self._ns_path("images", name, "export"), out=out)
+        self.call(self.calls.export_image(name), out=out)
 
     def delete_image(self, name: str, sync: bool = False) -> dict:
-        return self.request("DELETE", self._ns_path("images", name), query={"sync": "1" if sync else None})
+        return self.call(self.calls.delete_image(name, sync))
 
     # -- containers --------------------------------------------------------------------------
     def create_container(self, container_id: str, image: str, runtime: str | None = None, args=None,
                          env=None, spec: dict | None = None, labels: dict | None = None,
                          cwd: str | None = None) -> dict:
-        body = {"id": container_id, "image": image}
-        for key, value in (("runtime", runtime), ("args", args), ("env", env), ("spec", spec),
-                           ("labels", labels), ("cwd", cwd)):
-            if value is not None:
-                body[key] = list(value) if key in ("args", "env") else value
-        return self.request("POST", self._ns_path("containers"), body)
+        return self.call(self.calls.create_container(container_id, image, runtime, args, env, spec, labels, cwd))
 
     def containers(self) -> list[dict]:
-        return self.request("GET", self._ns_path("containers"))["containers"]
+        return self.call(self.calls.containers())["containers"]
 
     def container(self, container_id: str) -> dict:
-        return self.request("GET", self._ns_path("containers", container_id))
+        return self.call(self.calls.container(container_id))
 
     def update_container(self, container_id: str, labels: dict | None = None, spec: dict | None = None) -> dict:
-        body = {k: v for k, v in (("labels", labels), ("spec", spec)) if v is not None}
-        return self.request("PATCH", self._ns_path("containers", container_id), body)
+        return self.call(self.calls.update_container(container_id, labels, spec))
 
     def delete_container(self, container_id: str) -> dict:
-        return self.request("DELETE", self._ns_path("containers", container_id))
+        return self.call(self.calls.delete_container(container_id))
 
     # -- tasks -------------------------------------------------------------------------------
     def tasks(self) -> list[dict]:
-        return self.request("GET", self._ns_path("tasks"))["tasks"]
+        return self.call(self.calls.tasks())["tasks"]
 
     def task(self, task_id: str) -> dict:
-        return self.request("GET", self._ns_path("tasks", task_id))
+        return self.call(self.calls.task(task_id))
 
     def create_task(self, container_id: str, log_path: str | None = None) -> dict:
-        body = {"container_id": container_id}
-        if log_path:
-            body["log_path"] = log_path
-        return self.request("POST", self._ns_path("tasks"), body)
+        return self.call(self.calls.create_task(container_id, log_path))
 
     def start_task(self, task_id: str) -> dict:
-        return self.request("POST", self._ns_path("tasks", task_id, "start"), {})
+        return self.call(self.calls.start_task(task_id))
 
     def kill_task(self, task_id: str, signal=15, all: bool = False) -> dict:  # noqa: A002 - runc's word
-        return self.request("POST", self._ns_path("tasks", task_id, "kill"), {"signal": signal, "all": all})
+        return self.call(self.calls.kill_task(task_id, signal, all))
 
     def wait_task(self, task_id: str, timeout=None) -> dict:
         """Block until the task exits: ``{"pid", "exit_status", "exited_at", "exit_source"}``."""
-        return self.request("POST", self._ns_path("tasks", task_id, "wait"), {}, timeout=timeout)
+        return self.call(self.calls.wait_task(task_id), timeout=timeout)
 
     def pause_task(self, task_id: str) -> dict:
-        return self.request("POST", self._ns_path("tasks", task_id, "pause"), {})
+        return self.call(self.calls.pause_task(task_id))
 
     def resume_task(self, task_id: str) -> dict:
-        return self.request("POST", self._ns_path("tasks", task_id, "resume"), {})
+        return self.call(self.calls.resume_task(task_id))
 
     def pids(self, task_id: str) -> list[int]:
-        return self.request("GET", self._ns_path("tasks", task_id, "pids"))["pids"]
+        return self.call(self.calls.pids(task_id))["pids"]
 
     def delete_task(self, task_id: str, force: bool = False) -> dict:
-        return self.request("DELETE", self._ns_path("tasks", task_id), query={"force": "1" if force else None})
+        return self.call(self.calls.delete_task(task_id, force))
 
     # -- events ------------------------------------------------------------------------------
     def subscribe(self, topics=(), namespaces=(), since: int | None = None,
@@ -240,10 +225,8 @@ class RuntimeClient:
         ``*``) in *namespaces* (default: every namespace); with *since*, first the buffered events
         after that ``seq`` (0: everything since the daemon started). The subscription is live
         when this returns. *timeout* bounds each wait for an event (None: forever)."""
-        query = [("topic", t) for t in topics] + [("namespace", n) for n in namespaces]
-        if since is not None:
-            query.append(("since", str(since)))
-        path = "/v1/events" + ("?" + urlencode(query) if query else "")
+        call = Requests.events(topics, namespaces, since)
+        path = call.path + ("?" + urlencode(call.query) if call.query else "")
         return EventStream(self, path, timeout)
 
 
@@ -295,7 +278,7 @@ class EventStream:
             length = int(headers.get("content-length", "0"))
             while len(self._raw) < length and self._recv():
                 pass
-            raise _error(status, parts[2] if len(parts) > 2 else "", self._raw[:length])
+            raise error_from_reply(status, parts[2] if len(parts) > 2 else "", self._raw[:length])
         if headers.get("transfer-encoding", "").lower() != "chunked":
             raise Unavailable("event stream is not chunked")
         self._sock.settimeout(self.timeout)

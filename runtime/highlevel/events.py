@@ -33,15 +33,14 @@ import os
 import socket
 import struct
 
+from runtime.api import topics
 from runtime.rfc3339 import format_nano
 
 HISTORY = 4096
 QUEUE_MAX = 10000
 
-TOPICS = ("/containers/create", "/containers/update", "/containers/delete",
-          "/images/create", "/images/update", "/images/delete",
-          "/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete", "/tasks/oom",
-          "/tasks/paused", "/tasks/resumed")
+#: Every topic published (the contract: :mod:`runtime.api.topics`).
+TOPICS = topics.TOPICS
 
 
 def topic_matches(patterns: list[str], topic: str) -> bool:

@@ -64,7 +64,7 @@ class Recovery:
         loads = []
         for ns, tid in entries:
             task = Task(ns, tid, self.m.layout.task_dir(ns, tid))
-            task.status = "unknown"
+            task.move("unknown")
             rec = read_record(task.dir)
             if rec:
                 task.load_record(rec)
@@ -105,7 +105,7 @@ class Recovery:
             return
         except CapsizeError as e:  # DeadlineExceeded: a stopped or hung shim
             log.warning("shim not responding: task state unknown, retrying", error=e.message)
-            task.status = "unknown"
+            task.move("unknown")
             self.m._spawn(self._retry(task, address))
             return
         if container is None:

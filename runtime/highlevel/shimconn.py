@@ -1,4 +1,7 @@
-"""An asyncio client of one shim's JSON-lines API (runtime/shim/__init__.py, "Wire protocol").
+"""An asyncio client of one shim's JSON-lines API (:mod:`runtime.api.shim`), for capsize-runtimed.
+
+The protocol half (request ids and lines, replies to results or errors) is
+:class:`runtime.api.shim.Calls`, shared with the synchronous :mod:`runtime.shim.client`.
 
 One connection per task, held for the task's life: requests carry ids and the shim answers them
 in order; a reader coroutine matches replies to callers. The connection doubles as the shim's
@@ -18,10 +21,9 @@ connection; exits come as events.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 
-from runtime.errors import DeadlineExceeded, Unavailable, from_dict
+from runtime.api.shim import Calls
+from runtime.errors import DeadlineExceeded, Unavailable
 from runtime.shim.paths import path_of
 
 
@@ -29,7 +31,7 @@ class ShimConnection:
     def __init__(self, address: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.address = address
         self._reader, self._writer = reader, writer
-        self._ids = itertools.count(1)
+        self._calls = Calls()
         self._pending: dict[int, asyncio.Future] = {}
         loop = asyncio.get_running_loop()
         self.closed: asyncio.Future = loop.create_future()
@@ -55,11 +57,8 @@ class ShimConnection:
                 line = await self._reader.readline()
                 if not line:
                     break
-                try:
-                    reply = json.loads(line)
-                except ValueError:
-                    continue
-                fut = self._pending.pop(reply.get("id"), None) if isinstance(reply, dict) else None
+                reply = self._calls.parse(line)
+                fut = self._pending.pop(reply.get("id"), None) if reply is not None else None
                 if fut is not None and not fut.done():
                     fut.set_result(reply)
         except (OSError, ValueError, asyncio.LimitOverrunError) as e:
@@ -87,12 +86,11 @@ class ShimConnection:
         """Send *method* with *params*; returns the reply's result. *timeout* in seconds."""
         if self.closed.done():
             raise Unavailable(f"shim at {self.address} is disconnected")
-        rid = next(self._ids)
+        rid, line = self._calls.request(method, params)
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
-            self._writer.write(json.dumps({"id": rid, "method": method, "params": params},
-                                          separators=(",", ":")).encode() + b"\n")
+            self._writer.write(line)
             await self._writer.drain()
         except (OSError, RuntimeError) as e:
             self._pending.pop(rid, None)
@@ -103,9 +101,7 @@ class ShimConnection:
             self._pending.pop(rid, None)
             raise DeadlineExceeded(f"shim at {self.address} did not answer {method} within {timeout:g}s",
                                    method=method) from None
-        if "error" in reply:
-            raise from_dict(reply["error"] or {})
-        return reply.get("result") or {}
+        return self._calls.result(reply)
 
     def close(self) -> None:
         """Close the connection on purpose (not a shim failure)."""

@@ -10,8 +10,9 @@ Start, kill, pause, resume and pids are the shim's methods; delete calls the shi
 and ``shutdown``, waits for the shim to exit, unmounts the rootfs and removes the directory.
 
 Status: ``creating``, ``created``, ``running``, ``paused``, ``stopped``, ``deleting``, or
-``unknown`` (the shim does not answer). It moves on the shim's replies and events and never
-back from ``stopped``.
+``unknown`` (the shim does not answer). It moves on the shim's replies and events, forward only
+(``paused`` <-> ``running`` excepted), through ``Task.move`` and the table
+:data:`runtime.api.states.RUNTIMED`.
 
 Events: the shim publishes ``/tasks/create``, ``/tasks/start``, ``/tasks/paused``,
 ``/tasks/resumed``, ``/tasks/oom``, ``/tasks/exit`` and ``/tasks/delete`` to the daemon's
@@ -42,8 +43,10 @@ import shutil
 import signal
 import time
 
+from runtime.api import topics
+from runtime.api.states import RUNTIMED
 from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, FailedPrecondition,
-                            InvalidArgument, NotFound, Unavailable)
+                            InvalidArgument, NotFound, Unavailable, error_for_exit_code)
 from runtime.highlevel.fsutil import read_json, write_json_atomic
 from runtime.highlevel.shimconn import ShimConnection
 from runtime.rfc3339 import format_nano
@@ -51,7 +54,6 @@ from runtime.runtimes import capsize_command
 from runtime.shim import paths as shim_paths
 
 RECORD = "runtimed.json"
-_RANK = {"creating": 0, "unknown": 0, "created": 1, "running": 2, "paused": 2, "stopped": 3, "deleting": 4}
 
 #: Seconds allowed for ``capsize-shim start`` and for the shim's create/start/delete.
 SHIM_START_TIMEOUT = 20.0
@@ -74,7 +76,7 @@ class Task:
 
     def __init__(self, namespace: str, task_id: str, directory: str):
         self.namespace, self.id, self.dir = namespace, task_id, directory
-        self.status = "creating"
+        self.status = RUNTIMED.initial
         self.pid = 0
         self.shim_pid = 0
         self.shim_address = ""
@@ -96,10 +98,15 @@ class Task:
         self.expect_close = False      # a shutdown was asked for: the connection closing is no failure
         self.gone = False              # deleted or cleaned up: forgotten
 
+    def move(self, status: str) -> None:
+        """The one way the status changes (:data:`runtime.api.states.RUNTIMED`); FailedPrecondition
+        naming both states when the table forbids it."""
+        RUNTIMED.move(self, status, what=f"task {self.id}", id=self.id)
+
     def advance(self, status: str) -> None:
         """Move to *status* unless that would go back (``paused`` <-> ``running`` is allowed)."""
-        if _RANK.get(status, 0) >= _RANK.get(self.status, 0) or self.status == "unknown":
-            self.status = status
+        if RUNTIMED.can(self.status, status):
+            self.move(status)
 
     def exit_info(self) -> dict:
         return {"pid": self.pid, "exit_status": self.exit_status, "exited_at": self.exited_at,
@@ -250,13 +257,9 @@ class TaskManager:
             if "warning" in line:
                 self.log.warning("shim start", id=task.id, namespace=task.namespace, message=line)
         if proc.returncode != 0:
-            from runtime.errors import from_dict
             message = text.splitlines()[-1] if text else f"exit status {proc.returncode}"
             message = message.removeprefix("capsize-shim: ")
-            codes = {2: "invalid-argument", 3: "not-found", 4: "already-exists", 5: "failed-precondition",
-                     6: "unavailable", 7: "deadline-exceeded"}
-            raise from_dict({"code": codes.get(proc.returncode, "internal"),
-                             "message": f"cannot start shim: {message}", "id": task.id})
+            raise error_for_exit_code(proc.returncode, f"cannot start shim: {message}", id=task.id)
         return out.decode().strip().splitlines()[-1]
 
     async def _undo_create(self, task: Task, made_dir: bool) -> None:
@@ -368,7 +371,7 @@ class TaskManager:
         async with task.lock:
             if task.gone:
                 return
-            task.status = "deleting"
+            task.move("deleting")
             self.log.warning("cleaning up after shim disconnected", id=task.id, namespace=task.namespace)
             result = await self._delete_action(task)
             if result is None:
@@ -436,7 +439,9 @@ class TaskManager:
         task.shim_pid = self._shim_pid_from_dir(task) or task.shim_pid
         task.pid = int(state.get("pid") or 0)
         status = state.get("status") or "unknown"
-        task.status = "stopped" if status == "stopped" else status
+        if task.status == "deleting":   # a shim taken for dead answered: adopted again
+            task.move("unknown")
+        task.move(status)
         if state.get("log_path"):
             task.log_path = state["log_path"]
         if status == "stopped":
@@ -466,10 +471,9 @@ class TaskManager:
         task.exit_source = source
         task.exit_published = True
         if task.status != "deleting":
-            task.status = "stopped"
-        self.bus.publish("/tasks/exit", task.namespace,
-                         {"container_id": task.id, "id": task.id, "pid": task.pid, "exit_status": task.exit_status,
-                          "exited_at": task.exited_at, "exit_source": source}, timestamp)
+            task.move("stopped")
+        self.bus.publish(topics.TASK_EXIT, task.namespace,
+                         topics.task_exit(task.id, task.pid, task.exit_status, task.exited_at, source), timestamp)
         self.log.info("task exited", id=task.id, namespace=task.namespace, pid=task.pid,
                       exit_status=task.exit_status, exit_source=source)
         try:
@@ -482,9 +486,9 @@ class TaskManager:
         if task.delete_published:
             return
         task.delete_published = True
-        self.bus.publish("/tasks/delete", task.namespace,
-                         {"container_id": task.id, "id": task.id, "pid": task.pid, "exit_status": task.exit_status,
-                          "exited_at": task.exited_at, "exit_source": task.exit_source}, timestamp)
+        self.bus.publish(topics.TASK_DELETE, task.namespace,
+                         topics.task_exit(task.id, task.pid, task.exit_status, task.exited_at,
+                                          task.exit_source), timestamp)
 
     async def handle_shim_event(self, msg: dict, shim_pid: int) -> None:
         """Apply and relay one event a shim sent (see the module docstring)."""
@@ -506,10 +510,10 @@ class TaskManager:
                 return
             task.last_seq[shim_pid] = seq
         ts = msg.get("timestamp")
-        if topic == "/tasks/exit":
+        if topic == topics.TASK_EXIT:
             self._on_exit(task, event.get("pid"), event.get("exit_status"), event.get("exited_at"), "shim", ts)
             return
-        if topic == "/tasks/delete":
+        if topic == topics.TASK_DELETE:
             if task.exit_status is None and isinstance(event.get("exit_status"), int):
                 self._on_exit(task, event.get("pid"), event["exit_status"], event.get("exited_at"), "shim", ts)
             self._publish_delete(task, ts)
@@ -517,17 +521,17 @@ class TaskManager:
         if task.exit_published:
             self.log.debug("stale event after exit dropped", topic=topic, id=task.id)
             return
-        if topic == "/tasks/create":
+        if topic == topics.TASK_CREATE:
             task.pid = int(event.get("pid") or task.pid)
             task.advance("created")
-        elif topic == "/tasks/start":
+        elif topic == topics.TASK_START:
             task.advance("running")
-        elif topic == "/tasks/paused":
+        elif topic == topics.TASK_PAUSED:
             if task.status == "running":
-                task.status = "paused"
-        elif topic == "/tasks/resumed":
+                task.move("paused")
+        elif topic == topics.TASK_RESUMED:
             if task.status == "paused":
-                task.status = "running"
+                task.move("running")
         self.bus.publish(topic, namespace, event, ts)
 
     # -- operations --------------------------------------------------------------------------
@@ -574,7 +578,7 @@ class TaskManager:
                                          id=task_id, status=task.status)
             await conn.call(method, timeout=LONG_CALL_TIMEOUT)
             if task.status == want:
-                task.status = becomes
+                task.move(becomes)
         return {}
 
     async def pids(self, namespace: str, task_id: str) -> dict:
@@ -591,8 +595,7 @@ class TaskManager:
                 if st.get("status") == "stopped" and not task.exit_published:
                     self._on_exit(task, st.get("pid"), st.get("exit_status"), st.get("exited_at"), "shim")
                 elif st.get("status") in ("created", "running", "paused"):
-                    if task.status == "unknown" or _RANK[st["status"]] >= _RANK.get(task.status, 0):
-                        task.status = st["status"]
+                    task.advance(st["status"])
             except CapsizeError:
                 pass
         return task.view()
@@ -638,12 +641,12 @@ class TaskManager:
                 task.expect_close = False
                 raise
             if result is None:  # the shim died under us: clean up as after any dead shim
-                task.status = "deleting"
+                task.move("deleting")
                 dead = await self._delete_action(task) or {"pid": task.pid, "exit_status": 255,
                                                            "exited_at": format_nano(), "source": "unknown"}
                 self._on_exit(task, dead["pid"], dead["exit_status"], dead["exited_at"], dead["source"])
             else:
-                task.status = "deleting"
+                task.move("deleting")
                 self._on_exit(task, result.get("pid"), result.get("exit_status"), result.get("exited_at"), "shim")
                 self.log.debug("task deleted in its shim: shutting the shim down", id=task_id, namespace=namespace)
                 try:

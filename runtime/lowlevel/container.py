@@ -29,6 +29,7 @@ import time
 from runtime import atomicfile, host as h, signals
 from runtime.errors import (CapsizeError, DeadlineExceeded, FailedPrecondition, InvalidArgument,
                             NotFound)
+from runtime.api.states import LOWLEVEL
 from runtime.lowlevel.state import State, proc_start_time, rfc3339_now
 
 INIT_TIMEOUT = 60.0  # seconds the parent waits for each word from the init during create
@@ -263,10 +264,9 @@ def start(root: str, container_id: str, timeout: float = 10.0) -> State:
 
     st = State.load(root, container_id)
     status = st.status()
-    if status == "stopped":
-        raise FailedPrecondition("cannot start a container that has stopped", id=container_id)
-    if status != "created":
-        raise FailedPrecondition("cannot start an already running container", id=container_id)
+    LOWLEVEL.check(status, "running", sources=("created",), id=container_id,
+                   message="cannot start a container that has stopped" if status == "stopped"
+                   else "cannot start an already running container")
     try:
         fd = os.open(st.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -364,9 +364,9 @@ def delete(root: str, container_id: str, force: bool = False, host: h.Host = h.H
                 os.close(fd)
         return
     status = st.status()
-    if status in ("running", "paused") and not force:
-        raise FailedPrecondition(f"cannot delete container {container_id} that is not stopped: {status}",
-                                 id=container_id, status=status)
+    if not force:
+        LOWLEVEL.check(status, "deleted", id=container_id,
+                       message=f"cannot delete container {container_id} that is not stopped: {status}")
     cg = st.cgroup_obj(host)
     if status != "stopped" or (cg is not None and cg.exists() and cg.pids()):
         if cg is not None and cg.exists():
@@ -384,16 +384,14 @@ def delete(root: str, container_id: str, force: bool = False, host: h.Host = h.H
 def pause(root: str, container_id: str, host: h.Host = h.HOST) -> None:
     """Freeze every process of a running container (runc pause). FailedPrecondition unless running."""
     st = State.load(root, container_id)
-    if st.status() != "running":
-        raise FailedPrecondition("container not running", id=container_id)
+    LOWLEVEL.check(st.status(), "paused", sources=("running",), message="container not running", id=container_id)
     st.cgroup_obj(host).freeze()
 
 
 def resume(root: str, container_id: str, host: h.Host = h.HOST) -> None:
     """Thaw a paused container (runc resume). FailedPrecondition unless paused."""
     st = State.load(root, container_id)
-    if st.status() != "paused":
-        raise FailedPrecondition("container not paused", id=container_id)
+    LOWLEVEL.check(st.status(), "running", sources=("paused",), message="container not paused", id=container_id)
     st.cgroup_obj(host).thaw()
 
 

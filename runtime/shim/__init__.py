@@ -56,60 +56,18 @@ paths are limited to 107 bytes; ``--socket-dir`` moves it). The low-level runtim
 Wire protocol: JSON lines over the shim's unix socket (:mod:`runtime.shim.server`)
 ===================================================================================
 
-Request: ``{"id": <any>, "method": "<name>", "params": {...}}`` (params optional), one line.
-Reply: ``{"id": <same>, "result": {...}}`` or ``{"id": <same>, "error": {"code", "message",
-...}}`` where ``code`` is a :mod:`runtime.errors` code (``invalid-argument``, ``not-found``,
-``already-exists``, ``failed-precondition``, ``unimplemented``, ``internal``...); rebuild it with
-:func:`runtime.errors.from_dict`. Requests on one connection are answered one at a time, in
-order; any number of connections are served at once. Malformed lines, unknown methods and
-wrong states get an error reply; the shim keeps serving. Methods:
-
-============  ===============================  ==================================================
-method        params                           result
-============  ===============================  ==================================================
-connect       --                               ``{"shim_pid", "task_pid" (0 before create),
-                                               "version": 1}``
-create        ``log_path`` (absolute, optional) ``{"pid"}`` after ``<runtime> create``; the
-                                               runtime's own error text on failure (then nothing
-                                               is left: ``<runtime> delete --force``)
-start         --                               ``{"pid"}`` after ``<runtime> start``
-state         --                               ``{"id", "namespace", "bundle", "pid", "status",
-                                               "exit_status", "exited_at", "log_path",
-                                               "runtime"}``; status is ``unknown`` (being
-                                               created), ``created``, ``running``, ``paused``
-                                               or ``stopped``
-kill          ``signal`` (number or name,      ``{}`` after ``<runtime> kill [--all] <id> <sig>``;
-              default 15), ``all`` (bool)      NotFound "process already finished" once stopped
-wait          --                               ``{"pid", "exit_status", "exited_at"}`` when the
-                                               init has exited (blocks that connection)
-pids          --                               ``{"pids": [...]}`` (``<runtime> ps``)
-pause         --                               ``{}`` after ``<runtime> pause <id>`` (a running
-                                               task; status ``paused``; ``/tasks/paused``)
-resume        --                               ``{}`` after ``<runtime> resume <id>`` (a paused
-                                               task; ``/tasks/resumed``)
-delete        --                               ``{"pid", "exit_status", "exited_at"}`` after
-                                               ``<runtime> delete`` (``--force`` for a created
-                                               task, whose init is then killed: 137); a running
-                                               task is FailedPrecondition
-shutdown      --                               ``{}``, then the shim removes its socket,
-                                               delivers queued events (up to 1 s) and exits;
-                                               FailedPrecondition while a task exists
-============  ===============================  ==================================================
-
-Exit statuses are shell-style: the code, or 128 + signal. Times are RFC 3339 nano, UTC.
-Use :class:`runtime.shim.client.ShimClient` (``connect(address, timeout)``, ``call(method,
-**params) -> dict``, raising the shared errors).
+The methods (connect, create, start, state, kill, wait, pids, pause, resume, delete, shutdown),
+their parameters and results, and the request/reply lines are the contract in
+:mod:`runtime.api.shim`. Use :class:`runtime.shim.client.ShimClient` (``connect(address,
+timeout)``, ``call(method, **params) -> dict``, raising the shared errors).
 
 Events: to the runtime daemon's address (:mod:`runtime.shim.events`)
 =====================================================================
 
 The runtime daemon's address (``--address``) is a unix socket that accepts JSON lines: one
 event per line, ``{"topic", "namespace", "timestamp", "seq", "event": {...}}``, and the
-receiver answers each with one line (``{"ok":true}``) before the next is sent. Topics:
-``/tasks/create`` {container_id, bundle, pid}, ``/tasks/start`` {container_id, pid},
-``/tasks/oom`` {container_id} (cgroup v1 memory OOM kill), ``/tasks/paused`` and
-``/tasks/resumed`` {container_id}, ``/tasks/exit`` {container_id, id, pid, exit_status,
-exited_at}, ``/tasks/delete`` {container_id, id, pid, exit_status, exited_at}. Order per shim:
+receiver answers each with one line (``{"ok":true}``) before the next is sent. Topics and
+payloads: :mod:`runtime.api.topics` (``/tasks/oom`` is a cgroup v1 memory OOM kill). Order per shim:
 create, start, [oom, paused, resumed], exit, delete. Undelivered events wait in a bounded queue
 (256, oldest evicted) and are retried with backoff (0.05 s doubling to 1 s); delivery is at
 least once (drop repeats by ``(event.container_id, seq)``).

@@ -1,4 +1,8 @@
-"""A client of one shim's JSON-lines API, for the high-level runtime (and tests).
+"""A synchronous client of one shim's JSON-lines API (:mod:`runtime.api.shim`), for tools and tests.
+
+The protocol half (request ids and lines, replies to results or errors) is
+:class:`runtime.api.shim.Calls`, shared with capsize-runtimed's asyncio client
+(:mod:`runtime.highlevel.shimconn`); this module adds the blocking socket.
 
 ::
 
@@ -9,7 +13,8 @@
 
 :meth:`ShimClient.call` sends one request and returns the reply's ``result``; an error reply is
 raised as the shared error class it names (:func:`runtime.errors.from_dict`). A shim that cannot
-be reached, or that closes the connection before answering, raises
+be reached, that closes the connection before answering or sends a line that is not a JSON
+object, raises
 :class:`~runtime.errors.Unavailable`; no reply within the timeout raises
 :class:`~runtime.errors.DeadlineExceeded` (and the connection is closed, since a late reply would
 be out of step). Requests on one client are answered in order; use a second client for a
@@ -18,10 +23,10 @@ be out of step). Requests on one client are answered in order; use a second clie
 
 from __future__ import annotations
 
-import json
 import socket
 
-from runtime.errors import DeadlineExceeded, Unavailable, from_dict
+from runtime.api.shim import Calls
+from runtime.errors import DeadlineExceeded, Unavailable
 from runtime.shim.paths import path_of
 
 _DEFAULT = object()
@@ -35,7 +40,7 @@ class ShimClient:
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._buf = b""
-        self._next_id = 0
+        self._calls = Calls()
 
     @classmethod
     def connect(cls, address: str, timeout: float | None = 10.0) -> "ShimClient":
@@ -63,12 +68,10 @@ class ShimClient:
         forever; default: the client's). Raises the shim's error, Unavailable or DeadlineExceeded."""
         if self._sock is None:
             self._open()
-        self._next_id += 1
-        rid = self._next_id
-        line = json.dumps({"id": rid, "method": method, "params": params}, separators=(",", ":")) + "\n"
+        rid, line = self._calls.request(method, params)
         self._sock.settimeout(self.timeout if timeout is _DEFAULT else timeout)
         try:
-            self._sock.sendall(line.encode())
+            self._sock.sendall(line)
             while True:
                 while b"\n" not in self._buf:
                     chunk = self._sock.recv(65536)
@@ -77,7 +80,10 @@ class ShimClient:
                         raise Unavailable(f"shim at {self.address} closed the connection during {method}")
                     self._buf += chunk
                 raw, self._buf = self._buf.split(b"\n", 1)
-                reply = json.loads(raw)
+                reply = self._calls.parse(raw)
+                if reply is None:
+                    self.close()
+                    raise Unavailable(f"shim at {self.address} sent a malformed reply to {method}")
                 if reply.get("id") == rid or reply.get("id") is None:
                     break
         except socket.timeout:
@@ -86,9 +92,7 @@ class ShimClient:
         except OSError as e:
             self.close()
             raise Unavailable(f"shim at {self.address}: {method}: {e.strerror or e}") from None
-        if "error" in reply:
-            raise from_dict(reply["error"] or {})
-        return reply.get("result") or {}
+        return self._calls.result(reply)
 
     def close(self) -> None:
         if self._sock is not None:

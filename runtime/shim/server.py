@@ -1,4 +1,4 @@
-"""The shim's API: JSON lines over its unix socket (the wire protocol is in the package docstring).
+"""The shim's API server: JSON lines over its unix socket (the contract: :mod:`runtime.api.shim`).
 
 :class:`Server` accepts any number of clients on the listening socket. Each connection is read
 line by line; requests on one connection are answered in order, one at a time (a ``wait`` holds
@@ -12,18 +12,12 @@ from __future__ import annotations
 import json
 import os
 
+from runtime.api import shim as api
+from runtime.api.shim import MAX_LINE, METHODS
 from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, Unimplemented
 
-MAX_LINE = 1 << 20
 #: Seconds the shim lingers after ``shutdown`` to deliver queued events and replies.
 SHUTDOWN_LINGER = 1.0
-
-METHODS = ("connect", "create", "start", "state", "kill", "wait", "pids", "pause", "resume", "delete",
-           "shutdown")
-
-
-def _line(obj: dict) -> bytes:
-    return (json.dumps(obj, separators=(",", ":"), default=str) + "\n").encode()
 
 
 class Conn:
@@ -84,7 +78,7 @@ class Conn:
     def send(self, msg: dict) -> None:
         if self.closed:
             return
-        self.outbuf += _line(msg)
+        self.outbuf += api.reply_line(msg)
         self._flush()
 
     def _flush(self) -> None:
@@ -161,7 +155,7 @@ class Server:
 
         def done(result):
             if isinstance(result, CapsizeError):
-                if method not in ("state", "wait", "connect"):
+                if method not in api.QUIET:
                     self.log.info("request failed", method=method, error=result.message)
                 reply({"id": rid, "error": result.to_dict()})
             else:
@@ -184,17 +178,17 @@ class Server:
     def _call(self, method: str, params: dict, done) -> None:
         task = self.task
         try:
-            if method in ("create", "start", "kill", "pause", "resume", "delete"):
+            if method in api.SERIALIZED:
                 task.submit(method, params, done)
-            elif method == "state":
+            elif method == api.STATE:
                 done(task.state())
-            elif method == "wait":
+            elif method == api.WAIT:
                 task.wait(done)
-            elif method == "pids":
+            elif method == api.PIDS:
                 task.pids(done)
-            elif method == "connect":
-                done({"shim_pid": os.getpid(), "task_pid": task.pid, "version": 1})
-            elif method == "shutdown":
+            elif method == api.CONNECT:
+                done({"shim_pid": os.getpid(), "task_pid": task.pid, "version": api.PROTOCOL_VERSION})
+            elif method == api.SHUTDOWN:
                 if task.phase not in ("new", "deleted"):
                     raise FailedPrecondition(f"task {task.id} exists: delete it before shutdown",
                                              id=task.id, status=task.status())

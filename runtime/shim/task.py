@@ -1,6 +1,6 @@
 """The task: one container's init, driven through the low-level runtime and reaped by the shim.
 
-Life cycle (``phase``)::
+Life cycle (``phase``; the table is :data:`runtime.api.states.SHIM`, moved by ``Task._move``)::
 
     new --create--> creating --> created --start--> starting --> running --(exit)--> stopped
      ^                  |                                          pause | ^ resume        |
@@ -37,6 +37,8 @@ import time
 from collections import deque
 
 from runtime import signals
+from runtime.api import topics
+from runtime.api.states import SHIM
 from runtime.errors import (AlreadyExists, CapsizeError, FailedPrecondition, InvalidArgument,
                             NotFound)
 from runtime.rfc3339 import format_nano
@@ -66,7 +68,7 @@ class Task:
         self.loop, self.reaper, self.runtime = loop, reaper, runtime
         self.bundle, self.id, self.namespace = bundle, container_id, namespace
         self.publisher, self.log = publisher, log
-        self.phase = "new"
+        self.phase = SHIM.initial
         self.pid = 0
         self.exit_status: int | None = None
         self.exited_at: str | None = None
@@ -150,7 +152,7 @@ class Task:
         # process io after `runc create`): what the runtime itself writes to the shared stderr
         # when create fails (its error) is discarded, never put in the container's log
         self._pending_pipes = (out_r, err_r)
-        self.phase = "creating"
+        self._move("creating")
         self.log.info("creating task", runtime=self.runtime.binary, runtime_pid=inv.pid)
         self.reaper.expect(inv.pid, lambda code, _t: self._created(inv, code, pid_file, new_log, done))
 
@@ -183,14 +185,15 @@ class Task:
             self.log.error("create failed", error=error)
             self._undo_create(pid_file, new_log, lambda: done(CapsizeError(error, id=self.id)))
             return
-        self.pid, self.phase = pid, "created"
+        self.pid = pid
+        self._move("created")
         out_r, err_r = self._pending_pipes
         self._pending_pipes = ()
         self._copiers = [LogCopier(self.loop, out_r, "stdout", self._writer),
                          LogCopier(self.loop, err_r, "stderr", self._writer)]
         from runtime.shim.oom import OOMWatch
         self._oom = OOMWatch(self.loop, pid, self._oom_killed, self.log)
-        self.publisher.publish("/tasks/create", {"container_id": self.id, "bundle": self.bundle, "pid": pid})
+        self.publisher.publish(topics.TASK_CREATE, {"container_id": self.id, "bundle": self.bundle, "pid": pid})
         self.log.info("task created", pid=pid)
         done({"pid": pid})
         self.reaper.expect(pid, self._init_exited)
@@ -214,7 +217,8 @@ class Task:
                     os.unlink(p)
                 except FileNotFoundError:
                     pass
-            self.phase, self.pid = "new", 0
+            self._move("new")
+            self.pid = 0
             then()
         try:
             inv = self.runtime.spawn("delete", "--force", self.id)
@@ -253,9 +257,9 @@ class Task:
 
     def _report_exit(self) -> None:
         self._exit_deferred = False
-        self.phase = "stopped"
-        self.publisher.publish("/tasks/exit", {"container_id": self.id, "id": self.id, "pid": self.pid,
-                                               "exit_status": self.exit_status, "exited_at": self.exited_at})
+        self._move("stopped")
+        self.publisher.publish(topics.TASK_EXIT, topics.task_exit(self.id, self.pid, self.exit_status,
+                                                                  self.exited_at))
         waiters, self._waiters = self._waiters, []
         for w in waiters:
             w(self._exit_result())
@@ -268,9 +272,13 @@ class Task:
 
     def _oom_killed(self) -> None:
         self.log.warning("OOM kill in the container's cgroup")
-        self.publisher.publish("/tasks/oom", {"container_id": self.id})
+        self.publisher.publish(topics.TASK_OOM, {"container_id": self.id})
 
     # -- start, kill, delete -----------------------------------------------------------------
+    def _move(self, phase: str) -> None:
+        """The one way the phase changes (:data:`runtime.api.states.SHIM`)."""
+        SHIM.move(self, phase, attr="phase", what=f"task {self.id}", id=self.id)
+
     def _need(self, *phases: str) -> None:
         if self.phase in ("new", "creating"):
             raise NotFound(f"task {self.id} not created", id=self.id)
@@ -282,17 +290,17 @@ class Task:
     def _op_start(self, params: dict, done) -> None:
         self._need("created")
         inv = self.runtime.spawn("start", self.id)
-        self.phase = "starting"
+        self._move("starting")
 
         def started(code, _t):
             error = self.runtime.error_text(inv, code) if code else ""
             inv.close()
             if error:
-                self.phase = "created"
+                self._move("created")
                 done(CapsizeError(error, id=self.id))
             else:
-                self.phase = "running"
-                self.publisher.publish("/tasks/start", {"container_id": self.id, "pid": self.pid})
+                self._move("running")
+                self.publisher.publish(topics.TASK_START, {"container_id": self.id, "pid": self.pid})
                 self.log.info("task started", pid=self.pid)
                 done({"pid": self.pid})
             if self._exit_deferred:
@@ -320,11 +328,11 @@ class Task:
 
     def _op_pause(self, params: dict, done) -> None:
         self._need("running")
-        self._freezer("pause", "paused", "/tasks/paused", done)
+        self._freezer("pause", "paused", topics.TASK_PAUSED, done)
 
     def _op_resume(self, params: dict, done) -> None:
         self._need("paused")
-        self._freezer("resume", "running", "/tasks/resumed", done)
+        self._freezer("resume", "running", topics.TASK_RESUMED, done)
 
     def _freezer(self, command: str, phase: str, topic: str, done) -> None:
         """``<runtime> pause|resume <id>``; on success enter *phase* and publish *topic*."""
@@ -337,7 +345,7 @@ class Task:
                 done(CapsizeError(error, id=self.id))
                 return
             if self.exit_status is None:  # an exit meanwhile wins: the task stays stopped
-                self.phase = phase
+                self._move(phase)
                 self.publisher.publish(topic, {"container_id": self.id})
                 self.log.info("task " + phase, pid=self.pid)
             done({})
@@ -375,9 +383,9 @@ class Task:
             self._writer = None
         if self._oom:
             self._oom.close()
-        self.phase = "deleted"
+        self._move("deleted")
         result = self._exit_result()
-        self.publisher.publish("/tasks/delete", dict(container_id=self.id, id=self.id, **result))
+        self.publisher.publish(topics.TASK_DELETE, topics.task_exit(self.id, **result))
         self.log.info("task deleted", **result)
         done(result)
 

@@ -1,0 +1,17 @@
+"""The contracts between capsize's tiers, each written once (standard library only, cheap to import).
+
+======================================  ====================================================
+module                                  contract
+======================================  ====================================================
+:mod:`runtime.api.topics`               event topics and their payloads (containerd's names)
+:mod:`runtime.api.shim`                 the shim's JSON-lines methods, shapes, client half
+:mod:`runtime.api.runtimed`             capsize-runtimed's HTTP routes and client half
+:mod:`runtime.api.states`               each tier's status state machine
+:mod:`runtime.errors`                   error classes <-> codes, exit codes, HTTP statuses
+======================================  ====================================================
+
+Between capsized and its clients the contract is Docker's Engine API (API 1.41), and between
+the shim and the low-level runtime it is runc's command line (DESIGN.md, "Protocols"). Importing
+this package imports nothing; :mod:`runtime.api.shim` and :mod:`runtime.api.runtimed` import
+``json``, so the shim's start path (which avoids it) never imports them.
+"""

@@ -1,0 +1,199 @@
+"""capsize-runtimed's HTTP API (containerd's role): its routes, and the client half written once.
+
+HTTP/1.1 + JSON over a unix socket, every path under :data:`PREFIX`. The bodies, results and
+objects (``Image``, ``Container``, ``Task``, ``Exit``) and the event stream are documented in
+:mod:`runtime.highlevel` (the package docstring); the event topics and payloads are
+:mod:`runtime.api.topics`. :data:`ROUTES` is the one list of routes: the server
+(:func:`runtime.highlevel.api.build`) registers a handler for each, by name.
+
+:class:`Requests` builds each call as a :class:`Call` (method, path, query pairs, JSON body)
+without doing any I/O, and :func:`error_from_reply` turns an error reply into the shared error
+class, so the two clients of capsize-runtimed — the synchronous
+:class:`runtime.highlevel.client.RuntimeClient` (tools, harness, tests) and capsized's asyncio
+:class:`runtime.daemon.backend.Backend` — speak the API through the same code and differ only in
+their transport. Errors: a JSON error body ``{"code", "message", ...}`` is rebuilt with
+:func:`runtime.errors.from_dict`; any other error reply is a plain
+:class:`~runtime.errors.CapsizeError` carrying the status.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from runtime.errors import CapsizeError, from_dict
+
+PREFIX = "/v1"
+_NS = PREFIX + "/namespaces/{ns}"
+
+#: ``(method, path, handler name)``: every route of capsize-runtimed.
+ROUTES = (
+    ("GET", PREFIX + "/version", "version"),
+    ("GET", PREFIX + "/namespaces", "namespaces"),
+    ("POST", PREFIX + "/gc", "gc"),
+    ("GET", PREFIX + "/events", "events"),
+    ("GET", _NS + "/images", "image_list"),
+    ("POST", _NS + "/images/import", "image_import"),
+    ("GET", _NS + "/images/{name}", "image_get"),
+    ("GET", _NS + "/images/{name}/export", "image_export"),
+    ("DELETE", _NS + "/images/{name}", "image_delete"),
+    ("GET", _NS + "/containers", "container_list"),
+    ("POST", _NS + "/containers", "container_create"),
+    ("GET", _NS + "/containers/{cid}", "container_get"),
+    ("PATCH", _NS + "/containers/{cid}", "container_update"),
+    ("DELETE", _NS + "/containers/{cid}", "container_delete"),
+    ("GET", _NS + "/tasks", "task_list"),
+    ("POST", _NS + "/tasks", "task_create"),
+    ("GET", _NS + "/tasks/{cid}", "task_get"),
+    ("POST", _NS + "/tasks/{cid}/start", "task_start"),
+    ("POST", _NS + "/tasks/{cid}/kill", "task_kill"),
+    ("POST", _NS + "/tasks/{cid}/wait", "task_wait"),
+    ("POST", _NS + "/tasks/{cid}/pause", "task_pause"),
+    ("POST", _NS + "/tasks/{cid}/resume", "task_resume"),
+    ("GET", _NS + "/tasks/{cid}/pids", "task_pids"),
+    ("DELETE", _NS + "/tasks/{cid}", "task_delete"),
+)
+
+
+class Call:
+    """One request: *method*, *path* (quoted, with :data:`PREFIX`), *query* (``[(name, value)]``)
+    and *body* (a JSON-able object, or None)."""
+
+    __slots__ = ("method", "path", "query", "body")
+
+    def __init__(self, method: str, path: str, query=(), body=None):
+        self.method, self.path, self.query, self.body = method, path, list(query), body
+
+    def json_body(self) -> bytes | None:
+        return None if self.body is None else json.dumps(self.body).encode()
+
+    def __repr__(self) -> str:
+        return f"Call({self.method} {self.path} {self.query} {self.body!r})"
+
+
+def query_pairs(query: dict) -> list:
+    """``{name: value | [values] | None}`` -> ``[(name, value)]``, Nones left out."""
+    return [(k, v) for k, vs in query.items() if vs is not None
+            for v in (vs if isinstance(vs, (list, tuple)) else [vs])]
+
+
+class Requests:
+    """The calls of the API, scoped to *namespace* (see the module docstring)."""
+
+    __slots__ = ("namespace",)
+
+    def __init__(self, namespace: str = "default"):
+        self.namespace = namespace
+
+    def ns_path(self, *parts: str) -> str:
+        return (PREFIX + "/namespaces/" + quote(self.namespace, safe="")
+                + "".join("/" + quote(p, safe="") for p in parts))
+
+    # -- daemon ------------------------------------------------------------------------------
+    def version(self) -> Call:
+        return Call("GET", PREFIX + "/version")
+
+    def namespaces(self) -> Call:
+        return Call("GET", PREFIX + "/namespaces")
+
+    def gc(self) -> Call:
+        return Call("POST", PREFIX + "/gc")
+
+    @staticmethod
+    def events(topics=(), namespaces=(), since: int | None = None) -> Call:
+        """``GET /v1/events``: topics exact or prefixes (``/tasks/``, ``/tasks/*``); *since* a ``seq``."""
+        query = [("topic", t) for t in topics] + [("namespace", n) for n in namespaces]
+        if since is not None:
+            query.append(("since", str(since)))
+        return Call("GET", PREFIX + "/events", query)
+
+    # -- images ------------------------------------------------------------------------------
+    def images(self) -> Call:
+        return Call("GET", self.ns_path("images"))
+
+    def image(self, name: str) -> Call:
+        return Call("GET", self.ns_path("images", name))
+
+    def import_image(self, format: str = "auto", name: str | None = None,  # noqa: A002
+                     labels: dict | None = None) -> Call:
+        """The body (the tarball) is the transport's to send."""
+        return Call("POST", self.ns_path("images", "import"), query_pairs(
+            {"format": format, "name": name, "label": [f"{k}={v}" for k, v in (labels or {}).items()] or None}))
+
+    def export_image(self, name: str) -> Call:
+        return Call("GET", self.ns_path("images", name, "export"))
+
+    def delete_image(self, name: str, sync: bool = False) -> Call:
+        return Call("DELETE", self.ns_path("images", name), query_pairs({"sync": "1" if sync else None}))
+
+    # -- containers --------------------------------------------------------------------------
+    def create_container(self, container_id: str, image: str, runtime: str | None = None, args=None,
+                         env=None, spec: dict | None = None, labels: dict | None = None,
+                         cwd: str | None = None) -> Call:
+        body = {"id": container_id, "image": image}
+        for key, value in (("runtime", runtime), ("args", args), ("env", env), ("spec", spec),
+                           ("labels", labels), ("cwd", cwd)):
+            if value is not None:
+                body[key] = list(value) if key in ("args", "env") else value
+        return Call("POST", self.ns_path("containers"), body=body)
+
+    def containers(self) -> Call:
+        return Call("GET", self.ns_path("containers"))
+
+    def container(self, container_id: str) -> Call:
+        return Call("GET", self.ns_path("containers", container_id))
+
+    def update_container(self, container_id: str, labels: dict | None = None, spec: dict | None = None) -> Call:
+        body = {k: v for k, v in (("labels", labels), ("spec", spec)) if v is not None}
+        return Call("PATCH", self.ns_path("containers", container_id), body=body)
+
+    def delete_container(self, container_id: str) -> Call:
+        return Call("DELETE", self.ns_path("containers", container_id))
+
+    # -- tasks -------------------------------------------------------------------------------
+    def tasks(self) -> Call:
+        return Call("GET", self.ns_path("tasks"))
+
+    def task(self, task_id: str) -> Call:
+        return Call("GET", self.ns_path("tasks", task_id))
+
+    def create_task(self, container_id: str, log_path: str | None = None, stdin: str | None = None) -> Call:
+        body = {"container_id": container_id}
+        if log_path:
+            body["log_path"] = log_path
+        if stdin:
+            body["stdin"] = stdin
+        return Call("POST", self.ns_path("tasks"), body=body)
+
+    def start_task(self, task_id: str) -> Call:
+        return Call("POST", self.ns_path("tasks", task_id, "start"), body={})
+
+    def kill_task(self, task_id: str, signal=15, all: bool = False) -> Call:  # noqa: A002 - runc's word
+        return Call("POST", self.ns_path("tasks", task_id, "kill"), body={"signal": signal, "all": all})
+
+    def wait_task(self, task_id: str) -> Call:
+        return Call("POST", self.ns_path("tasks", task_id, "wait"), body={})
+
+    def pause_task(self, task_id: str) -> Call:
+        return Call("POST", self.ns_path("tasks", task_id, "pause"), body={})
+
+    def resume_task(self, task_id: str) -> Call:
+        return Call("POST", self.ns_path("tasks", task_id, "resume"), body={})
+
+    def pids(self, task_id: str) -> Call:
+        return Call("GET", self.ns_path("tasks", task_id, "pids"))
+
+    def delete_task(self, task_id: str, force: bool = False) -> Call:
+        return Call("DELETE", self.ns_path("tasks", task_id), query_pairs({"force": "1" if force else None}))
+
+
+def error_from_reply(status: int, reason: str, data: bytes) -> CapsizeError:
+    """The error an error reply (*status* >= 400, its *reason* and body *data*) stands for."""
+    try:
+        body = json.loads(data)
+        if isinstance(body, dict) and "message" in body:
+            return from_dict(body)
+    except ValueError:
+        pass
+    text = data.decode(errors="replace").strip()[:300]
+    return CapsizeError(f"capsize-runtimed answered {status} {reason}: {text}", status=status)
