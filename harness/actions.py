@@ -7,51 +7,13 @@ mid-call: it may or may not have happened). Faults are in :mod:`harness.faults`.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import time
 
 from harness.context import ActionResult
+from harness.outcome import classify_exception
 from harness.observe.proctree import disown, own
-
-#: Phrases of a connection that never reached the daemon (the request certainly did nothing).
-NOT_SENT = ("No such file or directory", "FileNotFoundError", "Connection refused", "ConnectionRefusedError",
-            "Cannot connect to the Docker daemon", "ConnectTimeout", "permission denied")
-
-
-def import_busybox(engine, reference: str = "busybox:latest") -> str:
-    """Load the lab's busybox image (offline, ``docker load``) into *engine*; returns the image id."""
-    from runtime import busybox
-    client = engine.client(timeout=120)
-    try:
-        with tempfile.TemporaryDirectory(prefix="capsize-image-") as d:
-            path = os.path.join(d, "busybox.tar")
-            busybox.write_image_tar(path, reference)
-            with open(path, "rb") as f:
-                client.images.load(f.read())
-        return client.images.get(reference).id
-    finally:
-        client.close()
-
-
-def classify_exception(e: BaseException) -> tuple[str, str, int | None]:
-    """``(outcome, error text, HTTP status)`` for an exception from the docker SDK."""
-    import docker
-    import requests
-    if isinstance(e, docker.errors.APIError):
-        text = e.explanation if isinstance(e.explanation, str) and e.explanation else str(e)
-        return "fail", text, e.status_code
-    text = f"{type(e).__name__}: {e}"
-    if isinstance(e, requests.exceptions.ConnectTimeout):
-        return "fail", text, None
-    if isinstance(e, (requests.exceptions.ReadTimeout, requests.exceptions.ChunkedEncodingError)):
-        return "unknown", text, None
-    if isinstance(e, requests.exceptions.ConnectionError):
-        return ("fail" if any(s in text for s in NOT_SENT) else "unknown"), text, None
-    if isinstance(e, docker.errors.DockerException):
-        return "fail", text, None
-    return "unknown", text, None
 
 
 def _sdk(ctx, step, call) -> ActionResult:
@@ -102,7 +64,7 @@ def container_action(ctx, step) -> ActionResult:
             ctx.remember(p.name, c.id)
             return {"id": c.id}
         if action == "image.import":
-            return {"id": import_busybox(ctx.engine, p.reference)}
+            return {"id": ctx.engine.import_busybox(p.reference)}
         target = ctx.container_id(p.name) or p.name
         api = client.api
         if action == "container.start":

@@ -55,7 +55,7 @@ def _container_state(ctx, p: m.ContainerStateCheck) -> Verdict:
         if isinstance(e, docker.errors.NotFound):
             state = None
         else:
-            from harness.actions import classify_exception
+            from harness.outcome import classify_exception
             return Verdict(FAIL, expected, {"daemon": f"unreachable: {classify_exception(e)[1]}"},
                            reason="the daemon did not answer")
     finally:

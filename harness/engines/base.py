@@ -125,6 +125,22 @@ class Engine:
         import docker
         return docker.DockerClient(base_url=self.docker_host, version="1.41", timeout=timeout)
 
+    def import_busybox(self, reference: str = "busybox:latest") -> str:
+        """Load the lab's busybox image (made offline, ``docker load`` through the Engine API) as
+        *reference*; returns the image id. Raises what the SDK raises when the daemon refuses."""
+        import tempfile
+        from runtime import busybox
+        client = self.client(timeout=120)
+        try:
+            with tempfile.TemporaryDirectory(prefix="capsize-image-") as d:
+                path = os.path.join(d, "busybox.tar")
+                busybox.write_image_tar(path, reference)
+                with open(path, "rb") as f:
+                    client.images.load(f.read())
+            return client.images.get(reference).id
+        finally:
+            client.close()
+
     def cli_env(self) -> dict[str, str]:
         """Environment for the real docker CLI: the process's, without DOCKER_*, plus DOCKER_HOST."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}

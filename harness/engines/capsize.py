@@ -109,8 +109,7 @@ class CapsizeEngine(Engine):
         try:
             self.start_component("runtime")
             self.start_component("daemon")
-            from harness.actions import import_busybox
-            import_busybox(self, "busybox:latest")
+            self.import_busybox("busybox:latest")
         except BaseException:
             self.close()
             raise

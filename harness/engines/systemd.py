@@ -180,8 +180,7 @@ class SystemdUnits:
             r = systemctl("start", unit)
             if r.returncode != 0:
                 raise Unavailable(f"systemctl start {unit}: {r.stderr.strip()}")
-        from harness.actions import import_busybox
-        import_busybox(self, "busybox:latest")
+        self.import_busybox("busybox:latest")
 
     def close(self) -> list[str]:
         """Remove the containers the scenario made (force); the units stay as they are."""
