@@ -4,7 +4,7 @@
 #   make vm-ci  the CI resilience checks in VMs (vagrant/ci.sh: about 18 min, not part of test)
 #   make reference-report  the seed scenarios on capsize and Docker, compared, into reports/reference/
 #               (refused unless every check held on both; FORCE=1 writes it anyway)
-.PHONY: setup run demo test bench vm-ci reference-report
+.PHONY: setup run demo test bench vm-ci reference-report docs
 setup:
 	@./scripts/setup.sh
 
@@ -24,6 +24,10 @@ bench: setup
 	.venv/bin/python -m benchmarks.shim_memory --modes template
 	.venv/bin/python -m benchmarks.runtimed_restart
 	.venv/bin/python -m benchmarks.daemon_bench --runs 20
+
+# scenarios/README.md's verb tables and scenarios/scenario.schema.json, from the verb registry
+docs: setup
+	.venv/bin/capsize docs
 
 vm-ci: setup
 	./vagrant/ci.sh

@@ -5,9 +5,10 @@
   ``*.yaml``); one run directory per invocation (default ``reports/runs/<time>-<name>/``);
   exit 0 only when every check held (1: something failed, 3: something was n/a, 2: bad input);
 * ``capsize validate PATH...`` — validate scenario files (nothing starts); ``capsize list [PATH]``;
-  ``capsize schema [--out FILE]`` — the scenarios' JSON Schema;
-* ``capsize engine up|down|status|env [--engine NAME] [--root DIR]`` — an engine in a private
-  root for poking by hand (``eval "$(capsize engine env)"``; ``down`` removes everything);
+  ``capsize schema [--out FILE]`` — the scenarios' JSON Schema; ``capsize docs [--check]`` —
+  regenerate scenarios/README.md's verb tables and scenario.schema.json from the verb registry;
+* ``capsize engine up|down|status|env [--engine NAME] [--root DIR]`` — an engine (default capsize,
+  as for ``run``) in a private root for poking by hand (``eval "$(capsize engine env)"``; ``down`` removes everything);
 * ``capsize recover [RUN]`` — undo the faults a crashed harness left (from the run's ledger)
   and remove its engines;
 * ``capsize doctor`` — what this host has, and what each missing piece disables;
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             from harness import commands
             from harness.report import cli as report_cli
             return report_cli.after_run(args, lambda: commands.dispatch(args))
-        if args.command in ("run", "validate", "list", "schema", "engine", "recover", "doctor"):
+        if args.command in ("validate", "list", "schema", "docs", "engine", "recover", "doctor"):
             from harness import commands
             return commands.dispatch(args)
         _parser().print_help()

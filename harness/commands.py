@@ -1,4 +1,4 @@
-"""The harness's subcommands of ``capsize``: run, validate, list, schema, engine, recover, doctor.
+"""The harness's subcommands of ``capsize``: run, validate, list, schema, docs, engine, recover, doctor.
 
 Each ``cmd_*`` takes the parsed arguments and returns the exit code; bad input raises
 :class:`~runtime.errors.InvalidArgument` (exit 2, one line) before anything is started.
@@ -35,9 +35,13 @@ def add_parsers(sub) -> None:
     ls.add_argument("paths", nargs="*", metavar="PATH", default=["scenarios"])
     sc = sub.add_parser("schema", help="print the scenarios' JSON Schema")
     sc.add_argument("--out", metavar="FILE", help="write it to FILE instead")
+    dc = sub.add_parser("docs", help="regenerate scenarios/README.md's verb tables and scenarios/scenario.schema.json "
+                                     "from the verb registry")
+    dc.add_argument("--check", action="store_true", help="write nothing; exit 1 when a checked-in file differs")
+    dc.add_argument("--dir", default="scenarios", metavar="DIR", help="where README.md and scenario.schema.json are")
     e = sub.add_parser("engine", help="an engine in a private root, to poke by hand with the docker CLI")
     e.add_argument("verb", choices=("up", "down", "status", "env"))
-    e.add_argument("--engine", default="docker", choices=NAMES, help="engine (default docker)")
+    e.add_argument("--engine", default=DEFAULT, choices=NAMES, help=f"engine (default {DEFAULT}, as for run)")
     e.add_argument("--root", metavar="DIR", help=f"its private root (default {ENGINE_ROOT}/<engine>)")
     e.add_argument("--live-restore", action="store_true", help="engine option live_restore (up)")
     e.add_argument("--runtime", choices=("capsize-runc", "runc", "crun"), help="engine option runtime (up)")
@@ -154,6 +158,40 @@ def cmd_schema(args) -> int:
             f.write(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_docs(args) -> int:
+    """Write (or with ``--check`` compare) the README's generated verb tables and the schema."""
+    from harness.scenario.schema import json_schema_text
+    from harness.verbs.docs import render_readme
+    readme = os.path.join(args.dir, "README.md")
+    schema = os.path.join(args.dir, "scenario.schema.json")
+    try:
+        with open(readme, encoding="utf-8") as f:
+            old_readme = f.read()
+    except OSError as e:
+        raise NotFound(f"{readme}: cannot read: {e.strerror}") from None
+    try:
+        new_readme = render_readme(old_readme)
+    except ValueError as e:
+        raise FailedPrecondition(f"{readme}: {e}") from None
+    try:
+        with open(schema, encoding="utf-8") as f:
+            old_schema = f.read()
+    except OSError:
+        old_schema = None
+    new_schema = json_schema_text()
+    stale = [p for p, old, new in ((readme, old_readme, new_readme), (schema, old_schema, new_schema)) if old != new]
+    if args.check:
+        for p in stale:
+            sys.stderr.write(f"capsize: {p} is not what the verb registry generates (capsize docs rewrites it)\n")
+        return 1 if stale else 0
+    for p, text in ((readme, new_readme), (schema, new_schema)):
+        if p in stale:
+            with open(p, "w", encoding="utf-8") as f:
+                f.write(text)
+            sys.stdout.write(f"wrote {p}\n")
     return 0
 
 

@@ -15,26 +15,26 @@ so that a harness killed at any moment (SIGKILL included) leaves a ledger from w
 ``fault.undo``          ``run``, ``id``, ``by`` (``harness`` | ``recover``), ``result``
 ======================  =========================================================================
 
-Undo specs (``undo.kind``): ``signal`` (send ``signal`` to ``pid`` if it is still the process
-started at ``create_time``: SIGCONT after a pause), ``terminate`` (end a helper such as strace:
-SIGTERM, SIGKILL after 5 s), ``rename`` (move ``from`` back to ``to``: a closed API socket),
-``start`` (start ``role`` again: done by the harness before teardown; on recovery the engine's
-removal covers it), ``untrace`` (detach the strace tracing ``processes``), ``service``
-(``systemctl <verb> <unit>``), ``dropin`` (remove the systemd drop-in at ``path``, then
-``systemctl daemon-reload``). Every entry has ``seq``, ``wall`` and ``mono``.
+Undo specs (``undo.kind``) are registered by the faults that write them, with the function that
+replays them (:mod:`harness.verbs.registry`):
+``signal`` (send ``signal`` to ``pid`` if it is still the process started at ``create_time``:
+SIGCONT after a pause), ``start`` (start ``role`` again: done by the harness before teardown; on
+recovery the engine's removal covers it), ``rename`` (move ``from`` back to ``to``: a closed API
+socket) in :mod:`harness.verbs.faults`; ``untrace`` (detach the strace tracing ``processes``) and
+``terminate`` (end a helper such as strace: SIGTERM, SIGKILL after 5 s) in
+:mod:`harness.verbs.syscall`; ``service`` (``systemctl <verb> <unit>``) and ``dropin`` (remove
+the systemd drop-in at ``path``, then ``systemctl daemon-reload``) in :mod:`harness.verbs.systemd`.
+Every entry has ``seq``, ``wall`` and ``mono``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import threading
 import time
 
-import psutil
-
-from harness.reference.cleanup import alive
+from harness.verbs import registry
 
 LEDGER = "ledger.jsonl"
 
@@ -108,100 +108,11 @@ def engines_up(entries: list[dict]) -> list[dict]:
     return [e for e in entries if e.get("op") == "engine.up" and e["run"] not in down]
 
 
-def same_process(pid: int, create_time: float | None) -> bool:
-    """True when *pid* exists and (if given) was started at *create_time* (no PID reuse)."""
-    try:
-        p = psutil.Process(pid)
-        return create_time is None or abs(p.create_time() - create_time) < 0.05
-    except psutil.Error:
-        return False
-
-
 def undo(spec: dict, engine=None) -> str:
-    """Undo one fault per its *spec*; returns what was done (one line). *engine* is needed for
-    ``start`` (without one, the engine's removal covers it)."""
-    kind = spec.get("kind")
-    if kind == "signal":
-        if not same_process(spec["pid"], spec.get("create_time")):
-            return f"pid {spec['pid']} is gone: nothing to do"
-        os.kill(spec["pid"], spec["signal"])
-        return f"sent {signal.Signals(spec['signal']).name} to pid {spec['pid']}"
-    if kind == "terminate":
-        pid = spec["pid"]
-        if not same_process(pid, spec.get("create_time")):
-            return f"pid {pid} is gone: nothing to do"
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.02)
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while alive(pid):
-                _reap(pid)
-                time.sleep(0.02)
-        _reap(pid)
-        return f"terminated pid {pid}"
-    if kind == "rename":
-        if os.path.lexists(spec["from"]):
-            os.replace(spec["from"], spec["to"])
-            return f"moved {spec['from']} back to {spec['to']}"
-        return f"{spec['from']} is gone: nothing to do"
-    if kind == "untrace":
-        return untrace(spec)
-    if kind == "service":
-        from harness.engines.systemd import systemctl
-        r = systemctl(spec["verb"], spec["unit"])
-        return f"systemctl {spec['verb']} {spec['unit']}: exit {r.returncode} {r.stderr.strip()}".strip()
-    if kind == "dropin":
-        from harness.engines.systemd import remove_dropin
-        return remove_dropin(spec["path"])
-    if kind == "start":
-        if engine is None:
-            return f"{spec['role']}: left to the engine's removal"
-        try:
-            if engine.pids(spec["role"]):
-                return f"{spec['role']} already running"
-        except Exception:  # noqa: BLE001
-            pass
-        facts = engine.start_component(spec["role"], timeout=spec.get("timeout", 60.0))
-        return f"started {spec['role']} again ({facts})"
-    return f"unknown undo kind {kind!r}: nothing done"
-
-
-def tracer_of(pid: int) -> int:
-    """The TracerPid of *pid* (0 when not traced or gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("TracerPid:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def untrace(spec: dict) -> str:
-    """Detach the strace that traces the recorded ``processes`` (SIGTERM makes strace detach)."""
-    done = []
-    for proc in spec.get("processes", []):
-        tracer = tracer_of(proc["pid"])
-        if not tracer or not same_process(proc["pid"], proc.get("create_time")):
-            continue
-        try:
-            name = psutil.Process(tracer).name()
-        except psutil.Error:
-            continue
-        if name == "strace":
-            done.append(undo({"kind": "terminate", "pid": tracer, "create_time": None}))
-    return "; ".join(done) or "not traced any more"
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    """Undo one fault per its *spec* with the function its fault registered for ``spec["kind"]``
+    (:func:`harness.verbs.registry.replay_undo`); returns what was done (one line). *engine*: the
+    running engine (without one, a ``start`` is left to the engine's removal)."""
+    return registry.replay_undo(spec, engine)
 
 
 def recover(run_dir: str) -> tuple[list[str], list[str]]:
@@ -210,6 +121,7 @@ def recover(run_dir: str) -> tuple[list[str], list[str]]:
     Returns ``(done, problems)``, one line each. Writes ``fault.undo`` (by ``recover``) and
     ``engine.down`` entries, so a second call does nothing.
     """
+    import harness.verbs  # noqa: F401 - every family's undo kinds
     from harness.engines import engine_class
     path = os.path.join(run_dir, LEDGER)
     if not os.path.exists(path):

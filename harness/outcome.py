@@ -1,8 +1,8 @@
-"""Outcome classification: what an exception from the ``docker`` SDK says about a call.
+"""Outcome classification: what an exception from the ``docker`` SDK means for a step.
 
-Jepsen's outcomes: ``ok`` (it happened), ``fail`` (it certainly did not: the daemon answered with
-an error, or could not be reached at all), ``unknown`` (the call was cut off or the connection
-broke mid-call: it may or may not have happened). Used by actions and checks alike.
+Jepsen's outcomes: ``ok`` (it happened), ``fail`` (it certainly did not: the daemon answered
+with an error, or could not be reached at all), ``unknown`` (the call was cut off or the
+connection broke mid-call: it may or may not have happened).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ NOT_SENT = ("No such file or directory", "FileNotFoundError", "Connection refuse
 
 
 def classify_exception(e: BaseException) -> tuple[str, str, int | None]:
-    """``(outcome, error text, HTTP status)`` for an exception from the docker SDK."""
+    """``(outcome, error text, HTTP status)`` for an exception from the docker SDK: an API error
+    is ``fail`` with its explanation and status; a connect timeout or a connection never made is
+    ``fail``; a read timeout or a connection broken mid-call is ``unknown``."""
     import docker
     import requests
     if isinstance(e, docker.errors.APIError):

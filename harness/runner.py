@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 
-from harness import actions, checks, faults
+from harness import checks
 from harness import ledger as ledger_mod
 from harness.context import ActionResult, Background, RunContext
 from harness.engines import engine_class
@@ -31,7 +31,8 @@ from harness.observe.events import EventCollector
 from harness.observe.logs import LogCollector
 from harness.observe.proctree import Reaper, become_subreaper
 from harness.scenario import models as m
-from runtime.errors import CapsizeError
+from harness.verbs import registry
+from harness.verbs.syscall import stop_tracers
 
 OUTPUT_LIMIT = 20000
 
@@ -82,24 +83,9 @@ def expectation_mismatches(expect: m.Expect | None, res: ActionResult) -> list[s
 # -- one step -------------------------------------------------------------------------------------
 
 def execute(ctx: RunContext, step: m.Step) -> ActionResult:
-    """Run one action or fault (not ``await``) and return its result; never raises for the engine's faults."""
-    a = step.action
-    try:
-        if a.startswith("container.") or a == "image.import":
-            return actions.container_action(ctx, step)
-        if a == "cli":
-            return actions.cli_action(ctx, step)
-        if a == "sleep":
-            return actions.sleep_action(ctx, step)
-        if a == "wait":
-            return actions.wait_action(ctx, step)
-        if a == "snapshot":
-            return actions.snapshot_action(ctx, step)
-        if a.startswith("fault."):
-            return faults.apply(ctx, step)
-    except CapsizeError as e:
-        return ActionResult(outcome="fail", wall=time.time(), mono=time.monotonic(), error=str(e))
-    raise AssertionError(f"no executor for {a}")
+    """Run one action or fault (not ``await``) through its registration
+    (:func:`harness.verbs.registry.execute`); never raises for the engine's faults."""
+    return registry.execute(ctx, step)
 
 
 def _clip(s: str | None) -> str | None:
@@ -329,7 +315,7 @@ def _run_step(ctx, entry, section, i, step, total, checks_for, progress) -> bool
             if c.timing == ("before", step.id):
                 entry["checks"].append(_evaluate(ctx, c, progress))
         ctx.step_started[step.id] = time.monotonic()  # for service.state's entered_since
-    if step.action == "await":
+    if step.verb.awaits:
         ok = _await(ctx, entry, ctx.background.get(step.params), step)
     elif step.background:
         bg = Background(step=step, thread=None)
@@ -398,12 +384,12 @@ def _teardown(ctx, entry, sc, checks_for, progress) -> None:
     restored = []
     for e in reversed(ctx.ledger.outstanding(ctx.run)):
         try:
-            result = ledger_mod.undo(e["undo"], ctx.engine)
+            result = registry.replay_undo(e["undo"], ctx.engine)
         except Exception as err:  # noqa: BLE001 - record and go on
             result = f"failed: {type(err).__name__}: {err}"
         ctx.ledger.undone(ctx.run, e["id"], "harness", result)
         restored.append({"fault": e["fault"], "id": e["id"], "result": result, "t": ctx.t()})
-    faults.stop_tracers(ctx)
+    stop_tracers(ctx)
     entry["restored"] = restored
     for i, step in enumerate(sc.teardown):
         if step.engines and ctx.engine.name not in step.engines:
@@ -411,7 +397,7 @@ def _teardown(ctx, entry, sc, checks_for, progress) -> None:
             continue
         if progress:
             progress.step(ctx.run, f"teardown {i + 1}/{len(sc.teardown)}: {step.label}")
-        if step.action == "await":
+        if step.verb.awaits:
             _await(ctx, entry, ctx.background.get(step.params), step)
             continue
         res = execute(ctx, step)

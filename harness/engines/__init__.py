@@ -24,9 +24,20 @@ def engine_class(name: str) -> type[Engine]:
     if name == "capsize-systemd":
         from harness.engines.capsize_systemd import CapsizeSystemdEngine
         return CapsizeSystemdEngine
-    from harness.scenario.loader import nearest
+    from harness.suggest import nearest
     from runtime.errors import InvalidArgument
     raise InvalidArgument(f"unknown engine {name!r}{nearest(name, NAMES)}: one of {', '.join(NAMES)}")
 
 
-__all__ = ["Engine", "HostState", "LogSource", "NAMES", "DEFAULT", "engine_class"]
+def capabilities(name: str) -> frozenset[str]:
+    """What engine *name* can do, as its class declares it (:meth:`Engine.capabilities`; nothing
+    is instantiated or started)."""
+    return engine_class(name).capabilities()
+
+
+def engines_with(capability: str) -> tuple[str, ...]:
+    """The engines (in :data:`NAMES` order) that have *capability*."""
+    return tuple(n for n in NAMES if capability in capabilities(n))
+
+
+__all__ = ["Engine", "HostState", "LogSource", "NAMES", "DEFAULT", "engine_class", "capabilities", "engines_with"]

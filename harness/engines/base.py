@@ -20,6 +20,11 @@ from dataclasses import dataclass, field
 
 from runtime.errors import Unimplemented
 
+#: Every role a scenario can name (an engine has some of them: :attr:`Engine.roles`).
+ALL_ROLES = ("daemon", "runtime", "shim", "container", "lowlevel")
+#: Why an engine may lack a capability, for the loader's messages (capability -> remark).
+CAPABILITY_NOTES = {"role:lowlevel": "runc exits after create/start"}
+
 #: The socket activator the engines start the daemon behind (``fault.start: {listen: activator}``).
 ACTIVATOR = "systemd-socket-activate"
 
@@ -71,10 +76,22 @@ class Engine:
     """
 
     name = "engine"
+    # -- capabilities: declared here once per engine class, read by the loader (without an
+    # instance) and by the verbs (:meth:`capabilities`) --------------------------------------
     #: Roles this engine has (a fault or check on another role is n/a here).
     roles: tuple[str, ...] = ("daemon", "runtime", "shim", "container")
     #: Whether the engine supports failpoints (capsize's fail(9)-style terms).
     failpoints = False
+    #: Whether the engine's daemons are systemd units (``fault.service.*``, ``service.state``).
+    systemd = False
+
+    @classmethod
+    def capabilities(cls) -> frozenset[str]:
+        """What the engine can do, from its class attributes: ``role:<role>`` for each of
+        :attr:`roles`, ``failpoints``, ``systemd``. Verbs name these in their ``needs``."""
+        caps = {f"role:{r}" for r in cls.roles}
+        caps |= {c for c in ("failpoints", "systemd") if getattr(cls, c)}
+        return frozenset(caps)
 
     def __init__(self, workdir: str, options):
         self.workdir = workdir
@@ -125,22 +142,6 @@ class Engine:
         import docker
         return docker.DockerClient(base_url=self.docker_host, version="1.41", timeout=timeout)
 
-    def import_busybox(self, reference: str = "busybox:latest") -> str:
-        """Load the lab's busybox image (made offline, ``docker load`` through the Engine API) as
-        *reference*; returns the image id. Raises what the SDK raises when the daemon refuses."""
-        import tempfile
-        from runtime import busybox
-        client = self.client(timeout=120)
-        try:
-            with tempfile.TemporaryDirectory(prefix="capsize-image-") as d:
-                path = os.path.join(d, "busybox.tar")
-                busybox.write_image_tar(path, reference)
-                with open(path, "rb") as f:
-                    client.images.load(f.read())
-            return client.images.get(reference).id
-        finally:
-            client.close()
-
     def cli_env(self) -> dict[str, str]:
         """Environment for the real docker CLI: the process's, without DOCKER_*, plus DOCKER_HOST."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
@@ -153,6 +154,23 @@ class Engine:
         if not path:
             raise Unimplemented("the docker CLI is not installed (Debian's docker.io has it)")
         return path
+
+    def import_busybox(self, reference: str = "busybox:latest") -> str:
+        """Load the lab's busybox image (offline, ``docker load`` through the Engine API) as
+        *reference*; returns the image id."""
+        import tempfile
+
+        from runtime import busybox
+        client = self.client(timeout=120)
+        try:
+            with tempfile.TemporaryDirectory(prefix="capsize-image-") as d:
+                path = os.path.join(d, "busybox.tar")
+                busybox.write_image_tar(path, reference)
+                with open(path, "rb") as f:
+                    client.images.load(f.read())
+            return client.images.get(reference).id
+        finally:
+            client.close()
 
     def default_container_runtime(self) -> str | None:
         """The runtime name to pass with each container create (None: the engine's default)."""

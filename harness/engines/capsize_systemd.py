@@ -38,8 +38,6 @@ STATE = "/run/capsize"       # capsize-runtimed's default --state (capsized's --
 
 class CapsizeSystemdEngine(SystemdUnits, CapsizeEngine):
     name = "capsize-systemd"
-    roles = ("daemon", "runtime", "shim", "container", "lowlevel")
-    failpoints = True
     UNITS = UNITS
     SOCKET_DEFAULT = SOCKET
 

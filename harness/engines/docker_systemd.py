@@ -30,7 +30,6 @@ SOCKET = "/run/docker.sock"
 
 class DockerSystemdEngine(SystemdUnits, Engine):
     name = "docker-systemd"
-    roles = ("daemon", "runtime", "shim", "container")
     UNITS = UNITS
     SOCKET_DEFAULT = SOCKET
 

@@ -145,6 +145,8 @@ class SystemdUnits:
 
     UNITS: dict[str, str] = {}
     SOCKET_DEFAULT = ""
+    #: Capability (:meth:`harness.engines.base.Engine.capabilities`): the daemons are units.
+    systemd = True
 
     @classmethod
     def unavailable(cls, options=None) -> str | None:
@@ -161,6 +163,15 @@ class SystemdUnits:
         if role not in ("daemon", "runtime"):
             raise Unimplemented(f"engine {self.name} has no unit for {role}")
         return self.UNITS[role]
+
+    def unit_properties(self, unit: str, *props: str) -> dict[str, str]:
+        """``systemctl show -p ...`` of *unit* as ``{property: value}`` (:func:`show`)."""
+        return show(unit, *props)
+
+    def add_dropin(self, unit: str, name: str, section: str, settings: dict) -> str:
+        """A runtime drop-in for *unit* (:func:`write_dropin`, then daemon-reload); returns its
+        path. The ledger removes it (:func:`remove_dropin`)."""
+        return write_dropin(unit, name, section, settings)
 
     def service(self, verb: str, unit: str) -> dict:
         """``systemctl <verb> <unit>``; returns ``{unit, verb, main_pid_before, main_pid, active}``.

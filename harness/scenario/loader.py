@@ -9,7 +9,6 @@ mean 'word'?)``. :func:`find_files` turns paths (files or directories, searched 
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import types
@@ -20,7 +19,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from harness.engines import DEFAULT, capabilities, engines_with
+from harness.engines.base import CAPABILITY_NOTES
 from harness.scenario import models as m
+from harness.suggest import nearest
+from harness.verbs import registry
 from runtime.errors import InvalidArgument
 
 _VAR = re.compile(r"\$\{([^}]*)\}")
@@ -172,12 +175,6 @@ def allowed_keys(t) -> list[str]:
     return []
 
 
-def nearest(word: str, choices) -> str:
-    """`` (did you mean 'x'?)`` for the closest of *choices*, or an empty string."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _type_at(loc: tuple):
     t = m.Scenario
     for part in loc:
@@ -262,17 +259,19 @@ def _raw_text(node: yaml.Node) -> str:
 
 def _prepass(path: str, root: yaml.Node, data: dict) -> None:
     """Unknown action/check keys with the nearest valid word, before pydantic's generic messages."""
-    step_keys = set(m.ACTION_MODELS) | {"id", "expect", "background", "engines", "timeout"}
-    check_keys = set(m.CHECK_MODELS) | {"id", "before", "after", "during", "within", "engines"}
+    actions = [v.name for v in registry.step_verbs()]
+    checks = [v.name for v in registry.check_verbs()]
+    step_keys = set(actions) | set(m.STEP_FIELDS)
+    check_keys = set(checks) | set(m.TIMING_FIELDS)
     top = allowed_keys(m.Scenario)
     for key in data:
         if key not in top:
             raise ScenarioError(path, *_pos(node_at(root, (key,), key=True)),
                                 f"unknown field {key!r}{nearest(key, top)}")
-    for section, keys, actions, what in (("setup", step_keys, m.ACTION_MODELS, "action"),
-                                         ("steps", step_keys, m.ACTION_MODELS, "action"),
-                                         ("teardown", step_keys, m.ACTION_MODELS, "action"),
-                                         ("checks", check_keys, m.CHECK_MODELS, "check")):
+    for section, keys, verbs, what in (("setup", step_keys, actions, "action"),
+                                       ("steps", step_keys, actions, "action"),
+                                       ("teardown", step_keys, actions, "action"),
+                                       ("checks", check_keys, checks, "check")):
         items = data.get(section)
         if items is None:
             continue
@@ -287,13 +286,31 @@ def _prepass(path: str, root: yaml.Node, data: dict) -> None:
                 if key not in keys:
                     raise ScenarioError(path, *_pos(node_at(root, (section, i, key), key=True)),
                                         f"{section}.{i}: unknown {what} or field {key!r}{nearest(key, keys)}")
-            if not any(k in actions for k in item):
+            if not any(k in verbs for k in item):
                 raise ScenarioError(path, *_pos(node_at(root, (section, i))),
-                                    f"{section}.{i}: no {what}: use one of {', '.join(sorted(actions))}")
+                                    f"{section}.{i}: no {what}: use one of {', '.join(sorted(verbs))}")
+
+
+def _missing_capability(path: str, root: yaml.Node, loc: tuple, verb, params, engine: str, where: str,
+                        noun: str, what: str) -> None:
+    """Raise ScenarioError for the first capability *verb* with *params* needs that *engine*
+    lacks (its class declares them: :meth:`harness.engines.base.Engine.capabilities`)."""
+    have = capabilities(engine)
+    for need in verb.needs_of(params):
+        if need.capability in have:
+            continue
+        only = engines_with(need.capability)
+        note = CAPABILITY_NOTES.get(need.capability)
+        node = node_at(root, loc + (verb.name, need.field)) if need.field else \
+            node_at(root, loc + (verb.name,), key=True)
+        restrict = (f"restrict the {what} (engines: [{only[0]}]) or the scenario" if need.field is None
+                    else f"restrict the {what} with engines: [{only[0]}]") if only else "no engine has it"
+        raise ScenarioError(path, *_pos(node), f"{where}: {need.what} only on {noun} {', '.join(only) or 'none'}"
+                            + (f" ({note})" if note else "") + f": {restrict}")
 
 
 def _crossref(path: str, root: yaml.Node, sc: m.Scenario, engine: str) -> None:
-    """References between parts: ids, await/before/after targets, containers, engine-only features."""
+    """References between parts: ids, await/before/after targets, containers, engine capabilities."""
     ids: dict[str, tuple] = {}
     containers: set[str] = set()
     for section, i, step in sc.all_steps():
@@ -302,40 +319,23 @@ def _crossref(path: str, root: yaml.Node, sc: m.Scenario, engine: str) -> None:
                 raise ScenarioError(path, *_pos(node_at(root, (section, i, "id"))),
                                     f"{section}.{i}.id: {step.id!r} is used twice (or reserved)")
             ids[step.id] = (section, i)
-        if step.action in ("container.run", "container.create"):
-            containers.add(step.params.name)
-        elif step.action == "cli":
-            containers.update(cli_container_names(step.params))
+        if step.verb.creates is not None:
+            containers.update(step.verb.creates(step.params))
     for section, i, step in sc.all_steps():
         loc = (section, i)
         if step.engines and engine not in step.engines:
             continue
-        if step.action == "await":
-            target = ids.get(step.params)
+        verb, params = step.verb, step.params
+        if verb.awaits:
+            target = ids.get(params)
             if target is None or not sc_step(sc, target).background:
-                raise ScenarioError(path, *_pos(node_at(root, loc + ("await",))),
-                                    f"{section}.{i}.await: no background step with id {step.params!r}"
-                                    + nearest(step.params, [k for k, v in ids.items() if sc_step(sc, v).background]))
-        only = m.ENGINE_ONLY.get(step.action)
-        if only and engine not in only:
-            raise ScenarioError(path, *_pos(node_at(root, loc + (step.action,), key=True)),
-                                f"{section}.{i}: {step.action} exists only on engine {', '.join(only)}: "
-                                f"restrict the step (engines: [{only[0]}]) or the scenario")
-        params = step.params
-        role = getattr(params, "component", None)
-        if role == "lowlevel" and engine != "capsize":
-            raise ScenarioError(path, *_pos(node_at(root, loc + (step.action, "component"))),
-                                f"{section}.{i}: component lowlevel exists only on engine capsize "
-                                f"(runc exits after create/start): restrict the step with engines: [capsize]")
-        if getattr(params, "failpoints", None) and engine != "capsize":
-            raise ScenarioError(path, *_pos(node_at(root, loc + (step.action, "failpoints"))),
-                                f"{section}.{i}: failpoints exist only on engine capsize: restrict the step "
-                                f"with engines: [capsize]")
-        name = getattr(params, "container", None) or (getattr(params, "name", None)
-                                                        if step.action.startswith("container.") else None)
+                raise ScenarioError(path, *_pos(node_at(root, loc + (verb.name,))),
+                                    f"{section}.{i}.{verb.name}: no background step with id {params!r}"
+                                    + nearest(params, [k for k, v in ids.items() if sc_step(sc, v).background]))
+        _missing_capability(path, root, loc, verb, params, engine, f"{section}.{i}", "engine", "step")
+        name = getattr(params, verb.container_field) if verb.container_field else None
         if name and name not in containers:
-            field_name = "container" if getattr(params, "container", None) else "name"
-            raise ScenarioError(path, *_pos(node_at(root, loc + (step.action, field_name))),
+            raise ScenarioError(path, *_pos(node_at(root, loc + (verb.name, verb.container_field))),
                                 f"{section}.{i}: no container {name!r} is created by this scenario"
                                 + nearest(name, containers))
     for j, check in enumerate(sc.checks):
@@ -346,43 +346,19 @@ def _crossref(path: str, root: yaml.Node, sc: m.Scenario, engine: str) -> None:
                 raise ScenarioError(path, *_pos(node_at(root, loc + (field_name,))),
                                     f"checks.{j}.{field_name}: no step with id {target!r}"
                                     + nearest(target, list(ids) + ["teardown"]))
-        p = check.params
+        verb, p = check.verb, check.params
         since = getattr(p, "entered_since", None)
         if since and since not in ids:
             raise ScenarioError(path, *_pos(node_at(root, loc + (check.kind, "entered_since"))),
                                 f"checks.{j}.{check.kind}.entered_since: no step with id {since!r}"
                                 + nearest(since, list(ids)))
-        only = m.CHECK_ENGINE_ONLY.get(check.kind)
-        if only and engine not in only and (not check.engines or engine in check.engines):
-            raise ScenarioError(path, *_pos(node_at(root, loc + (check.kind,), key=True)),
-                                f"checks.{j}: {check.kind} exists only on engines {', '.join(only)}: "
-                                f"restrict the check (engines: [{only[0]}]) or the scenario")
-        name = getattr(p, "container", None) or getattr(p, "name", None)
+        if not check.engines or engine in check.engines:
+            _missing_capability(path, root, loc, verb, p, engine, f"checks.{j}", "engines", "check")
+        name = getattr(p, verb.container_field) if verb.container_field else None
         if name and name not in containers:
             raise ScenarioError(path, *_pos(node_at(root, loc + (check.kind,))),
                                 f"checks.{j}.{check.kind}: no container {name!r} is created by this scenario"
                                 + nearest(name, containers))
-        if getattr(p, "role", None) == "lowlevel" and engine != "capsize" and \
-                (not check.engines or engine in check.engines):
-            raise ScenarioError(path, *_pos(node_at(root, loc + (check.kind, "role"))),
-                                f"checks.{j}: role lowlevel exists only on engine capsize: restrict the check "
-                                f"with engines: [capsize]")
-
-
-def cli_container_names(argv: list[str]) -> list[str]:
-    """Names given with ``--name`` to ``docker [container] run|create`` in *argv*."""
-    words = argv[1:]
-    if words[:1] == ["container"]:
-        words = words[1:]
-    if words[:1] not in (["run"], ["create"]):
-        return []
-    names = []
-    for i, w in enumerate(words):
-        if w == "--name" and i + 1 < len(words):
-            names.append(words[i + 1])
-        elif w.startswith("--name="):
-            names.append(w.split("=", 1)[1])
-    return names
 
 
 def sc_step(sc: m.Scenario, where: tuple) -> m.Step:
@@ -416,7 +392,7 @@ def load(path: str) -> LoadedScenario:
                             "expected: a mapping of name -> {engine: value, default: value}")
     engines = data.get("engines", list(m.Scenario.model_fields["engines"].default))
     if not isinstance(engines, list) or not engines:
-        engines = ["capsize"]  # let the model report the type error
+        engines = [DEFAULT]  # let the model report the type error
     for engine in dict.fromkeys(engines):
         if engine not in m.ENGINES:
             raise ScenarioError(path, *_pos(node_at(root, ("engines", engines.index(engine)))),

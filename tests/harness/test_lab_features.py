@@ -10,16 +10,16 @@ import pytest
 from pydantic import ValidationError
 
 from harness.observe.events import _connected_unix_socket
-from harness.scenario import models as m
+from harness.verbs.faults import FaultDaemon
 
 
 def test_listen_is_for_the_daemon_only():
-    assert m.FaultDaemon(component="daemon", listen="activator").listen == "activator"
-    assert m.FaultDaemon(component="daemon").listen == "socket"
+    assert FaultDaemon(component="daemon", listen="activator").listen == "activator"
+    assert FaultDaemon(component="daemon").listen == "socket"
     with pytest.raises(ValidationError, match="listen is for the daemon only"):
-        m.FaultDaemon(component="runtime", listen="fd")
+        FaultDaemon(component="runtime", listen="fd")
     with pytest.raises(ValidationError):
-        m.FaultDaemon(component="daemon", listen="tcp")
+        FaultDaemon(component="daemon", listen="tcp")
 
 
 def test_connected_unix_socket_probe(tmp_path):

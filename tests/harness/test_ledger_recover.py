@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from harness.ledger import LEDGER, engines_up, outstanding, read, tracer_of
+from harness.ledger import LEDGER, engines_up, outstanding, read
+from harness.pids import tracer_of
 from harness.reference import cleanup
 from tests.conftest import VENV_BIN, reap_children
 from tests.harness.conftest import capsize, needs_docker

@@ -192,7 +192,7 @@ def test_lowlevel_failpoints_take_host_terms(tmp_path):
     only ``delay(N)`` / ``error(ERRNO)`` are valid; a fail(9) term is rejected where it is written."""
     from types import SimpleNamespace
 
-    from harness.actions import _create_kwargs
+    from harness.verbs.container import _create_kwargs
     text = GOOD.replace("engines: [capsize, docker]", "engines: [capsize]").replace(
         'command: [sleep, "1000"]}', 'command: [sleep, "1000"], failpoints: {lowlevel.pivot_root: "delay(3)"}}', 1)
     sc = load(write(tmp_path, text))
