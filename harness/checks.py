@@ -5,7 +5,7 @@ The checks themselves (parameter models and evaluators) are registered verbs
 :class:`~harness.scenario.models.Check` with its ``within`` (re-evaluated every 0.25 s until it
 holds or the time is up) and returns a result dict::
 
-    {"check", "kind", "timing", "status": "pass"|"fail"|"n/a", "reason", "expected", "seen",
+    {"check", "kind", "source" (file:line or None), "timing", "status": "pass"|"fail"|"n/a", "reason", "expected", "seen",
      "evidence": [...], "attempts", "within", "wall", "t", "elapsed"}
 
 A check never passes for lack of data: what cannot be evaluated on an engine is n/a with the reason.
@@ -36,7 +36,8 @@ def evaluate(ctx, check, timing: str | None = None) -> dict:
 
 def result_dict(ctx, check, v: Verdict, attempts: int, start_wall: float, start: float, timing=None) -> dict:
     t = timing or ":".join(x for x in check.timing if x)
-    return {"check": check.label, "kind": check.kind, "timing": t, "status": v.status, "reason": v.reason,
+    return {"check": check.label, "kind": check.kind, "source": check.source, "timing": t,
+            "status": v.status, "reason": v.reason,
             "expected": v.expected, "seen": v.seen, "evidence": v.evidence, "attempts": attempts,
             "within": check.within, "wall": start_wall, "t": ctx.t(start),
             "elapsed": round(time.monotonic() - start, 3)}

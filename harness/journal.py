@@ -130,14 +130,20 @@ def summary_text(entries: list[dict]) -> str:
     for e in entries:
         for s in e.get("steps", []):
             if s.get("status") == "failed":
-                details.append(f"  {e['run']}: step {s.get('label', s.get('action'))}: " + "; ".join(s.get("mismatches", [])))
+                details.append(f"  {e['run']}: step {s.get('label', s.get('action'))}{at(s)}: "
+                               + "; ".join(s.get("mismatches", [])))
         for c in e.get("checks", []):
             if c["status"] == "fail":
-                details.append(f"  {e['run']}: check {c['check']} [{c.get('timing')}]: expected {c.get('expected')}, "
+                details.append(f"  {e['run']}: check {c['check']} [{c.get('timing')}]{at(c)}: expected {c.get('expected')}, "
                                f"seen {_short(c.get('seen'))}" + (f" ({c['reason']})" if c.get("reason") else ""))
             elif c["status"] == "n/a":
                 details.append(f"  {e['run']}: check {c['check']}: n/a: {c.get('reason')}")
     return text + ("\n\n" + "\n".join(details) if details else "") + "\n"
+
+
+def at(item: dict) -> str:
+    """`` (at file:line)`` for a step or check record that knows where it is written, else ``""``."""
+    return f" (at {item['source']})" if item.get("source") else ""
 
 
 def _short(v) -> str:
@@ -159,10 +165,10 @@ def write_junit(path: str, entries: list[dict], name: str = "capsize") -> None:
             lines = []
             for s in e.get("steps", []):
                 if s.get("status") == "failed":
-                    lines.append(f"step {s.get('label')}: {'; '.join(s.get('mismatches', []))}")
+                    lines.append(f"step {s.get('label')}{at(s)}: {'; '.join(s.get('mismatches', []))}")
             for c in e.get("checks", []):
                 if c["status"] == "fail":
-                    lines.append(f"check {c['check']}: expected {c.get('expected')}, seen {_short(c.get('seen'))}; "
+                    lines.append(f"check {c['check']}{at(c)}: expected {c.get('expected')}, seen {_short(c.get('seen'))}; "
                                  f"evidence {_short(c.get('evidence'))}")
             tag = "failure" if e["status"] == "fail" else "error"
             body = f"<{tag} message={quoteattr(e.get('reason') or e['status'])}>{escape(chr(10).join(lines))}</{tag}>"

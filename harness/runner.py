@@ -96,7 +96,7 @@ def _clip(s: str | None) -> str | None:
 
 def step_record(ctx, section: str, index: int, step: m.Step, res: ActionResult | None, skipped: str = "") -> dict:
     rec = {"section": section, "index": index, "id": step.id, "action": step.action, "label": step.label,
-           "background": step.background,
+           "source": step.source, "background": step.background,
            "expect": step.expect.model_dump(exclude_none=True, by_alias=True) if step.expect else None}
     if skipped:
         rec.update(status="skipped", reason=skipped)
@@ -297,8 +297,8 @@ def _evaluate(ctx, check, progress, timing=None) -> dict:
     try:
         return checks.evaluate(ctx, check, timing)
     except Exception as e:  # noqa: BLE001 - a check that crashes fails, with the reason
-        return {"check": check.label, "kind": check.kind, "timing": timing or ":".join(x for x in check.timing if x),
-                "status": "fail", "reason": f"check crashed: {type(e).__name__}: {e}",
+        return {"check": check.label, "kind": check.kind, "source": check.source,
+                "timing": timing or ":".join(x for x in check.timing if x), "status": "fail", "reason": f"check crashed: {type(e).__name__}: {e}",
                 "evidence": [traceback.format_exc(limit=5)]}
 
 

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from tabulate import tabulate
 
+from harness.journal import at
 from harness.report import model
 from harness.report.model import js, sec
 
@@ -119,7 +120,7 @@ def scenario_md(sc, v: dict) -> str:
                           for c in v["checks"]]))
         out += ["", "Evidence:", ""]
         for c in v["checks"]:
-            out.append(f"- check {c['n']} `{c['label']}` [{c['timing']}]: **{c['status']}** after {c['attempts'] or 0} "
+            out.append(f"- check {c['n']} `{c['label']}` [{c['timing']}]{at(c)}: **{c['status']}** after {c['attempts'] or 0} "
                        f"attempt(s) at t={sec(c['t'])}s" + (f"; {c['reason']}" if c["reason"] else ""))
             for e in c["evidence"]:
                 if e["snapshot"] is not None:
@@ -213,11 +214,11 @@ def run_terminal(run, pairs: list[tuple]) -> str:
     for sc, v in pairs:
         for s in v["steps"]:
             if s["status"] == "failed":
-                details.append(f"  {v['key']}: step {s['label']}: {'; '.join(s['detail'])}")
+                details.append(f"  {v['key']}: step {s['label']}{at(s)}: {'; '.join(s['detail'])}")
         for c in v["checks"]:
             if c["status"] == "fail":
                 ev = [f"{title}: {line}" for e in c["evidence"] for title, lines in e["items"] for line in lines][:3]
-                details.append(f"  {v['key']}: check {c['label']} [{c['timing']}]: expected {js(c['expected'], 160)}, "
+                details.append(f"  {v['key']}: check {c['label']} [{c['timing']}]{at(c)}: expected {js(c['expected'], 160)}, "
                                f"seen {js(c['seen'], 160)}" + (f" ({c['reason']})" if c["reason"] else ""))
                 details += [f"      {line[:200]}" for line in ev]
             elif c["status"] == "n/a":

@@ -68,11 +68,13 @@ def steps(sc: Scenario) -> list[dict]:
             detail.append(f"stderr: {first_line(s['stderr'])}")
         if s.get("awaited_by"):
             detail.append(f"awaited by {s['awaited_by']}")
+        if s.get("status") == "failed" and s.get("source"):
+            detail.insert(0, f"at {s['source']}")
         rows.append({"n": i + 1, "section": s.get("section") or "", "label": s.get("label") or s.get("action") or "?",
                      "action": s.get("action") or "", "outcome": s.get("outcome") or "-",
                      "status": s.get("status") or "-", "exit_code": s.get("exit_code"),
                      "status_code": s.get("status_code"), "t": s.get("t"), "duration": s.get("duration"),
-                     "snapshot": s.get("snapshot"), "detail": detail, "id": s.get("id"),
+                     "snapshot": s.get("snapshot"), "detail": detail, "id": s.get("id"), "source": s.get("source"),
                      "background": bool(s.get("background"))})
     return rows
 
@@ -124,7 +126,8 @@ def checks(sc: Scenario) -> list[dict]:
                      "timing": c.get("timing") or "", "status": c.get("status") or "?",
                      "reason": c.get("reason") or "", "expected": c.get("expected"), "seen": c.get("seen"),
                      "evidence": evidence(c.get("evidence")), "attempts": c.get("attempts"),
-                     "t": c.get("t"), "elapsed": c.get("elapsed"), "within": c.get("within")})
+                     "t": c.get("t"), "elapsed": c.get("elapsed"), "within": c.get("within"),
+                     "source": c.get("source")})
     return rows
 
 

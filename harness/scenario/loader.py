@@ -404,8 +404,18 @@ def load(path: str) -> LoadedScenario:
         except ValidationError as err:
             raise _validation_error(path, root, err, engine, len(engines)) from None
         _crossref(path, root, sc, engine)
+        _place(path, root, sc)
         loaded.by_engine[engine] = sc
     return loaded
+
+
+def _place(path: str, root: yaml.Node, sc: m.Scenario) -> None:
+    """Give every step and check of *sc* its ``file:line`` (``source``) from the YAML nodes."""
+    for section in ("setup", "steps", "teardown", "checks"):
+        for i, item in enumerate(getattr(sc, section)):
+            node = _direct(_direct(root, section) or root, i)
+            if node is not None:
+                item._source = f"{path}:{_pos(node)[0]}"
 
 
 def find_files(paths: list[str]) -> list[str]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, create_model, field_validator, model_validator
 
 from harness import verbs
 from harness.scenario.types import (ENGINES, ROLES, Duration, DurationBound, Empty, EngineName,  # noqa: F401
@@ -101,6 +101,13 @@ class _CheckBase(_CheckKind):
     during: bool = False
     within: Duration = 0.0
     engines: list[EngineName] | None = None
+    #: ``file:line`` of this check in its scenario file (set by the loader; None when built in code).
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """``file:line`` where the check is written (for failure reports), or None."""
+        return self._source
 
     @model_validator(mode="before")
     @classmethod
@@ -164,6 +171,13 @@ class _StepBase(Model):
     background: bool = False
     engines: list[EngineName] | None = None
     timeout: Duration = 120.0
+    #: ``file:line`` of this step in its scenario file (set by the loader; None when built in code).
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """``file:line`` where the step is written (for failure reports), or None."""
+        return self._source
 
     @model_validator(mode="before")
     @classmethod

@@ -118,3 +118,22 @@ def test_capsize_report_command_rerenders(synthetic, capsys):
     assert "synthetic-stop  capsize   FAIL      5/5         2/1/1" in out
     assert f"wrote {synthetic}/report.html" in out
     assert os.path.exists(os.path.join(synthetic, "report.md"))
+
+
+def test_failed_steps_and_checks_name_their_file_and_line(tmp_path):
+    """A failed step or check is shown with the scenario file:line it is written at, in the
+    terminal summary, report.md, report.html, the journal's summary and JUnit."""
+    from harness.journal import summary_text, write_junit
+    run = synth.journal()
+    entry = run["journal"]["runs"][0]
+    entry["status"], entry["reason"] = "fail", "1 step(s) did not meet expectations; 1 check(s) failed"
+    step = entry["steps"][-1]
+    step.update(status="failed", mismatches=["exit_code: expected 0, got 1"], source="scenarios/x.yaml:17")
+    check = entry["checks"][0]
+    check.update(status="fail", source="scenarios/x.yaml:31")
+    text, paths = render_run(synth.write(run, str(tmp_path / "run")), str(tmp_path / "out"))
+    for where in (text, read(paths[0]), read(paths[1]), summary_text([entry])):
+        assert "scenarios/x.yaml:17" in where and "scenarios/x.yaml:31" in where
+    write_junit(str(tmp_path / "j.xml"), [entry])
+    junit = read(str(tmp_path / "j.xml"))
+    assert f"step {step['label']} (at scenarios/x.yaml:17)" in junit and "(at scenarios/x.yaml:31)" in junit
