@@ -77,30 +77,38 @@ def test_run_writes_journal_junit_summary_and_exit_code(tmp_path):
     assert r.returncode == 1 and "FAIL" in r.stdout
 
 
-@pytest.mark.reference
-@needs_docker
-def test_engine_up_env_status_down():
+@pytest.mark.privileged
+@pytest.mark.parametrize("engine", [
+    pytest.param(None, id="default-capsize"),
+    pytest.param("docker", marks=[pytest.mark.reference, needs_docker], id="docker")])
+def test_engine_up_env_status_down(engine, leak_scope):
+    """`capsize engine up` starts capsize's own engine unless --engine says otherwise (as `run`)."""
     import tempfile
-    root = tempfile.mkdtemp(prefix="cz-eng-", dir="/tmp")  # short: dockerd's socket paths are limited
-    r = capsize("engine", "up", "--engine", "docker", "--root", root, timeout=120)
+    root = leak_scope.own_path(tempfile.mkdtemp(prefix="cz-eng-", dir="/tmp"))  # short: socket paths are limited
+    which = ["--engine", engine] if engine else []
+    r = capsize("engine", "up", *which, "--root", root, timeout=120)
     try:
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith("export DOCKER_HOST=unix://")
+        assert f"engine {engine or 'capsize'} is up in {root}" in r.stderr, r.stderr
         host = r.stdout.strip().split("=", 1)[1]
-        env = capsize("engine", "env", "--engine", "docker", "--root", root)
+        env = capsize("engine", "env", *which, "--root", root)
         assert env.stdout.strip() == f"export DOCKER_HOST={host}"
-        assert capsize("engine", "status", "--engine", "docker", "--root", root).returncode == 0
+        assert capsize("engine", "status", *which, "--root", root).returncode == 0
         docker = run(["docker", "run", "-d", "--name", "poke", "busybox", "sleep", "100"],
                      env={**os.environ, "DOCKER_HOST": host}, timeout=60)
         assert docker.returncode == 0, docker.stderr
-        again = capsize("engine", "up", "--engine", "docker", "--root", root)
+        version = run(["docker", "version", "--format", "{{.Server.Version}}"],
+                      env={**os.environ, "DOCKER_HOST": host}, timeout=60)
+        assert version.returncode == 0, version.stderr
+        again = capsize("engine", "up", *which, "--root", root)
         assert again.returncode == 5 and "already up" in again.stderr
     finally:
-        down = capsize("engine", "down", "--engine", "docker", "--root", root, timeout=180)
+        down = capsize("engine", "down", *which, "--root", root, timeout=180)
         reap_children()
     assert down.returncode == 0, down.stderr
     assert not os.path.exists(root)
-    assert capsize("engine", "status", "--engine", "docker", "--root", root).returncode == 3
+    assert capsize("engine", "status", *which, "--root", root).returncode == 3
 
 
 @pytest.mark.reference

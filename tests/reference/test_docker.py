@@ -62,9 +62,16 @@ def _assert_nothing_left(before: dict, stack: DockerStack, scope) -> None:
     after = _host_state(scope)
     assert stack.leftovers() == []
     assert scope.leaks_since(before["snapshot"]) == []
-    assert after["netns"] == before["netns"]
-    assert after["sockets"] <= before["sockets"]
-    assert after["docker_cgroups"] <= before["docker_cgroups"]
+    # The host-wide views (named netns, containerd 1.6's shared shim socket dir, the /docker cgroup
+    # parent) are this stack's only while no other dockerd or containerd runs on the machine (a
+    # concurrent test run's or a helper's): then nothing new may be there at all. With others
+    # alive, stack.leftovers() above is the check (its shims' sockets and cgroups, by id).
+    others = cleanup.find_processes(
+        lambda argv, p: bool(argv) and os.path.basename(argv[0]) in ("dockerd", "containerd"))
+    if not others:
+        assert after["netns"] == before["netns"]
+        assert after["sockets"] <= before["sockets"]
+        assert after["docker_cgroups"] <= before["docker_cgroups"]
     if stack.netns_path:  # the namespace is unpinned: no bind mount, no dockerd (nothing else ran in it)
         assert not cleanup.mounts_under(stack.netns_path) and stack.dockerd_pid is None
     assert not os.path.exists(stack.workdir)
