@@ -24,7 +24,7 @@ from pydantic import model_validator
 
 from harness.pids import identify, same_process
 from harness.scenario.types import Duration, FaultTarget, Model, Signal
-from harness.verbs.registry import Need, fault, replay_undo
+from harness.verbs.registry import Need, fault, undo_outstanding
 from runtime.errors import CapsizeError
 
 STOPPING = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
@@ -253,11 +253,7 @@ def fault_socket_close(ctx, step) -> dict:
 
 @fault("fault.socket.open", FaultSocket, "move the daemon's API socket back (undoes fault.socket.close)")
 def fault_socket_open(ctx, step) -> dict:
-    done = []
-    for e in ctx.ledger.outstanding(ctx.run):
-        if e["fault"] == "fault.socket.close":
-            done.append(replay_undo(e["undo"], ctx.engine))
-            ctx.ledger.undone(ctx.run, e["id"], "harness", done[-1])
+    done = undo_outstanding(ctx, "fault.socket.close")
     if not done:
         raise CapsizeError("the API socket is not closed")
     return {"undone": done}

@@ -183,6 +183,18 @@ def replay_undo(spec: dict, engine=None) -> str:
     return fn(spec, engine)
 
 
+def undo_outstanding(ctx, fault_name: str) -> list[str]:
+    """Undo, now, every outstanding ``fault.apply`` of fault *fault_name* in this run (a fault
+    that ends another, e.g. ``fault.socket.open``); marks them undone by the harness and returns
+    what each undo did (one line each)."""
+    done = []
+    for e in ctx.ledger.outstanding(ctx.run):
+        if e["fault"] == fault_name:
+            done.append(replay_undo(e["undo"], ctx.engine))
+            ctx.ledger.undone(ctx.run, e["id"], "harness", done[-1])
+    return done
+
+
 def execute(ctx, step):
     """Run the action or fault of *step* (not ``await``); returns an ActionResult and never
     raises for what the engine does (a CapsizeError is a ``fail`` outcome)."""

@@ -22,7 +22,7 @@ from harness.pids import identify, same_process, tracer_of
 from harness.reference.cleanup import alive
 from harness.scenario.types import Empty, Duration, FaultTarget, Model
 from harness.verbs.faults import role_needs, targets
-from harness.verbs.registry import fault, replay_undo
+from harness.verbs.registry import fault, undo_outstanding
 from runtime.errors import CapsizeError
 from runtime.runtimes import which
 
@@ -149,10 +149,6 @@ def fault_syscall_delay(ctx, step) -> dict:
 
 @fault("fault.syscall.clear", Empty, "detach every strace of `fault.syscall.delay`", params_doc="`{}`")
 def fault_syscall_clear(ctx, step) -> dict:
-    done = []
-    for e in ctx.ledger.outstanding(ctx.run):
-        if e["fault"] == "fault.syscall.delay":
-            done.append(replay_undo(e["undo"], ctx.engine))
-            ctx.ledger.undone(ctx.run, e["id"], "harness", done[-1])
+    done = undo_outstanding(ctx, "fault.syscall.delay")
     stop_tracers(ctx)
     return {"undone": done}
