@@ -42,6 +42,7 @@ ROUTES = (
     ("GET", _NS + "/containers/{cid}", "container_get"),
     ("PATCH", _NS + "/containers/{cid}", "container_update"),
     ("DELETE", _NS + "/containers/{cid}", "container_delete"),
+    ("GET", _NS + "/snapshots/{key}/mounts", "snapshot_mounts"),
     ("GET", _NS + "/tasks", "task_list"),
     ("POST", _NS + "/tasks", "task_create"),
     ("GET", _NS + "/tasks/{cid}", "task_get"),
@@ -51,6 +52,8 @@ ROUTES = (
     ("POST", _NS + "/tasks/{cid}/pause", "task_pause"),
     ("POST", _NS + "/tasks/{cid}/resume", "task_resume"),
     ("GET", _NS + "/tasks/{cid}/pids", "task_pids"),
+    ("POST", _NS + "/tasks/{cid}/exec", "task_exec"),
+    ("GET", _NS + "/tasks/{cid}/exec/{eid}", "task_exec_get"),
     ("DELETE", _NS + "/tasks/{cid}", "task_delete"),
 )
 
@@ -150,6 +153,10 @@ class Requests:
     def delete_container(self, container_id: str) -> Call:
         return Call("DELETE", self.ns_path("containers", container_id))
 
+    def snapshot_mounts(self, key: str) -> Call:
+        """containerd's ``Snapshots.Mounts``: how to mount the active snapshot *key* (a container's)."""
+        return Call("GET", self.ns_path("snapshots", key, "mounts"))
+
     # -- tasks -------------------------------------------------------------------------------
     def tasks(self) -> Call:
         return Call("GET", self.ns_path("tasks"))
@@ -182,6 +189,18 @@ class Requests:
 
     def pids(self, task_id: str) -> Call:
         return Call("GET", self.ns_path("tasks", task_id, "pids"))
+
+    def exec_process(self, task_id: str, exec_id: str, process: dict, stdin: str | None = None,
+                     stdout: str | None = None, stderr: str | None = None) -> Call:
+        """``POST .../tasks/{id}/exec``: run *process* (OCI) as exec *exec_id*; FIFO paths optional."""
+        body = {"exec_id": exec_id, "process": process}
+        for key, value in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)):
+            if value:
+                body[key] = value
+        return Call("POST", self.ns_path("tasks", task_id, "exec"), body=body)
+
+    def exec_state(self, task_id: str, exec_id: str) -> Call:
+        return Call("GET", self.ns_path("tasks", task_id, "exec", exec_id))
 
     def delete_task(self, task_id: str, force: bool = False) -> Call:
         return Call("DELETE", self.ns_path("tasks", task_id), query_pairs({"force": "1" if force else None}))

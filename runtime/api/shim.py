@@ -21,11 +21,13 @@ create        ``log_path`` (absolute, optional) ``{"pid"}`` after ``<runtime> cr
               ``stdin`` (a FIFO, optional)     runtime's own error on failure (then nothing is
                                                left: ``<runtime> delete --force``)
 start         --                               ``{"pid"}`` after ``<runtime> start``
-state         --                               ``{"id", "namespace", "bundle", "pid", "status",
+state         ``exec_id`` (optional)           ``{"id", "namespace", "bundle", "pid", "status",
                                                "exit_status", "exited_at", "log_path",
                                                "runtime"}``; status is ``unknown`` (being
                                                created), ``created``, ``running``, ``paused``
-                                               or ``stopped``
+                                               or ``stopped``. With ``exec_id``: that exec
+                                               process's ``{"id", "exec_id", "pid", "status"
+                                               (running|stopped), "exit_status", "exited_at"}``
 kill          ``signal`` (number or name,      ``{}`` after ``<runtime> kill [--all] <id> <sig>``;
               default 15), ``all`` (bool)      NotFound "process already finished" once stopped
 wait          --                               ``{"pid", "exit_status", "exited_at"}`` when the
@@ -39,10 +41,23 @@ delete        --                               ``{"pid", "exit_status", "exited_
                                                ``<runtime> delete`` (``--force`` for a created
                                                task, whose init is then killed: 137); a running
                                                task is FailedPrecondition
+exec          ``exec_id`` (an id), ``process``  ``{"exec_id", "pid"}`` after ``<runtime> exec
+              (an OCI process, ``terminal``    --detach --pid-file <dir>/pid --process
+              false), ``stdin``, ``stdout``,   <dir>/process.json <id>`` (``<dir>`` =
+              ``stderr`` (FIFO paths, optional: ``<bundle>/execs/<exec_id>``); publishes
+              /dev/null; stdout/stderr must    ``/tasks/exec-added``, ``/tasks/exec-started``
+              have a reader already)           and, at its exit, ``/tasks/exit`` with ``id`` =
+                                               the exec id; a running task only
+                                               (FailedPrecondition), AlreadyExists for a used id
 shutdown      --                               ``{}``, then the shim removes its socket,
                                                delivers queued events (up to 1 s) and exits;
                                                FailedPrecondition while a task exists
 ============  ===============================  ==================================================
+
+An exec process's exit status is kept on disk as the init's (``<bundle>/execs/<exec_id>/exit``,
+:mod:`runtime.shim.exitfile`), written before its ``/tasks/exit``. The shim is the exec
+process's subreaper (the runtime's ``exec --detach`` leaves it to the shim) and reaps it, and
+anything else re-parented to it, through its one reaper.
 
 Exit statuses are shell-style: the code, or 128 + signal. Times are RFC 3339 nano, UTC.
 
@@ -59,12 +74,13 @@ import json
 
 from runtime.errors import from_dict
 
-CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, SHUTDOWN = (
-    "connect", "create", "start", "state", "kill", "wait", "pids", "pause", "resume", "delete", "shutdown")
+CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, EXEC, SHUTDOWN = (
+    "connect", "create", "start", "state", "kill", "wait", "pids", "pause", "resume", "delete", "exec",
+    "shutdown")
 
-METHODS = (CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, SHUTDOWN)
+METHODS = (CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, EXEC, SHUTDOWN)
 #: Methods that change the task: run one at a time, in arrival order.
-SERIALIZED = (CREATE, START, KILL, PAUSE, RESUME, DELETE)
+SERIALIZED = (CREATE, START, KILL, PAUSE, RESUME, DELETE, EXEC)
 #: Methods whose failure is an ordinary answer (not logged by the shim).
 QUIET = (STATE, WAIT, CONNECT)
 #: ``connect``'s ``version``.

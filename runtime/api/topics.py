@@ -19,6 +19,10 @@ topic                               event
 ``/tasks/exit``                     ``{"container_id", "id", "pid", "exit_status", "exited_at"}``
                                     (+ ``"exit_source"`` from capsize-runtimed)
 ``/tasks/delete``                   as ``/tasks/exit``
+``/tasks/exec-added``               ``{"container_id", "exec_id"}`` (from the shim)
+``/tasks/exec-started``             ``{"container_id", "exec_id", "pid"}`` (from the shim)
+(an exec's exit)                    ``/tasks/exit`` with ``"id"`` = the exec id (not the
+                                    container's): containerd's TaskExit of an exec process
 ==================================  =============================================================
 
 ``exited_at`` is RFC 3339 with nanoseconds; ``exit_status`` an int (128+signal for a signal);
@@ -42,14 +46,22 @@ TASK_DELETE = "/tasks/delete"
 TASK_OOM = "/tasks/oom"
 TASK_PAUSED = "/tasks/paused"
 TASK_RESUMED = "/tasks/resumed"
+TASK_EXEC_ADDED = "/tasks/exec-added"
+TASK_EXEC_STARTED = "/tasks/exec-started"
 
 #: Every topic capsize-runtimed publishes, in its documentation order.
 TOPICS = (CONTAINER_CREATE, CONTAINER_UPDATE, CONTAINER_DELETE, IMAGE_CREATE, IMAGE_UPDATE, IMAGE_DELETE,
-          TASK_CREATE, TASK_START, TASK_EXIT, TASK_DELETE, TASK_OOM, TASK_PAUSED, TASK_RESUMED)
+          TASK_CREATE, TASK_START, TASK_EXIT, TASK_DELETE, TASK_OOM, TASK_PAUSED, TASK_RESUMED,
+          TASK_EXEC_ADDED, TASK_EXEC_STARTED)
 
 #: Where an exit status comes from: the live shim, the shim's exit file read by its ``delete``
 #: action, or made up (137 ``default``, 255 ``unknown``) as containerd's cleanupAfterDeadShim.
 EXIT_SOURCES = ("shim", "exit-file", "default", "unknown")
+
+
+def is_exec_exit(event: dict) -> bool:
+    """Whether a ``/tasks/exit`` payload is an exec process's (its ``id`` is not the container's)."""
+    return bool(event.get("id")) and event.get("id") != event.get("container_id")
 
 
 def task_exit(container_id: str, pid: int, exit_status, exited_at, exit_source: str | None = None) -> dict:

@@ -75,6 +75,10 @@ Endpoints
                                                        task exists). ``Container``; ``/containers/update``
 ``DELETE .../containers/{id}``                         ``{"id"}``; the snapshot goes too; 409 while a
                                                        task exists; ``/containers/delete``
+``GET  .../snapshots/{key}/mounts``                    ``{"mounts": [{"type": "overlay", "source",
+                                                       "options": [lowerdir, upperdir, workdir]}]}``
+                                                       (containerd's ``Snapshots.Mounts``) of an active
+                                                       snapshot; 404 for an unknown key
 ``GET  .../tasks``                                     ``{"tasks": [Task]}`` (as the daemon knows them)
 ``POST .../tasks``                                     body ``{"container_id", "log_path"?}``: mounts
                                                        the snapshot at ``<task dir>/rootfs``, writes the
@@ -90,6 +94,15 @@ Endpoints
 ``POST .../tasks/{id}/wait``                           blocks until the exit: ``Exit``
 ``POST .../tasks/{id}/pause``, ``.../resume``          ``{}``; ``/tasks/paused``, ``/tasks/resumed``
 ``GET  .../tasks/{id}/pids``                           ``{"pids": [int, ...]}``
+``POST .../tasks/{id}/exec``                           body ``{"exec_id", "process" (OCI), "stdin"?,
+                                                       "stdout"?, "stderr"? (FIFO paths)}``: the shim's
+                                                       ``exec`` (a running task); ``Exec`` (status
+                                                       ``running``); ``/tasks/exec-added``,
+                                                       ``/tasks/exec-started``; its exit is a
+                                                       ``/tasks/exit`` with ``id`` = the exec id
+``GET  .../tasks/{id}/exec/{exec_id}``                 ``Exec``, refreshed from the shim: ``{"id",
+                                                       "exec_id", "pid", "status", "exit_status",
+                                                       "exited_at"}``
 ``DELETE .../tasks/{id}?force=1``                      a created or stopped task (``force``: a running
                                                        or paused one is SIGKILLed first; a task whose
                                                        shim does not answer has its shim killed and is

@@ -168,6 +168,8 @@ def build(daemon) -> Router:
         daemon.log.info("container deleted", namespace=ns, id=cid)
         return {"id": row["id"]}
 
+    async def snapshot_mounts(req, ns, key):
+        return {"mounts": daemon.snapshots.mounts(_ns(ns), key)}
 
     # -- tasks -------------------------------------------------------------------------------
     async def task_list(req, ns):
@@ -207,6 +209,18 @@ def build(daemon) -> Router:
 
     async def task_pids(req, ns, cid):
         return await tasks.pids(_ns(ns), cid)
+
+    async def task_exec(req, ns, cid):
+        ns = _ns(ns)
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise InvalidArgument("the request body must be a JSON object")
+        eid = check_id(body.get("exec_id"), "exec_id")
+        return await tasks.exec_process(ns, cid, eid, body.get("process"), body.get("stdin"),
+                                        body.get("stdout"), body.get("stderr"))
+
+    async def task_exec_get(req, ns, cid, eid):
+        return await tasks.exec_state(_ns(ns), cid, eid)
 
     async def task_delete(req, ns, cid):
         return await tasks.delete(_ns(ns), cid, force=req.flag("force"))

@@ -218,6 +218,14 @@ class RuntimeClient:
     def delete_task(self, task_id: str, force: bool = False) -> dict:
         return self.call(self.calls.delete_task(task_id, force))
 
+    def exec_process(self, task_id: str, exec_id: str, process: dict, stdin: str | None = None,
+                     stdout: str | None = None, stderr: str | None = None) -> dict:
+        """Run *process* (OCI) in the running task as *exec_id*: the ``Exec`` view."""
+        return self.call(self.calls.exec_process(task_id, exec_id, process, stdin, stdout, stderr))
+
+    def exec_state(self, task_id: str, exec_id: str) -> dict:
+        return self.call(self.calls.exec_state(task_id, exec_id))
+
     # -- events ------------------------------------------------------------------------------
     def subscribe(self, topics=(), namespaces=(), since: int | None = None,
                   timeout: float | None = None) -> "EventStream":

@@ -97,6 +97,7 @@ class Task:
         self.last_seq: dict[int, int] = {}
         self.expect_close = False      # a shutdown was asked for: the connection closing is no failure
         self.gone = False              # deleted or cleaned up: forgotten
+        self.execs: dict[str, dict] = {}   # exec id -> the Exec view (runtime.highlevel: Exec)
 
     def move(self, status: str) -> None:
         """The one way the status changes (:data:`runtime.api.states.RUNTIMED`); FailedPrecondition
@@ -510,6 +511,10 @@ class TaskManager:
                 return
             task.last_seq[shim_pid] = seq
         ts = msg.get("timestamp")
+        if topic in (topics.TASK_EXEC_ADDED, topics.TASK_EXEC_STARTED) or (
+                topic == topics.TASK_EXIT and topics.is_exec_exit(event)):
+            self._on_exec_event(task, topic, event, ts)
+            return
         if topic == topics.TASK_EXIT:
             self._on_exit(task, event.get("pid"), event.get("exit_status"), event.get("exited_at"), "shim", ts)
             return
@@ -585,6 +590,68 @@ class TaskManager:
         task = self.get(namespace, task_id)
         reply = await self._live(task).call("pids", timeout=CALL_TIMEOUT)
         return {"pids": reply.get("pids") or []}
+
+    # -- exec processes ----------------------------------------------------------------------
+    def _on_exec_event(self, task: Task, topic: str, event: dict, timestamp) -> None:
+        """An exec process's event: recorded in ``task.execs`` and relayed; never the init's exit."""
+        exec_id = event.get("exec_id") or event.get("id")
+        if not isinstance(exec_id, str):
+            return
+        if topic == topics.TASK_EXEC_ADDED:   # relayed only: a failed start leaves no record
+            self.bus.publish(topic, task.namespace, event, timestamp)
+            return
+        ex = task.execs.setdefault(exec_id, {"id": task.id, "exec_id": exec_id, "pid": 0, "status": "created",
+                                              "exit_status": None, "exited_at": None})
+        if topic == topics.TASK_EXEC_STARTED:
+            ex["pid"] = int(event.get("pid") or ex["pid"])
+            if ex["status"] == "created":
+                ex["status"] = "running"
+        elif topic == topics.TASK_EXIT:
+            if ex["status"] == "stopped":
+                return   # a repeat
+            ex.update(status="stopped", pid=int(event.get("pid") or ex["pid"]),
+                      exit_status=event.get("exit_status"), exited_at=event.get("exited_at"))
+            self.log.info("exec exited", id=task.id, exec_id=exec_id, pid=ex["pid"],
+                          exit_status=ex["exit_status"])
+        self.bus.publish(topic, task.namespace, event, timestamp)
+
+    async def exec_process(self, namespace: str, task_id: str, exec_id: str, process: dict,
+                           stdin: str | None = None, stdout: str | None = None, stderr: str | None = None) -> dict:
+        """Run *process* (an OCI process) in the running task as exec *exec_id* (the shim's
+        ``exec``); the ``Exec`` view. FailedPrecondition unless the task is running."""
+        task = self.get(namespace, task_id)
+        conn = self._live(task)
+        if task.status != "running":
+            raise FailedPrecondition(f"task {task_id} is {task.status}: exec needs a running task",
+                                     id=task_id, status=task.status)
+        if not isinstance(process, dict):
+            raise InvalidArgument("process must be an OCI process object", field="process")
+        params = {"exec_id": exec_id, "process": process}
+        params.update({k: v for k, v in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)) if v})
+        reply = await conn.call("exec", timeout=LONG_CALL_TIMEOUT, **params)
+        ex = task.execs.setdefault(exec_id, {"id": task.id, "exec_id": exec_id, "pid": 0, "status": "created",
+                                              "exit_status": None, "exited_at": None})
+        ex["pid"] = int(reply.get("pid") or ex["pid"])
+        if ex["status"] == "created":
+            ex["status"] = "running"
+        return dict(ex)
+
+    async def exec_state(self, namespace: str, task_id: str, exec_id: str) -> dict:
+        """An exec process's ``Exec`` view, refreshed from the shim when it answers within 2 s."""
+        task = self.get(namespace, task_id)
+        ex = task.execs.get(exec_id)
+        if task.conn is not None and not task.conn.is_closed and (ex is None or ex["status"] != "stopped"):
+            try:
+                st = await task.conn.call("state", timeout=2.0, exec_id=exec_id)
+                ex = task.execs.setdefault(exec_id, dict(st))
+                ex.update({k: st.get(k) for k in ("pid", "status", "exit_status", "exited_at")})
+            except NotFound:
+                pass
+            except CapsizeError:
+                pass
+        if ex is None:
+            raise NotFound(f"exec {exec_id} not found in task {task_id}", id=task_id)
+        return dict(ex)
 
     async def state(self, namespace: str, task_id: str) -> dict:
         """The task, refreshed from its shim when it answers within 2 s."""

@@ -181,7 +181,7 @@ class Server:
             if method in api.SERIALIZED:
                 task.submit(method, params, done)
             elif method == api.STATE:
-                done(task.state())
+                done(task.state(params.get("exec_id")))
             elif method == api.WAIT:
                 task.wait(done)
             elif method == api.PIDS:

@@ -82,6 +82,7 @@ class Task:
         self._exit_deferred = False
         self._ops: deque = deque()
         self._busy = False
+        self._execs = None   # runtime.shim.execs.Execs, made by the first exec
 
     # -- serialized operations ---------------------------------------------------------------
     def submit(self, op: str, params: dict, done) -> None:
@@ -389,6 +390,18 @@ class Task:
         self.log.info("task deleted", **result)
         done(result)
 
+    # -- exec processes ----------------------------------------------------------------------
+    def execs(self):
+        """The task's exec processes (:class:`runtime.shim.execs.Execs`; imported on first use)."""
+        if self._execs is None:
+            from runtime.shim.execs import Execs
+            self._execs = Execs(self)
+        return self._execs
+
+    def _op_exec(self, params: dict, done) -> None:
+        self._need("running")
+        self.execs().start(params, done)
+
     # -- queries -----------------------------------------------------------------------------
     def status(self) -> str:
         """``unknown`` (being created), ``created``, ``running``, ``paused``, ``stopped``, ``deleted``."""
@@ -396,8 +409,11 @@ class Task:
             return "stopped"
         return {"new": "unknown", "creating": "unknown", "starting": "created"}.get(self.phase, self.phase)
 
-    def state(self) -> dict:
+    def state(self, exec_id=None) -> dict:
+        """The task's state, or with *exec_id* that exec process's (see :mod:`runtime.api.shim`)."""
         self._need("created", "starting", "running", "paused", "stopped")
+        if exec_id is not None:
+            return self.execs().state(exec_id)
         return {"id": self.id, "namespace": self.namespace, "bundle": self.bundle, "pid": self.pid,
                 "status": self.status(), "exit_status": self.exit_status, "exited_at": self.exited_at,
                 "log_path": self.log_path, "runtime": self.runtime.binary}

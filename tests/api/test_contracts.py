@@ -116,7 +116,7 @@ def test_exit_codes_map_both_ways_for_every_class():
 # -- topics ---------------------------------------------------------------------------------
 def test_topics_are_containerd_style_and_the_exit_payload_has_one_shape():
     assert len(set(topics.TOPICS)) == len(topics.TOPICS)
-    assert all(re.fullmatch(r"/(containers|images|tasks)/[a-z]+", t) for t in topics.TOPICS)
+    assert all(re.fullmatch(r"/(containers|images|tasks)/[a-z]+(-[a-z]+)?", t) for t in topics.TOPICS)
     assert list(topics.task_exit("c1", 7, 0, "T")) == ["container_id", "id", "pid", "exit_status", "exited_at"]
     assert topics.task_exit("c1", 7, 137, "T", "default")["exit_source"] == "default"
     from runtime.highlevel.events import TOPICS
@@ -160,7 +160,8 @@ def test_every_request_the_clients_build_is_a_route_of_the_server():
              rq.create_container("c", "i"), rq.containers(), rq.container("c"), rq.update_container("c"),
              rq.delete_container("c"), rq.tasks(), rq.task("c"), rq.create_task("c"), rq.start_task("c"),
              rq.kill_task("c"), rq.wait_task("c"), rq.pause_task("c"), rq.resume_task("c"), rq.pids("c"),
-             rq.delete_task("c", force=True)]
+             rq.delete_task("c", force=True), rq.exec_process("c", "e", {"args": ["true"]}),
+             rq.exec_state("c", "e")]
     names = [_route_of(c) for c in built]
     assert None not in names, built[names.index(None)]
     assert sorted(set(names)) == sorted(name for _, _, name in runtimed.ROUTES)

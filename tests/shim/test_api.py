@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from runtime.errors import CapsizeError, DeadlineExceeded, InvalidArgument, Unavailable, Unimplemented
+from runtime.errors import CapsizeError, DeadlineExceeded, InvalidArgument, NotFound, Unavailable, Unimplemented
 from runtime.shim.client import ShimClient
 from tests.shim.conftest import pid_alive, wait_gone
 
@@ -50,7 +50,9 @@ def test_bad_requests_get_errors_and_the_shim_keeps_serving(shims, runc_bin):
     assert replies[0]["error"]["code"] == "invalid-argument" and "longer than" in replies[0]["error"]["message"]
     assert replies[1]["id"] == 5 and replies[1]["result"]["shim_pid"] == shim.pid
     with pytest.raises(Unimplemented):
-        shim.call("exec")
+        shim.call("checkpoint")
+    with pytest.raises(NotFound, match="not created"):
+        shim.call("exec", exec_id="e", process={"args": ["true"]})
     with pytest.raises(InvalidArgument, match="invalid signal"):
         shim.call("create")
         shim.call("kill", signal="SIGNOPE")

@@ -1,0 +1,161 @@
+"""Exec processes: extra processes run inside a task's running container (containerd's exec
+processes of a task, ``docker exec``), each with its own id, reaped and recorded by the shim.
+
+``exec`` (the shim method, :mod:`runtime.api.shim`) with ``exec_id``, an OCI ``process``, and
+optional ``stdin`` / ``stdout`` / ``stderr`` FIFO paths:
+
+1. makes ``<bundle>/execs/<exec_id>/``, writes ``process.json`` there, and publishes
+   ``/tasks/exec-added`` (``{"container_id", "exec_id"}``);
+2. runs ``<runtime> exec --detach --pid-file <dir>/pid --process <dir>/process.json <id>``
+   with the FIFOs as its stdio (the exec process inherits them; a FIFO for output must already
+   have a reader, the engine daemon's, or the open fails: ENXIO), as containerd-shim-runc-v2's
+   exec start runs ``runc exec --detach``;
+3. the runtime exits once the process runs, so the process is re-parented to the shim (a child
+   subreaper); its pid comes from the pid file, and the reaper calls back on that pid only (an
+   exit that came first waits in the reaper's table of recent exits);
+4. replies ``{"exec_id", "pid"}`` and publishes ``/tasks/exec-started``
+   (``{"container_id", "exec_id", "pid"}``).
+
+At its exit the status is written to ``<dir>/exit`` (:mod:`runtime.shim.exitfile`, durable,
+atomic), then ``/tasks/exit`` is published with ``id`` = the exec id and ``container_id`` =
+the task's. The init's exit and an exec's never mix: each pid has its own callback.
+
+Errors: InvalidArgument (bad id, process, path), AlreadyExists (the id is taken),
+FailedPrecondition (the task is not running), NotFound (no such exec for ``state``), and the
+runtime's own error text when ``<runtime> exec`` fails (e.g. ``exec: "nosuch": executable file
+not found in $PATH``). A failed exec leaves no exec record behind.
+"""
+
+from __future__ import annotations
+
+import os
+
+from runtime.api import topics
+from runtime.errors import AlreadyExists, CapsizeError, FailedPrecondition, InvalidArgument, NotFound
+from runtime.rfc3339 import format_nano
+from runtime.shim import exitfile
+from runtime.shim.paths import check_id
+
+EXECS_DIR = "execs"
+PROCESS_FILE = "process.json"
+PID_FILE = "pid"
+
+
+class ExecProcess:
+    """One exec process: ``id``, ``pid``, ``status`` (``running`` | ``stopped``), exit status and time."""
+
+    __slots__ = ("id", "dir", "pid", "status", "exit_status", "exited_at")
+
+    def __init__(self, exec_id: str, directory: str):
+        self.id, self.dir = exec_id, directory
+        self.pid = 0
+        self.status = "created"
+        self.exit_status: int | None = None
+        self.exited_at: str | None = None
+
+    def view(self, container_id: str) -> dict:
+        return {"id": container_id, "exec_id": self.id, "pid": self.pid, "status": self.status,
+                "exit_status": self.exit_status, "exited_at": self.exited_at}
+
+
+class Execs:
+    """The exec processes of *task* (a :class:`runtime.shim.task.Task`)."""
+
+    def __init__(self, task):
+        self.task = task
+        self.procs: dict[str, ExecProcess] = {}
+
+    def _open(self, path, write: bool) -> int:
+        """A FIFO given by the caller, opened without blocking, then made blocking for the process."""
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise InvalidArgument(f"exec stdio must be an absolute path, not {path!r}")
+        flags = (os.O_WRONLY if write else os.O_RDONLY) | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags)
+        except OSError as e:
+            raise InvalidArgument(f"cannot open exec stdio {path}: {e.strerror}") from None
+        os.set_blocking(fd, True)
+        return fd
+
+    def start(self, params: dict, done) -> None:
+        """The ``exec`` method (see the module docstring); ``done`` once, with a result or an error."""
+        import json
+        task = self.task
+        exec_id = check_id(params.get("exec_id"), "exec_id")
+        proc = params.get("process")
+        if not isinstance(proc, dict) or not isinstance(proc.get("args"), list) or not proc["args"]:
+            raise InvalidArgument("exec: process.args must be a non-empty list", field="process")
+        if proc.get("terminal"):
+            raise InvalidArgument("exec: a terminal is not supported by capsize-shim yet", field="process")
+        if exec_id in self.procs:
+            raise AlreadyExists(f"exec {exec_id} already exists in task {task.id}", id=exec_id)
+        if task.status() != "running":
+            raise FailedPrecondition(f"cannot exec in a {task.status()} task {task.id}", id=task.id,
+                                     status=task.status())
+        directory = os.path.join(task.bundle, EXECS_DIR, exec_id)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        proc_file, pid_file = os.path.join(directory, PROCESS_FILE), os.path.join(directory, PID_FILE)
+        with open(proc_file, "w") as f:
+            json.dump(proc, f)
+        fds = []
+        try:
+            stdin = self._open(params["stdin"], False) if params.get("stdin") else -1
+            fds.append(stdin)
+            stdout = self._open(params["stdout"], True) if params.get("stdout") else os.open(
+                os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            fds.append(stdout)
+            stderr = self._open(params["stderr"], True) if params.get("stderr") else os.open(
+                os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            fds.append(stderr)
+            ep = ExecProcess(exec_id, directory)
+            self.procs[exec_id] = ep
+            task.publisher.publish(topics.TASK_EXEC_ADDED, {"container_id": task.id, "exec_id": exec_id})
+            inv = task.runtime.spawn("exec", "--detach", "--pid-file", pid_file, "--process", proc_file, task.id,
+                                     stdin=stdin, stdout=stdout, stderr=stderr)
+        except BaseException:
+            self.procs.pop(exec_id, None)
+            raise
+        finally:
+            for fd in fds:
+                if fd >= 0:
+                    os.close(fd)
+        task.reaper.expect(inv.pid, lambda code, _t: self._ran(ep, inv, code, pid_file, done))
+
+    def _ran(self, ep: ExecProcess, inv, code: int, pid_file: str, done) -> None:
+        task = self.task
+        error = task.runtime.error_text(inv, code) if code else ""
+        inv.close()
+        pid = 0
+        if not error:
+            try:
+                with open(pid_file) as f:
+                    pid = int(f.read().strip())
+            except (OSError, ValueError) as e:
+                error = f"{os.path.basename(task.runtime.binary)} exec left no valid pid file: {e}"
+        if error:
+            task.log.info("exec failed", exec_id=ep.id, error=error)
+            self.procs.pop(ep.id, None)
+            done(CapsizeError(error, id=task.id, exec_id=ep.id))
+            return
+        ep.pid, ep.status = pid, "running"
+        task.publisher.publish(topics.TASK_EXEC_STARTED, {"container_id": task.id, "exec_id": ep.id, "pid": pid})
+        task.log.info("exec started", exec_id=ep.id, pid=pid)
+        done({"exec_id": ep.id, "pid": pid})
+        task.reaper.expect(pid, lambda c, when: self._exited(ep, c, when))
+
+    def _exited(self, ep: ExecProcess, code: int, when_ns: int) -> None:
+        ep.status, ep.exit_status, ep.exited_at = "stopped", code, format_nano(when_ns)
+        try:
+            exitfile.write(ep.dir, ep.pid, code, ep.exited_at)
+        except OSError as e:
+            self.task.log.error("cannot write an exec's exit file", exec_id=ep.id, error=str(e))
+        self.task.log.info("exec exited", exec_id=ep.id, pid=ep.pid, exit_status=code)
+        event = topics.task_exit(self.task.id, ep.pid, code, ep.exited_at)
+        event["id"] = ep.id
+        self.task.publisher.publish(topics.TASK_EXIT, event)
+
+    def state(self, exec_id) -> dict:
+        ep = self.procs.get(exec_id)
+        if ep is None:
+            raise NotFound(f"exec {exec_id!r} not found in task {self.task.id}", id=self.task.id)
+        return ep.view(self.task.id)
