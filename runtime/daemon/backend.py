@@ -211,7 +211,11 @@ class Backend:
         cid = ev.get("container_id") or ev.get("id")
         if not cid or self._daemon is None:
             return
-        if env.get("topic") == topics.TASK_EXIT:
+        if env.get("topic") == topics.TASK_EXIT and topics.is_exec_exit(ev):
+            status = ev.get("exit_status")
+            self._daemon.execs.on_exit(cid, ev["id"], int(ev.get("pid") or 0),
+                                       status if isinstance(status, int) else 255)   # 255: made up
+        elif env.get("topic") == topics.TASK_EXIT:
             status = ev.get("exit_status")
             # "default" is the runtime's clean-up of a dead shim: it force-deleted the container
             # (SIGKILL), so its 137 is what really ended the process. Only an exit nobody can
@@ -423,6 +427,12 @@ class Backend:
 
     async def resume(self, cid: str) -> None:
         await self._call(RT.resume_task(cid))
+
+    async def exec_process(self, cid: str, exec_id: str, process: dict, stdin: str | None = None,
+                           stdout: str | None = None, stderr: str | None = None) -> dict:
+        """Run *process* (OCI) in the task of *cid* as exec *exec_id*: runtimed's ``Exec`` view."""
+        return await self._call(RT.exec_process(cid, exec_id, process, stdin, stdout, stderr),
+                                timeout=TASK_TIMEOUT)
 
     async def pids(self, cid: str) -> list[int]:
         res = await self._call(RT.pids(cid))

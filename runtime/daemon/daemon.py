@@ -45,6 +45,8 @@ class Daemon:
         self.names = NameIndex()
         self.events = EventBus()
         self.backend = Backend(config, log)
+        from runtime.daemon.execs import ExecStore
+        self.execs = ExecStore(self)   # docker exec instances (runtime.daemon.execs)
         self.shutting_down = False
         #: whether the start-up reconcile (reconcile.at_start) ran: not while the runtime is down
         self.reconciled = False
@@ -481,6 +483,7 @@ class Daemon:
             await self.backend.delete_container(c.ID)
             c.removed = True
             stdinmod.remove(c, self.config.exec_root)
+            self.execs.forget_container(c.ID)
             c.State.move("removing")
             self.store.delete(c.ID)
             self.names.remove(c.ID)

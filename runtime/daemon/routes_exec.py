@@ -1,0 +1,199 @@
+"""The Engine API's exec endpoints (``docker exec``), after dockerd's api/server/router/container
+exec routes; the exec instances themselves are :mod:`runtime.daemon.execs`.
+
+======================================  ==========================================================
+``POST /containers/{id}/exec``          body ``ExecConfig`` (``Cmd``, ``AttachStdin``,
+                                        ``AttachStdout``, ``AttachStderr``, ``Env``, ``User``,
+                                        ``WorkingDir``, ``DetachKeys``); ``201 {"Id"}``; 409 when
+                                        the container is not running or is paused
+``POST /exec/{id}/start``               body ``{"Detach", "Tty"}``. Detached: ``200``, empty, the
+                                        process's stdio is /dev/null. Attached: the connection is
+                                        hijacked (``101 UPGRADED`` with ``Upgrade: tcp``, as the
+                                        CLI asks; else a ``200`` stream) and carries the
+                                        multiplexed stdout/stderr stream (``application/vnd.docker.
+                                        multiplexed-stream``); what the client sends goes to the
+                                        process's stdin (``AttachStdin``), its half-close closes
+                                        it. The stream ends after the exit (see
+                                        :data:`runtime.daemon.execs.STREAM_GRACE`). A failed start
+                                        writes the runtime's error on stdout, as dockerd does
+``GET /exec/{id}/json``                 ``ExecInspectResponse``
+``POST /exec/{id}/resize?h=&w=``        ``200`` for a running exec (no terminal: nothing to
+                                        resize); 409 once it is not running; 400 bad sizes
+======================================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from aiohttp import web
+
+from runtime.daemon import logs as logmod
+from runtime.daemon import stdin as stdinmod
+from runtime.daemon.api import json_response, query_int, read_json
+from runtime.daemon.execs import EXIT_WAIT, STREAM_GRACE
+from runtime.errors import CapsizeError, FailedPrecondition
+
+
+def _d(request: web.Request):
+    return request.app["daemon"]
+
+
+async def create(request: web.Request):
+    d = _d(request)
+    c = d.get(request.match_info["id"])
+    body = await read_json(request)
+    ex = d.execs.create(c, body)
+    return json_response({"Id": ex.ID}, status=201)
+
+
+async def inspect(request: web.Request):
+    return json_response(_d(request).execs.get(request.match_info["id"]).inspect())
+
+
+async def resize(request: web.Request):
+    d = _d(request)
+    ex = d.execs.get(request.match_info["id"])
+    h, w = query_int(request, "h", 0), query_int(request, "w", 0)
+    if h < 0 or w < 0:
+        from runtime.errors import InvalidArgument
+        raise InvalidArgument("invalid resize: height and width must be >= 0")
+    if not ex.running:
+        raise FailedPrecondition(f"exec {ex.ID} is not running")
+    return web.Response(status=200)
+
+
+async def start(request: web.Request):
+    d = _d(request)
+    ex = d.execs.get(request.match_info["id"])
+    body = await read_json(request)
+    if body.get("Tty"):
+        from runtime.errors import Unimplemented
+        raise Unimplemented("capsized does not support a terminal for exec yet (docker exec -t)")
+    if body.get("Detach"):
+        await d.execs.start(ex, detach=True)
+        return web.Response(status=200)
+    upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
+    headers = {"Content-Type": "application/vnd.docker.multiplexed-stream"}
+    d.execs.check_start(ex)   # the errors that come before the hijack answer as ordinary replies
+    if upgrade:
+        headers.update({"Connection": "Upgrade", "Upgrade": "tcp"})
+        resp = web.StreamResponse(status=101, reason="UPGRADED", headers=headers)
+    else:
+        resp = web.StreamResponse(status=200, headers=headers)
+    await resp.prepare(request)
+    transport = request.transport
+    reader = None
+    if upgrade and ex.open_stdin and transport is not None:
+        reader = stdinmod.Reader()
+        request.protocol.set_parser(reader)
+
+    async def send(data: bytes) -> None:
+        if upgrade:
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError()
+            transport.write(data)
+            await asyncio.sleep(0)
+        else:
+            await resp.write(data)
+
+    streams = None
+    try:
+        try:
+            streams = await d.execs.start(ex, detach=False)
+        except CapsizeError as e:
+            await send(logmod.frame("stdout", f"OCI runtime exec failed: {e.message}\r\n".encode()))
+            return resp
+        pump = asyncio.get_running_loop().create_task(_pump_stdin(streams, reader)) if reader else None
+        try:
+            await _copy_output(ex, streams, send)
+        except (ConnectionResetError, OSError):
+            pass
+        finally:
+            if pump is not None:
+                pump.cancel()
+        try:
+            await asyncio.wait_for(ex.exited.wait(), EXIT_WAIT)
+        except asyncio.TimeoutError:
+            d.log.warning("exec output ended but no exit was reported", exec_id=ex.ID)
+    finally:
+        if streams is not None:
+            streams.close_all()
+        if upgrade:
+            resp.force_close()
+            if transport is not None:
+                transport.close()
+    return resp
+
+
+async def _copy_output(ex, streams, send) -> None:
+    """Frames of the exec's stdout and stderr until both ended (or the exit plus the grace)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    open_names = [n for n in ("stdout", "stderr") if n in streams.fds]
+
+    def readable(name: str) -> None:
+        fd = streams.fds.get(name, -1)
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+        queue.put_nowait((name, data))
+
+    for name in open_names:
+        loop.add_reader(streams.fds[name], readable, name)
+    deadline = None
+    try:
+        while open_names:
+            if deadline is None and ex.exited.is_set():
+                deadline = loop.time() + STREAM_GRACE
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            waiter = asyncio.ensure_future(queue.get())
+            exited = asyncio.ensure_future(ex.exited.wait())
+            done, _ = await asyncio.wait({waiter, exited} if deadline is None else {waiter},
+                                         timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            exited.cancel()
+            if waiter not in done:
+                waiter.cancel()
+                if deadline is not None and loop.time() >= deadline:
+                    return   # a background child holds the output open: stop, as dockerd does
+                continue
+            name, data = waiter.result()
+            if not data:
+                open_names.remove(name)
+                continue
+            await send(logmod.frame(name, data))
+    finally:
+        for name in ("stdout", "stderr"):
+            fd = streams.fds.get(name, -1)
+            if fd >= 0:
+                loop.remove_reader(fd)
+
+
+async def _pump_stdin(streams, reader) -> None:
+    """The client's input to the exec's stdin FIFO; its end closes capsized's end (EOF)."""
+    fd = streams.fds.get("stdin", -1)
+    while fd >= 0:
+        data = await reader.queue.get()
+        if data is None:
+            streams.close("stdin")
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(fd, view)
+                view = view[n:]
+            except BlockingIOError:
+                await asyncio.sleep(stdinmod.WRITE_POLL)
+            except OSError:
+                return
+
+
+def routes():
+    return [("POST", "/containers/{id}/exec", create), ("POST", "/exec/{id}/start", start),
+            ("GET", "/exec/{id}/json", inspect), ("POST", "/exec/{id}/resize", resize)]
