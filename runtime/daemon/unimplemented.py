@@ -3,8 +3,8 @@
 :data:`ENGINE_API` is the Engine API 1.41 reference's route table (method, path pattern, the docker
 command that calls it). :func:`routes` gives an aiohttp handler for every one of them; the server
 registers them *after* the implemented routes, so an implemented endpoint always wins and every
-other documented endpoint answers ``501 {"message": "capsized does not implement POST
-/containers/{id}/exec (docker exec)"}`` instead of a 404 or 405. A path that is not part of the
+other documented endpoint answers ``501 {"message": "capsized does not implement GET
+/containers/{id}/stats (docker stats)"}`` instead of a 404 or 405. A path that is not part of the
 Engine API at all keeps Docker's ``404 page not found``. Exception: :data:`NOT_FOUND`.
 """
 
