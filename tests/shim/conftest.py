@@ -211,14 +211,34 @@ def _socket_files() -> set[str]:
         return set()
 
 
+#: Names in SOCKET_DIR that this run's shims may make: each started shim's socket and its
+#: template's (keyed by the event address, unique per test), with their ``.lock`` files.
+OWN_SOCKETS: set[str] = set()
+
+
+def own_sockets(address: str, namespace: str, cid: str) -> None:
+    """Register the socket names a ``capsize-shim start`` with these arguments may create."""
+    from runtime.errors import InvalidArgument
+    from runtime.shim import paths, template
+    try:
+        shim = paths.socket_path(address, namespace, cid, SOCKET_DIR)
+    except InvalidArgument:  # a test of bad arguments: that shim makes no socket
+        shim = None
+    for path in filter(None, (shim, template.socket_path(SOCKET_DIR, address))):
+        name = os.path.basename(path)
+        OWN_SOCKETS.update((name, name + ".lock"))
+
+
 @pytest.fixture(autouse=True)
 def no_socket_leaks():
-    """Fail a test that leaves shim or template sockets (or lock files) in /run/capsize/s."""
+    """Fail a test that leaves shim or template sockets (or lock files) in /run/capsize/s. Only
+    the names of this run's shims count (:func:`own_sockets`): the directory is shared by every
+    capsize engine on the machine, e.g. a concurrent test run's."""
     before = _socket_files()
     yield
     deadline = time.monotonic() + 3.0  # an idle template needs a moment to leave
     while True:
-        left = _socket_files() - before
+        left = (_socket_files() - before) & OWN_SOCKETS
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -340,9 +360,10 @@ def shims(tmp_path, busybox_rootfs, event_sink):
             return str(bundle), cid
 
         def start_cli(self, bundle, cid, runtime, namespace="default", address=None, extra=()):
+            address = event_sink.address if address is None else address
+            own_sockets(address, namespace, cid)
             argv = [SHIM, "start", "--id", cid, "--namespace", namespace, "--bundle", bundle,
-                    "--address", event_sink.address if address is None else address, "--runtime", runtime,
-                    *extra]
+                    "--address", address, "--runtime", runtime, *extra]
             return run(argv)
 
         def start(self, args=("sleep", "100"), runtime="runc", edit=None, namespace="default",
