@@ -37,8 +37,12 @@ def test_recover_undoes_every_fault_of_a_sigkilled_harness(tmp_path):
     scenario = tmp_path / "crash.yaml"
     scenario.write_text(CRASH)
     out = tmp_path / "runs"
+    # Ctrl-C reaches a foreground process whose SIGINT is not ignored; a suite started in the
+    # background by a non-interactive shell (`make test &`) inherits SIGINT ignored, and Python
+    # keeps it so in the harness: give the harness the default disposition a terminal's would have
     harness = subprocess.Popen([os.path.join(VENV_BIN, "capsize"), "run", "-q", "--engine", "docker",
-                                "--out", str(out), str(scenario)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--out", str(out), str(scenario)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         run_dir = ledger = None
@@ -108,8 +112,12 @@ def test_ctrl_c_or_sigterm_still_runs_teardown_and_records_it(tmp_path, sig):
     scenario = tmp_path / "interrupted.yaml"
     scenario.write_text(INTERRUPTED)
     out = tmp_path / "runs"
+    # Ctrl-C reaches a foreground process whose SIGINT is not ignored; a suite started in the
+    # background by a non-interactive shell (`make test &`) inherits SIGINT ignored, and Python
+    # keeps it so in the harness: give the harness the default disposition a terminal's would have
     harness = subprocess.Popen([os.path.join(VENV_BIN, "capsize"), "run", "-q", "--engine", "docker",
-                                "--out", str(out), str(scenario)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--out", str(out), str(scenario)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         snaps = glob.glob(str(out / "*" / "interrupted--docker" / "snapshots.jsonl"))
