@@ -15,6 +15,7 @@ namespace :data:`NAMESPACE` (dockerd uses ``moby``). Endpoints used (``/v1/...``
 ``POST /namespaces/NS/images/import?format=&name=``  import (rootfs / docker-archive), load
 ``GET /namespaces/NS/images/NAME/export``           docker-save tarball
 ``POST|DELETE /namespaces/NS/containers[/ID]``      the container record + its snapshot
+``GET /namespaces/NS/snapshots/ID/mounts``          its snapshot's mounts (volume copy-up)
 ``POST /namespaces/NS/tasks``, ``.../start|kill|pause|resume``, ``GET .../pids``,
 ``GET|DELETE /namespaces/NS/tasks/ID``              tasks (one shim each)
 ==================================================  ======================================
@@ -377,6 +378,10 @@ class Backend:
                 await self._call(RT.delete_container(cid))
             except NotFound:
                 pass
+
+    async def snapshot_mounts(self, cid: str) -> list[dict]:
+        """The mounts of *cid*'s active snapshot (``[{"type", "source", "options"}]``); NotFound."""
+        return (await self._call(RT.snapshot_mounts(cid)))["mounts"]
 
     async def run_task(self, cid: str, image_id: str, spec: dict, log_path: str, stdin: str | None = None) -> int:
         """Create and start the task of container *cid* (its record re-made if the runtime lost it); its pid.

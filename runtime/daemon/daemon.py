@@ -19,7 +19,8 @@ import os
 import time
 
 from runtime import atomicfile
-from runtime.daemon import hostconfig, reconcile, restart, stdin as stdinmod, stop as stopmod
+from runtime.daemon import copyup, hostconfig, reconcile, restart, stdin as stdinmod, stop as stopmod
+from runtime.daemon import volumes as volmod
 from runtime.daemon.backend import Backend
 from runtime.daemon.events import EventBus
 from runtime.daemon.model import Container
@@ -40,6 +41,7 @@ class Daemon:
         os.makedirs(os.path.join(config.data_root, "daemon"), mode=0o710, exist_ok=True)
         os.makedirs(config.exec_root, exist_ok=True)
         self.store = Store(config.data_root, durable=getattr(config, "fsync_state", False))
+        self.volumes = volmod.VolumeStore(config.data_root)
         self.daemon_id = self._daemon_id()
         self.containers: dict[str, Container] = {}
         self.names = NameIndex()
@@ -68,6 +70,7 @@ class Daemon:
     # -- lifecycle of the daemon -------------------------------------------------------------
     async def boot(self) -> None:
         """Load the records, connect to the runtime (bounded wait), reconcile, restart policies."""
+        self.volumes.load(lambda m: self.log.warning(m))
         for cid, record in self.store.load_all(lambda m: self.log.warning(m)).items():
             try:
                 c = Container.from_record(record)
@@ -76,6 +79,9 @@ class Daemon:
                 continue
             self.containers[cid] = c
             self.names.reserve(c.Name, cid)
+            for p in c.MountPoints:
+                if p.get("Type") == "volume" and p.get("Name"):
+                    self.volumes.add_ref(p["Name"], cid)
         self.log.info("Loading containers: done.", count=len(self.containers))
         await self.backend.start(self)
         if await self.backend.wait_healthy(self.config.runtime_wait):
@@ -209,6 +215,9 @@ class Daemon:
         for k, v in cfg.items():
             if k not in ("Env", "Cmd", "Entrypoint", "Labels", "Image") and v is not None:
                 merged[k] = v
+        vols = dict(icfg.get("Volumes") or {})   # the image's VOLUMEs, and -v /dst
+        vols.update(merged.get("Volumes") or {})
+        merged["Volumes"] = vols or None
         if not merged.get("WorkingDir"):
             merged["WorkingDir"] = icfg.get("WorkingDir") or ""
         if not merged.get("User"):
@@ -233,21 +242,33 @@ class Daemon:
         c = Container(ID=cid, Name=name, Created=time.time_ns(), Config=merged, HostConfig=host,
                       Image=image["Id"], Path=argv[0], Args=argv[1:])
         c.LogPath = self.store.log_path(cid)
+        points = hostconfig.mount_points(host, merged)
+        made = volmod.attach(self.volumes, points, cid)   # volumes named, made, referenced
+        c.MountPoints = points
         try:
-            spec = build_spec(c, self.config.cgroup_parent)   # InvalidArgument for what the runtime could not run
-            await self.backend.create_container(cid, image, spec)
-        except BaseException:
-            self.names.remove(cid)
-            raise
-        try:
-            self.store.create(cid, c.to_record())
-        except BaseException:
-            self.names.remove(cid)
             try:
-                await self.backend.delete_container(cid)
-            except CapsizeError:
-                pass
+                spec = build_spec(c, self.config.cgroup_parent)   # InvalidArgument for what the runtime could not run
+                await self.backend.create_container(cid, image, spec)
+            except BaseException:
+                self.names.remove(cid)
+                raise
+            try:
+                await copyup.populate(self.backend, cid, made, self.config.exec_root)
+                self.store.create(cid, c.to_record())
+            except BaseException:
+                self.names.remove(cid)
+                try:
+                    await self.backend.delete_container(cid)
+                except CapsizeError:
+                    pass
+                raise
+        except BaseException:
+            volmod.detach(self.volumes, points, cid)
+            for p in made:
+                self.volumes.remove(p["Name"])
             raise
+        for p in made:
+            self.events.publish("volume", "create", p["Name"], {"driver": p["Driver"]})
         self.containers[cid] = c
         self.events.publish("container", "create", cid, c.event_attributes(), image=c.image_ref)
         return c
@@ -299,6 +320,11 @@ class Daemon:
         if getattr(c, "stdin_eof", False):   # the attach's input ended before the start (StdinOnce)
             stdinmod.close(c)
         c.State = c.State.started(pid, time.time_ns())
+        for p in c.MountPoints:
+            if p.get("Type") == "volume":
+                self.events.publish("volume", "mount", p["Name"], {
+                    "container": c.ID, "destination": p["Destination"], "driver": p["Driver"],
+                    "propagation": p["Propagation"], "read/write": str(p["RW"]).lower()})
         c.HasBeenStartedBefore = True
         c.started_mono = time.monotonic()
         await self.save(c)
@@ -345,6 +371,9 @@ class Daemon:
         ran = time.monotonic() - getattr(c, "started_mono", time.monotonic())
         await self.save(c)
         self.events.publish("container", "die", cid, c.event_attributes(exitCode=exit_status), image=c.image_ref)
+        for p in c.MountPoints:
+            if p.get("Type") == "volume":
+                self.events.publish("volume", "unmount", p["Name"], {"container": cid, "driver": p["Driver"]})
         try:
             async with c.task_lock:
                 await self._delete_task(c)
@@ -490,6 +519,9 @@ class Daemon:
             self.containers.pop(c.ID, None)
             c.notify()
             self.events.publish("container", "destroy", c.ID, c.event_attributes(), image=c.image_ref)
+            # docker rm -v: its anonymous volumes go too (dockerd's removeMountPoints)
+            for name in volmod.detach(self.volumes, c.MountPoints, c.ID, remove_anonymous=volumes):
+                self.events.publish("volume", "destroy", name, {"driver": volmod.DRIVER})
 
     async def wait(self, c: Container, condition: str) -> int:
         """``POST /containers/{id}/wait``: the exit code when *condition* is met."""

@@ -63,8 +63,10 @@ def matches(ev: dict, filters: dict[str, list[str]]) -> bool:
             ok = match_labels(values, attrs)
         elif key == "scope":
             ok = "local" in values
+        elif key == "volume":
+            ok = ev["Type"] == "volume" and ev["Actor"]["ID"] in values
         else:
-            ok = False  # networks, volumes, plugins...: capsize emits none
+            ok = False  # networks, plugins...: capsize emits none
         if not ok:
             return False
     return True

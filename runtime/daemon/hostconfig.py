@@ -6,25 +6,33 @@ Mounts (dockerd's volume/mounts linux parser and daemon/oci_linux.go ``setMounts
   ``ro``/``rw``, a propagation (``private``, ``rprivate`` (default), ``shared``, ``rshared``,
   ``slave``, ``rslave``), and ``z``/``Z``/``nocopy``/``consistent``/``cached``/``delegated``
   (accepted, meaningless here). A missing SRC is created (a directory, 0755) at start, as dockerd.
-* ``Mounts`` — ``{"Type": "bind"|"tmpfs", "Source", "Target", "ReadOnly", "BindOptions":
-  {"Propagation", "NonRecursive"}, "TmpfsOptions": {"SizeBytes", "Mode"}}``; a bind source that
-  does not exist is a 400 ``invalid mount config for type "bind": bind source path does not
-  exist: SRC``.
+* ``Binds`` ``NAME:DST[:MODE]`` — the named volume NAME (made if missing); MODE ``ro``/``rw``,
+  ``nocopy`` (no copy of the image's content), ``z``/``Z``.
+* ``Mounts`` — ``{"Type": "bind"|"volume"|"tmpfs", "Source", "Target", "ReadOnly", "BindOptions":
+  {"Propagation", "NonRecursive"}, "VolumeOptions": {"NoCopy", "Labels"}, "TmpfsOptions":
+  {"SizeBytes", "Mode"}}``; a bind source that does not exist is a 400 ``invalid mount config for
+  type "bind": bind source path does not exist: SRC``; a volume without ``Source`` is anonymous.
+* ``Config.Volumes`` (``-v /dst``, the image's ``VOLUME``) — an anonymous volume at each
+  destination no other mount covers.
 * ``Tmpfs`` — ``{DST: "size=1m,mode=1777,..."}`` (``docker run --tmpfs``).
 
-They become OCI mounts (binds ``rbind`` (``bind`` with NonRecursive) + ``ro`` + propagation;
+Volume points come out of :func:`mount_points` with ``Source`` empty (and ``Name`` empty for an
+anonymous one); :func:`runtime.daemon.volumes.attach` names and makes the volumes and fills
+``Source`` with the volume's ``_data``, and the container keeps the result (its ``MountPoints``).
+They become OCI mounts (binds and volumes ``rbind`` (``bind`` with NonRecursive) + ``ro`` + propagation;
 tmpfs ``noexec,nosuid,nodev`` merged with the options given), replacing a default mount with the
 same destination (``/dev/shm``...), sorted so that a parent is mounted before what is under it.
 Inspect's ``Mounts`` lists the binds and the ``Mounts`` entries (not ``Tmpfs``, as dockerd):
-``{"Type", "Source", "Destination", "Mode", "RW", "Propagation"}``. ``ShmSize`` sizes ``/dev/shm``.
+``{"Type", "Source", "Destination", "Mode", "RW", "Propagation"}`` (volumes also ``Name`` and
+``Driver``, and an empty ``Propagation``). ``ShmSize`` sizes ``/dev/shm``.
 
-Named and anonymous volumes (``-v name:/dst``, ``-v /dst``, ``Type: volume``, ``VolumesFrom``)
-need a volume store capsize does not have: 501. Fields that would change what the container sees
+``VolumesFrom`` is 501. Fields that would change what the container sees
 but that capsize cannot honour are refused (:func:`validate`) instead of being ignored: port
 publishing without ``--network host`` (a container's network namespace has only ``lo``),
 ``NetworkMode`` ``container:X`` (501) or a network name (400 ``network X not found``), ``Devices``,
 ``DeviceRequests``, ``DeviceCgroupRules``, ``ExtraHosts``, ``Dns``/``DnsSearch``/``DnsOptions``
-(capsize writes no /etc/hosts or /etc/resolv.conf), ``Links``, ``VolumeDriver``, ``PidMode``,
+(capsize writes no /etc/hosts or /etc/resolv.conf), ``Links``, ``VolumeDriver`` other than
+``local``, ``PidMode``,
 ``IpcMode`` other than private/shareable, ``UTSMode``, ``UsernsMode`` other than host,
 ``Privileged``, ``Init``. ``Sysctls`` become ``linux.sysctl``.
 
@@ -44,8 +52,6 @@ PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 DEFAULT_PROPAGATION = "rprivate"
 _IGNORED_MODES = ("z", "Z", "nocopy", "consistent", "cached", "delegated")
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-NO_VOLUMES = ("capsize has no volume store: named and anonymous volumes are not supported "
-              "(use a bind mount: -v /host/path:{dst} or --mount type=bind)")
 TMPFS_DEFAULTS = ["noexec", "nosuid", "nodev"]
 _TMPFS_FLAG_PAIRS = {"exec": "noexec", "noexec": "exec", "suid": "nosuid", "nosuid": "suid",
                      "dev": "nodev", "nodev": "dev", "ro": "rw", "rw": "ro"}
@@ -68,17 +74,19 @@ def _parse_bind(spec) -> dict:
         raise InvalidArgument(f"invalid volume specification: {spec!r}")
     parts = spec.split(":")
     if len(parts) == 1:
-        raise Unimplemented(NO_VOLUMES.format(dst=spec))
+        try:
+            return _volume_point("", _abs_dst(spec, "volume"), True, "", copy=True)
+        except InvalidArgument as e:
+            raise InvalidArgument(f"invalid volume specification: '{spec}': {e.message}") from None
     if len(parts) > 3 or not parts[0] or not parts[1]:
         raise InvalidArgument(f"invalid volume specification: '{spec}'")
     src, dst = parts[0], parts[1]
     mode = parts[2] if len(parts) == 3 else ""
-    if not src.startswith("/"):
-        if _VOLUME_NAME.match(src):
-            raise Unimplemented(NO_VOLUMES.format(dst=dst))
+    volume = not src.startswith("/")
+    if volume and not _VOLUME_NAME.match(src):
         raise InvalidArgument(f"invalid volume specification: '{spec}'")
     try:
-        dst = _abs_dst(dst)
+        dst = _abs_dst(dst, "volume" if volume else "bind")
     except InvalidArgument as e:
         raise InvalidArgument(f"invalid volume specification: '{spec}': {e.message}") from None
     rw, prop = True, ""
@@ -94,20 +102,44 @@ def _parse_bind(spec) -> dict:
             prop = m
         elif m not in _IGNORED_MODES:
             raise InvalidArgument(f"invalid mode: {mode}")
+    if volume:
+        if prop:
+            raise InvalidArgument(f"invalid mode: {mode}")
+        return _volume_point(src, dst, rw, mode, copy="nocopy" not in mode.split(","))
     return {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst, "Mode": mode, "RW": rw,
             "Propagation": prop or DEFAULT_PROPAGATION, "recursive": True, "create": True}
+
+
+def _volume_point(name: str, dst: str, rw: bool, mode: str, copy: bool, labels: dict | None = None) -> dict:
+    """A volume mount point, its volume not attached yet (``Source`` empty; ``Name`` empty: anonymous)."""
+    return {"Type": "volume", "Name": name, "Source": "", "Destination": dst, "Driver": "local", "Mode": mode,
+            "RW": rw, "Propagation": "", "recursive": True, "copy": copy, "Named": bool(name),
+            "labels": dict(labels or {})}
 
 
 def _parse_mount(m) -> dict:
     if not isinstance(m, dict):
         raise InvalidArgument("Mounts must be a list of objects")
     kind = m.get("Type") or ""
-    if kind == "volume":
-        raise Unimplemented(NO_VOLUMES.format(dst=m.get("Target") or "/dst"))
-    if kind not in ("bind", "tmpfs"):
+    if kind not in ("bind", "volume", "tmpfs"):
         raise InvalidArgument(f'invalid mount config for type "{kind}": mount type unknown')
     dst = _abs_dst(m.get("Target"), kind)
     ro = bool(m.get("ReadOnly"))
+    if kind == "volume":
+        for key in ("BindOptions", "TmpfsOptions"):
+            if m.get(key):
+                raise InvalidArgument(f'invalid mount config for type "volume": field {key} must not be specified')
+        src = m.get("Source") or ""
+        if not isinstance(src, str) or (src and not _VOLUME_NAME.match(src)):
+            raise InvalidArgument(f'invalid mount config for type "volume": invalid volume name {src!r}')
+        vo = m.get("VolumeOptions") or {}
+        if not isinstance(vo, dict):
+            raise InvalidArgument('invalid mount config for type "volume": VolumeOptions must be an object')
+        if (vo.get("DriverConfig") or {}).get("Name") not in (None, "", "local"):
+            raise Unimplemented(f"capsize has the local volume driver only, not {vo['DriverConfig']['Name']!r}")
+        if (vo.get("DriverConfig") or {}).get("Options"):
+            raise Unimplemented("capsize's local volume driver takes no options (type, device, o)")
+        return _volume_point(src, dst, not ro, "", copy=not vo.get("NoCopy"), labels=vo.get("Labels"))
     if m.get("VolumeOptions"):
         raise InvalidArgument(f'invalid mount config for type "{kind}": field VolumeOptions must not be specified')
     if kind == "bind":
@@ -177,9 +209,11 @@ def mount_points(host: dict, cfg: dict | None = None) -> list[dict]:
         seen.add(p["Destination"])
     vols = (cfg or {}).get("Volumes")
     if isinstance(vols, dict):
-        for dst in vols:
-            if posixpath.normpath(dst) not in seen:
-                raise Unimplemented(NO_VOLUMES.format(dst=dst))
+        for dst in sorted(vols):
+            dst = _abs_dst(dst, "volume")
+            if dst not in seen:
+                seen.add(dst)
+                points.append(_volume_point("", dst, True, "", copy=True))
     return points
 
 
@@ -199,11 +233,13 @@ def _merge_tmpfs(options: list[str]) -> list[str]:
 def oci_mounts(points: list[dict]) -> list[dict]:
     out = []
     for p in points:
-        if p["Type"] == "bind":
+        if p["Type"] in ("bind", "volume"):
+            if not p["Source"]:
+                raise InvalidArgument(f"volume at {p['Destination']} has no source: not attached")
             opts = ["rbind" if p["recursive"] else "bind"]
             if not p["RW"]:
                 opts.append("ro")
-            opts.append(p["Propagation"])
+            opts.append(p["Propagation"] or DEFAULT_PROPAGATION)
             out.append({"destination": p["Destination"], "type": "bind", "source": p["Source"], "options": opts})
         else:
             out.append({"destination": p["Destination"], "type": "tmpfs", "source": "tmpfs",
@@ -211,9 +247,10 @@ def oci_mounts(points: list[dict]) -> list[dict]:
     return out
 
 
-def apply(spec: dict, host: dict, cfg: dict | None = None) -> None:
-    """Put the container's mounts (and ``ShmSize``, ``Sysctls``) into OCI *spec*."""
-    points = mount_points(host, cfg)
+def apply(spec: dict, host: dict, cfg: dict | None = None, points: list[dict] | None = None) -> None:
+    """Put the container's mounts (and ``ShmSize``, ``Sysctls``) into OCI *spec*: *points* (the
+    container's attached ``MountPoints``), else :func:`mount_points` of *host* and *cfg*."""
+    points = mount_points(host, cfg) if points is None else points
     mine = oci_mounts(points)
     dests = {m["destination"] for m in mine}
     base = [m for m in spec.get("mounts") or [] if m["destination"] not in dests]
@@ -235,15 +272,23 @@ def apply(spec: dict, host: dict, cfg: dict | None = None) -> None:
         spec.setdefault("linux", {})["sysctl"] = {str(k): str(v) for k, v in sysctls.items()}
 
 
-def inspect_mounts(host: dict) -> list[dict]:
-    """Inspect's ``Mounts`` (MountPoint): binds and ``Mounts`` entries; [] for a record that does
-    not parse (one written before a rule existed: inspect must still answer)."""
-    try:
-        points = mount_points(host)
-    except (InvalidArgument, Unimplemented):
-        return []
-    keys = ("Type", "Source", "Destination", "Mode", "RW", "Propagation")
-    return [{k: p[k] for k in keys} for p in points if not p.get("hidden")]
+def inspect_mounts(host: dict, points: list[dict] | None = None) -> list[dict]:
+    """Inspect's ``Mounts`` (MountPoint): *points* (the container's attached ``MountPoints``), else
+    the binds and ``Mounts`` entries of *host*; [] for a record that does not parse (one written
+    before a rule existed: inspect must still answer)."""
+    if points is None:
+        try:
+            points = [p for p in mount_points(host) if p["Type"] != "volume"]
+        except (InvalidArgument, Unimplemented):
+            return []
+    out = []
+    for p in points:
+        if p.get("hidden"):
+            continue
+        keys = (("Type", "Name", "Source", "Destination", "Driver", "Mode", "RW", "Propagation")
+                if p["Type"] == "volume" else ("Type", "Source", "Destination", "Mode", "RW", "Propagation"))
+        out.append({k: p[k] for k in keys})
+    return out
 
 
 def _check_sources(points: list[dict], make: bool) -> None:
@@ -275,8 +320,7 @@ _REFUSED = [
     ("DeviceCgroupRules", "--device-cgroup-rule", ""), ("ExtraHosts", "--add-host", _NO_FILES),
     ("Dns", "--dns", _NO_FILES), ("DnsSearch", "--dns-search", _NO_FILES),
     ("DnsOptions", "--dns-option", _NO_FILES), ("Links", "--link", ""),
-    ("VolumesFrom", "--volumes-from", " (capsize has no volume store)"),
-    ("VolumeDriver", "--volume-driver", ""), ("PidMode", "--pid", ""), ("UTSMode", "--uts", ""),
+    ("VolumesFrom", "--volumes-from", ""), ("PidMode", "--pid", ""), ("UTSMode", "--uts", ""),
     ("Privileged", "--privileged", ""), ("Init", "--init", ""),
 ]
 
@@ -302,6 +346,9 @@ def validate(cfg: dict, host: dict) -> None:
     for key, flag, why in _REFUSED:
         if host.get(key):
             raise Unimplemented(f"capsize does not support {key} ({flag}){why}")
+    if host.get("VolumeDriver") not in (None, "", "local"):
+        raise Unimplemented(f"capsize does not support VolumeDriver {host['VolumeDriver']!r} (--volume-driver): "
+                            f"it has the local driver only")
     if (host.get("IpcMode") or "private") not in ("private", "shareable"):
         raise Unimplemented(f"capsize does not support IpcMode {host.get('IpcMode')!r} (--ipc)")
     if (host.get("UsernsMode") or "host") != "host":

@@ -120,6 +120,10 @@ class Container:
     HasBeenStartedBefore: bool = False
     HasBeenManuallyStopped: bool = False
     LogPath: str = ""
+    #: The container's mounts as attached at create (dockerd's MountPoints): the points of
+    #: :func:`runtime.daemon.hostconfig.mount_points`, volumes named and their ``Source`` set
+    #: (:func:`runtime.daemon.volumes.attach`); empty for a record written before volumes existed.
+    MountPoints: list = field(default_factory=list)
     # runtime-side facts (not part of the API)
     TaskExists: bool = False
 
@@ -141,7 +145,7 @@ class Container:
                 "State": asdict(self.State), "RestartCount": self.RestartCount,
                 "HasBeenStartedBefore": self.HasBeenStartedBefore,
                 "HasBeenManuallyStopped": self.HasBeenManuallyStopped, "LogPath": self.LogPath,
-                "TaskExists": self.TaskExists}
+                "MountPoints": self.MountPoints, "TaskExists": self.TaskExists}
 
     @classmethod
     def from_record(cls, r: dict) -> "Container":
@@ -151,7 +155,8 @@ class Container:
                    State=state, RestartCount=r.get("RestartCount", 0),
                    HasBeenStartedBefore=r.get("HasBeenStartedBefore", False),
                    HasBeenManuallyStopped=r.get("HasBeenManuallyStopped", False),
-                   LogPath=r.get("LogPath", ""), TaskExists=r.get("TaskExists", False))
+                   LogPath=r.get("LogPath", ""), MountPoints=r.get("MountPoints") or [],
+                   TaskExists=r.get("TaskExists", False))
 
     def notify(self) -> None:
         """Wake everything waiting on :attr:`changed`."""
@@ -183,7 +188,7 @@ class Container:
     def mounts(self) -> list[dict]:
         """``Mounts`` of inspect and list (MountPoint: Type, Source, Destination, Mode, RW, Propagation)."""
         from runtime.daemon.hostconfig import inspect_mounts
-        return inspect_mounts(self.HostConfig)
+        return inspect_mounts(self.HostConfig, self.MountPoints or None)
 
     def inspect(self) -> dict:
         """``GET /containers/{id}/json`` (Engine API 1.41 ContainerInspectResponse)."""

@@ -8,7 +8,8 @@ directory, a numeric ``User`` (``uid[:gid]``; ``root``), a read-only root with
 ``HostConfig.ReadonlyRootfs``, the network namespace dropped for ``NetworkMode: host``, memory,
 pids and CPU-shares limits, ``OomScoreAdj``, and the cgroup ``<parent>/<id>`` (parent:
 ``HostConfig.CgroupParent``, else capsized's ``--cgroup-parent``, default ``/capsize``). Mounts
-(``Binds``, ``Mounts``, ``Tmpfs``), ``ShmSize`` and ``Sysctls``: :mod:`runtime.daemon.hostconfig`.
+(the container's attached ``MountPoints``: ``Binds``, ``Mounts``, ``Tmpfs``, volumes), ``ShmSize`` and
+``Sysctls``: :mod:`runtime.daemon.hostconfig`.
 Seccomp: Docker's default profile unless ``SecurityOpt`` says otherwise
 (:mod:`runtime.daemon.seccomp_profile`). Labels prefixed ``io.capsize.`` become annotations (e.g.
 the shim's ``io.capsize.shim.failpoint.<method>``).
@@ -100,7 +101,7 @@ def build_spec(container, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> dict:
         res["pids"] = {"limit": int(host["PidsLimit"])}
     if host.get("CpuShares"):
         res["cpu"] = {"shares": int(host["CpuShares"])}
-    hostconfig.apply(spec, host, cfg)   # Binds, Mounts, Tmpfs, ShmSize, Sysctls
+    hostconfig.apply(spec, host, cfg, getattr(container, "MountPoints", None) or None)   # mounts, ShmSize, Sysctls
     ann = {k: str(v) for k, v in (cfg.get("Labels") or {}).items() if k.startswith("io.capsize.")}
     if ann:
         spec["annotations"] = ann

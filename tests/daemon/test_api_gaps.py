@@ -25,7 +25,7 @@ def test_unimplemented_endpoints_are_501(stack):
                                ("GET", "/v1.41/networks", "GET /networks (docker network ls)"),
                                ("GET", "/system/df", "GET /system/df"),
                                ("GET", "/v1.41/images/busybox/history", "GET /images/{name}/history"),
-                               ("POST", "/v1.41/volumes/create", "POST /volumes/create")]:
+                               ("POST", "/v1.41/networks/create", "POST /networks/create")]:
         status, hdrs, body = raw(stack, method, path)
         assert status == 501, (path, status, body)
         assert hdrs["content-type"].startswith("application/json")
@@ -41,7 +41,7 @@ def test_unimplemented_cli_commands(stack):
     stack.ok("create", "--name", "gaps", "busybox", "sleep", "100")
     for args, what in [(("stats", "--no-stream", "gaps"), "docker stats"),
                        (("diff", "gaps"), "docker diff"), (("update", "-m", "10m", "gaps"), "docker update"),
-                       (("volume", "ls"), "docker volume ls"), (("system", "df"), "docker system df"),
+                       (("network", "ls"), "docker network ls"), (("system", "df"), "docker system df"),
                        (("container", "prune", "-f"), "docker container prune"),
                        (("image", "prune", "-f"), "docker image prune"), (("history", "busybox"), "docker history")]:
         r = stack.cli(*args)

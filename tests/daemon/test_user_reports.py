@@ -88,9 +88,9 @@ def test_tmpfs_mounts(stack):
 
 
 @pytest.mark.parametrize("args, status, text", [
-    (["-v", "myvol:/data"], 125, "capsize has no volume store"),
-    (["--mount", "type=volume,src=v,dst=/data"], 125, "capsize has no volume store"),
-    (["-v", "/data"], 125, "capsize has no volume store"),
+    (["--volumes-from", "other"], 125, "capsize does not support VolumesFrom"),
+    (["--mount", "type=volume,src=v,dst=/data,volume-driver=nfs"], 125, "the local volume driver only"),
+    (["-v", "bad name:/data"], 125, "invalid volume specification"),
     (["-p", "8080:80"], 125, "capsize cannot publish ports"),
     (["--network", "none", "-p", "8080:80"], 125,
      "conflicting options: port publishing and the container type network mode"),
@@ -114,8 +114,8 @@ def test_refusals_are_json_with_docker_statuses(stack):
     import docker
     cl = stack.client()
     with pytest.raises(docker.errors.APIError) as ei:
-        cl.containers.create("busybox", "true", volumes={"named": {"bind": "/x", "mode": "rw"}})
-    assert ei.value.status_code == 501 and "volume store" in ei.value.explanation
+        cl.containers.create("busybox", "true", volumes_from=["other"])
+    assert ei.value.status_code == 501 and "VolumesFrom" in ei.value.explanation
     with pytest.raises(docker.errors.APIError) as ei:
         cl.containers.create("busybox", "true", ports={"80/tcp": 8080})
     assert ei.value.status_code == 501
