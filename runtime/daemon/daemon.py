@@ -19,6 +19,7 @@ import os
 import time
 
 from runtime import atomicfile
+from runtime.api import exits
 from runtime.daemon import copyup, hostconfig, reconcile, restart, stdin as stdinmod, stop as stopmod
 from runtime.daemon import volumes as volmod
 from runtime.daemon.backend import Backend
@@ -348,12 +349,15 @@ class Daemon:
 
     # -- exits -------------------------------------------------------------------------------
     async def on_task_exit(self, cid: str, pid: int, exit_status: int, exited_at_ns: int,
-                           made_up: bool = False, oom: bool = False) -> None:
-        """The task of *cid* exited (runtime event, or found at reconcile): state, ``die``, policies."""
+                           source: str = "real", reason: str = "", oom: bool = False) -> None:
+        """The task of *cid* exited (runtime event, or found at reconcile): state, ``die``, policies.
+        *source* is the status's provenance (:data:`runtime.api.exits.PROVENANCES`), *reason* why
+        a made-up one is made up: both go to ``State.Error`` and the ``die`` event's
+        ``exitCodeSource`` (:mod:`runtime.api.exits`)."""
         c = self.containers.get(cid)
         if c is None or not c.State.running:
             # the exit of a task whose start is not recorded yet (it exited at once): kept for it
-            self.backend.remember_early_exit(cid, (pid, exit_status, exited_at_ns, made_up))
+            self.backend.remember_early_exit(cid, (pid, exit_status, exited_at_ns, source, reason))
             return
         if pid and c.State.Pid and pid != c.State.Pid:
             return   # an exit of an earlier run
@@ -363,14 +367,15 @@ class Daemon:
         stdinmod.close(c)
         c.State.ExitCode = exit_status
         c.State.FinishedAt = exited_at_ns or time.time_ns()
-        c.State.ExitCodeMadeUp = made_up
+        c.State.ExitCodeSource = source
         c.State.OOMKilled = oom or c.State.OOMKilled
-        if made_up:
-            c.State.Error = ("exit status unknown: the container exited while it could not be observed; "
-                             "255 is made up")
+        if source != exits.REAL:
+            c.State.Error = exits.state_error(source, reason)
         ran = time.monotonic() - getattr(c, "started_mono", time.monotonic())
         await self.save(c)
-        self.events.publish("container", "die", cid, c.event_attributes(exitCode=exit_status), image=c.image_ref)
+        made_up = {} if source == exits.REAL else {"exitCodeSource": source}
+        self.events.publish("container", "die", cid, c.event_attributes(exitCode=exit_status, **made_up),
+                            image=c.image_ref)
         for p in c.MountPoints:
             if p.get("Type") == "volume":
                 self.events.publish("volume", "unmount", p["Name"], {"container": cid, "driver": p["Driver"]})

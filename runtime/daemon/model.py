@@ -64,8 +64,10 @@ class State:
     OOMKilled: bool = False
     StartedAt: int = 0
     FinishedAt: int = 0
-    #: True when ExitCode was made up (255): the exit happened while nothing could record it.
-    ExitCodeMadeUp: bool = False
+    #: Where ExitCode comes from (:data:`runtime.api.exits.PROVENANCES`): ``real``,
+    #: ``cleanup-kill`` (137: the clean-up of a dead shim killed the init) or ``unknown`` (255, made
+    #: up); ``State.Error`` labels the last two (:func:`runtime.api.exits.state_error`).
+    ExitCodeSource: str = "real"
 
     @property
     def running(self) -> bool:
