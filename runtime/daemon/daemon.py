@@ -244,7 +244,11 @@ class Daemon:
                       Image=image["Id"], Path=argv[0], Args=argv[1:])
         c.LogPath = self.store.log_path(cid)
         points = hostconfig.mount_points(host, merged)
-        made = volmod.attach(self.volumes, points, cid)   # volumes named, made, referenced
+        try:
+            made = volmod.attach(self.volumes, points, cid)   # volumes named, made, referenced
+        except BaseException:
+            self.names.remove(cid)   # attach undid its own volumes
+            raise
         c.MountPoints = points
         try:
             try:

@@ -200,7 +200,12 @@ def test_bad_volume_specs(stack):
     assert r.returncode == 125 and "mount path must be absolute" in r.stderr
     r = stack.cli("run", "--rm", "-v", "v2:/x:shared", "busybox", "true")
     assert r.returncode == 125 and "invalid mode" in r.stderr
+    # a create refused after its volumes were made (a user capsize cannot run) leaves none, and its name free
+    r = stack.cli("create", "--name", "failed1", "-u", "nobody", "-v", "made1:/x", "-v", "/y", "busybox", "true")
+    assert r.returncode == 1 and "numeric users only" in r.stderr
     assert names(stack) == [] and stack.ok("ps", "-aq") == ""
+    stack.ok("create", "--name", "failed1", "busybox", "true")
+    stack.ok("rm", "failed1")
 
 
 def _wait(pred, timeout=20.0):

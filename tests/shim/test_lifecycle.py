@@ -203,7 +203,7 @@ def test_sigkill_of_the_shim_then_delete_action_cleans_up(shims, runtime_bin):
         assert pid_alive(pid)  # the container runs on, re-parented
         p, out = shim.delete_action()
         assert p.returncode == 0, p.stderr
-        assert out["exit_status"] == 137 and out["source"] == "default" and out["pid"] == pid
+        assert out["exit_status"] == 137 and out["source"] == "cleanup-kill" and out["pid"] == pid
         assert wait_gone(pid, 5)
         with open("/proc/self/mountinfo") as f:
             assert os.path.realpath(rootfs) not in {line.split()[4] for line in f}
