@@ -222,7 +222,9 @@ def _orphans(ctx) -> Verdict:
     for q in snap["processes"]:
         if q["role"] == "harness-tool":
             continue  # the harness's own tools (strace, ctr, docker): their Popen reaps them
-        if q["status"] == "zombie" and (q["role"] or q["ppid"] == os.getpid()):
+        parent_role = (by_pid.get(q["ppid"]) or {}).get("role")
+        # a zombie under a shim (an exec's process, or anything re-parented to it) counts too
+        if q["status"] == "zombie" and (q["role"] or q["ppid"] == os.getpid() or parent_role == "shim"):
             problems.append({"problem": "zombie (exited, not reaped)", **_proc_brief(q)})
             continue
         if q["role"] == "container" and q["status"] != "zombie":

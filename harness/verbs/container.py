@@ -75,6 +75,17 @@ class ContainerWait(Model):
     condition: Literal["not-running", "next-exit", "removed"] = "not-running"
 
 
+class ContainerExec(Model):
+    """``container.exec``: run *command* in the running container (``docker exec``)."""
+
+    name: ContainerName
+    command: list[str] | str
+    detach: bool = Field(False, description="do not wait (docker exec -d): no exit code")
+    environment: dict[str, str] = {}
+    user: str | None = None
+    workdir: str | None = None
+
+
 class ImageImport(Model):
     """Import the lab's busybox image (offline) as *reference*."""
 
@@ -209,6 +220,31 @@ action("container.logs", ContainerRef, "the container's stdout and stderr (the s
        container_field="name")(container_logs)
 _simple("container.inspect", ContainerRef, "the daemon's `State` of the container (in the result)",
         lambda api, t, p: {"state": api.inspect_container(t)["State"]})
+
+
+def container_exec(ctx, step) -> ActionResult:
+    p = step.params
+
+    def run(client):
+        api = client.api
+        eid = api.exec_create(_target(ctx, p), p.command, environment=dict(p.environment) or None,
+                              user=p.user or "", workdir=p.workdir)["Id"]
+        out = api.exec_start(eid, detach=p.detach)
+        ins = api.exec_inspect(eid)
+        value = {"exec_id": eid, "exec_exit_code": ins.get("ExitCode"), "pid": ins.get("Pid")}
+        if not p.detach:
+            value["output"] = (out or b"").decode(errors="replace") if isinstance(out, bytes) else str(out or "")
+        return value
+    res = _sdk(ctx, step, run)
+    if res.outcome == "ok":
+        res.exit_code = res.value.pop("exec_exit_code")
+        res.stdout = res.value.pop("output", None)
+    return res
+
+
+action("container.exec", ContainerExec, "run `command` in the running container (`docker exec`; `detach`, "
+       "`environment`, `user`, `workdir`); its exit code is the step's `exit_code`, its output the `stdout`",
+       container_field="name")(container_exec)
 
 
 @action("image.import", ImageImport, "import the lab's busybox image (offline) as `reference`")
