@@ -17,7 +17,8 @@ topic                               event
 ``/tasks/start``                    ``{"container_id", "pid"}`` (from the shim)
 ``/tasks/paused``, ``/tasks/resumed``, ``/tasks/oom``  ``{"container_id"}`` (from the shim)
 ``/tasks/exit``                     ``{"container_id", "id", "pid", "exit_status", "exited_at"}``
-                                    (+ ``"exit_source"`` from capsize-runtimed)
+                                    (+ ``"exit_source"`` from capsize-runtimed, and
+                                    ``"exit_reason"`` when the status is made up)
 ``/tasks/delete``                   as ``/tasks/exit``
 ``/tasks/exec-added``               ``{"container_id", "exec_id"}`` (from the shim)
 ``/tasks/exec-started``             ``{"container_id", "exec_id", "pid"}`` (from the shim)
@@ -26,12 +27,15 @@ topic                               event
 ==================================  =============================================================
 
 ``exited_at`` is RFC 3339 with nanoseconds; ``exit_status`` an int (128+signal for a signal);
-``exit_source`` one of :data:`EXIT_SOURCES`. Envelopes: the shim sends ``{"topic", "namespace",
+``exit_source`` one of :data:`EXIT_SOURCES` (:mod:`runtime.api.exits`: what each means, and which
+are made up). Envelopes: the shim sends ``{"topic", "namespace",
 "timestamp", "seq", "event"}`` per line (:mod:`runtime.shim.events`); capsize-runtimed adds
-``boot_id`` (:mod:`runtime.highlevel.events`). Standard library only, no imports: the shim loads it.
+``boot_id`` (:mod:`runtime.highlevel.events`). Standard library only: the shim loads it.
 """
 
 from __future__ import annotations
+
+from runtime.api.exits import EXIT_SOURCES  # noqa: F401  (the one definition; named here too)
 
 CONTAINER_CREATE = "/containers/create"
 CONTAINER_UPDATE = "/containers/update"
@@ -54,20 +58,20 @@ TOPICS = (CONTAINER_CREATE, CONTAINER_UPDATE, CONTAINER_DELETE, IMAGE_CREATE, IM
           TASK_CREATE, TASK_START, TASK_EXIT, TASK_DELETE, TASK_OOM, TASK_PAUSED, TASK_RESUMED,
           TASK_EXEC_ADDED, TASK_EXEC_STARTED)
 
-#: Where an exit status comes from: the live shim, the shim's exit file read by its ``delete``
-#: action, or made up (137 ``default``, 255 ``unknown``) as containerd's cleanupAfterDeadShim.
-EXIT_SOURCES = ("shim", "exit-file", "default", "unknown")
-
 
 def is_exec_exit(event: dict) -> bool:
     """Whether a ``/tasks/exit`` payload is an exec process's (its ``id`` is not the container's)."""
     return bool(event.get("id")) and event.get("id") != event.get("container_id")
 
 
-def task_exit(container_id: str, pid: int, exit_status, exited_at, exit_source: str | None = None) -> dict:
-    """The ``/tasks/exit`` (and ``/tasks/delete``) payload; ``exit_source`` only when given."""
+def task_exit(container_id: str, pid: int, exit_status, exited_at, exit_source: str | None = None,
+              exit_reason: str | None = None) -> dict:
+    """The ``/tasks/exit`` (and ``/tasks/delete``) payload; ``exit_source`` and ``exit_reason``
+    (why a made-up status is made up) only when given."""
     event = {"container_id": container_id, "id": container_id, "pid": pid, "exit_status": exit_status,
              "exited_at": exited_at}
     if exit_source is not None:
         event["exit_source"] = exit_source
+    if exit_reason:
+        event["exit_reason"] = exit_reason
     return event

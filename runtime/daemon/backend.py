@@ -49,6 +49,7 @@ import aiohttp
 from yarl import URL
 
 from runtime.api import topics
+from runtime.api import exits
 from runtime.api.runtimed import Call, Requests, error_from_reply
 from runtime.daemon import images as imgs
 from runtime.daemon.clock import parse_rfc3339
@@ -74,6 +75,20 @@ def _ns_time(text) -> int:
     except ValueError:
         return 0
 
+
+
+def exit_provenance(ev: dict) -> tuple[int, str, str]:
+    """(exit code, provenance, reason) capsized records for a runtime exit *ev* (a ``/tasks/exit``
+    payload or a task's view: ``exit_status``, ``exit_source``, ``exit_reason``), by
+    :mod:`runtime.api.exits`: a real status as reported; ``cleanup-kill`` keeps its 137; an
+    ``unknown`` source, or no status at all, is 255."""
+    status, prov = ev.get("exit_status"), exits.provenance(ev.get("exit_source"))
+    reason = ev.get("exit_reason") or ""
+    if not isinstance(status, int):
+        prov, reason = exits.UNKNOWN, reason or "the runtime reported the exit without a status"
+    if prov == exits.UNKNOWN:
+        status = exits.UNKNOWN_STATUS
+    return int(status), prov, reason
 
 class Backend:
     def __init__(self, config, log):
@@ -217,13 +232,9 @@ class Backend:
             self._daemon.execs.on_exit(cid, ev["id"], int(ev.get("pid") or 0),
                                        status if isinstance(status, int) else 255)   # 255: made up
         elif env.get("topic") == topics.TASK_EXIT:
-            status = ev.get("exit_status")
-            # "default" is the runtime's clean-up of a dead shim: it force-deleted the container
-            # (SIGKILL), so its 137 is what really ended the process. Only an exit nobody can
-            # account for is made up (255, as dockerd).
-            made_up = ev.get("exit_source") == "unknown" or status is None
-            await self._daemon.on_task_exit(cid, int(ev.get("pid") or 0), 255 if made_up else int(status),
-                                            _ns_time(ev.get("exited_at")), made_up=made_up)
+            code, prov, reason = exit_provenance(ev)
+            await self._daemon.on_task_exit(cid, int(ev.get("pid") or 0), code, _ns_time(ev.get("exited_at")),
+                                            source=prov, reason=reason)
         elif env.get("topic") == topics.TASK_OOM:
             await self._daemon.on_task_oom(cid)
 

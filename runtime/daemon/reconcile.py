@@ -7,9 +7,10 @@ container recorded as running, paused or restarting, the runtime's task decides:
 * task running/paused, no live-restore: stopped as ``docker stop`` would (stop signal, the
   container's stop timeout, SIGKILL; events ``kill``, ``die``, ``stop``) — dockerd's behaviour;
 * task stopped (it exited while the daemon was down): ``Exited`` with the task's real exit
-  status (the shim's exit file) and a ``die`` event; when the runtime says the status was made
-  up (``exit_source`` ``unknown``) or has no task at all, 255 and ``State.Error``
-  saying it is made up;
+  status (the shim's exit file) and a ``die`` event; the same three provenances as the event
+  path (:func:`runtime.daemon.backend.exit_provenance`, :mod:`runtime.api.exits`): real, 137
+  from a clean-up that killed a live init (``State.Error`` says so), or 255 made up when the
+  runtime says nobody recorded it or has no task at all (``State.Error`` says why);
 * an ``AutoRemove`` (``--rm``) container that exited meanwhile is removed (``destroy``).
 
 Then containers whose restart policy says so (``always``; ``unless-stopped`` not stopped by the
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 
+from runtime.api import exits
 from runtime.daemon import restart, stop as stopmod
+from runtime.daemon.backend import exit_provenance
 from runtime.errors import CapsizeError, NotFound
 
 
@@ -39,7 +42,8 @@ async def _check(daemon, c, adopt: bool) -> None:
     if st is None:
         if c.State.running:
             c.TaskExists = False
-            await daemon.on_task_exit(c.ID, c.State.Pid, 255, 0, made_up=True)
+            await daemon.on_task_exit(c.ID, c.State.Pid, exits.UNKNOWN_STATUS, 0, source=exits.UNKNOWN,
+                                      reason="the runtime has no task for the container: nothing recorded its exit")
         return
     if st["status"] in ("running", "paused", "created", "creating", "unknown"):
         if adopt or st["status"] in ("created", "creating", "unknown"):
@@ -65,16 +69,9 @@ async def _check(daemon, c, adopt: bool) -> None:
         return
     # stopped
     c.TaskExists = True
-    # as the event path (backend._dispatch): "default" is the runtime's clean-up of a dead shim,
-    # whose SIGKILL really ended the process; only "unknown" is made up
-    made_up = st.get("exit_source") == "unknown"
-    code = st.get("exit_status")
-    if code is None:
-        code, made_up = 255, True
-    if made_up:
-        code = 255
-    await daemon.on_task_exit(c.ID, st.get("pid") or c.State.Pid, int(code), st.get("exited_at_ns") or 0,
-                              made_up=made_up)
+    code, prov, reason = exit_provenance(st)   # as the event path (backend._dispatch)
+    await daemon.on_task_exit(c.ID, st.get("pid") or c.State.Pid, code, st.get("exited_at_ns") or 0,
+                              source=prov, reason=reason)
 
 
 async def at_start(daemon) -> None:

@@ -124,16 +124,18 @@ Entrypoint, WorkingDir, User...), "labels", "created_at", "updated_at"}``.
 "created_at", "updated_at"}``.
 
 ``Task``: ``{"id", "container_id", "namespace", "pid", "status", "exit_status", "exited_at",
-"exit_source", "shim_pid", "shim_address", "runtime" (the binary), "bundle" (the task
+"exit_source", "exit_reason", "shim_pid", "shim_address", "runtime" (the binary), "bundle" (the task
 directory), "log_path", "created_at"}``. ``status``: ``creating``, ``created``, ``running``,
 ``paused``, ``stopped``, ``deleting``, or ``unknown`` (its shim does not answer: after a restart,
 it is retried every second until it answers or dies).
 
-``Exit``: ``{"pid", "exit_status", "exited_at", "exit_source"}``. ``exit_source`` says where the
-status comes from: ``shim`` (the live shim saw the exit), ``exit-file`` (the shim died, and its
-``delete`` action read the real status from the exit file the shim wrote), ``default`` (137, made
-up: the shim died before recording an exit) or ``unknown`` (255, made up: the cleanup itself
-failed) — containerd's cleanupAfterDeadShim makes up the same numbers.
+``Exit``: ``{"pid", "exit_status", "exited_at", "exit_source", "exit_reason"}``. ``exit_source``
+says where the status comes from (:mod:`runtime.api.exits`): ``shim`` (the live shim saw the
+exit), ``exit-file`` (the shim died, and its ``delete`` action read the real status from the exit
+file the shim wrote), ``cleanup-kill`` (137: the shim was dead and the init alive, and the
+clean-up's ``delete --force`` killed it) or ``unknown`` (255, made up: the init exited while its
+shim was dead, or the cleanup itself failed); ``exit_reason`` (null for a real status) says why.
+containerd's cleanupAfterDeadShim reports 137 for all of the made-up cases.
 
 Events
 ======

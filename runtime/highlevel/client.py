@@ -203,7 +203,7 @@ class RuntimeClient:
         return self.call(self.calls.kill_task(task_id, signal, all))
 
     def wait_task(self, task_id: str, timeout=None) -> dict:
-        """Block until the task exits: ``{"pid", "exit_status", "exited_at", "exit_source"}``."""
+        """Block until the task exits: ``{"pid", "exit_status", "exited_at", "exit_source", "exit_reason"}``."""
         return self.call(self.calls.wait_task(task_id), timeout=timeout)
 
     def pause_task(self, task_id: str) -> dict:

@@ -12,7 +12,8 @@ As containerd's runtime v2 ``loadShims`` does, before the API serves, every task
   directory removed; a task whose container record is gone is killed and removed;
 * **the shim is gone** (nothing listens on its socket): "cleaning up after shim disconnected" /
   "cleaning up dead shim" — the shim's ``delete`` action, the rootfs unmounted, ``/tasks/exit``
-  (the status from the exit file, or 137 made up; see :mod:`runtime.highlevel.tasks`) and
+  (the status from the exit file, 137 labelled ``cleanup-kill`` if the clean-up killed a live init,
+  or 255 labelled ``unknown``; see :mod:`runtime.highlevel.tasks`) and
   ``/tasks/delete`` published, the directory removed;
 * **the shim does not answer** (stopped, hung): the task stays, with status ``unknown``, and is
   retried every second in the background until the shim answers (adopted) or dies (cleaned up).

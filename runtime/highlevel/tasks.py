@@ -20,10 +20,12 @@ events socket; :meth:`TaskManager.handle_shim_event` relays them to the bus, in 
 order, dropping repeats (by the shim's pid and ``seq``), events of any other shim than the task's
 (the sender's pid, SO_PEERCRED) and anything but ``/tasks/delete`` after the task's exit was
 published (runtime v2's order: create, start, exit, delete). Every
-``/tasks/exit`` carries ``exit_source``: ``shim`` (reported by the live shim), ``exit-file``
-(recovered by the shim's ``delete`` action from the exit file the shim wrote: the real status),
-``default`` (137, made up: nothing was recorded) or ``unknown`` (255, made up: the cleanup
-itself failed), as containerd's ``cleanupAfterDeadShim`` does. Whether the exit was published
+``/tasks/exit`` carries ``exit_source`` (:mod:`runtime.api.exits`): ``shim`` (reported by the
+live shim), ``exit-file`` (recovered by the shim's ``delete`` action from the exit file the shim
+wrote: the real status), ``cleanup-kill`` (137: the shim was dead, the init alive, and the
+clean-up's ``delete --force`` killed it) or ``unknown`` (255, made up: the init exited while its
+shim was dead, or the clean-up itself failed); a made-up one also carries ``exit_reason``. Where
+containerd's ``cleanupAfterDeadShim`` reports 137 for all of these, capsize tells them apart. Whether the exit was published
 is recorded in ``runtimed.json``, so a restart does not publish it twice.
 
 A shim that goes away (its connection closes without a ``shutdown``) is cleaned up: log
@@ -43,7 +45,7 @@ import shutil
 import signal
 import time
 
-from runtime.api import topics
+from runtime.api import exits, topics
 from runtime.api.states import RUNTIMED
 from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, FailedPrecondition,
                             InvalidArgument, NotFound, Unavailable, error_for_exit_code)
@@ -54,6 +56,12 @@ from runtime.runtimes import capsize_command
 from runtime.shim import paths as shim_paths
 
 RECORD = "runtimed.json"
+
+
+def _unknown_exit(task, reason: str) -> dict:
+    """A made-up exit (255, ``unknown``) for *task*, saying why, as the delete action prints one."""
+    return {"pid": task.pid, "exit_status": exits.UNKNOWN_STATUS, "exited_at": format_nano(),
+            "source": exits.UNKNOWN, "reason": reason}
 
 #: Seconds allowed for ``capsize-shim start`` and for the shim's create/start/delete.
 SHIM_START_TIMEOUT = 20.0
@@ -88,6 +96,7 @@ class Task:
         self.exit_status: int | None = None
         self.exited_at: str | None = None
         self.exit_source: str | None = None
+        self.exit_reason: str | None = None
         self.exit_published = False
         self.delete_published = False
         self.conn: ShimConnection | None = None
@@ -111,12 +120,12 @@ class Task:
 
     def exit_info(self) -> dict:
         return {"pid": self.pid, "exit_status": self.exit_status, "exited_at": self.exited_at,
-                "exit_source": self.exit_source}
+                "exit_source": self.exit_source, "exit_reason": self.exit_reason}
 
     def view(self) -> dict:
         return {"id": self.id, "container_id": self.id, "namespace": self.namespace, "pid": self.pid,
                 "status": self.status, "exit_status": self.exit_status, "exited_at": self.exited_at,
-                "exit_source": self.exit_source, "shim_pid": self.shim_pid, "shim_address": self.shim_address,
+                "exit_source": self.exit_source, "exit_reason": self.exit_reason, "shim_pid": self.shim_pid, "shim_address": self.shim_address,
                 "runtime": self.runtime, "bundle": self.dir, "log_path": self.log_path,
                 "created_at": self.created_at}
 
@@ -377,7 +386,8 @@ class TaskManager:
             result = await self._delete_action(task)
             if result is None:
                 return  # the shim turned out to be alive: adopted again
-            self._on_exit(task, result["pid"], result["exit_status"], result["exited_at"], result["source"])
+            self._on_exit(task, result["pid"], result["exit_status"], result["exited_at"], result["source"],
+                          reason=result.get("reason"))
             self._publish_delete(task)
             self._remove_dir(task)
             self._forget(task)
@@ -385,8 +395,8 @@ class TaskManager:
                           exit_status=task.exit_status, exit_source=task.exit_source)
 
     async def _delete_action(self, task: Task, readopt: bool = True) -> dict | None:
-        """``capsize-shim delete`` for a dead shim: ``{"pid", "exit_status", "exited_at", "source"}``
-        (255/``unknown`` when the action fails); None when the shim is alive after all and was
+        """``capsize-shim delete`` for a dead shim: ``{"pid", "exit_status", "exited_at", "source",
+        "reason"}`` (255/``unknown`` when the action fails); None when the shim is alive after all and was
         adopted again (with *readopt*)."""
         self.log.info("cleaning up dead shim", id=task.id, namespace=task.namespace)
         argv = [shim_binary(), "delete", "--id", task.id, "--namespace", task.namespace, "--bundle", task.dir]
@@ -401,7 +411,7 @@ class TaskManager:
                 out, err = await asyncio.wait_for(proc.communicate(), 30)
             except (OSError, asyncio.TimeoutError) as e:
                 self.log.error("failed to clean up after shim disconnected", id=task.id, error=repr(e))
-                return {"pid": task.pid, "exit_status": 255, "exited_at": format_nano(), "source": "unknown"}
+                return _unknown_exit(task, f"the clean-up of the dead shim failed: {e!r}")
         text = err.decode(errors="replace").strip()
         warnings = [line.split("warning: ", 1)[-1] for line in text.splitlines() if "warning" in line]
         if warnings:
@@ -410,13 +420,17 @@ class TaskManager:
             return None
         try:
             result = json.loads(out.decode().strip().splitlines()[-1])
+            source = result.get("source")
+            if source not in exits.EXIT_SOURCES:
+                return _unknown_exit(task, f"the clean-up reported an unknown source {source!r}")
             return {"pid": int(result.get("pid") or task.pid), "exit_status": int(result["exit_status"]),
-                    "exited_at": result.get("exited_at") or format_nano(),
-                    "source": result.get("source") or "default"}
+                    "exited_at": result.get("exited_at") or format_nano(), "source": source,
+                    "reason": result.get("reason")}
         except (ValueError, KeyError, IndexError, TypeError):
             self.log.warning("failed to clean up after shim disconnected", id=task.id, namespace=task.namespace,
                              error=text.splitlines()[-1] if text else f"exit status {proc.returncode}")
-            return {"pid": task.pid, "exit_status": 255, "exited_at": format_nano(), "source": "unknown"}
+            return _unknown_exit(task, "the clean-up of the dead shim failed: "
+                                 + (text.splitlines()[-1] if text else f"exit status {proc.returncode}"))
 
     async def _readopt(self, task: Task) -> bool:
         """The delete action found the shim alive: connect to it again."""
@@ -460,21 +474,33 @@ class TaskManager:
             del self.tasks[(task.namespace, task.id)]
 
     # -- exits and events --------------------------------------------------------------------
-    def _on_exit(self, task: Task, pid, exit_status, exited_at, source: str, timestamp: str | None = None) -> None:
+    def _on_exit(self, task: Task, pid, exit_status, exited_at, source: str, timestamp: str | None = None,
+                 reason: str | None = None) -> None:
+        """Record and publish the task's exit once; *source* is an ``exit_source``
+        (:data:`runtime.api.exits.EXIT_SOURCES`), *reason* why a made-up status is made up."""
+        known = isinstance(exit_status, int)
+        if not known:
+            exit_status, source = exits.UNKNOWN_STATUS, exits.UNKNOWN
+            reason = reason or "the shim reported the exit without a status"
+        if exits.provenance(source) == exits.REAL:
+            reason = None
         if task.exit_published:
-            if task.exit_status is None and isinstance(exit_status, int):
-                task.exit_status, task.exited_at, task.exit_source = exit_status, exited_at, source
+            if task.exit_status is None and known:
+                task.exit_status, task.exited_at, task.exit_source, task.exit_reason = \
+                    exit_status, exited_at, source, reason
             task.exited.set()
             return
         task.pid = int(pid or task.pid or 0)
-        task.exit_status = int(exit_status) if isinstance(exit_status, int) else 255
+        task.exit_status = int(exit_status)
         task.exited_at = exited_at or format_nano()
         task.exit_source = source
+        task.exit_reason = reason
         task.exit_published = True
         if task.status != "deleting":
             task.move("stopped")
         self.bus.publish(topics.TASK_EXIT, task.namespace,
-                         topics.task_exit(task.id, task.pid, task.exit_status, task.exited_at, source), timestamp)
+                         topics.task_exit(task.id, task.pid, task.exit_status, task.exited_at, source, reason),
+                         timestamp)
         self.log.info("task exited", id=task.id, namespace=task.namespace, pid=task.pid,
                       exit_status=task.exit_status, exit_source=source)
         try:
@@ -489,7 +515,7 @@ class TaskManager:
         task.delete_published = True
         self.bus.publish(topics.TASK_DELETE, task.namespace,
                          topics.task_exit(task.id, task.pid, task.exit_status, task.exited_at,
-                                          task.exit_source), timestamp)
+                                          task.exit_source, task.exit_reason), timestamp)
 
     async def handle_shim_event(self, msg: dict, shim_pid: int) -> None:
         """Apply and relay one event a shim sent (see the module docstring)."""
@@ -709,9 +735,10 @@ class TaskManager:
                 raise
             if result is None:  # the shim died under us: clean up as after any dead shim
                 task.move("deleting")
-                dead = await self._delete_action(task) or {"pid": task.pid, "exit_status": 255,
-                                                           "exited_at": format_nano(), "source": "unknown"}
-                self._on_exit(task, dead["pid"], dead["exit_status"], dead["exited_at"], dead["source"])
+                dead = await self._delete_action(task) or _unknown_exit(
+                    task, "the shim died during the delete and came back without the task")
+                self._on_exit(task, dead["pid"], dead["exit_status"], dead["exited_at"], dead["source"],
+                              reason=dead.get("reason"))
             else:
                 task.move("deleting")
                 self._on_exit(task, result.get("pid"), result.get("exit_status"), result.get("exited_at"), "shim")

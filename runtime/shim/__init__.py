@@ -27,7 +27,8 @@ Command line (:mod:`runtime.shim.cli`)
     For a shim that is gone (``containerd-shim-runc-v2 delete``): ``<runtime> delete --force``,
     unmounts the rootfs if mounted, removes the shim socket, prints one JSON line
     ``{"id", "pid", "exit_status", "exited_at", "source", "warnings"}``; ``source`` is
-    ``"exit-file"`` (the real status) or ``"default"`` (137, nothing recorded). Refuses (exit 5)
+    ``"exit-file"`` (the real status), ``"cleanup-kill"`` (137: the init was alive and this
+    clean-up killed it) or ``"unknown"`` (255: nothing recorded it; with a ``"reason"``). Refuses (exit 5)
     while the shim lives. Errors: one line ``capsize-shim: <message>`` on stderr, exit code per
     :mod:`runtime.errors` (2 invalid argument, 3 not found, 5 failed precondition...).
 

@@ -28,9 +28,11 @@ session, command line (``capsize-shim serve --id <id> ...``) and behaviour.
 ``delete`` cleans up after a shim that is gone (as ``containerd-shim-runc-v2 delete``): it runs
 ``<runtime> delete --force <id>``, unmounts the rootfs if it is a mount point, removes the shim's
 socket file, and prints one JSON line: ``{"id", "pid", "exit_status", "exited_at", "source",
-"warnings"}`` where ``source`` is ``"exit-file"`` when the real status was recovered from the
-exit file, or ``"default"`` when it was not (status 137, as containerd reports a dead shim's
-task). It refuses (exit 5) while the shim process is alive.
+"warnings"}`` (+ ``"reason"`` for a made-up status) where ``source`` is ``"exit-file"`` when the
+real status was recovered from the exit file, ``"cleanup-kill"`` when the init was alive and this
+clean-up killed it (137), or ``"unknown"`` when nothing recorded how it ended (255); see
+:mod:`runtime.shim.delete` and :mod:`runtime.api.exits`. It refuses (exit 5) while the shim
+process is alive.
 
 Errors are one line on stderr (``capsize-shim: <message>``) and the exit code of
 :mod:`runtime.errors`; ``serve`` and ``template`` also report theirs on the readiness pipe

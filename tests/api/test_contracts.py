@@ -118,7 +118,7 @@ def test_topics_are_containerd_style_and_the_exit_payload_has_one_shape():
     assert len(set(topics.TOPICS)) == len(topics.TOPICS)
     assert all(re.fullmatch(r"/(containers|images|tasks)/[a-z]+(-[a-z]+)?", t) for t in topics.TOPICS)
     assert list(topics.task_exit("c1", 7, 0, "T")) == ["container_id", "id", "pid", "exit_status", "exited_at"]
-    assert topics.task_exit("c1", 7, 137, "T", "default")["exit_source"] == "default"
+    assert topics.task_exit("c1", 7, 137, "T", "cleanup-kill")["exit_source"] == "cleanup-kill"
     from runtime.highlevel.events import TOPICS
     assert TOPICS == topics.TOPICS
 

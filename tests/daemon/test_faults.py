@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from runtime.api import exits
+
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
 
@@ -123,9 +125,9 @@ def test_restart_policies(fresh):
 
 def test_exit_status_when_the_shim_died_while_both_daemons_were_down(fresh):
     """capsized and capsize-runtimed down, then the shim is killed: no exit file exists, so the
-    restarted runtime cleans up the dead shim by force-deleting the container — SIGKILL, 137,
-    published with exit_source "default" — and capsized reports that 137 (never a fake 0, and the
-    same code in inspect as in the die event)."""
+    restarted runtime cleans up the dead shim by force-deleting the live container — SIGKILL, 137,
+    published with exit_source "cleanup-kill" — and capsized reports that 137 labelled as the
+    clean-up's kill (State.Error, the die event's exitCodeSource), never a fake 0."""
     s = fresh
     cid = s.ok("run", "-d", "--name", "orphan", "busybox", "sleep", "1000")
     with open(os.path.join(s.state, "runtimed", "tasks", "capsize", cid, "shim.pid")) as f:
@@ -138,7 +140,78 @@ def test_exit_status_when_the_shim_died_while_both_daemons_were_down(fresh):
     assert wait_for(lambda: state(s, "orphan")["Status"] == "exited", 10)
     st = state(s, "orphan")
     assert (st["Status"], st["ExitCode"]) == ("exited", 137), st
+    assert exits.provenance_of_error(st["Error"]) == "cleanup-kill", st
+    assert die_events(s, "orphan") == [("137", "cleanup-kill")]
     s.ok("rm", "orphan")
+
+
+def die_events(s, name):
+    out = s.ok("events", "--since", "0", "--until", str(int(time.time()) + 1), "--filter", f"container={name}",
+               "--filter", "event=die", "--format", "{{json .Actor.Attributes}}")
+    return [(a["exitCode"], a.get("exitCodeSource")) for a in map(json.loads, out.splitlines())]
+
+
+TRAP3 = 'trap "exit 3" TERM; while :; do sleep 0.1; done'
+
+
+def _kill_shim_and_runtime_then_exit(s, name):
+    """The issue #21 recipe: runtime and shim SIGKILLed, then the init exits on its own (3)."""
+    cid = s.ok("run", "-d", "--name", name, "busybox", "sh", "-c", TRAP3)
+    init = state(s, name)["Pid"]
+    with open(os.path.join(s.state, "runtimed", "tasks", "capsize", cid, "shim.pid")) as f:
+        shim = int(f.read())
+    s.kill_runtime()
+    os.kill(shim, signal.SIGKILL)
+    assert wait_for(lambda: not alive(shim), 10)
+    os.kill(init, signal.SIGTERM)
+    assert wait_for(lambda: not alive(init), 10), "the init exits on its own (3), unrecorded"
+    return cid
+
+
+@pytest.mark.parametrize("daemon_down", [False, True], ids=["event", "reconcile"])
+def test_exit_unrecorded_while_shim_dead_is_unknown_not_137(fresh, daemon_down):
+    """Shim dead, then the init exits by itself: nobody records its 3. The clean-up must not
+    present its 137 as real (issue #21): 255, State.Error saying why, die 255 labelled unknown —
+    through the event path (capsized up) and through reconcile (capsized down meanwhile)."""
+    s = fresh
+    _kill_shim_and_runtime_then_exit(s, "web")
+    if daemon_down:
+        s.kill_daemon()
+    s.start_runtime()
+    if daemon_down:
+        s.start_daemon()
+    assert wait_for(lambda: state(s, "web")["Status"] == "exited", 15)
+    st = state(s, "web")
+    assert st["ExitCode"] == 255, st
+    assert exits.provenance_of_error(st["Error"]) == "unknown", st
+    # the reason: the clean-up's (its event replayed), or the reconcile's (the task is gone)
+    assert "exited while its shim was dead" in st["Error"] or "no task" in st["Error"], st
+    assert die_events(s, "web") == [("255", "unknown")]
+    s.ok("rm", "-f", "web")
+
+
+def test_real_exit_recorded_before_shim_died_is_real(fresh):
+    """The init exits (3) while the runtime is down, the shim records it, then the shim dies:
+    the exit file's 3 is real — inspect 3 with no State.Error, die 3 without exitCodeSource."""
+    s = fresh
+    cid = s.ok("run", "-d", "--name", "web", "busybox", "sh", "-c", TRAP3)
+    init = state(s, "web")["Pid"]
+    task = os.path.join(s.state, "runtimed", "tasks", "capsize", cid)
+    with open(os.path.join(task, "shim.pid")) as f:
+        shim = int(f.read())
+    s.kill_daemon()
+    s.kill_runtime()
+    os.kill(init, signal.SIGTERM)
+    assert wait_for(lambda: os.path.exists(os.path.join(task, "exit")), 10)
+    os.kill(shim, signal.SIGKILL)
+    assert wait_for(lambda: not alive(shim), 10)
+    s.start_runtime()
+    s.start_daemon()
+    assert wait_for(lambda: state(s, "web")["Status"] == "exited", 15)
+    st = state(s, "web")
+    assert (st["ExitCode"], st["Error"]) == (3, ""), st
+    assert die_events(s, "web") == [("3", None)]
+    s.ok("rm", "-f", "web")
 
 
 def test_start_cut_off_by_runtime_death_then_start_again(fresh):

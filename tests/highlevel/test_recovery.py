@@ -83,7 +83,9 @@ def test_shims_killed_while_daemon_down_are_cleaned_up(daemon):
     for cid in ("dead1", "dead2"):
         assert [t for t, _ in of(events, cid)] == ["/tasks/exit", "/tasks/delete"]
         exit_ = of(events, cid)[0][1]
-        assert (exit_["exit_status"], exit_["exit_source"]) == (137, "default"), "made up, and labelled so"
+        assert (exit_["exit_status"], exit_["exit_source"]) == (137, "cleanup-kill"), \
+            "the live init was killed by the clean-up, and labelled so"
+        assert "delete --force" in exit_["exit_reason"]
         assert exit_["pid"] == views[cid]["pid"]
         wait_until(lambda: not pid_alive(views[cid]["pid"]), what="the orphaned container to be killed")
         assert not os.path.exists(views[cid]["bundle"])
@@ -137,7 +139,7 @@ def test_shim_disconnect_while_daemon_runs(daemon):
         os.kill(shim_pid, signal.SIGKILL)
         got = [events.next(timeout=10), events.next(timeout=10)]
     assert [e["topic"] for e in got] == ["/tasks/exit", "/tasks/delete"]
-    assert (got[0]["event"]["exit_status"], got[0]["event"]["exit_source"]) == (137, "default")
+    assert (got[0]["event"]["exit_status"], got[0]["event"]["exit_source"]) == (137, "cleanup-kill")
     wait_until(lambda: not pid_alive(task["pid"]), what="the container to be killed")
     with pytest.raises(NotFound):
         rt.task("victim")

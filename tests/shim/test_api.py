@@ -149,7 +149,8 @@ def test_failpoint_panic_is_a_shim_crash(shims, runc_bin):
         shim.call("start")
     assert wait_gone(shim.pid)
     p, out = shim.delete_action()
-    assert p.returncode == 0 and out["source"] == "default" and out["pid"] == pid
+    assert p.returncode == 0 and out["source"] == "cleanup-kill" and out["pid"] == pid
+    assert out["exit_status"] == 137 and "created" in out["reason"]
     assert wait_gone(pid)
 
 
@@ -159,3 +160,21 @@ def test_bad_failpoint_fails_the_start(shims, runc_bin):
     assert p.returncode != 0 and p.stderr.count("\n") == 1
     assert "io.capsize.shim.failpoint.start" in p.stderr and "sometimes" in p.stderr
     assert not os.path.exists(os.path.join(bundle, "address"))
+
+
+def test_delete_action_after_an_unrecorded_exit_says_unknown(shims, runc_bin):
+    """The shim dies, then its init exits on its own: no exit file, and the runtime's state says
+    ``stopped`` — the delete action must not claim its kill (issue #21): 255, ``unknown``, why."""
+    import signal
+    shim = shims.start(["sleep", "100"], runtime=runc_bin)
+    pid = shim.call("create")["pid"]
+    shim.call("start")
+    shim.close()
+    os.kill(shim.pid, signal.SIGKILL)
+    assert wait_gone(shim.pid)
+    os.kill(pid, signal.SIGKILL)   # the init ends while nothing watches it (the reaper reaps it)
+    assert wait_gone(pid, 5)
+    p, out = shim.delete_action()
+    assert p.returncode == 0, p.stderr
+    assert (out["exit_status"], out["source"], out["pid"]) == (255, "unknown", pid), out
+    assert "exited while its shim was dead" in out["reason"]
