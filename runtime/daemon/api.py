@@ -26,6 +26,23 @@ def no_content() -> web.Response:
     return web.Response(status=204)
 
 
+def wants_hijack(request: web.Request) -> bool:
+    """The client asked to take the connection over (``Upgrade: tcp``), as the docker CLI does for
+    attach and exec start (Engine API, "Hijacking")."""
+    return request.headers.get("Upgrade", "").lower() == "tcp"
+
+
+def multiplexed_response(hijack: bool) -> web.StreamResponse:
+    """The response carrying Docker's multiplexed stdout/stderr stream (Content-Type
+    ``application/vnd.docker.multiplexed-stream``): ``101 UPGRADED`` with ``Connection: Upgrade``
+    and ``Upgrade: tcp`` for a hijacked connection, else a streamed ``200``."""
+    headers = {"Content-Type": "application/vnd.docker.multiplexed-stream"}
+    if hijack:
+        headers.update({"Connection": "Upgrade", "Upgrade": "tcp"})
+        return web.StreamResponse(status=101, reason="UPGRADED", headers=headers)
+    return web.StreamResponse(status=200, headers=headers)
+
+
 def query_bool(request: web.Request, key: str, default: bool = False) -> bool:
     if key not in request.query:
         return default

@@ -30,7 +30,8 @@ import json
 from aiohttp import web
 
 from runtime.daemon import logs as logmod, stdin as stdinmod, validate
-from runtime.daemon.api import json_response, no_content, query_bool, query_int, read_json
+from runtime.daemon.api import (json_response, multiplexed_response, no_content, query_bool, query_int, read_json,
+                                wants_hijack)
 from runtime.daemon.clock import parse_api_time
 from runtime.daemon.filters import match_labels, parse_filters
 from runtime.daemon.stop import parse_signal
@@ -237,13 +238,8 @@ async def attach(request: web.Request):
         want.add("stdout")
     if query_bool(request, "stderr"):
         want.add("stderr")
-    upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
-    headers = {"Content-Type": "application/vnd.docker.multiplexed-stream"}
-    if upgrade:
-        headers.update({"Connection": "Upgrade", "Upgrade": "tcp"})
-        resp = web.StreamResponse(status=101, reason="UPGRADED", headers=headers)
-    else:
-        resp = web.StreamResponse(status=200, headers=headers)
+    upgrade = wants_hijack(request)
+    resp = multiplexed_response(upgrade)
     await resp.prepare(request)
     transport = request.transport
     pump = None

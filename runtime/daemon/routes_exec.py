@@ -31,7 +31,7 @@ from aiohttp import web
 
 from runtime.daemon import logs as logmod
 from runtime.daemon import stdin as stdinmod
-from runtime.daemon.api import json_response, query_int, read_json
+from runtime.daemon.api import json_response, multiplexed_response, query_int, read_json, wants_hijack
 from runtime.daemon.execs import EXIT_WAIT, STREAM_GRACE
 from runtime.errors import CapsizeError, FailedPrecondition
 
@@ -74,14 +74,9 @@ async def start(request: web.Request):
     if body.get("Detach"):
         await d.execs.start(ex, detach=True)
         return web.Response(status=200)
-    upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
-    headers = {"Content-Type": "application/vnd.docker.multiplexed-stream"}
+    upgrade = wants_hijack(request)
     d.execs.check_start(ex)   # the errors that come before the hijack answer as ordinary replies
-    if upgrade:
-        headers.update({"Connection": "Upgrade", "Upgrade": "tcp"})
-        resp = web.StreamResponse(status=101, reason="UPGRADED", headers=headers)
-    else:
-        resp = web.StreamResponse(status=200, headers=headers)
+    resp = multiplexed_response(upgrade)
     await resp.prepare(request)
     transport = request.transport
     reader = None
