@@ -126,7 +126,8 @@ class CapsizeEngine(Engine):
 
     @classmethod
     def recover(cls, record: dict) -> list[str]:
-        """Kill every process naming the workdir, every container in its cgroups, unmount, remove."""
+        """Kill every process naming the workdir, every container in its cgroups, the killed shims'
+        sockets in the shared socket dir, unmount, remove."""
         workdir = record["workdir"]
         problems = cleanup.kill_processes(cleanup.find_processes(
             lambda argv, p: p.pid != os.getpid() and any(workdir + "/" in a for a in argv)))
@@ -134,6 +135,7 @@ class CapsizeEngine(Engine):
         for ns in _listdir(tasks):
             for cid in _listdir(os.path.join(tasks, ns)):
                 problems += cleanup.kill_cgroup(f"/capsize/{cid}")
+                problems += _remove_shim_socket(os.path.join(tasks, ns, cid))
         problems += cleanup.unmount_under(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
         cleanup.remove_empty_cgroup_parent("capsize")  # capsize-runtimed's --cgroup-parent
@@ -331,3 +333,23 @@ def _last_error(path: str) -> str:
         if e.get("level") in ("error", "fatal"):
             return str(e.get("msg") or "")
     return ""
+
+
+def _remove_shim_socket(task_dir: str) -> list[str]:
+    """Remove the socket a SIGKILLed shim leaves in the shared socket dir (/run/capsize/s: outside
+    the workdir), as named in the task's ``address`` file; returns the problems (one line each)."""
+    from runtime.shim import paths
+    try:
+        with open(os.path.join(task_dir, paths.ADDRESS)) as f:
+            path = f.read().strip().removeprefix("unix://")
+    except OSError:
+        return []
+    if os.path.dirname(path) != paths.SOCKET_DIR:
+        return []
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        return [f"shim socket {path}: {e.strerror}"]
+    return []
