@@ -27,37 +27,7 @@ import posixpath
 
 from runtime.errors import CapsizeError
 from runtime.host import HOST, MNT_DETACH, MS_RDONLY
-
-#: Symlinks followed while resolving one path inside the image (the kernel's MAXSYMLINKS).
-MAX_SYMLINKS = 40
-
-
-def scoped_path(root: str, path: str) -> str:
-    """*path* (absolute, inside the image) resolved below *root* with every symlink read as if
-    *root* were ``/`` (``..`` stops at *root*); the result may not exist. CapsizeError on a loop."""
-    parts = [p for p in path.split("/") if p]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        if os.path.islink(candidate):
-            hops += 1
-            if hops > MAX_SYMLINKS:
-                raise CapsizeError(f"too many levels of symbolic links resolving {path} in the image")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p] + parts
-            continue
-        resolved.append(part)
-    return os.path.join(root, *resolved)
+from runtime.securejoin import secure_join
 
 
 def _lower_only(mounts: list[dict]) -> str:
@@ -91,7 +61,7 @@ async def populate(backend, cid: str, points: list[dict], exec_root: str) -> lis
         HOST.mount("overlay", target, "overlay", MS_RDONLY, _lower_only(mounts))
         try:
             for p in wanted:
-                src = scoped_path(target, posixpath.normpath(p["Destination"]))
+                src = secure_join(target, posixpath.normpath(p["Destination"]))
                 if not os.path.isdir(src) or os.path.islink(src) or os.listdir(p["Source"]):
                     continue
                 try:

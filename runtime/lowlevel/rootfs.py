@@ -20,6 +20,7 @@ import stat
 
 from runtime import host as h
 from runtime.errors import InvalidArgument, NotFound
+from runtime.securejoin import secure_join  # noqa: F401  (rootfs.secure_join: mounts, devices)
 
 # option -> (clear, set) for mount(2) flags; as runc's parseMountOptions.
 _FLAGS = {
@@ -69,36 +70,6 @@ def parse_options(options: list[str]) -> tuple[int, int, str]:
         else:
             data.append(opt)
     return flags, prop, ",".join(data)
-
-
-def secure_join(root: str, unsafe: str) -> str:
-    """Join *unsafe* under *root*, resolving symlinks as if *root* were ``/`` (never escaping it).
-
-    As github.com/cyphar/filepath-securejoin: ``..`` and absolute symlink targets are clamped to
-    *root*. Components that do not exist yet are joined lexically.
-    """
-    root = os.path.realpath(root)
-    parts = [p for p in unsafe.split("/") if p and p != "."]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        if os.path.islink(candidate):
-            hops += 1
-            if hops > 255:
-                raise InvalidArgument(f"too many symlinks resolving {unsafe} in {root}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-            continue
-        resolved.append(part)
-    return os.path.join(root, *resolved)
 
 
 def _ensure_target(dest: str, like_file: bool) -> None:
