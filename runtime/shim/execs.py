@@ -127,11 +127,7 @@ class Execs:
         inv.close()
         pid = 0
         if not error:
-            try:
-                with open(pid_file) as f:
-                    pid = int(f.read().strip())
-            except (OSError, ValueError) as e:
-                error = f"{os.path.basename(task.runtime.binary)} exec left no valid pid file: {e}"
+            pid, error = task.runtime.pid_from(pid_file, "exec")
         if error:
             task.log.info("exec failed", exec_id=ep.id, error=error)
             self.procs.pop(ep.id, None)

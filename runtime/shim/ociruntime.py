@@ -128,6 +128,15 @@ class OCIRuntime:
         name = os.path.basename(self.binary)
         return f"{name} did not terminate successfully: exit status {code}" + (f": {text}" if text else "")
 
+    def pid_from(self, pid_file: str, command: str) -> tuple[int, str]:
+        """The pid *command* (``create``, ``exec``) wrote to its ``--pid-file`` and ``""``; or 0
+        and the one-line error when the file is missing or not a number."""
+        try:
+            with open(pid_file) as f:
+                return int(f.read().strip()), ""
+        except (OSError, ValueError) as e:
+            return 0, f"{os.path.basename(self.binary)} {command} left no valid pid file: {e}"
+
     def run(self, *args: str, timeout: float = 30.0) -> tuple[int, bytes, str]:
         """Run ``<runtime> <args>`` to completion (for callers that are not the shim's loop, such
         as the ``delete`` action); returns (exit code, stdout, error text or "")."""

@@ -177,11 +177,7 @@ class Task:
         inv.close()
         pid = 0
         if not error:
-            try:
-                with open(pid_file) as f:
-                    pid = int(f.read().strip())
-            except (OSError, ValueError) as e:
-                error = f"{os.path.basename(self.runtime.binary)} create left no valid pid file: {e}"
+            pid, error = self.runtime.pid_from(pid_file, "create")
         if error:
             self.log.error("create failed", error=error)
             self._undo_create(pid_file, new_log, lambda: done(CapsizeError(error, id=self.id)))
