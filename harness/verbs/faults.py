@@ -94,6 +94,34 @@ def _signal(pids: list[int], sig: int) -> None:
             pass
 
 
+def _await_job_state(pids: list[int], stopped: bool, timeout: float = 3.0) -> list[int]:
+    """Wait until each of ``pids`` is in job-control stop (``T`` in /proc/<pid>/stat) or not.
+
+    ``kill(2)`` returns before the target is scheduled to act on SIGSTOP/SIGCONT, so a snapshot
+    taken right after it may still show the old state. Returns the pids that did not get there
+    within ``timeout`` seconds (gone processes count as settled).
+    """
+    deadline = time.monotonic() + timeout
+    pending = list(pids)
+    while pending:
+        left = []
+        for pid in pending:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    state = f.read().rpartition(")")[2].split()[0]
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+            if state in ("Z", "X"):
+                continue
+            if (state in ("T", "t")) != stopped:
+                left.append(pid)
+        pending = left
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    return pending
+
+
 def settle_starts(ctx, role: str) -> None:
     """A started component undoes the outstanding 'start' entries of its role."""
     for e in ctx.ledger.outstanding(ctx.run):
@@ -165,16 +193,21 @@ def _signal_fault(ctx, step, sig: int) -> dict:
     if sig == signal.SIGCONT:
         led.apply(run, step.action, target, None)
         _signal(pids, sig)
+        unsettled = _await_job_state(pids, stopped=False)
         for e in led.outstanding(run):
             if e["undo"].get("kind") == "signal" and e["target"].get("role") == role \
                     and e["target"].get("container") == container:
                 led.undone(run, e["id"], "harness", f"resumed by step {step.id or step.action}")
-        return {"pids": pids}
+        return {"pids": pids} | ({"still_stopped": unsettled} if unsettled else {})
     if sig in STOPPING:
         for i in ident:
             led.apply(run, step.action, target, {"kind": "signal", "pid": i["pid"], "create_time": i["create_time"],
                                                  "signal": int(signal.SIGCONT)})
         _signal(pids, sig)
+        if sig == signal.SIGSTOP:  # the others can be caught or ignored
+            unsettled = _await_job_state(pids, stopped=True)
+            if unsettled:
+                return {"pids": pids, "not_yet_stopped": unsettled}
         return {"pids": pids}
     undo = {"kind": "start", "role": role} if role in ("daemon", "runtime") and sig not in HARMLESS else None
     led.apply(run, step.action, target, undo)
