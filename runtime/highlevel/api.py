@@ -114,6 +114,19 @@ def build(daemon) -> Router:
         daemon.log.info("images imported", namespace=ns, images=[i["name"] for i in out])
         return {"images": out}
 
+    async def image_commit(req, ns):
+        from runtime.highlevel.commit import check_body, commit
+        ns = _ns(ns)
+        body = check_body(await req.json())
+        res = await asyncio.to_thread(commit, images, ns, body)
+        if res["replaced"] is not None:
+            bus.publish(topics.IMAGE_CREATE, ns, {"name": res["replaced"]["name"], "labels": res["replaced"]["labels"]})
+        row = res["image"]
+        if res["action"] in ("create", "update"):
+            bus.publish(topics.IMAGE_CREATE if res["action"] == "create" else topics.IMAGE_UPDATE, ns,
+                        {"name": row["name"], "labels": row["labels"]})
+        return images.describe(row)
+
     async def image_export(req, ns, name):
         ns = _ns(ns)
         path = os.path.join(daemon.layout.tmp, f"export-{os.urandom(16).hex()}.tar")
@@ -170,6 +183,28 @@ def build(daemon) -> Router:
 
     async def snapshot_mounts(req, ns, key):
         return {"mounts": daemon.snapshots.mounts(_ns(ns), key)}
+
+    async def snapshot_changes(req, ns, key):
+        from runtime.highlevel.commit import changes
+        return {"changes": await asyncio.to_thread(changes, daemon.snapshots, _ns(ns), key)}
+
+    async def snapshot_export(req, ns, key):
+        from runtime.highlevel.commit import export
+        ns = _ns(ns)
+        daemon.snapshots.md.get_snapshot(ns, key)   # 404 before anything is made
+        name = os.urandom(16).hex()
+        path = os.path.join(daemon.layout.tmp, f"export-{name}.tar")
+
+        def write():
+            with open(path, "wb") as f:
+                export(daemon.snapshots, ns, key, os.path.join(daemon.layout.tmp, "view-" + name), f)
+        try:
+            await asyncio.to_thread(write)
+        except BaseException:
+            if os.path.exists(path):
+                os.unlink(path)
+            raise
+        return FileResponse(path, "application/x-tar", on_close=lambda: os.path.exists(path) and os.unlink(path))
 
     # -- tasks -------------------------------------------------------------------------------
     async def task_list(req, ns):

@@ -205,14 +205,18 @@ class ImageStore:
                             results.append((row, action))
                 return results
             except BaseException:
-                only = (set(lease.blobs), set(lease.snapshots))
-                lease.blobs.clear()
-                lease.snapshots.clear()
-                try:
-                    self.collector.run(only=only)
-                except Exception as e:  # noqa: BLE001 - report the import's own error
-                    self.log.error("cannot remove what a failed import left", error=str(e))
+                self.sweep(lease)
                 raise
+
+    def sweep(self, lease) -> None:
+        """Remove what a failed operation made under *lease* (and nothing else references)."""
+        only = (set(lease.blobs), set(lease.snapshots))
+        lease.blobs.clear()
+        lease.snapshots.clear()
+        try:
+            self.collector.run(only=only)
+        except Exception as e:  # noqa: BLE001 - the caller reports its own error
+            self.log.error("cannot remove what a failed operation left", error=str(e))
 
     def _put(self, lease, data: bytes, expected: str | None = None) -> str:
         digest = self.content.put(data, expected)
@@ -423,6 +427,9 @@ class ImageStore:
             "size": sum(int(x.get("size", 0)) for x in layers),
             "architecture": config.get("architecture"), "os": config.get("os"),
             "config": config.get("config") or {}, "image_created": config.get("created"),
+            "author": config.get("author") or "", "comment": config.get("comment") or "",
+            "history": [h for h in config.get("history") or [] if isinstance(h, dict)],
+            "layer_sizes": [int(x.get("size", 0)) for x in layers],
             "labels": row["labels"], "created_at": row["created_at"], "updated_at": row["updated_at"],
         }
 

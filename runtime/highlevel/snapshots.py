@@ -150,9 +150,13 @@ class Snapshotter:
                    "upperdir=" + self.fs_path(row), "workdir=" + self.work_path(row)]
         return [{"type": "overlay", "source": "overlay", "options": options}]
 
-    def mount(self, namespace: str, key: str, target: str) -> None:
-        """Mount the active snapshot at *target* (an existing directory)."""
+    def mount(self, namespace: str, key: str, target: str, readonly: bool = False) -> None:
+        """Mount the active snapshot at *target* (an existing directory); *readonly*: a view of
+        it (its upper dir as the top lower one, no upper dir: overlayfs is then read-only)."""
         m = self.mounts(namespace, key)[0]
+        if readonly:
+            opts = dict(o.split("=", 1) for o in m["options"])
+            m = {**m, "options": ["lowerdir=" + opts["upperdir"] + ":" + opts["lowerdir"]]}
         data = ",".join(m["options"])
         if len(data) > MAX_MOUNT_DATA:
             raise InvalidArgument(f"snapshot {key!r} has too many layers for one overlay mount "
