@@ -16,6 +16,8 @@ namespace :data:`NAMESPACE` (dockerd uses ``moby``). Endpoints used (``/v1/...``
 ``GET /namespaces/NS/images/NAME/export``           docker-save tarball
 ``POST|DELETE /namespaces/NS/containers[/ID]``      the container record + its snapshot
 ``GET /namespaces/NS/snapshots/ID/mounts``          its snapshot's mounts (volume copy-up)
+``GET /namespaces/NS/snapshots/ID/changes|export``  docker diff, docker export
+``POST /namespaces/NS/images/commit``               docker commit (a snapshot's diff as a layer)
 ``POST /namespaces/NS/tasks``, ``.../start|kill|pause|resume``, ``GET .../pids``,
 ``GET|DELETE /namespaces/NS/tasks/ID``              tasks (one shim each)
 ==================================================  ======================================
@@ -266,7 +268,10 @@ class Backend:
                 img = by_id[iid] = {"Id": iid, "RepoTags": [], "Names": [], "Created": _ns_time(r.get("created_at")),
                                     "Size": int(r.get("size") or 0), "Config": r.get("config") or {},
                                     "Layers": list(r.get("diff_ids") or []),
-                                    "Architecture": r.get("architecture") or "amd64", "Os": r.get("os") or "linux"}
+                                    "Architecture": r.get("architecture") or "amd64", "Os": r.get("os") or "linux",
+                                    "Author": r.get("author") or "", "Comment": r.get("comment") or "",
+                                    "History": list(r.get("history") or []),
+                                    "LayerSizes": list(r.get("layer_sizes") or [])}
             img["Names"].append(r["name"])
             if not r["name"].startswith("sha256:"):
                 try:
@@ -357,6 +362,26 @@ class Backend:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+    async def commit(self, parent: str | None, snapshot: str | None, config: dict, history: dict,
+                     name: str | None, author: str = "", comment: str = "") -> dict:
+        """A new image of *snapshot*'s changes on the image *parent* (runtimed's name; None =
+        scratch) with *config* (:mod:`runtime.highlevel.commit`); an image the tag *name* pointed
+        to stays as a dangling image. The new image (capsized's dict)."""
+        row = await self._call(RT.commit_image(parent, snapshot, config, history, name, author, comment,
+                                               keep_replaced=True), timeout=IMAGE_TIMEOUT)
+        for img in await self.image_list():
+            if img["Id"] == row.get("id"):
+                return img
+        return self._group([row])[0]
+
+    async def snapshot_changes(self, cid: str) -> list[dict]:
+        """``docker diff`` of container *cid*'s snapshot: ``[{"Path", "Kind"}]``; NotFound."""
+        return (await self._call(RT.snapshot_changes(cid), timeout=IMAGE_TIMEOUT))["changes"]
+
+    async def snapshot_export(self, cid: str, out_path: str) -> None:
+        """``docker export``: a tar of container *cid*'s whole tree, written to *out_path*."""
+        await self._call(RT.snapshot_export(cid), timeout=IMAGE_TIMEOUT, to_file=out_path)
 
     async def image_untag(self, name: str) -> None:
         await self._call(RT.delete_image(name))
