@@ -37,6 +37,7 @@ ROUTES = (
     ("POST", _NS + "/images/commit", "image_commit"),
     ("GET", _NS + "/images/{name}", "image_get"),
     ("GET", _NS + "/images/{name}/export", "image_export"),
+    ("POST", _NS + "/images/{name}/tag", "image_tag"),
     ("DELETE", _NS + "/images/{name}", "image_delete"),
     ("GET", _NS + "/containers", "container_list"),
     ("POST", _NS + "/containers", "container_create"),
@@ -128,12 +129,19 @@ class Requests:
 
     def commit_image(self, parent: str | None, snapshot: str | None, config: dict, history: dict | None = None,
                      name: str | None = None, author: str = "", comment: str = "",
-                     keep_replaced: bool = False) -> Call:
+                     keep_replaced: bool = False, labels: dict | None = None) -> Call:
         """``POST .../images/commit`` (:mod:`runtime.highlevel.commit`): *snapshot*'s changes on
         *parent* (None: scratch) as a new image with *config*; no *snapshot*: a config-only image."""
         return Call("POST", self.ns_path("images", "commit"), body={
             "parent": parent, "snapshot": snapshot, "config": config, "history": history or {},
-            "name": name, "author": author, "comment": comment, "keep_replaced": keep_replaced})
+            "name": name, "author": author, "comment": comment, "keep_replaced": keep_replaced,
+            "labels": labels or {}})
+
+    def tag_image(self, name: str, new_name: str, keep_replaced: bool = False) -> Call:
+        """``POST .../images/{name}/tag``: *new_name* names the same image (its old image kept
+        under its digest with *keep_replaced*)."""
+        return Call("POST", self.ns_path("images", name, "tag"),
+                    body={"name": new_name, "keep_replaced": keep_replaced})
 
     def export_image(self, name: str) -> Call:
         return Call("GET", self.ns_path("images", name, "export"))

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import aiohttp
 from yarl import URL
@@ -346,30 +345,19 @@ class Backend:
         await self._call(RT.export_image(names[0]), timeout=IMAGE_TIMEOUT, to_file=out_path)
 
     async def image_tag(self, img: dict, new_ref: str) -> None:
-        """Give image *img* the name *new_ref* (an export of it re-imported under the new name)."""
+        """Give image *img* the name *new_ref* (runtimed's tag: the same target under a new name);
+        an image *new_ref* named before stays as a dangling image, as with dockerd."""
         if new_ref in img["RepoTags"]:
             return
-        tmp = os.path.join(os.path.dirname(self.address), f".tag-{os.getpid()}-{time.monotonic_ns()}.tar")
-        tmpdir = os.path.join(self._daemon.config.data_root, "daemon", "tmp") if self._daemon else None
-        if tmpdir:
-            os.makedirs(tmpdir, exist_ok=True)
-            tmp = os.path.join(tmpdir, os.path.basename(tmp))
-        try:
-            await self._call(RT.export_image(img["Names"][0]), timeout=IMAGE_TIMEOUT, to_file=tmp)
-            await self._import(tmp, "docker-archive", new_ref)
-        finally:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        await self._call(RT.tag_image(img["Names"][0], new_ref, keep_replaced=True))
 
     async def commit(self, parent: str | None, snapshot: str | None, config: dict, history: dict,
-                     name: str | None, author: str = "", comment: str = "") -> dict:
+                     name: str | None, author: str = "", comment: str = "", labels: dict | None = None) -> dict:
         """A new image of *snapshot*'s changes on the image *parent* (runtimed's name; None =
         scratch) with *config* (:mod:`runtime.highlevel.commit`); an image the tag *name* pointed
         to stays as a dangling image. The new image (capsized's dict)."""
         row = await self._call(RT.commit_image(parent, snapshot, config, history, name, author, comment,
-                                               keep_replaced=True), timeout=IMAGE_TIMEOUT)
+                                               keep_replaced=True, labels=labels), timeout=IMAGE_TIMEOUT)
         for img in await self.image_list():
             if img["Id"] == row.get("id"):
                 return img

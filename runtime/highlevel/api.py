@@ -114,18 +114,28 @@ def build(daemon) -> Router:
         daemon.log.info("images imported", namespace=ns, images=[i["name"] for i in out])
         return {"images": out}
 
+    def named(ns, row, action, replaced) -> dict:
+        if replaced is not None:
+            bus.publish(topics.IMAGE_CREATE, ns, {"name": replaced["name"], "labels": replaced["labels"]})
+        if action in ("create", "update"):
+            bus.publish(topics.IMAGE_CREATE if action == "create" else topics.IMAGE_UPDATE, ns,
+                        {"name": row["name"], "labels": row["labels"]})
+        return images.describe(row)
+
     async def image_commit(req, ns):
         from runtime.highlevel.commit import check_body, commit
         ns = _ns(ns)
         body = check_body(await req.json())
         res = await asyncio.to_thread(commit, images, ns, body)
-        if res["replaced"] is not None:
-            bus.publish(topics.IMAGE_CREATE, ns, {"name": res["replaced"]["name"], "labels": res["replaced"]["labels"]})
-        row = res["image"]
-        if res["action"] in ("create", "update"):
-            bus.publish(topics.IMAGE_CREATE if res["action"] == "create" else topics.IMAGE_UPDATE, ns,
-                        {"name": row["name"], "labels": row["labels"]})
-        return images.describe(row)
+        return named(ns, res["image"], res["action"], res["replaced"])
+
+    async def image_tag(req, ns, name):
+        ns = _ns(ns)
+        body = await req.json()
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            raise InvalidArgument("the request body must be {\"name\": NEW, \"keep_replaced\"?}")
+        row, action, replaced = images.tag(ns, name, body["name"], bool(body.get("keep_replaced")))
+        return named(ns, row, action, replaced)
 
     async def image_export(req, ns, name):
         ns = _ns(ns)

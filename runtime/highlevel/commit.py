@@ -9,6 +9,7 @@ Body (:func:`check_body`)::
      "history": {"created_by": "...", "comment": "...", "author": "..."},
      "author": "...", "comment": "...",      # the image config's own fields (optional)
      "name": "repo:tag" | null,              # else the image is named by its config digest
+     "labels": {"k": "v"},                   # the image record's labels (not the config's)
      "keep_replaced": false}                 # an image the name pointed to stays, named by its digest
 
 What is made (OCI image-spec config.md and manifest.md, Docker's media types as
@@ -18,7 +19,8 @@ What is made (OCI image-spec config.md and manifest.md, Docker's media types as
   stored uncompressed, so its blob digest is its diff ID; the new chain's committed snapshot is
   unpacked from that blob (so the image is whole without the container);
 * the image config: the parent's ``architecture``, ``os``, ``rootfs.diff_ids`` + the new diff ID,
-  ``history`` + the new entry (``empty_layer: true`` without a snapshot), ``created`` now, the
+  ``history`` + the new entry (``empty_layer: true`` without a snapshot, or when its upper dir is
+  empty: no layer is added, as dockerd's ``layer.IsEmpty``), ``created`` now, the
   given ``config``, ``author`` and ``comment``;
 * a ``application/vnd.docker.distribution.manifest.v2+json`` manifest.
 
@@ -68,11 +70,14 @@ def check_body(body) -> dict:
             raise InvalidArgument(f"{key} must be a string", field=key)
         out[key] = body.get(key) or ""
     out["keep_replaced"] = bool(body.get("keep_replaced", False))
+    from runtime.highlevel.containers import check_labels
+    out["labels"] = check_labels(body.get("labels"))
     if out["name"] is not None:
         out["name"] = normalize_name(out["name"])
     if out["parent"] is not None:
         out["parent"] = normalize_name(out["parent"])
-    unknown = set(body) - {"parent", "snapshot", "config", "history", "author", "comment", "name", "keep_replaced"}
+    unknown = set(body) - {"parent", "snapshot", "config", "history", "author", "comment", "name", "keep_replaced",
+                         "labels"}
     if unknown:
         raise InvalidArgument(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
     return out
@@ -110,7 +115,7 @@ def commit(store, namespace: str, body: dict) -> dict:
     entry = {"created": created, **body["history"]}
     with store.leases.hold() as lease:
         try:
-            if snap is not None:
+            if snap is not None and os.listdir(store.snapshots.fs_path(snap)):
                 upper = store.snapshots.fs_path(snap)
                 with store.content.writer() as w:
                     write_layer(upper, w)
@@ -150,16 +155,8 @@ def commit(store, namespace: str, body: dict) -> dict:
             target = _descriptor(MT_DOCKER_MANIFEST, store.content.put(data), len(data))
             lease.blobs.add(target["digest"])
             name = body["name"] or config_digest
-            replaced = None
-            with store.collector.lock:
-                old = store.md.find_image(namespace, name)
-                if body["keep_replaced"] and old is not None and old["config_digest"] != config_digest \
-                        and not any(r["config_digest"] == old["config_digest"] and r["name"] != name
-                                    for r in store.md.list_images(namespace)):
-                    replaced, _ = store.md.put_image(namespace, old["config_digest"], {
-                        "mediaType": old["target_media_type"], "digest": old["target_digest"],
-                        "size": old["target_size"]}, old["config_digest"], old["labels"])
-                row, action = store.md.put_image(namespace, name, target, config_digest)
+            row, action, replaced = store.name_image(namespace, name, target, config_digest, body["labels"],
+                                                     body["keep_replaced"])
             store.log.info("image committed", namespace=namespace, name=name, snapshot=body["snapshot"],
                            layers=len(diff_ids), seconds=round((time.time_ns() - now_ns) / 1e9, 3))
             return {"image": row, "action": action, "replaced": replaced}

@@ -401,6 +401,32 @@ class ImageStore:
             parent = chain_id
         return parent
 
+    def name_image(self, namespace: str, name: str, target: dict, config_digest: str, labels: dict | None,
+                   keep_replaced: bool = False) -> tuple[dict, str, dict | None]:
+        """Point *name* at *target*: ``(row, "create"|"update"|"same", replaced)``. With
+        *keep_replaced*, an image the name pointed to that no other name keeps stays, named by its
+        config digest (a dangling image, as dockerd keeps one when a tag moves); ``replaced`` is
+        that row. Runs under the collector's lock: nothing new is collected in between."""
+        replaced = None
+        with self.collector.lock:
+            old = self.md.find_image(namespace, name)
+            if keep_replaced and old is not None and old["config_digest"] != config_digest \
+                    and not any(r["config_digest"] == old["config_digest"] and r["name"] != name
+                                for r in self.md.list_images(namespace)):
+                replaced, _ = self.md.put_image(namespace, old["config_digest"], {
+                    "mediaType": old["target_media_type"], "digest": old["target_digest"],
+                    "size": old["target_size"]}, old["config_digest"], old["labels"])
+            row, action = self.md.put_image(namespace, name, target, config_digest, labels)
+        return row, action, replaced
+
+    def tag(self, namespace: str, name: str, new_name: str, keep_replaced: bool = False):
+        """containerd's ``images.Create`` with an existing image's target: *new_name* names the
+        image *name* names (its labels too); see :meth:`name_image`."""
+        row = self.md.get_image(namespace, normalize_name(name))
+        target = {"mediaType": row["target_media_type"], "digest": row["target_digest"], "size": row["target_size"]}
+        return self.name_image(namespace, normalize_name(new_name), target, row["config_digest"], row["labels"],
+                               keep_replaced)
+
     # -- queries -----------------------------------------------------------------------------
     def manifest_and_config(self, row: dict) -> tuple[dict, dict]:
         manifest = _json(self.content.read(row["target_digest"]), "manifest")
