@@ -58,6 +58,9 @@ from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, Faile
                             NotFound, Unavailable, Unimplemented)
 
 NAMESPACE = "capsize"
+#: The runtime image record label naming an image's parent (dockerd's image store parent link:
+#: a commit's container image, a build step's previous step).
+PARENT_LABEL = "capsize.image.parent"
 #: Every call to capsize-runtimed, built once (:mod:`runtime.api.runtimed`), in capsized's namespace.
 RT = Requests(NAMESPACE)
 CONNECT_TIMEOUT = 2.0
@@ -270,8 +273,9 @@ class Backend:
                                     "Architecture": r.get("architecture") or "amd64", "Os": r.get("os") or "linux",
                                     "Author": r.get("author") or "", "Comment": r.get("comment") or "",
                                     "History": list(r.get("history") or []),
-                                    "LayerSizes": list(r.get("layer_sizes") or [])}
+                                    "LayerSizes": list(r.get("layer_sizes") or []), "Parent": ""}
             img["Names"].append(r["name"])
+            img["Parent"] = img["Parent"] or (r.get("labels") or {}).get(PARENT_LABEL, "")
             if not r["name"].startswith("sha256:"):
                 try:
                     img["RepoTags"].append(imgs.normalize(r["name"]))
@@ -370,6 +374,10 @@ class Backend:
     async def snapshot_export(self, cid: str, out_path: str) -> None:
         """``docker export``: a tar of container *cid*'s whole tree, written to *out_path*."""
         await self._call(RT.snapshot_export(cid), timeout=IMAGE_TIMEOUT, to_file=out_path)
+
+    async def gc(self) -> dict:
+        """capsize-runtimed's garbage collection now: ``{"bytes_freed", ...}``."""
+        return await self._call(RT.gc(), timeout=IMAGE_TIMEOUT)
 
     async def image_untag(self, name: str) -> None:
         await self._call(RT.delete_image(name))

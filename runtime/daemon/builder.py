@@ -43,11 +43,10 @@ import shutil
 
 from runtime import atomicfile
 from runtime.daemon import buildcontext
+from runtime.daemon.backend import PARENT_LABEL
 from runtime.daemon.instructions import CONFIG_INSTRUCTIONS, ConfigApplier, expand, json_args, split_line, words
 from runtime.errors import CapsizeError, InvalidArgument, NotFound
 
-#: The runtime image record label naming an image's parent (dockerd's image store parent link).
-PARENT_LABEL = "capsize.image.parent"
 INSTRUCTIONS = CONFIG_INSTRUCTIONS | {"FROM", "RUN", "COPY", "ADD", "ARG"}
 _FLAGS = {"COPY": {"chown", "from", "chmod"}, "ADD": {"chown", "chmod"}, "FROM": {"platform"}, "RUN": set()}
 

@@ -39,6 +39,7 @@ from aiohttp import web
 
 from runtime.daemon import images as imgs
 from runtime.daemon.api import json_response, query_bool, read_json
+from runtime.daemon.builder import PARENT_LABEL
 from runtime.daemon.clock import parse_rfc3339
 from runtime.daemon.instructions import apply_changes
 from runtime.daemon.model import CONFIG_DEFAULTS
@@ -80,7 +81,8 @@ async def commit(request: web.Request):
     if paused:
         await d.pause(c)
     try:
-        img = await d.backend.commit(parent, c.ID, config, history, name, q.get("author", ""), q.get("comment", ""))
+        img = await d.backend.commit(parent, c.ID, config, history, name, q.get("author", ""), q.get("comment", ""),
+                                     labels={PARENT_LABEL: c.Image})
     finally:
         if paused:
             await d.unpause(c)

@@ -119,8 +119,13 @@ def test_failing_run_ends_the_build_with_its_code_and_leaves_nothing(stack, tmp_
     assert stack.ok("ps", "-aq") == "", "no build container is left"
     assert "fails:1" not in stack.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
     assert len(stack.ok("images", "-aq").split()) == len(before) + 1, "only the step that ran stays (cache)"
-    r = build(stack, ctx, "-f", "nosuch")
-    assert r.returncode != 0 and "Cannot locate specified Dockerfile: nosuch" in r.stderr
+    import docker
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        t.add(ctx / "Dockerfile", arcname="Dockerfile")
+    buf.seek(0)
+    with pytest.raises(docker.errors.APIError, match="Cannot locate specified Dockerfile: nosuch"):
+        list(stack.client().api.build(fileobj=buf, custom_context=True, dockerfile="nosuch"))
     (ctx / "Dockerfile").write_text("FROM nosuch:1\n")
     r = build(stack, ctx)
     assert r.returncode != 0 and "nosuch" in r.stderr
@@ -158,3 +163,22 @@ def test_from_scratch(stack, tmp_path):
     stack.ok("save", "-o", str(tar), "scratchy:1")
     insp = json.loads(stack.ok("image", "inspect", "scratchy:1"))[0]
     assert len(insp["RootFS"]["Layers"]) == 1 and insp["Config"]["Cmd"] == ["/x"]
+
+
+def test_rebuild_dangling_intermediates_hidden_and_image_prune(stack, tmp_path):
+    ctx = tmp_path / "p"
+    ctx.mkdir()
+    (ctx / "f").write_text("1\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY f /f\nRUN cat /f > /g\nCMD [\"cat\", \"/g\"]\n")
+    assert build(stack, ctx, "-t", "pr:1").returncode == 0
+    old = stack.ok("images", "-q", "--no-trunc", "pr:1")
+    assert "<none>" not in stack.ok("images"), "intermediate images are listed with -a only"
+    assert len(stack.ok("images", "-aq").split()) == 1 + 3
+    (ctx / "f").write_text("2\n")
+    assert build(stack, ctx, "-t", "pr:1").returncode == 0
+    assert stack.ok("images", "-q", "--no-trunc", "-f", "dangling=true").split() == [old]
+    out = stack.ok("image", "prune", "-f")
+    assert old in out and "Total reclaimed space" in out
+    assert stack.ok("images", "-q", "-f", "dangling=true") == ""
+    assert len(stack.ok("images", "-aq").split()) == 1 + 3, "the old build's childless steps went too"
+    assert stack.ok("run", "--rm", "pr:1") == "2"
