@@ -151,6 +151,16 @@ class Build:
         except (OSError, ValueError, KeyError, NotFound):
             return None
 
+    async def _use_cache(self, stage: Stage, key: str) -> bool:
+        """The step's cached image, if any, becomes the stage's (`` ---> Using cache``)."""
+        hit = await self._cached(key)
+        if hit is None:
+            return False
+        await self.say(" ---> Using cache\n")
+        stage.image = hit
+        await self.say(f" ---> {hit['Id'][7:19]}\n")
+        return True
+
     def _remember(self, key: str, image: dict) -> None:
         os.makedirs(self.cache_dir, exist_ok=True)
         atomicfile.write(os.path.join(self.cache_dir, key), json.dumps({"Id": image["Id"]}), durable=True)
@@ -210,22 +220,28 @@ class Build:
             await self._remove_made()
 
     async def _remove_made(self) -> None:
+        """Remove the build's containers; the journal goes only once they all went (else the
+        next start's :func:`cleanup_interrupted` finishes the job)."""
+        ok = True
         for cid in list(self.made[0]):
             c = self.d.containers.get(cid)
             if c is not None:
                 try:
                     await self.d.remove(c, force=True, volumes=True)
-                except CapsizeError:
-                    pass
+                except CapsizeError as e:
+                    ok = False
+                    self.d.log.warning("cannot remove a build container", container=cid, error=e.message)
         for cid in list(self.made[1]):
             try:
                 await self.d.backend.delete_container(cid)
-            except CapsizeError:
+            except CapsizeError as e:
+                ok = False
+                self.d.log.warning("cannot remove a build's runtime container", container=cid, error=e.message)
+        if ok:
+            try:
+                os.unlink(self.journal)
+            except FileNotFoundError:
                 pass
-        try:
-            os.unlink(self.journal)
-        except FileNotFoundError:
-            pass
 
     # -- instructions ------------------------------------------------------------------------
     async def _from(self, value: str, meta_args: dict, stages: list[Stage]) -> Stage:
@@ -266,11 +282,7 @@ class Build:
             ConfigApplier(stage.config, stage.args).apply(ins, value)
         text = f"/bin/sh -c #(nop)  {ins} {value}"
         key = self._key(stage, text, json.dumps(stage.args, sort_keys=True))
-        hit = await self._cached(key)
-        if hit is not None:
-            await self.say(" ---> Using cache\n")
-            stage.image = hit
-            await self.say(f" ---> {hit['Id'][7:19]}\n")
+        if await self._use_cache(stage, key):
             return
         await self._commit(stage, None, text, key)
 
@@ -290,11 +302,7 @@ class Build:
         extra, prefix = self._run_env(stage)
         text = (prefix + " ".join(argv)).strip()
         key = self._key(stage, text)
-        hit = await self._cached(key)
-        if hit is not None:
-            await self.say(" ---> Using cache\n")
-            stage.image = hit
-            await self.say(f" ---> {hit['Id'][7:19]}\n")
+        if await self._use_cache(stage, key):
             return
         cfg = stage.config
         body = {"Image": stage.image_id, "Cmd": argv, "Entrypoint": [""],
@@ -380,11 +388,7 @@ class Build:
             text = f"/bin/sh -c #(nop) {ins} {'--chown=' + opts['chown'] + ' ' if opts.get('chown') else ''}" \
                    f"{'dir' if len(rels) > 1 else 'file'}:{digest[7:]} in {dest} "
             key = self._key(stage, text, digest)
-            hit = await self._cached(key)
-            if hit is not None:
-                await self.say(" ---> Using cache\n")
-                stage.image = hit
-                await self.say(f" ---> {hit['Id'][7:19]}\n")
+            if await self._use_cache(stage, key):
                 return
             cid = "build-" + os.urandom(12).hex()
             self.made[1].append(cid)
@@ -485,8 +489,12 @@ async def cleanup_interrupted(daemon) -> int:
         for cid in j.get("containers") or []:
             c = daemon.containers.get(cid)
             if c is not None:
-                await daemon.remove(c, force=True, volumes=True)
-                removed += 1
+                try:
+                    await daemon.remove(c, force=True, volumes=True)
+                    removed += 1
+                except CapsizeError as e:
+                    daemon.log.warning("cannot remove an interrupted build's container", container=cid,
+                                       error=e.message)
         for cid in j.get("runtime") or []:
             try:
                 await daemon.backend.delete_container(cid)

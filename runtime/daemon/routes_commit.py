@@ -38,7 +38,7 @@ import tempfile
 from aiohttp import web
 
 from runtime.daemon import images as imgs
-from runtime.daemon.api import json_response, query_bool, read_json
+from runtime.daemon.api import json_response, query_bool, read_json, tar_file_response
 from runtime.daemon.builder import PARENT_LABEL
 from runtime.daemon.clock import parse_rfc3339
 from runtime.daemon.instructions import apply_changes
@@ -108,14 +108,7 @@ async def export(request: web.Request):
     os.close(fd)
     try:
         await d.backend.snapshot_export(c.ID, path)
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
-        await resp.prepare(request)
-        with open(path, "rb") as f:
-            while True:
-                chunk = f.read(1 << 16)
-                if not chunk:
-                    break
-                await resp.write(chunk)
+        resp = await tar_file_response(request, path)
         d.events.publish("container", "export", c.ID, c.event_attributes(), image=c.image_ref)
         await resp.write_eof()
         return resp

@@ -34,7 +34,7 @@ import tempfile
 from aiohttp import web
 
 from runtime.daemon import images as imgs
-from runtime.daemon.api import json_response, query_bool
+from runtime.daemon.api import json_response, query_bool, tar_file_response
 from runtime.daemon.filters import match_labels, parse_filters
 from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, NotFound
 
@@ -146,14 +146,7 @@ async def save_images(request: web.Request):
     os.close(fd)
     try:
         await d.backend.image_export(refs, path)
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
-        await resp.prepare(request)
-        with open(path, "rb") as f:
-            while True:
-                chunk = f.read(1 << 16)
-                if not chunk:
-                    break
-                await resp.write(chunk)
+        resp = await tar_file_response(request, path)
         for r in refs:
             d.events.publish("image", "save", r, {"name": r})
         return resp

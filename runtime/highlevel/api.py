@@ -137,20 +137,23 @@ def build(daemon) -> Router:
         row, action, replaced = images.tag(ns, name, body["name"], bool(body.get("keep_replaced")))
         return named(ns, row, action, replaced)
 
-    async def image_export(req, ns, name):
-        ns = _ns(ns)
-        path = os.path.join(daemon.layout.tmp, f"export-{os.urandom(16).hex()}.tar")
-
-        def write():
+    async def tar_response(path: str, write) -> FileResponse:
+        """``write(binary file)`` run in a thread into *path*, sent as a tar, removed afterwards."""
+        def run():
             with open(path, "wb") as f:
-                images.export(ns, [name], f)
+                write(f)
         try:
-            await asyncio.to_thread(write)
+            await asyncio.to_thread(run)
         except BaseException:
             if os.path.exists(path):
                 os.unlink(path)
             raise
         return FileResponse(path, "application/x-tar", on_close=lambda: os.path.exists(path) and os.unlink(path))
+
+    async def image_export(req, ns, name):
+        ns = _ns(ns)
+        path = os.path.join(daemon.layout.tmp, f"export-{os.urandom(16).hex()}.tar")
+        return await tar_response(path, lambda f: images.export(ns, [name], f))
 
     async def image_delete(req, ns, name):
         from runtime.highlevel.images import normalize_name
@@ -203,18 +206,9 @@ def build(daemon) -> Router:
         ns = _ns(ns)
         daemon.snapshots.md.get_snapshot(ns, key)   # 404 before anything is made
         name = os.urandom(16).hex()
-        path = os.path.join(daemon.layout.tmp, f"export-{name}.tar")
-
-        def write():
-            with open(path, "wb") as f:
-                export(daemon.snapshots, ns, key, os.path.join(daemon.layout.tmp, "view-" + name), f)
-        try:
-            await asyncio.to_thread(write)
-        except BaseException:
-            if os.path.exists(path):
-                os.unlink(path)
-            raise
-        return FileResponse(path, "application/x-tar", on_close=lambda: os.path.exists(path) and os.unlink(path))
+        view = os.path.join(daemon.layout.tmp, "view-" + name)
+        return await tar_response(os.path.join(daemon.layout.tmp, f"export-{name}.tar"),
+                                  lambda f: export(daemon.snapshots, ns, key, view, f))
 
     # -- tasks -------------------------------------------------------------------------------
     async def task_list(req, ns):

@@ -57,6 +57,8 @@ def build(stack, ctx, *args, cli="/usr/bin/docker", buildkit="0"):
 @pytest.fixture(autouse=True)
 def _tidy(request):
     yield
+    if "stack" not in request.fixturenames:   # a fresh stack goes whole
+        return
     s = request.getfixturevalue("stack")
     if s.daemon is not None and s.daemon.poll() is None:
         s.remove_all()
@@ -182,3 +184,45 @@ def test_rebuild_dangling_intermediates_hidden_and_image_prune(stack, tmp_path):
     assert stack.ok("images", "-q", "-f", "dangling=true") == ""
     assert len(stack.ok("images", "-aq").split()) == 1 + 3, "the old build's childless steps went too"
     assert stack.ok("run", "--rm", "pr:1") == "2"
+
+
+@pytest.mark.parametrize("victim", ["daemon", "runtime"])
+def test_sigkill_mid_run_leaves_nothing_and_the_build_reruns(fresh, tmp_path, victim):
+    """capsized SIGKILLed while a RUN runs: after its restart no half-made image is listed, no
+    build container, runtime container or snapshot is left, and the same build succeeds again.
+    capsize-runtimed SIGKILLed (and restarted) while a RUN runs: the RUN's container lives on
+    (its shim does), the runtime adopts it again and the build finishes; nothing is left."""
+    import time
+    from runtime.highlevel.client import RuntimeClient
+    s = fresh
+    ctx = tmp_path / "k"
+    ctx.mkdir()
+    nap = "30" if victim == "daemon" else "3"
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo step1 > /one\nRUN touch /started; sleep {nap}\n"
+                                    "CMD [\"cat\", \"/one\"]\n")
+    before = s.ok("images", "-aq").split()
+    proc = subprocess.Popen(["/usr/bin/docker", "build", "-t", "crash:1", str(ctx)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**s.env(), "DOCKER_BUILDKIT": "0"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "sleep" not in s.ok("ps", "--no-trunc", "--format", "{{.Command}}"):
+        time.sleep(0.1)
+    assert s.ok("ps", "-q"), "the RUN container is running"
+    time.sleep(0.5)
+    if victim == "daemon":
+        s.kill_daemon()
+        proc.wait(timeout=60)
+        s.start_daemon()
+        assert "crash:1" not in s.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
+        assert len(s.ok("images", "-aq").split()) <= len(before) + 1, "at most the finished first step"
+    else:
+        s.kill_runtime()
+        s.start_runtime()
+        out = proc.communicate(timeout=120)[0]
+        assert proc.returncode == 0 and "Successfully tagged crash:1" in out, out
+    assert s.ok("ps", "-aq") == "", "no build container after the restart"
+    assert not os.listdir(os.path.join(s.root, "daemon", "builds"))
+    rt = RuntimeClient(os.path.join(s.state, "runtimed.sock"), "capsize")
+    assert rt.containers() == [], "no runtime container (and so no active snapshot) is left"
+    r = build(s, ctx, "-t", "crash:1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert s.ok("run", "--rm", "crash:1") == "step1"
