@@ -48,7 +48,7 @@ from runtime.daemon.instructions import CONFIG_INSTRUCTIONS, ConfigApplier, expa
 from runtime.errors import CapsizeError, InvalidArgument, NotFound
 
 INSTRUCTIONS = CONFIG_INSTRUCTIONS | {"FROM", "RUN", "COPY", "ADD", "ARG"}
-_FLAGS = {"COPY": {"chown", "from", "chmod"}, "ADD": {"chown", "chmod"}, "FROM": {"platform"}, "RUN": set()}
+_FLAGS = {"COPY": {"chown", "from"}, "ADD": {"chown"}, "FROM": {"platform"}, "RUN": set()}
 
 
 class BuildError(CapsizeError):
