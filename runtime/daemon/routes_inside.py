@@ -7,17 +7,30 @@
 ``GET /containers/{id}/archive?path=``                     200 ``application/x-tar`` + the header
 ``PUT /containers/{id}/archive?path=&noOverwriteDirNonDir=  200; 400 not a directory or a bad tar,
 &copyUIDGID=``                                             403 read-only rootfs, 404 no such path
+``GET /containers/{id}/stats?stream=&one-shot=``           ``ContainerStats`` JSON: one object (stream=0;
+                                                           two samples 1 s apart unless one-shot=1) or
+                                                           one a second until the client goes away or
+                                                           the container is removed; zeros when not
+                                                           running
 ========================================================  ==========================================
 
-The work: :mod:`runtime.daemon.archive`.
+The work: :mod:`runtime.daemon.archive`, :mod:`runtime.daemon.stats`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 from aiohttp import web
 
-from runtime.daemon import archive
-from runtime.daemon.api import query_bool
+from runtime.daemon import archive, stats
+from runtime.daemon.api import json_response, query_bool
+from runtime.daemon.oci import cgroups_path
+from runtime.lowlevel.cgroups import Cgroup
+
+#: seconds between two samples of a stream (dockerd's stats collector interval)
+STATS_INTERVAL = 1.0
 
 
 def _container(request):
@@ -55,7 +68,43 @@ async def archive_put(request: web.Request):
     return web.Response(status=200)
 
 
+def _sample(d, c, cgroup, previous: dict | None) -> dict:
+    if not c.State.running:
+        return stats.empty(c.ID, c.name)
+    now = stats.sample(cgroup, c.ID, c.name)
+    now["preread"] = previous["read"] if previous else "0001-01-01T00:00:00Z"
+    now["precpu_stats"] = previous["cpu_stats"] if previous else stats.empty(c.ID, c.name)["precpu_stats"]
+    return now
+
+
+async def container_stats(request: web.Request):
+    d, c = _container(request)
+    stream = query_bool(request, "stream", True)
+    one_shot = query_bool(request, "one-shot")
+    cgroup = Cgroup.for_container(c.ID, cgroups_path(c, d.config.cgroup_parent))
+    if not stream:
+        s = _sample(d, c, cgroup, None)
+        if not one_shot and c.State.running:
+            await asyncio.sleep(STATS_INTERVAL)
+            s = _sample(d, c, cgroup, s)
+        return json_response(s)
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    previous = None
+    while not c.removed:
+        if c.State.running:
+            previous = _sample(d, c, cgroup, previous)
+            try:
+                await resp.write(json.dumps(previous).encode() + b"\n")
+            except (ConnectionResetError, RuntimeError):
+                break   # the client went away
+        else:
+            previous = None
+        await asyncio.sleep(STATS_INTERVAL)
+    return resp
+
+
 def routes():
     p = "/containers/{id}"
     return [("HEAD", p + "/archive", archive_head), ("GET", p + "/archive", archive_get),
-            ("PUT", p + "/archive", archive_put)]
+            ("PUT", p + "/archive", archive_put), ("GET", p + "/stats", container_stats)]
