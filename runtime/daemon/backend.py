@@ -374,6 +374,11 @@ class Backend:
         await self._call(RT.create_container(cid, img["Names"][0], runtime=self.runtime or None, spec=spec),
                          timeout=IMAGE_TIMEOUT)
 
+    async def update_container_spec(self, cid: str, spec: dict) -> None:
+        """The runtime's container record for *cid* takes OCI *spec* (its next task uses it):
+        containerd's Containers.Update. NotFound when the runtime has no such container."""
+        await self._call(RT.update_container(cid, spec=spec))
+
     async def delete_container(self, cid: str) -> None:
         """Delete the container record (and its snapshot); a task left behind is force-deleted first."""
         try:
@@ -440,6 +445,10 @@ class Backend:
 
     async def pause(self, cid: str) -> None:
         await self._call(RT.pause_task(cid))
+
+    async def update_task(self, cid: str, resources: dict) -> None:
+        """The task's cgroup gets OCI ``linux.resources`` *resources* (runtimed's task update)."""
+        await self._call(RT.update_task(cid, resources))
 
     async def resume(self, cid: str) -> None:
         await self._call(RT.resume_task(cid))

@@ -12,6 +12,12 @@
                                                            one a second until the client goes away or
                                                            the container is removed; zeros when not
                                                            running
+``POST /containers/{id}/update``                           ``{"Warnings": []}``: resources (and
+                                                           ``RestartPolicy``) kept in ``HostConfig`` and,
+                                                           when the container has a task, applied live
+                                                           to its cgroup (runtimed -> shim -> runtime
+                                                           ``update``); 400 bad values, 501 fields
+                                                           capsize cannot apply
 ========================================================  ==========================================
 
 The work: :mod:`runtime.daemon.archive`, :mod:`runtime.daemon.stats`.
@@ -24,9 +30,10 @@ import json
 
 from aiohttp import web
 
-from runtime.daemon import archive, stats
-from runtime.daemon.api import json_response, query_bool
-from runtime.daemon.oci import cgroups_path
+from runtime.daemon import archive, resources, restart, stats
+from runtime.daemon.api import json_response, query_bool, read_json
+from runtime.daemon.oci import build_spec, cgroups_path
+from runtime.errors import InvalidArgument, NotFound
 from runtime.lowlevel.cgroups import Cgroup
 
 #: seconds between two samples of a stream (dockerd's stats collector interval)
@@ -104,7 +111,46 @@ async def container_stats(request: web.Request):
     return resp
 
 
+async def container_update(request: web.Request):
+    d, c = _container(request)
+    body = await read_json(request)
+    changes = resources.check_update(body, c.HostConfig)
+    policy = body.get("RestartPolicy") if isinstance(body.get("RestartPolicy"), dict) else None
+    if policy is not None and policy.get("Name") is not None:
+        if c.HostConfig.get("AutoRemove") and policy.get("Name") not in ("", "no"):
+            raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled for the container")
+        restart.validate({"RestartPolicy": policy})
+        changes["RestartPolicy"] = {"Name": policy.get("Name") or "no",
+                                    "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
+    async with c.lock:
+        if c.removed:
+            raise NotFound(f"No such container: {c.ID}")
+        live = {k: v for k, v in changes.items() if k != "RestartPolicy"}
+        running = c.State.running
+        if live and running:   # the runtime's container spec follows (runtimed keeps the resources)
+            await d.backend.update_task(c.ID, resources.oci(live, lift_pids=True))
+        before = dict(c.HostConfig)
+        for k, v in changes.items():
+            c.HostConfig[k] = -1 if k == "PidsLimit" and v <= 0 else v
+        if "NanoCpus" in changes:
+            c.HostConfig["CpuPeriod"] = c.HostConfig["CpuQuota"] = 0
+        if live and not running:   # the next start's spec: the runtime's container record keeps it
+            try:
+                async with c.task_lock:
+                    await d._delete_task(c)   # a stopped task pins the spec (dockerd deletes it at exit)
+                await d.backend.update_container_spec(c.ID, build_spec(c, d.config.cgroup_parent))
+            except NotFound:
+                pass   # re-made from the current spec at the next start
+            except BaseException:
+                c.HostConfig.clear()
+                c.HostConfig.update(before)
+                raise
+        await d.save(c)
+    return json_response({"Warnings": []})
+
+
 def routes():
     p = "/containers/{id}"
     return [("HEAD", p + "/archive", archive_head), ("GET", p + "/archive", archive_get),
-            ("PUT", p + "/archive", archive_put), ("GET", p + "/stats", container_stats)]
+            ("PUT", p + "/archive", archive_put), ("GET", p + "/stats", container_stats),
+            ("POST", p + "/update", container_update)]

@@ -612,6 +612,39 @@ class TaskManager:
                 task.move(becomes)
         return {}
 
+    async def update(self, namespace: str, task_id: str, resources) -> dict:
+        """Apply OCI ``linux.resources`` *resources* to a created, running or paused task's cgroup
+        (the shim's ``update``, the low-level runtime's ``update``: containerd's Tasks.Update);
+        the container's spec keeps them for its next task."""
+        if not isinstance(resources, dict):
+            raise InvalidArgument("resources must be an OCI linux.resources object", field="resources")
+        task = self.get(namespace, task_id)
+        async with task.lock:
+            conn = self._live(task)
+            if task.status not in ("created", "running", "paused"):
+                raise FailedPrecondition(f"task {task_id} is {task.status}: update needs a live task",
+                                         id=task_id, status=task.status)
+            await conn.call("update", timeout=CALL_TIMEOUT, resources=resources)
+            self._keep_resources(namespace, task_id, resources)
+        self.log.info("task updated", id=task_id, namespace=namespace, resources=sorted(resources))
+        return {}
+
+    def _keep_resources(self, namespace: str, task_id: str, resources: dict) -> None:
+        """The container's spec takes the updated ``linux.resources`` (section by section), so that
+        its next task starts with them, as dockerd's next start regenerates its spec."""
+        try:
+            container = self.md.get_container(namespace, task_id)
+        except NotFound:
+            return
+        spec = container["spec"]
+        current = spec.setdefault("linux", {}).setdefault("resources", {})
+        for section, value in resources.items():
+            if isinstance(value, dict) and isinstance(current.get(section), dict):
+                current[section].update(value)
+            else:
+                current[section] = value
+        self.md.update_container(namespace, task_id, spec=spec)
+
     async def pids(self, namespace: str, task_id: str) -> dict:
         task = self.get(namespace, task_id)
         reply = await self._live(task).call("pids", timeout=CALL_TIMEOUT)
