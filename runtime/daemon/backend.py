@@ -228,9 +228,8 @@ class Backend:
         if not cid or self._daemon is None:
             return
         if env.get("topic") == topics.TASK_EXIT and topics.is_exec_exit(ev):
-            status = ev.get("exit_status")
-            self._daemon.execs.on_exit(cid, ev["id"], int(ev.get("pid") or 0),
-                                       status if isinstance(status, int) else 255)   # 255: made up
+            code, prov, reason = exit_provenance(ev)
+            self._daemon.execs.on_exit(cid, ev["id"], int(ev.get("pid") or 0), code, source=prov, reason=reason)
         elif env.get("topic") == topics.TASK_EXIT:
             code, prov, reason = exit_provenance(ev)
             await self._daemon.on_task_exit(cid, int(ev.get("pid") or 0), code, _ns_time(ev.get("exited_at")),
@@ -452,6 +451,11 @@ class Backend:
 
     async def resume(self, cid: str) -> None:
         await self._call(RT.resume_task(cid))
+
+    async def exec_state(self, cid: str, exec_id: str) -> dict:
+        """runtimed's ``Exec`` view of exec *exec_id* of *cid*: ``{"pid", "status", "exit_status",
+        "exit_source", "exit_reason", ...}``; NotFound without one."""
+        return await self._call(RT.exec_state(cid, exec_id))
 
     async def exec_process(self, cid: str, exec_id: str, process: dict, stdin: str | None = None,
                            stdout: str | None = None, stderr: str | None = None) -> dict:
