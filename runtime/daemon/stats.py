@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 
+from runtime.lowlevel.cgroups import read_file as _read
 from runtime.rfc3339 import format_nano
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -35,14 +36,6 @@ _USER_HZ = os.sysconf("SC_CLK_TCK")
 _BLKIO_LISTS = ("io_service_bytes_recursive", "io_serviced_recursive", "io_queue_recursive",
                 "io_service_time_recursive", "io_wait_time_recursive", "io_merged_recursive",
                 "io_time_recursive", "sectors_recursive")
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def _int(path: str) -> int | None:

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from runtime.highlevel.client import RuntimeClient
+from tests.daemon.test_faults import alive
 
 pytestmark = pytest.mark.privileged  # needs root: real namespaces, mounts, cgroups, daemons
 
@@ -43,14 +44,6 @@ def exec_dies(c, cid: str) -> list[dict]:
     events = c.api.events(since=0, until=int(time.time()) + 1, decode=True,
                           filters={"event": "exec_die", "container": cid})
     return [e["Actor"]["Attributes"] for e in events]
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def reap_when_orphaned(*pids: int, timeout: float = 15.0) -> threading.Thread:
