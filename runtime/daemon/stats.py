@@ -131,8 +131,9 @@ def sample(cgroup, cid: str, name: str) -> dict:
     out["read"] = format_nano()
     del out["preread"], out["precpu_stats"]
     pids = _dir(dirs, "pids")
-    if pids:
-        out["pids_stats"] = {"current": _int(os.path.join(pids, "pids.current")) or 0}
+    current = _int(os.path.join(pids, "pids.current")) if pids else None
+    if current is not None:   # the controller is there (on v2, enabled for the cgroup)
+        out["pids_stats"] = {"current": current}
         limit = _int(os.path.join(pids, "pids.max"))
         if limit:
             out["pids_stats"]["limit"] = limit
@@ -161,7 +162,7 @@ def sample(cgroup, cid: str, name: str) -> dict:
     cpu["system_cpu_usage"] = system_cpu_usage()
     cpu["online_cpus"] = online_cpus()
     mem = _dir(dirs, "memory")
-    if mem:
+    if mem and os.path.exists(os.path.join(mem, "memory.current" if v2 else "memory.usage_in_bytes")):
         hostmem = host_memory()
         if v2:
             limit = _int(os.path.join(mem, "memory.max"))
