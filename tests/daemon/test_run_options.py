@@ -29,6 +29,8 @@ def test_init_is_pid_1_reaps_orphans_and_passes_the_status(stack):
     assert r.returncode == 7
     stack.ok("run", "-d", "--name", "ini", "--init", "busybox", "sleep", "1000")
     assert stack.ok("inspect", "-f", "{{.HostConfig.Init}}", "ini") == "true"
+    top = stack.ok("top", "ini")   # docker top keeps working: both processes, host pids
+    assert "/sbin/docker-init -- sleep 1000" in top and top.count("sleep 1000") == 2, top
     stack.ok("stop", "-t", "5", "ini")   # tini forwards SIGTERM to sleep: no 137 after the grace period
     assert stack.ok("inspect", "-f", "{{.State.ExitCode}}", "ini") == "143"
 
@@ -45,6 +47,7 @@ def test_pid_host_sees_the_host_pids(stack):
         box.reload()
         assert box.attrs["HostConfig"]["PidMode"] == "host"
         assert os.readlink(f"/proc/{box.attrs['State']['Pid']}/ns/pid") == os.readlink("/proc/self/ns/pid")
+        assert [row[1] for row in box.top()["Processes"]] == [str(box.attrs["State"]["Pid"])]   # PID column
     finally:
         box.remove(force=True)
 
