@@ -124,3 +124,17 @@ def test_exec_exit_recorded_by_the_shim_survives_runtimed_and_shim_both_dying(fr
     assert die and "exitCodeSource" not in die[0]
     reaper.join()
     box.remove(force=True)
+
+
+def test_execs_end_when_their_container_dies(stack):
+    """The init exits while an exec runs: the PID namespace goes, the kernel kills the exec, the
+    live shim reports it (137, real) and capsized shows the exec ended (never Running forever)."""
+    c = stack.client()
+    box = c.containers.run("busybox", ["sh", "-c", "sleep 1.5"], detach=True)
+    eid = exec_detached(c, box.id, "sleep 100")
+    assert c.api.exec_inspect(eid)["Running"]
+    info = wait_exec(c, eid)
+    assert info["ExitCode"] == 137
+    die = [a for a in exec_dies(c, box.id) if a["execID"] == eid]
+    assert die and "exitCodeSource" not in die[0]
+    box.remove(force=True)
