@@ -56,6 +56,7 @@ ROUTES = (
     ("POST", _NS + "/tasks/{cid}/pause", "task_pause"),
     ("POST", _NS + "/tasks/{cid}/resume", "task_resume"),
     ("GET", _NS + "/tasks/{cid}/pids", "task_pids"),
+    ("POST", _NS + "/tasks/{cid}/update", "task_update"),
     ("POST", _NS + "/tasks/{cid}/exec", "task_exec"),
     ("GET", _NS + "/tasks/{cid}/exec/{eid}", "task_exec_get"),
     ("DELETE", _NS + "/tasks/{cid}", "task_delete"),
@@ -214,6 +215,10 @@ class Requests:
 
     def resume_task(self, task_id: str) -> Call:
         return Call("POST", self.ns_path("tasks", task_id, "resume"), body={})
+
+    def update_task(self, task_id: str, resources: dict) -> Call:
+        """containerd's ``Tasks.Update``: OCI ``linux.resources`` *resources* applied to the task's cgroup."""
+        return Call("POST", self.ns_path("tasks", task_id, "update"), body={"resources": resources})
 
     def pids(self, task_id: str) -> Call:
         return Call("GET", self.ns_path("tasks", task_id, "pids"))

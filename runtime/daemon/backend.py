@@ -232,9 +232,8 @@ class Backend:
         if not cid or self._daemon is None:
             return
         if env.get("topic") == topics.TASK_EXIT and topics.is_exec_exit(ev):
-            status = ev.get("exit_status")
-            self._daemon.execs.on_exit(cid, ev["id"], int(ev.get("pid") or 0),
-                                       status if isinstance(status, int) else 255)   # 255: made up
+            code, prov, reason = exit_provenance(ev)
+            self._daemon.execs.on_exit(cid, ev["id"], int(ev.get("pid") or 0), code, source=prov, reason=reason)
         elif env.get("topic") == topics.TASK_EXIT:
             code, prov, reason = exit_provenance(ev)
             await self._daemon.on_task_exit(cid, int(ev.get("pid") or 0), code, _ns_time(ev.get("exited_at")),
@@ -395,6 +394,11 @@ class Backend:
         await self._call(RT.create_container(cid, img["Names"][0], runtime=self.runtime or None, spec=spec),
                          timeout=IMAGE_TIMEOUT)
 
+    async def update_container_spec(self, cid: str, spec: dict) -> None:
+        """The runtime's container record for *cid* takes OCI *spec* (its next task uses it):
+        containerd's Containers.Update. NotFound when the runtime has no such container."""
+        await self._call(RT.update_container(cid, spec=spec))
+
     async def delete_container(self, cid: str) -> None:
         """Delete the container record (and its snapshot); a task left behind is force-deleted first."""
         try:
@@ -462,8 +466,17 @@ class Backend:
     async def pause(self, cid: str) -> None:
         await self._call(RT.pause_task(cid))
 
+    async def update_task(self, cid: str, resources: dict) -> None:
+        """The task's cgroup gets OCI ``linux.resources`` *resources* (runtimed's task update)."""
+        await self._call(RT.update_task(cid, resources))
+
     async def resume(self, cid: str) -> None:
         await self._call(RT.resume_task(cid))
+
+    async def exec_state(self, cid: str, exec_id: str) -> dict:
+        """runtimed's ``Exec`` view of exec *exec_id* of *cid*: ``{"pid", "status", "exit_status",
+        "exit_source", "exit_reason", ...}``; NotFound without one."""
+        return await self._call(RT.exec_state(cid, exec_id))
 
     async def exec_process(self, cid: str, exec_id: str, process: dict, stdin: str | None = None,
                            stdout: str | None = None, stderr: str | None = None) -> dict:

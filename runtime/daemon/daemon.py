@@ -390,6 +390,7 @@ class Daemon:
                 await self._delete_task(c)
         except CapsizeError as e:
             self.log.warning("failed to delete task after exit", container=cid, error=e.message)
+        self.spawn(self.execs.container_exited(c))
         await self.save(c)
         if self.shutting_down:
             return

@@ -102,6 +102,8 @@ Endpoints
 ``POST .../tasks/{id}/wait``                           blocks until the exit: ``Exit``
 ``POST .../tasks/{id}/pause``, ``.../resume``          ``{}``; ``/tasks/paused``, ``/tasks/resumed``
 ``GET  .../tasks/{id}/pids``                           ``{"pids": [int, ...]}``
+``POST .../tasks/{id}/update``                         body ``{"resources"}`` (OCI ``linux.resources``): the
+                                                       shim's ``update`` (``<runtime> update``); ``{}``
 ``POST .../tasks/{id}/exec``                           body ``{"exec_id", "process" (OCI), "stdin"?,
                                                        "stdout"?, "stderr"? (FIFO paths)}``: the shim's
                                                        ``exec`` (a running task); ``Exec`` (status

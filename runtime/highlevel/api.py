@@ -246,6 +246,12 @@ def build(daemon) -> Router:
     async def task_resume(req, ns, cid):
         return await tasks.resume(_ns(ns), cid)
 
+    async def task_update(req, ns, cid):
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise InvalidArgument("the request body must be a JSON object")
+        return await tasks.update(_ns(ns), cid, body.get("resources"))
+
     async def task_pids(req, ns, cid):
         return await tasks.pids(_ns(ns), cid)
 
