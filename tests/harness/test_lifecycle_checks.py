@@ -1,0 +1,86 @@
+"""The checks of issue #21 on both engines: container.exit, process.same, runtime.task, orphans.none
+with zombie ages, and ids that survive name reuse; each must pass when it should and FAIL on a
+crafted bad case (a check that cannot fail proves nothing)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.engines import engine_class
+from tests.harness.conftest import by_id, run_text
+
+ENGINES = [pytest.param(e, marks=pytest.mark.skipif(engine_class(e).unavailable(None) is not None,
+                                                   reason=str(engine_class(e).unavailable(None))))
+           for e in ("capsize", "docker")]
+
+SCENARIO = """\
+name: lifecycle-checks
+engines: [capsize, docker]
+options: {live_restore: true}
+setup:
+  - container.run: {name: web, command: [sleep, "1000"]}
+    id: started
+  - container.run: {name: quick, command: [sh, -c, "exit 3"]}
+steps:
+  - wait: {for: {container.state: {name: quick, status: exited}}, timeout: 10s}
+  - fault.kill: {component: daemon}
+    id: daemon-killed
+  - fault.start: {component: daemon}
+    id: daemon-back
+  - container.run: {name: zomb, command: [sh, -c, "sleep 0.1 & exec sleep 1000"]}
+  - sleep: 0.4s
+    id: zombie-made
+  - container.rm: {name: web, force: true}
+  - container.run: {name: web, command: [sleep, "1000"]}
+    id: web-again
+teardown:
+  - container.rm: {name: web, force: true}
+  - container.rm: {name: quick, force: true}
+  - container.rm: {name: zomb, force: true}
+checks:
+  - {id: exit-real, container.exit: {name: quick, provenance: real, exit_code: 3, no_error: true}}
+  - {id: exit-bad-provenance, container.exit: {name: quick, provenance: unknown}}
+  - {id: exit-bad-code, container.exit: {name: quick, exit_code: 0}}
+  - {id: exit-not-exited, container.exit: {name: web}, after: web-again}
+  - {id: same-init, process.same: {container: web, since: started}, after: daemon-back}
+  - {id: same-shim, process.same: {container: web, role: shim, since: started}, after: daemon-back}
+  - {id: same-bad, process.same: {container: web, since: started}, after: web-again}
+  - {id: task-daemon-down, runtime.task: {container: web, status: running}, after: daemon-killed}
+  - {id: task-bad, runtime.task: {container: web, status: stopped}, after: daemon-killed}
+  - {id: task-quick-gone, runtime.task: {container: quick, status: absent}}
+  - {id: orphans-ok, orphans.none: {within: 3s}, after: daemon-back}
+  - {id: zombie-too-old, orphans.none: {zombie_max_age: 300ms, parent_role: container}, after: zombie-made}
+  - {id: zombie-other-parent, orphans.none: {zombie_max_age: 10s, parent_role: shim}, after: zombie-made}
+  - {id: order-both-ids, events.order: {container: web, source: daemon}}
+  - {id: cleanup-ok, cleanup.complete: {}}
+"""
+
+EXPECTED = {
+    "exit-real": "pass", "exit-bad-provenance": "fail", "exit-bad-code": "fail", "exit-not-exited": "fail",
+    "same-init": "pass", "same-shim": "pass", "same-bad": "fail",
+    "task-daemon-down": "pass", "task-bad": "fail", "task-quick-gone": "pass",
+    "orphans-ok": "pass", "zombie-too-old": "fail", "zombie-other-parent": "pass",
+    "order-both-ids": "pass", "cleanup-ok": "pass",
+}
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("engine", ENGINES)
+def test_lifecycle_checks_pass_and_fail(tmp_path, engine):
+    entry = run_text(tmp_path, SCENARIO, engine=engine)
+    failed = [s for s in entry["steps"] if s.get("status") == "failed"]
+    assert not failed, failed
+    c = by_id(entry)
+    got = {k: v["status"] for k, v in c.items()}
+    assert got == EXPECTED, {k: (v["status"], v["reason"], v["seen"]) for k, v in c.items() if got[k] != EXPECTED[k]}
+    assert c["exit-real"]["seen"]["provenance"] == "real"
+    assert "provenance real, not unknown" in c["exit-bad-provenance"]["reason"]
+    assert "has not exited" in c["exit-not-exited"]["reason"]
+    assert "a restart, not an adoption" in c["same-bad"]["reason"]
+    # the zombie is reported with its parent and age, and was waited for past the limit
+    zombies = c["zombie-too-old"]["evidence"][0]["zombies"]
+    assert zombies and zombies[0]["parent_role"] == "container" and zombies[0]["zombie_ms"] >= 300, zombies
+    # the old `web` id stayed tracked: events.order covered both ids, cleanup.complete both
+    old, new = entry["retired_containers"]["web"][0], entry["containers"]["web"]
+    assert old != new
+    assert set(c["order-both-ids"]["seen"]) == {f"daemon {old[:12]}", f"daemon {new[:12]}"}
