@@ -84,3 +84,28 @@ def test_lifecycle_checks_pass_and_fail(tmp_path, engine):
     old, new = entry["retired_containers"]["web"][0], entry["containers"]["web"]
     assert old != new
     assert set(c["order-both-ids"]["seen"]) == {f"daemon {old[:12]}", f"daemon {new[:12]}"}
+
+
+LEFT_RUNNING = """\
+name: left-running
+engines: [capsize]
+setup:
+  - container.run: {name: web, command: [sleep, "1000"]}
+checks:
+  - {id: cleanup-bad, cleanup.complete: {}}
+  - {id: cleanup-ignoring-sockets, cleanup.complete: {ignore: [process, mount, cgroup, netns, state]}}
+"""
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(engine_class("capsize").unavailable(None) is not None, reason="capsize engine unavailable")
+def test_capsize_shim_socket_is_a_leftover(tmp_path):
+    """A container left running leaves its shim's socket in /run/capsize/s: cleanup.complete sees
+    it (a socket kind on capsize as on Docker), and the engine's removal still removes it."""
+    import os
+    c = by_id(run_text(tmp_path, LEFT_RUNNING, engine="capsize"))
+    assert c["cleanup-bad"]["status"] == "fail"
+    socks = c["cleanup-bad"]["seen"]["socket"]
+    assert socks and socks[0].startswith("/run/capsize/s/"), c["cleanup-bad"]["seen"]
+    assert c["cleanup-ignoring-sockets"]["status"] == "fail"   # the socket alone fails it
+    assert not os.path.lexists(socks[0].split(" ")[0])
