@@ -109,3 +109,45 @@ def test_capsize_shim_socket_is_a_leftover(tmp_path):
     assert socks and socks[0].startswith("/run/capsize/s/"), c["cleanup-bad"]["seen"]
     assert c["cleanup-ignoring-sockets"]["status"] == "fail"   # the socket alone fails it
     assert not os.path.lexists(socks[0].split(" ")[0])
+
+
+SHIM_KILLED = """\
+name: shim-killed-provenance
+engines: [capsize, docker]
+setup:
+  - container.run: {name: web, command: [sleep, "1000"]}
+steps:
+  - fault.kill: {component: shim, container: web}
+  - wait: {for: {container.state: {name: web, status: exited}}, timeout: 10s}
+    id: exited
+teardown:
+  - container.rm: {name: web, force: true}
+checks:
+  - {id: cleanup-kill, container.exit: {name: web, provenance: cleanup-kill, exit_code: 137}, after: exited}
+  - {id: claimed-real, container.exit: {name: web, provenance: real}, after: exited}
+  - {id: task-gone, runtime.task: {container: web, status: absent, within: 5s}, after: exited}
+"""
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("engine", ENGINES)
+def test_made_up_exit_is_told_apart(tmp_path, engine):
+    """The shim is SIGKILLed with its init alive: the runtime's clean-up kills the init. capsize
+    labels that 137 (cleanup-kill), so a check claiming a real exit FAILS; Docker does not label it
+    (containerd publishes the clean-up's exit as an ordinary one): cleanup-kill is n/a there, and
+    dockerd's die (255) disagreeing with its inspect (137) fails container.exit."""
+    c = by_id(run_text(tmp_path, SHIM_KILLED, engine=engine))
+    got = {k: v["status"] for k, v in c.items()}
+    if engine == "capsize":
+        assert got == {"cleanup-kill": "pass", "claimed-real": "fail", "task-gone": "pass"}, c
+        assert "provenance cleanup-kill, not real" in c["claimed-real"]["reason"]
+        assert c["cleanup-kill"]["seen"]["die_exit_code_source"] == "cleanup-kill"
+        assert c["cleanup-kill"]["seen"]["error"].startswith("exit status 137 from the clean-up")
+    else:
+        assert got["task-gone"] == "pass", c
+        # dockerd's die says 255 while inspect says 137 (docker-baseline.md): that disagreement fails
+        if c["cleanup-kill"]["seen"]["die_exit_code"] not in (None, c["cleanup-kill"]["seen"]["exit_code"]):
+            assert got["cleanup-kill"] == got["claimed-real"] == "fail", c
+            assert "is not inspect's ExitCode" in c["claimed-real"]["reason"]
+        else:
+            assert got["cleanup-kill"] == "n/a" and "looks like a real exit" in c["cleanup-kill"]["reason"], c
