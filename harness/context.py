@@ -56,6 +56,14 @@ class RunContext:
         self.logs = None
         self.reaper = None
         self.containers: dict[str, str] = {}
+        #: Earlier ids of reused names, oldest first (``web`` removed, a new ``web`` created): still
+        #: the scenario's containers for cleanup.complete, events.order and snapshots.
+        self.retired: dict[str, list[str]] = {}
+        #: Right after each step with an ``id``: its snapshot and the containers' init and shim
+        #: identities (:meth:`remember_step_processes`; ``process.same``'s ``since``).
+        self.step_snapshots: dict[str, dict] = {}
+        #: ``(pid, create_time)`` of each zombie seen in a snapshot -> monotonic time first seen so.
+        self.zombies_seen: dict[tuple[int, float], float] = {}
         self.background: dict[str, Background] = {}
         self.snapshots: list[dict] = []
         self.snapshot_sink = None
@@ -77,9 +85,25 @@ class RunContext:
 
     # -- containers ---------------------------------------------------------------------------
     def remember(self, name: str, cid: str) -> None:
+        """Scenario container *name* is *cid* now; an earlier id of the name is kept (retired)."""
         with self._lock:
+            old = self.containers.get(name)
+            if old and old != cid and old not in self.retired.get(name, []):
+                self.retired.setdefault(name, []).append(old)
             self.containers[name] = cid
         self.engine.track_container(cid)
+
+    def container_ids(self, name: str) -> list[str]:
+        """Every id scenario container *name* has had, oldest first (the current one last)."""
+        cid = self.container_id(name)
+        with self._lock:
+            old = list(self.retired.get(name, []))
+        return old + ([cid] if cid and cid not in old else [])
+
+    def all_container_ids(self) -> list[str]:
+        """Every id of every scenario container, the retired ones too."""
+        with self._lock:
+            return list(dict.fromkeys([c for ids in self.retired.values() for c in ids] + list(self.containers.values())))
 
     def container_id(self, name: str) -> str | None:
         """The full id of scenario container *name*: remembered, else asked of the daemon, else
@@ -104,8 +128,29 @@ class RunContext:
         return cid
 
     def names_by_id(self) -> dict[str, str]:
+        """``{id: name}`` of every scenario container (a retired id maps to its name too)."""
         with self._lock:
-            return {cid: name for name, cid in self.containers.items()}
+            out = {cid: name for name, ids in self.retired.items() for cid in ids}
+            out.update({cid: name for name, cid in self.containers.items()})
+            return out
+
+    def remember_step_processes(self, step_id: str) -> None:
+        """After step *step_id*: the last snapshot and, per scenario container name, its id then
+        and its init's and its shim's ``(pid, create_time)`` (``process.same``'s ``since``)."""
+        from harness.pids import identify
+        ids = {}
+        with self._lock:
+            current = dict(self.containers)
+        for name, cid in current.items():
+            ids[name] = {"id": cid}
+            for role in ("container", "shim"):
+                try:
+                    ids[name][role] = identify(self.engine.pids(role, cid))
+                except Exception:  # noqa: BLE001 - a role the engine lacks, or it is down
+                    ids[name][role] = []
+        with self._lock:
+            self.step_snapshots[step_id] = {"snapshot": getattr(self, "last_snapshot", None), "t": self.t(),
+                                            "processes": ids}
 
     # -- snapshots ----------------------------------------------------------------------------
     def take_snapshot(self, label: str, host_state: bool = False) -> int:
@@ -116,8 +161,11 @@ class RunContext:
         snap = snapshot(self.engine, label, self.names_by_id())
         snap["t"] = self.t(snap["mono"])
         if host_state:
-            snap["host_state"] = self.engine.host_state(list(self.containers.values())).as_dict()
+            snap["host_state"] = self.engine.host_state(self.all_container_ids()).as_dict()
         with self._lock:
+            for q in snap["processes"]:
+                if q["status"] == "zombie":
+                    self.zombies_seen.setdefault((q["pid"], q.get("create_time")), snap["mono"])
             snap["index"] = len(self.snapshots)
             self.snapshots.append({"index": snap["index"], "label": label, "t": snap["t"]})
             if self.snapshot_sink:
