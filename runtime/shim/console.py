@@ -168,7 +168,8 @@ class Pty:
     def to_log(self, writer) -> None:
         """Copy the terminal's output into *writer* (a JsonFileWriter) as ``stdout`` entries."""
         from runtime.shim.logs import LogCopier
-        self.copier = LogCopier(self.loop, os.dup(self.master), "stdout", writer)
+        self.copier = LogCopier(self.loop, os.dup(self.master), "stdout", writer,
+                                whole_lines=False)
 
     def to_fifo(self, fd: int) -> None:
         """Copy the terminal's output to *fd* (an output FIFO opened for writing; owned from now on)."""
