@@ -246,6 +246,7 @@ async def attach(request: web.Request):
     upgrade = wants_hijack(request)
     resp = multiplexed_response(upgrade, raw=tty)
     await resp.prepare(request)
+    d.events.publish("container", "attach", c.ID, c.event_attributes(), image=c.image_ref)
     transport = request.transport
     pump = None
     if upgrade and query_bool(request, "stdin") and c.Config.get("OpenStdin") and transport is not None:
@@ -381,6 +382,8 @@ async def resize(request: web.Request):
     if not c.Config.get("Tty"):
         raise FailedPrecondition(f"Container {c.ID} has no TTY to resize")
     await d.backend.resize(c.ID, h, w)
+    d.events.publish("container", "resize", c.ID, c.event_attributes(height=str(h), width=str(w)),
+                     image=c.image_ref)
     return web.Response(status=200)
 
 
