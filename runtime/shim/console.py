@@ -74,6 +74,18 @@ class ConsoleSocket:
         os.set_blocking(fds[0], False)
         return fds[0]
 
+    def take(self, error: str, command: str) -> tuple[int, str]:
+        """After ``<runtime> <command>`` finished with *error* (``""``: it succeeded): the master
+        (or -1) and the error, now including a missing master. The socket is closed either way."""
+        master = -1
+        if not error:
+            try:
+                master = self.receive()
+            except (CapsizeError, OSError) as e:
+                error = f"{command}: {e}"
+        self.close()
+        return master, error
+
     def close(self) -> None:
         """Stop listening; remove the socket and its directory (idempotent)."""
         self.sock.close()
@@ -95,19 +107,30 @@ class Pump:
             os.set_blocking(fd, False)
         loop.add_reader(src, self._readable)
 
-    def _readable(self) -> None:
+    def _chunk(self) -> bytes | None:
+        """One read of the source: data, ``b""`` at its end (EOF, or EIO: a pty master whose
+        slaves are all closed), None when nothing is there now."""
         try:
-            data = os.read(self.src, CHUNK)
+            return os.read(self.src, CHUNK)
         except BlockingIOError:
-            return
-        except OSError:   # EIO: a pty master whose slaves are all closed
-            data = b""
+            return None
+        except OSError:
+            return b""
+
+    def _readable(self) -> None:
+        self._take(self._chunk())
+
+    def _take(self, data: bytes | None) -> bool:
+        """Handle one read's *data*; True when it was data (now being written)."""
+        if data is None:
+            return False
         if not data:
             self.close()
-            return
+            return False
         self.buf = data
         self.loop.remove_reader(self.src)
         self._writable()
+        return True
 
     def _writable(self) -> None:
         if self.dst < 0:
@@ -130,19 +153,10 @@ class Pump:
         """Move what the source holds right now (no waiting for more), up to *max_bytes*."""
         moved = 0
         while self.src >= 0 and not self.buf and moved < max_bytes:
-            try:
-                data = os.read(self.src, CHUNK)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self.close()
+            data = self._chunk()
+            if not self._take(data):
                 return
             moved += len(data)
-            self.buf = data
-            self.loop.remove_reader(self.src)
-            self._writable()
 
     def close(self) -> None:
         if self.src < 0:

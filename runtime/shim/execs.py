@@ -163,13 +163,7 @@ class Execs:
         if not error:
             pid, error = task.runtime.pid_from(pid_file, "exec")
         if ep.console is not None:
-            master = -1
-            if not error:
-                try:
-                    master = ep.console.receive()
-                except (CapsizeError, OSError) as e:
-                    error = f"exec: {e}"
-            ep.console.close()
+            master, error = ep.console.take(error, "exec")
             ep.console = None
             fds, ep.pty_fds = ep.pty_fds, []
             if error:

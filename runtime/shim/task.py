@@ -219,12 +219,7 @@ class Task:
             pid, error = self.runtime.pid_from(pid_file, "create")
         master = -1
         if self._console is not None:
-            if not error:
-                try:
-                    master = self._console.receive()
-                except (CapsizeError, OSError) as e:
-                    error = f"create: {e}"
-            self._console.close()
+            master, error = self._console.take(error, "create")
             self._console = None
         if error:
             self.log.error("create failed", error=error)
