@@ -25,6 +25,7 @@ ENGINE_API = [
     ("GET", "/containers/{id}/changes", "docker diff"),
     ("GET", "/containers/{id}/export", "docker export"),
     ("GET", "/containers/{id}/stats", "docker stats"),
+    ("POST", "/containers/{id}/resize", "docker resize"),
     ("POST", "/containers/{id}/start", "docker start"),
     ("POST", "/containers/{id}/stop", "docker stop"),
     ("POST", "/containers/{id}/restart", "docker restart"),

@@ -52,6 +52,15 @@ def test_run_it_typed_resize_detach_attach_and_exec_it(stack, binary):
         assert "/dev/pts/1" in t.screen
         t.type("exit 3\r")
         assert t.wait(15) == 3
+    with Terminal([binary, "attach", "--detach-keys", "ctrl-x,x", name], env=stack.env()) as t:
+        t.type("\r")
+        t.expect("# ")
+        t.type("echo still\r")
+        t.expect("still")
+        t.type(b"\x18x")
+        # `docker attach` ends so on dockerd too (measured: scenario tty-attach-detach-keys)
+        assert t.wait(15) == 1 and "read escape sequence" in t.screen, t.screen
+    assert stack.ok("inspect", "-f", "{{.State.Running}}", name) == "true"
     with Terminal([binary, "attach", name], env=stack.env()) as t:
         t.type("\r")
         t.expect("# ")
@@ -65,9 +74,11 @@ def test_run_it_typed_resize_detach_attach_and_exec_it(stack, binary):
 
 
 def test_run_t_one_stream_and_stop_of_a_tty_container(stack):
-    r = stack.cli("run", "--rm", "-t", "busybox", "sh", "-c", "echo out; echo err >&2; tty")
-    assert r.returncode == 0 and r.stderr == ""
-    assert r.stdout.replace("\r\n", "\n") == "out\nerr\n/dev/pts/0\n"
+    for runtime in ("capsize-runc", "runc", "crun"):   # the shim's low-level runtime, each
+        r = stack.cli("run", "--rm", "-t", "--runtime", runtime, "busybox", "sh", "-c",
+                      "echo out; echo err >&2; tty")
+        assert r.returncode == 0 and r.stderr == "", (runtime, r.stderr)
+        assert r.stdout.replace("\r\n", "\n") == "out\nerr\n/dev/pts/0\n", runtime
     stack.ok("run", "-d", "-t", "--name", "ttystop", "busybox", "sh")
     assert stack.ok("inspect", "-f", "{{.Config.Tty}} {{.State.Running}}", "ttystop") == "true true"
     stack.ok("stop", "-t", "1", "ttystop")     # sh as PID 1 ignores SIGTERM: SIGKILL after 1 s
