@@ -88,6 +88,8 @@ class Daemon:
         if await self.backend.wait_healthy(self.config.runtime_wait):
             self.reconciled = True
             await reconcile.at_start(self)
+            from runtime.daemon.builder import cleanup_interrupted
+            await cleanup_interrupted(self)
         else:
             # the backend's watcher calls on_runtime_up() when it first connects
             self.boot_gave_up = True
