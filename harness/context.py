@@ -64,6 +64,8 @@ class RunContext:
         self.step_snapshots: dict[str, dict] = {}
         #: ``(pid, create_time)`` of each zombie seen in a snapshot -> monotonic time first seen so.
         self.zombies_seen: dict[tuple[int, float], float] = {}
+        #: volume name -> scenario container name that mounted it (seen in inspect's ``Mounts``)
+        self.volumes_seen: dict[str, str] = {}
         self.background: dict[str, Background] = {}
         self.snapshots: list[dict] = []
         self.snapshot_sink = None
@@ -92,6 +94,55 @@ class RunContext:
                 self.retired.setdefault(name, []).append(old)
             self.containers[name] = cid
         self.engine.track_container(cid)
+        self._note_volumes(name, cid)
+
+    def _note_volumes(self, name: str, cid: str) -> None:
+        """The volumes container *cid* mounts (anonymous ones are made at create), from inspect."""
+        try:
+            client = self.engine.client(timeout=5)
+            try:
+                mounts = client.api.inspect_container(cid).get("Mounts") or []
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001 - daemon down: the volumes are looked up no further
+            return
+        with self._lock:
+            for m in mounts:
+                if m.get("Type") == "volume" and m.get("Name"):
+                    self.volumes_seen.setdefault(m["Name"], name)
+
+    def leftover_volumes(self) -> list[str]:
+        """Of the volumes the scenario's containers mounted, those the engine still has, one
+        string each; a daemon that cannot be asked is said so (one entry)."""
+        with self._lock:
+            seen = dict(self.volumes_seen)
+        if not seen:
+            return []
+        import docker.errors
+        left = []
+        try:
+            client = self.engine.client(timeout=5)
+        except Exception as e:  # noqa: BLE001 - daemon down
+            return [f"volumes {sorted(seen)}: the daemon cannot be asked ({str(e)[:80]})"]
+        try:
+            for vol, owner in sorted(seen.items()):
+                try:
+                    client.api.inspect_volume(vol)
+                except docker.errors.NotFound:
+                    continue
+                except Exception as e:  # noqa: BLE001
+                    left.append(f"volume {vol} of {owner}: cannot be asked ({str(e)[:80]})")
+                    continue
+                left.append(f"volume {vol} (of {owner})")
+        finally:
+            client.close()
+        return left
+
+    def host_state(self) -> dict[str, list[str]]:
+        """:meth:`Engine.host_state` of every scenario container, plus the volumes they left."""
+        hs = self.engine.host_state(self.all_container_ids())
+        hs.volume = self.leftover_volumes()
+        return hs.as_dict()
 
     def container_ids(self, name: str) -> list[str]:
         """Every id scenario container *name* has had, oldest first (the current one last)."""
@@ -161,7 +212,7 @@ class RunContext:
         snap = snapshot(self.engine, label, self.names_by_id())
         snap["t"] = self.t(snap["mono"])
         if host_state:
-            snap["host_state"] = self.engine.host_state(self.all_container_ids()).as_dict()
+            snap["host_state"] = self.host_state()
         with self._lock:
             for q in snap["processes"]:
                 if q["status"] == "zombie":

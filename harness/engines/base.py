@@ -61,8 +61,11 @@ class HostState:
     netns: list[str] = field(default_factory=list)
     socket: list[str] = field(default_factory=list)
     state: list[str] = field(default_factory=list)
+    #: volumes the scenario's containers mounted, still known to the engine (filled by the run
+    #: context, engine-agnostic: :meth:`harness.context.RunContext.host_state`)
+    volume: list[str] = field(default_factory=list)
 
-    KINDS = ("process", "mount", "cgroup", "netns", "socket", "state")
+    KINDS = ("process", "mount", "cgroup", "netns", "socket", "state", "volume")
 
     def as_dict(self) -> dict[str, list[str]]:
         return {k: list(getattr(self, k)) for k in self.KINDS}

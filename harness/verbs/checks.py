@@ -110,14 +110,15 @@ class ConsistencyCheck(Model):
 
 
 class CleanupCheck(Model):
-    """After teardown: no processes, mounts, cgroups, netns, sockets or state dirs of the scenario's
-    containers; ``ignore``: kinds not to count (process, mount, cgroup, netns, socket, state);
+    """After teardown: no processes, mounts, cgroups, netns, sockets, state dirs or volumes of the
+    scenario's containers; ``ignore``: kinds not to count (process, mount, cgroup, netns, socket,
+    state, volume);
     ``leaks``: kinds that must be left over (a known leak, recorded as the engine's expectation)."""
 
-    ignore: list[Literal["process", "mount", "cgroup", "netns", "socket", "state"]] = []
+    ignore: list[Literal["process", "mount", "cgroup", "netns", "socket", "state", "volume"]] = []
     #: Kinds the engine is known to leak here (e.g. Docker's shim socket after a killed shim): each
     #: must be left (the leak is asserted, so a fix shows up as a failure); the rest must be clean.
-    leaks: list[Literal["process", "mount", "cgroup", "netns", "socket", "state"]] = []
+    leaks: list[Literal["process", "mount", "cgroup", "netns", "socket", "state", "volume"]] = []
 
 
 
@@ -416,7 +417,7 @@ def _consistency(ctx, p: ConsistencyCheck) -> Verdict:
 
 
 def _cleanup(ctx, p: CleanupCheck) -> Verdict:
-    hs = ctx.engine.host_state(ctx.all_container_ids()).as_dict()
+    hs = ctx.host_state()
     if ctx.reaper is not None:
         hs["process"] += [f"pid {pid} ({a['name']}) re-parented to the harness, still alive"
                           for pid, a in ctx.reaper.adopted.items()
@@ -501,7 +502,7 @@ def consistency(ctx, p: ConsistencyCheck) -> Verdict:
 
 
 @check("cleanup.complete", CleanupCheck, "nothing of the scenario's containers is left: processes, mounts, "
-       "cgroups, netns, shim sockets, state dirs; a kind in `leaks` is a known leak of the engine and must be "
+       "cgroups, netns, shim sockets, state dirs, the volumes they mounted; a kind in `leaks` is a known leak of the engine and must be "
        "left (per engine: `leaks: \"${leaks}\"`)", after_teardown=True, during=False)
 def cleanup_complete(ctx, p: CleanupCheck) -> Verdict:
     return _cleanup(ctx, p)
