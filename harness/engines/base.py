@@ -279,6 +279,12 @@ class Engine:
         return {"create": ("/tasks/create",), "start": ("/tasks/start",), "exit": ("/tasks/exit",),
                 "delete": ("/tasks/delete",)}
 
+    def image_store(self) -> dict:
+        """The image store's consistency, read on the host without changing it: ``{<problem>:
+        [...], ...}`` (an empty list per problem kind when sound) plus counts. Unimplemented for
+        an engine whose store cannot be read."""
+        raise Unimplemented(f"engine {self.name} has no readable image store")
+
     def host_state(self, container_ids: list[str]) -> HostState:
         """What of the engine's containers *container_ids* exists on the host now (for cleanup.complete)."""
         raise NotImplementedError

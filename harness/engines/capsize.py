@@ -287,6 +287,10 @@ class CapsizeEngine(Engine):
         return {t["id"]: {"pid": t.get("pid") or 0, "status": str(t.get("status", "unknown")).upper(),
                           **{k: t.get(k) for k in ("exit_status", "exit_source", "exit_reason")}} for t in tasks}
 
+    def image_store(self) -> dict:
+        from runtime.highlevel.fsck import verify
+        return verify(self.root)
+
     def host_state(self, container_ids: list[str]) -> HostState:
         hs = HostState()
         tasks = os.path.join(self.state, "runtimed", "tasks", NAMESPACE)

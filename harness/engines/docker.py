@@ -275,6 +275,10 @@ class DockerEngine(Engine):
         except CapsizeError as e:
             raise Unavailable(f"containerd: {e}") from None
 
+    def image_store(self) -> dict:
+        from harness.reference.docker_store import verify
+        return verify(os.path.join(_stack_dir(self.workdir), "data"))
+
     def host_state(self, container_ids: list[str]) -> HostState:
         d = _stack_dir(self.workdir)
         data_root, exec_root = os.path.join(d, "data"), os.path.join(d, "exec")

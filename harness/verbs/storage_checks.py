@@ -1,4 +1,4 @@
-"""Checks of what the engine stores for its containers: a volume's content.
+"""Checks of what the engine stores: a volume's content, the image store's consistency.
 
 One registration each (:mod:`harness.verbs.registry`), as the checks of :mod:`harness.verbs.checks`:
 
@@ -9,9 +9,16 @@ One registration each (:mod:`harness.verbs.registry`), as the checks of :mod:`ha
   (:func:`runtime.securejoin.secure_join`: a symlink in the volume cannot lead out of it). The
   volume is named, or found as the one ``container`` mounts at ``destination`` (an anonymous
   volume). It asks the engine daemon, so it needs the daemon up.
+* ``image.store.consistent`` — the engine's image store read on the host
+  (:meth:`harness.engines.base.Engine.image_store`: capsize-runtimed's content store and
+  snapshots, :mod:`runtime.highlevel.fsck`; dockerd's overlay2 image and layer stores,
+  :mod:`harness.reference.docker_store`): every blob's digest matches its content, nothing
+  dangling or orphaned; and every image inspects and ``docker save``s without an error.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import model_validator
 
@@ -93,3 +100,48 @@ def volume_content(ctx, p: VolumeContentCheck) -> Verdict:
     else:
         ok = text_matches(p.contains, text)
     return Verdict(PASS if ok else FAIL, expected, text[:400], [{"volume": name, "path": path, "bytes": len(data)}])
+
+
+class ImageStoreCheck(Model):
+    """``image.store.consistent``: which problem kinds to allow (none by default)."""
+
+    #: problem kinds tolerated, e.g. ``[orphan_dirs]`` for a run that expects a known leak
+    allow: list[Literal["bad_digests", "missing_blobs", "unreferenced_blobs", "dangling_snapshots",
+                        "orphan_dirs", "missing_dirs", "ingest"]] = []
+    #: also ``docker save`` every image (the whole export read and discarded): it must not fail
+    save: bool = True
+
+
+def _save_all(client) -> list[dict]:
+    """``docker image inspect`` and ``docker save`` of every image; the ones that fail."""
+    import docker.errors
+    failed = []
+    for image in client.api.images():
+        try:
+            client.api.inspect_image(image["Id"])
+            for _ in client.api.get_image(image["Id"], chunk_size=1 << 20):
+                pass
+        except (docker.errors.DockerException, OSError) as e:
+            failed.append({"image": image["Id"], "tags": image.get("RepoTags"), "error": str(e)[:300]})
+    return failed
+
+
+@check("image.store.consistent", ImageStoreCheck, "the image store is sound: every blob's digest verified "
+       "against its content, no dangling snapshot or layer, no directory without a record or the reverse "
+       "(read on the host); every image inspects and `docker save`s")
+def image_store_consistent(ctx, p: ImageStoreCheck) -> Verdict:
+    from runtime.highlevel.fsck import PROBLEMS
+    expected = "no " + ", ".join(k for k in PROBLEMS if k not in p.allow)
+    report = ctx.engine.image_store()
+    problems = {k: v for k, v in report.items() if isinstance(v, list) and v and k not in p.allow}
+    if p.save:
+        client = ctx.engine.client(timeout=120)
+        try:
+            failed = _save_all(client)
+        finally:
+            client.close()
+        if failed:
+            problems["save_failed"] = failed
+    counts = {k: v for k, v in report.items() if isinstance(v, int)}
+    seen = "; ".join(f"{k}: {len(v)}" for k, v in problems.items()) or f"sound ({counts})"
+    return Verdict(FAIL if problems else PASS, expected, seen, [{"counts": counts, **problems}])

@@ -96,13 +96,11 @@ def image_references(content, target_digest: str) -> tuple[set[str], list[str]]:
     return blobs, diff_ids
 
 
-def collect(metadata, content, snapshotter, leases: Leases, only: tuple[set, set] | None = None,
-            log=None) -> dict:
-    """Remove what nothing references. With *only* = (blob digests, committed snapshot keys),
-    consider just those. Returns ``{"blobs_removed", "snapshots_removed", "dirs_removed",
-    "bytes_freed"}``."""
+def live_objects(metadata, content, leases: Leases | None = None) -> tuple[set[str], set[str], set[tuple[str, str]]]:
+    """The mark phase: (live blob digests, live committed snapshot keys, live active snapshots as
+    (namespace, key)), from every image, container and held lease (*leases* None: none held)."""
     from runtime.highlevel.snapshots import ACTIVE, chain_ids
-    live_blobs, live_snaps = leases.protected()
+    live_blobs, live_snaps = leases.protected() if leases is not None else (set(), set())
     live_active: set[tuple[str, str]] = set()
     for image in metadata.list_images():
         blobs, diff_ids = image_references(content, image["target_digest"])
@@ -124,6 +122,19 @@ def collect(metadata, content, snapshotter, leases: Leases, only: tuple[set, set
         while parent and parent not in live_snaps:
             live_snaps.add(parent)
             parent = committed.get(parent, {}).get("parent")
+
+    return live_blobs, live_snaps, live_active
+
+
+def collect(metadata, content, snapshotter, leases: Leases, only: tuple[set, set] | None = None,
+            log=None) -> dict:
+    """Remove what nothing references. With *only* = (blob digests, committed snapshot keys),
+    consider just those. Returns ``{"blobs_removed", "snapshots_removed", "dirs_removed",
+    "bytes_freed"}``."""
+    from runtime.highlevel.snapshots import ACTIVE
+    live_blobs, live_snaps, live_active = live_objects(metadata, content, leases)
+    rows = metadata.list_snapshots()
+    committed = {r["key"]: r for r in rows if r["kind"] != ACTIVE}
 
     report = {"blobs_removed": 0, "snapshots_removed": 0, "dirs_removed": 0, "bytes_freed": 0}
     only_blobs, only_snaps = only if only is not None else (None, None)
