@@ -151,6 +151,13 @@ def write_rootfs_tar(out, busybox: str | None = None) -> None:
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386",
            "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 
+
+
+def host_arch() -> str:
+    """This machine's architecture by its OCI/Go name (``amd64``, ``arm64``; image-spec config.md)."""
+    return _GOARCH.get(os.uname().machine, os.uname().machine)
+
+
 #: The image's default environment and command (what Docker Hub's busybox image has).
 IMAGE_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
 IMAGE_CMD = ["sh"]

@@ -242,6 +242,9 @@ class Build:
                 os.unlink(self.journal)
             except FileNotFoundError:
                 pass
+        else:  # the build is over: the next reconnect of the runtime (or start) finishes the job
+            atomicfile.write(self.journal, json.dumps({"containers": self.made[0], "runtime": self.made[1],
+                                                       "ended": True}), durable=True)
 
     # -- instructions ------------------------------------------------------------------------
     async def _from(self, value: str, meta_args: dict, stages: list[Stage]) -> Stage:
@@ -251,6 +254,10 @@ class Build:
             raise InvalidArgument("FROM requires either one or three arguments")
         ref = expand(parts[0], meta_args)
         name = parts[2].lower() if len(parts) == 3 else None
+        if opts.get("platform"):
+            from runtime.busybox import host_arch
+            here = {"BUILDPLATFORM": f"linux/{host_arch()}", "TARGETPLATFORM": f"linux/{host_arch()}"}
+            self._check_platform(ref, expand(opts["platform"], {**here, **meta_args}))
         for s in stages:
             if s.name and s.name == ref.lower():
                 st = Stage(name, s.image, json.loads(json.dumps(s.config)))
@@ -268,6 +275,20 @@ class Build:
         if st.image:
             await self.say(f" ---> {st.image_id[7:19]}\n")
         return st
+
+    @staticmethod
+    def _check_platform(ref: str, wanted: str) -> None:
+        """``FROM --platform=OS[/ARCH[/VARIANT]]``: only this machine's platform can be built (no
+        emulation, no multi-platform store); another is refused, as dockerd refuses a local image
+        of another platform, rather than accepted and ignored. BuildError otherwise."""
+        from runtime.busybox import host_arch
+        here = f"linux/{host_arch()}"
+        parts = wanted.strip().lower().split("/")
+        if not 1 <= len(parts) <= 3 or not all(parts):
+            raise InvalidArgument(f"failed to parse platform {wanted}: unknown operating system or architecture")
+        if parts[0] != "linux" or (len(parts) > 1 and parts[1] != host_arch()):
+            raise BuildError(f"image with reference {ref} was found but does not match the specified platform: "
+                             f"wanted {wanted}, actual: {here}")
 
     async def _config(self, stage: Stage, ins: str, value: str, original: str) -> None:
         if ins == "ARG":
@@ -475,6 +496,17 @@ async def cleanup_interrupted(daemon) -> int:
         if name.startswith(("build-", "stage-")):
             path = os.path.join(tmp, name)
             shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
+    return await _clean_journals(daemon, jdir, ended_only=False)
+
+
+async def cleanup_ended(daemon) -> int:
+    """After the runtime reconnects: remove the containers of builds that ended while it was down
+    (their removal failed; their journals say ``ended``); builds still running are left alone."""
+    return await _clean_journals(daemon, os.path.join(daemon.config.data_root, "daemon", "builds"), ended_only=True)
+
+
+async def _clean_journals(daemon, jdir: str, ended_only: bool) -> int:
+    removed = 0
     try:
         names = os.listdir(jdir)
     except FileNotFoundError:
@@ -486,6 +518,9 @@ async def cleanup_interrupted(daemon) -> int:
                 j = json.load(f)
         except (OSError, ValueError):
             j = {}
+        if ended_only and not j.get("ended"):
+            continue
+        failed = False
         for cid in j.get("containers") or []:
             c = daemon.containers.get(cid)
             if c is not None:
@@ -493,14 +528,19 @@ async def cleanup_interrupted(daemon) -> int:
                     await daemon.remove(c, force=True, volumes=True)
                     removed += 1
                 except CapsizeError as e:
+                    failed = True
                     daemon.log.warning("cannot remove an interrupted build's container", container=cid,
                                        error=e.message)
         for cid in j.get("runtime") or []:
             try:
                 await daemon.backend.delete_container(cid)
                 removed += 1
-            except CapsizeError:
+            except NotFound:
                 pass
+            except CapsizeError:
+                failed = True
+        if ended_only and failed:
+            continue   # the runtime went again: the next reconnect tries again
         os.unlink(path)
         daemon.log.info("removed what an interrupted build left", build=name[:-5], containers=removed)
     return removed

@@ -106,6 +106,8 @@ class Daemon:
             await reconcile.at_start(self)
         else:
             await reconcile.resync(self)
+        from runtime.daemon.builder import cleanup_ended
+        await cleanup_ended(self)
 
     async def shutdown(self) -> None:
         """SIGTERM: without live-restore, stop running containers (bounded by --shutdown-timeout)."""

@@ -226,3 +226,66 @@ def test_sigkill_mid_run_leaves_nothing_and_the_build_reruns(fresh, tmp_path, vi
     r = build(s, ctx, "-t", "crash:1")
     assert r.returncode == 0, r.stdout + r.stderr
     assert s.ok("run", "--rm", "crash:1") == "step1"
+
+
+def test_from_platform_only_this_one(stack, tmp_path):
+    """``FROM --platform``: this machine's platform (also as $BUILDPLATFORM) builds; another is
+    refused with dockerd's message, not accepted and ignored; a malformed one is a parse error."""
+    from runtime.busybox import host_arch
+    ctx = tmp_path / "plat"
+    ctx.mkdir()
+    other = "arm64" if host_arch() != "arm64" else "amd64"
+    for platform, ok in ((f"linux/{host_arch()}", True), ("$BUILDPLATFORM", True), ("linux", True),
+                         (f"linux/{other}", False), ("windows/amd64", False), ("linux//x", False)):
+        (ctx / "Dockerfile").write_text(f"FROM --platform={platform} busybox\nCMD [\"true\"]\n")
+        r = build(stack, ctx, "-t", "plat:1")
+        if ok:
+            assert r.returncode == 0, (platform, r.stdout + r.stderr)
+        else:
+            assert r.returncode != 0, (platform, r.stdout)
+            assert "platform" in r.stderr and "Traceback" not in r.stderr, (platform, r.stderr)
+    (ctx / "Dockerfile").write_text(f"FROM --platform=linux/{other} busybox\n")
+    r = build(stack, ctx)
+    assert f"does not match the specified platform: wanted linux/{other}, actual: linux/{host_arch()}" in r.stderr
+
+
+def test_runtime_sigkill_during_a_layer_commit(fresh, tmp_path):
+    """capsize-runtimed SIGKILLed while it writes a RUN's layer into its content store (a blob in
+    ``content/ingest``): the build fails; after the restart no half-made image is listed, no
+    build or runtime container, no snapshot and no blob is left (the store verifies clean), and
+    the same build run again succeeds."""
+    import time
+    from runtime.highlevel.client import RuntimeClient
+    from runtime.highlevel.fsck import verify
+    s = fresh
+    ctx = tmp_path / "c"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN head -c 150000000 /dev/zero > /big; echo made > /one\n"
+                                    "CMD [\"cat\", \"/one\"]\n")
+    before = s.ok("images", "-aq").split()
+    ingest = os.path.join(s.root, "runtimed", "content", "ingest")
+    proc = subprocess.Popen(["/usr/bin/docker", "build", "-t", "commitkill:1", str(ctx)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**s.env(), "DOCKER_BUILDKIT": "0"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not os.listdir(ingest):
+        time.sleep(0.01)
+    assert os.listdir(ingest), "the layer's blob was being written"
+    s.kill_runtime()
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, out
+    s.start_runtime()
+    assert "commitkill" not in s.ok("images", "-a", "--format", "{{.Repository}}")
+    assert sorted(s.ok("images", "-aq").split()) == sorted(before), "no half-made image"
+    deadline = time.monotonic() + 15   # capsized removes the build's container once it reconnects
+    while time.monotonic() < deadline and s.ok("ps", "-aq"):
+        time.sleep(0.2)
+    assert s.ok("ps", "-aq") == "", "no build container"
+    assert not os.listdir(os.path.join(s.root, "daemon", "builds")), "the build's journal went too"
+    rt = RuntimeClient(os.path.join(s.state, "runtimed.sock"), "capsize")
+    assert rt.containers() == [], "no runtime container (and so no active snapshot)"
+    report = verify(s.root)
+    assert not any(report[k] for k in ("bad_digests", "missing_blobs", "dangling_snapshots", "orphan_dirs",
+                                       "missing_dirs", "ingest", "unreferenced_blobs")), report
+    r = build(s, ctx, "-t", "commitkill:1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert s.ok("run", "--rm", "commitkill:1") == "made"
