@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import io
 import tarfile
-import time
 
 from pydantic import field_validator
 
 from harness.context import ActionResult
-from harness.outcome import classify_exception
 from harness.scenario.types import Model
+from harness.verbs.container import _sdk
 from harness.verbs.registry import action
 
 
@@ -57,9 +56,10 @@ def context_tar(dockerfile: str, files: dict[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def _collect(stream, res: ActionResult) -> None:
-    """Read the build's JSON messages into *res*: output, image id, the error that ended it."""
+def _collect(stream) -> dict:
+    """Read the build's JSON messages: ``{"output", "image_id", "error", "code", "cached_steps"}``."""
     out: list[str] = []
+    got: dict = {"image_id": None, "error": None, "code": None}
     for msg in stream:
         if not isinstance(msg, dict):
             continue
@@ -67,15 +67,14 @@ def _collect(stream, res: ActionResult) -> None:
             out.append(msg["stream"])
         aux = msg.get("aux")
         if isinstance(aux, dict) and aux.get("ID"):
-            res.value["image_id"] = aux["ID"]
+            got["image_id"] = aux["ID"]
         if msg.get("error") or msg.get("errorDetail"):
             detail = msg.get("errorDetail") or {}
-            res.outcome = "fail"
-            res.error = detail.get("message") or msg.get("error")
-            if detail.get("code") is not None:
-                res.exit_code = detail["code"]
-    res.stdout = "".join(out)
-    res.value["cached_steps"] = res.stdout.count("Using cache")
+            got["error"] = detail.get("message") or msg.get("error")
+            got["code"] = detail.get("code")
+    got["output"] = "".join(out)
+    got["cached_steps"] = got["output"].count("Using cache")
+    return got
 
 
 @action("build", BuildSpec, "build an image (`docker build`, classic builder: `POST /build`) from an inline "
@@ -84,16 +83,18 @@ def _collect(stream, res: ActionResult) -> None:
         background=True)
 def build(ctx, step) -> ActionResult:
     p = step.params
-    res = ActionResult(wall=time.time(), mono=time.monotonic(), outcome="ok")
-    client = ctx.engine.client(timeout=step.timeout)
-    try:
-        stream = client.api.build(fileobj=io.BytesIO(context_tar(p.dockerfile, p.files)), custom_context=True,
-                                  tag=p.tag, nocache=p.no_cache, buildargs=dict(p.build_args) or None,
-                                  rm=True, forcerm=p.force_rm, decode=True)
-        _collect(stream, res)
-    except Exception as e:  # noqa: BLE001 - every failure is an outcome, not a crash
-        res.outcome, res.error, res.status_code = classify_exception(e)
-    finally:
-        res.duration = time.monotonic() - res.mono
-        client.close()
+
+    def run(client):
+        return _collect(client.api.build(
+            fileobj=io.BytesIO(context_tar(p.dockerfile, p.files)), custom_context=True, tag=p.tag,
+            nocache=p.no_cache, buildargs=dict(p.build_args) or None, rm=True, forcerm=p.force_rm, decode=True))
+    res = _sdk(ctx, step, run)
+    if res.outcome == "ok":
+        got = res.value
+        res.stdout = got.pop("output")
+        error, code = got.pop("error"), got.pop("code")
+        if error:
+            res.outcome, res.error, res.exit_code = "fail", error, code
+        if got["image_id"] is None:
+            got.pop("image_id")
     return res
