@@ -374,6 +374,11 @@ class Backend:
         await self._call(RT.create_container(cid, img["Names"][0], runtime=self.runtime or None, spec=spec),
                          timeout=IMAGE_TIMEOUT)
 
+    async def update_spec(self, cid: str, spec: dict) -> None:
+        """Replace the OCI spec the runtime keeps for container *cid* (used by its next task);
+        NotFound when the runtime has no such container, FailedPrecondition while a task exists."""
+        await self._call(RT.update_container(cid, spec=spec))
+
     async def delete_container(self, cid: str) -> None:
         """Delete the container record (and its snapshot); a task left behind is force-deleted first."""
         try:

@@ -126,6 +126,9 @@ class Container:
     #: :func:`runtime.daemon.hostconfig.mount_points`, volumes named and their ``Source`` set
     #: (:func:`runtime.daemon.volumes.attach`); empty for a record written before volumes existed.
     MountPoints: list = field(default_factory=list)
+    #: The network sandbox the task runs in while it exists (``NetworkSettings.SandboxKey``:
+    #: ``<exec-root>/netns/<id>``, :mod:`runtime.daemon.sandbox`), "" without one of its own.
+    SandboxKey: str = ""
     # runtime-side facts (not part of the API)
     TaskExists: bool = False
 
@@ -147,7 +150,7 @@ class Container:
                 "State": asdict(self.State), "RestartCount": self.RestartCount,
                 "HasBeenStartedBefore": self.HasBeenStartedBefore,
                 "HasBeenManuallyStopped": self.HasBeenManuallyStopped, "LogPath": self.LogPath,
-                "MountPoints": self.MountPoints, "TaskExists": self.TaskExists}
+                "MountPoints": self.MountPoints, "TaskExists": self.TaskExists, "SandboxKey": self.SandboxKey}
 
     @classmethod
     def from_record(cls, r: dict) -> "Container":
@@ -158,7 +161,7 @@ class Container:
                    HasBeenStartedBefore=r.get("HasBeenStartedBefore", False),
                    HasBeenManuallyStopped=r.get("HasBeenManuallyStopped", False),
                    LogPath=r.get("LogPath", ""), MountPoints=r.get("MountPoints") or [],
-                   TaskExists=r.get("TaskExists", False))
+                   TaskExists=r.get("TaskExists", False), SandboxKey=r.get("SandboxKey", ""))
 
     def notify(self) -> None:
         """Wake everything waiting on :attr:`changed`."""
@@ -204,7 +207,7 @@ class Container:
             "GraphDriver": {"Data": None, "Name": "overlay"}, "Mounts": self.mounts(), "Config": self.Config,
             "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False,
                                 "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
-                                "SandboxKey": "", "SecondaryIPAddresses": None,
+                                "SandboxKey": self.SandboxKey, "SecondaryIPAddresses": None,
                                 "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "",
                                 "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
                                 "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": {}},

@@ -1,0 +1,121 @@
+"""capsized's network sandboxes (runtime/daemon/sandbox.py): one netns per container, made before
+the task, joined by path, removed after the task is deleted, swept after a SIGKILL + restart;
+and where capsized runs (its own namespace through the harness's engine, the host's here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from runtime import netns
+
+pytestmark = pytest.mark.privileged
+
+
+def _key(stack, cid: str) -> str:
+    return os.path.join(stack.state, "netns", cid)
+
+
+def _sandboxes(stack) -> list[str]:
+    d = os.path.join(stack.state, "netns")
+    return sorted(n for n in (os.listdir(d) if os.path.isdir(d) else []) if netns.is_mounted(os.path.join(d, n)))
+
+
+def _init_pid(stack, cid: str) -> int:
+    return json.loads(stack.ok("inspect", cid))[0]["State"]["Pid"]
+
+
+def _wait(pred, timeout=15.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def test_a_container_runs_in_the_sandbox_capsized_made(stack):
+    cid = stack.ok("run", "-d", "busybox", "sleep", "100")
+    key = _key(stack, cid)
+    assert netns.is_mounted(key), "no sandbox bind mount"
+    pid = _init_pid(stack, cid)
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino == netns.inode(key), "the task is not in its sandbox"
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino != netns.inode("/proc/self/ns/net")
+    assert json.loads(stack.ok("inspect", cid))[0]["NetworkSettings"]["SandboxKey"] == key
+    config = json.load(open(os.path.join(stack.state, "runtimed", "tasks", "capsize", cid, "config.json")))
+    assert {"type": "network", "path": key} in config["linux"]["namespaces"]
+    # lo is up in the sandbox (capsize-runc leaves a joined namespace as it is)
+    assert int(stack.ok("exec", cid, "cat", "/sys/class/net/lo/flags"), 16) & 1, "lo is down"
+    stack.ok("stop", "-t", "1", cid)
+    assert not os.path.lexists(key), "the sandbox outlived the task"
+    assert json.loads(stack.ok("inspect", cid))[0]["NetworkSettings"]["SandboxKey"] == ""
+    stack.ok("start", cid)
+    assert netns.is_mounted(key)
+    stack.ok("rm", "-f", cid)
+    assert not os.path.lexists(key)
+
+
+def test_a_container_that_exits_by_itself_leaves_no_sandbox(stack):
+    out = stack.ok("run", "--rm", "busybox", "cat", "/proc/net/dev")
+    assert "lo:" in out and "eth0" not in out
+    assert _sandboxes(stack) == []
+
+
+def test_host_and_container_network_modes(stack):
+    r = stack.ok("run", "--rm", "--network", "host", "busybox", "readlink", "/proc/self/ns/net")
+    assert r == os.readlink("/proc/self/ns/net")
+    assert _sandboxes(stack) == []
+    a = stack.ok("run", "-d", "--name", "netowner", "busybox", "sleep", "100")
+    joined = stack.ok("run", "--rm", "--network", "container:netowner", "busybox", "readlink", "/proc/self/ns/net")
+    assert joined == f"net:[{netns.inode(_key(stack, a))}]"
+    assert _sandboxes(stack) == [a]   # the joiner had no sandbox of its own
+    stack.ok("stop", "-t", "1", a)
+    r = stack.cli("run", "--rm", "--network", "container:netowner", "busybox", "true")
+    assert r.returncode == 126 or r.returncode == 125, r
+    assert "cannot join network of a non running container" in r.stderr, r
+    assert _sandboxes(stack) == []
+
+
+def test_in_the_host_namespace_capsized_says_so(stack):
+    log = open(os.path.join(stack.logs, "capsized.log")).read()
+    assert "capsized runs in the host's network namespace" in log
+
+
+@pytest.mark.slow
+def test_sandboxes_after_a_daemon_sigkill(fresh):
+    """capsized SIGKILLed with two running containers, one of which dies meanwhile: at restart
+    (no live-restore) both are stopped or found dead, and no sandbox is left."""
+    a = fresh.ok("run", "-d", "busybox", "sleep", "100")
+    b = fresh.ok("run", "-d", "busybox", "sleep", "100")
+    pid_b = _init_pid(fresh, b)
+    assert _sandboxes(fresh) == sorted([a, b])
+    fresh.kill_daemon()
+    os.kill(pid_b, 9)                       # b dies while capsized is down
+    assert _wait(lambda: not os.path.exists(f"/proc/{pid_b}/stat") or "Z" in open(f"/proc/{pid_b}/stat").read().split()[2])
+    assert _sandboxes(fresh) == sorted([a, b]), "the sandboxes stay while capsized is down"
+    fresh.start_daemon()
+    assert _wait(lambda: _sandboxes(fresh) == []), _sandboxes(fresh)
+    states = {c: json.loads(fresh.ok("inspect", c))[0]["State"]["Status"] for c in (a, b)}
+    assert states == {a: "exited", b: "exited"}
+
+
+@pytest.mark.slow
+def test_live_restore_keeps_the_sandbox_of_a_running_container(tmp_path):
+    from tests.daemon.stack import Stack
+    s = Stack(tmp_path / "lr", live_restore=True)
+    try:
+        s.start()
+        s.load_busybox()
+        a = s.ok("run", "-d", "busybox", "sleep", "100")
+        ino = netns.inode(_key(s, a))
+        s.kill_daemon()
+        s.start_daemon()
+        assert _sandboxes(s) == [a] and netns.inode(_key(s, a)) == ino
+        assert os.stat(f"/proc/{_init_pid(s, a)}/ns/net").st_ino == ino
+        s.ok("rm", "-f", a)
+        assert _sandboxes(s) == []
+    finally:
+        s.close()
