@@ -110,10 +110,13 @@ def test_live_restore_keeps_the_sandbox_of_a_running_container(tmp_path):
         s.start()
         s.load_busybox()
         a = s.ok("run", "-d", "busybox", "sleep", "100")
-        ino = netns.inode(_key(s, a))
+        b = s.ok("run", "-d", "busybox", "sleep", "100")
+        ino, pid_b = netns.inode(_key(s, a)), _init_pid(s, b)
         s.kill_daemon()
-        s.start_daemon()
-        assert _sandboxes(s) == [a] and netns.inode(_key(s, a)) == ino
+        os.kill(pid_b, 9)
+        s.start_daemon()   # a is adopted with its sandbox; b died meanwhile: its sandbox goes
+        assert _wait(lambda: _sandboxes(s) == [a]), _sandboxes(s)
+        assert netns.inode(_key(s, a)) == ino
         assert os.stat(f"/proc/{_init_pid(s, a)}/ns/net").st_ino == ino
         s.ok("rm", "-f", a)
         assert _sandboxes(s) == []
