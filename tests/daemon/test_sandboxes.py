@@ -122,3 +122,25 @@ def test_live_restore_keeps_the_sandbox_of_a_running_container(tmp_path):
         assert _sandboxes(s) == []
     finally:
         s.close()
+
+
+def test_a_sandbox_the_kernel_refuses_fails_the_start_and_leaves_nothing(tmp_path, monkeypatch):
+    """mount(2) of the sandbox fails (injected EPERM at capsized's host seam): the start fails with
+    one line naming the sandbox, the container stays created, no file or mount is left."""
+    from tests.daemon.stack import Stack
+    s = Stack(tmp_path / "fp")
+    try:
+        s.start_runtime()
+        monkeypatch.setenv("CAPSIZE_HOST_FAILPOINTS", "mount=error(EPERM)")
+        s.start_daemon()
+        monkeypatch.delenv("CAPSIZE_HOST_FAILPOINTS")
+        s.load_busybox()
+        r = s.cli("run", "-d", "--name", "nons", "busybox", "sleep", "100")
+        assert r.returncode != 0 and "failed to create the network sandbox" in r.stderr, r
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert json.loads(s.ok("inspect", "nons"))[0]["State"]["Status"] == "created"
+        assert os.listdir(os.path.join(s.state, "netns")) == [] and _sandboxes(s) == []
+        assert s.ok("run", "--rm", "--network", "host", "busybox", "true") == ""   # no sandbox needed
+        s.ok("rm", "nons")
+    finally:
+        s.close()
