@@ -144,3 +144,24 @@ def test_a_sandbox_the_kernel_refuses_fails_the_start_and_leaves_nothing(tmp_pat
         s.ok("rm", "nons")
     finally:
         s.close()
+
+
+def test_a_stack_in_a_network_namespace_of_its_own(tmp_path):
+    """Stack(netns=True), the fixture networked tests use: capsized in W/netns says so; its
+    containers' sandboxes are neither its namespace nor the host's; close leaves no nsfs mount."""
+    from tests.daemon.stack import Stack
+    s = Stack(tmp_path / "ns", netns=True)
+    try:
+        s.start()
+        s.load_busybox()
+        assert netns.inode(f"/proc/{s.daemon.pid}/ns/net") == netns.inode(s.netns_path) != netns.inode()
+        assert "capsized runs in a network namespace of its own" in open(os.path.join(s.logs, "capsized.log")).read()
+        cid = s.ok("run", "-d", "busybox", "sleep", "100")
+        ino = os.stat(f"/proc/{_init_pid(s, cid)}/ns/net").st_ino
+        assert ino == netns.inode(_key(s, cid)) not in (netns.inode(s.netns_path), netns.inode())
+        s.ok("rm", "-f", cid)
+        assert _sandboxes(s) == []
+    finally:
+        s.close()
+    with open("/proc/self/mountinfo") as f:
+        assert not [line for line in f if str(tmp_path) in line]
