@@ -165,3 +165,28 @@ def test_a_stack_in_a_network_namespace_of_its_own(tmp_path):
         s.close()
     with open("/proc/self/mountinfo") as f:
         assert not [line for line in f if str(tmp_path) in line]
+
+
+@pytest.mark.parametrize("runtime", ["runc", "crun"])
+def test_runc_and_crun_join_the_sandbox_by_path(tmp_path, runtime):
+    """The sandbox is handed over as linux.namespaces' network path: the reference runtimes (on
+    PATH here, from Debian) join it too (capsized --default-runtime)."""
+    import shutil
+    from tests.daemon.stack import Stack
+    if not shutil.which(runtime):
+        pytest.skip(f"{runtime} is not installed")
+    s = Stack(tmp_path / runtime)
+    try:
+        s.start_runtime()
+        s.start_daemon("--default-runtime", runtime)
+        s.load_busybox()
+        cid = s.ok("run", "-d", "busybox", "sleep", "100")
+        from runtime.highlevel.client import RuntimeClient
+        row = RuntimeClient(os.path.join(s.state, "runtimed.sock"), "capsize", timeout=10).container(cid)
+        assert os.path.basename(str(row["runtime"])) == runtime, row["runtime"]
+        assert os.stat(f"/proc/{_init_pid(s, cid)}/ns/net").st_ino == netns.inode(_key(s, cid))
+        assert int(s.ok("exec", cid, "cat", "/sys/class/net/lo/flags"), 16) & 1
+        s.ok("rm", "-f", cid)
+        assert _sandboxes(s) == []
+    finally:
+        s.close()
