@@ -17,7 +17,7 @@ lowlevel   capsize-runc, runc or crun while it runs (``--runtime``; option ``run
 ``<workdir>/netns`` (an nsfs bind mount made with :func:`runtime.netns.create`, ``lo`` up,
 ``net.ipv4.ip_forward=1`` in it only), entered through ``nsenter --net`` so that capsized keeps
 the host's mount namespace. Whatever capsized makes for networks (containers' sandboxes under
-``<state>/daemon/netns/``, and, later, bridges and netfilter rules) is then private to the run;
+``<state>/daemon/netns/``, the ``capsize0`` bridge and the containers' veths) is then private to the run;
 the unix sockets are paths, reachable from the host's namespace. The runtime and the shims stay
 in the host's namespace (containers join their sandboxes by path). :meth:`CapsizeEngine.recover`
 unmounts the namespace with the rest of the workdir.

@@ -51,6 +51,8 @@ class Daemon:
         from runtime.daemon.execs import ExecStore
         self.execs = ExecStore(self)   # docker exec instances (runtime.daemon.execs)
         self.shutting_down = False
+        #: the default bridge network (runtime.daemon.bridge), when capsized runs in a namespace of its own
+        self.bridge = None
         #: whether the start-up reconcile (reconcile.at_start) ran: not while the runtime is down
         self.reconciled = False
         self.boot_gave_up = False
@@ -90,7 +92,11 @@ class Daemon:
                              "with lo only; no bridge, address, route or netfilter rule is made here",
                              devices=",".join(foreign))
         else:
-            self.log.info("capsized runs in a network namespace of its own", scope=self.network_scope)
+            from runtime.daemon.bridge import Bridge
+            from runtime.daemon.ipam import Ipam
+            self.bridge = await asyncio.to_thread(Bridge, Ipam(self.config.data_root), self.daemon_id)
+            self.log.info("capsized runs in a network namespace of its own", scope=self.network_scope,
+                          bridge=self.bridge.pool["subnet"])
         await self.backend.start(self)
         if await self.backend.wait_healthy(self.config.runtime_wait):
             self.reconciled = True
@@ -376,6 +382,13 @@ class Daemon:
         c.SandboxKey = ""
 
     def _release_sandbox(self, cid: str) -> None:
+        c = self.containers.get(cid)
+        if c is not None and c.Endpoint and self.bridge is not None:
+            try:
+                self.bridge.detach(c.Endpoint)
+            except CapsizeError as e:
+                self.log.error("cannot detach from the bridge", container=cid, error=e.message)
+            c.Endpoint = {}
         try:
             sandbox.release(self.config.exec_root, cid)
         except OSError as e:

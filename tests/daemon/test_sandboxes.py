@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 
 import pytest
@@ -188,5 +189,45 @@ def test_runc_and_crun_join_the_sandbox_by_path(tmp_path, runtime):
         assert int(s.ok("exec", cid, "cat", "/sys/class/net/lo/flags"), 16) & 1
         s.ok("rm", "-f", cid)
         assert _sandboxes(s) == []
+    finally:
+        s.close()
+
+
+def test_the_default_bridge_in_a_namespace_of_its_own(tmp_path):
+    """capsized in W/netns makes capsize0 (172.17.0.1/16); two containers get eth0 with an
+    address, Docker's MAC and a default route, and reach each other; rm leaves no veth and frees
+    the addresses; the host's namespace has no capsize0."""
+    from tests.daemon.stack import Stack
+    s = Stack(tmp_path / "br", netns=True)
+
+    def links():
+        return [n for _, n in netns.run_in(s.netns_path, socket.if_nameindex)]
+
+    try:
+        s.start()
+        s.load_busybox()
+        a = s.ok("run", "-d", "busybox", "sleep", "100")
+        b = s.ok("run", "-d", "busybox", "sleep", "100")
+        na = json.loads(s.ok("inspect", a))[0]["NetworkSettings"]
+        nb = json.loads(s.ok("inspect", b))[0]["NetworkSettings"]
+        assert (na["IPAddress"], nb["IPAddress"]) == ("172.17.0.2", "172.17.0.3")
+        assert na["Gateway"] == "172.17.0.1" and na["IPPrefixLen"] == 16 and na["MacAddress"] == "02:42:ac:11:00:02"
+        assert na["Networks"]["bridge"]["IPAddress"] == "172.17.0.2" and "HostIfName" not in na["Networks"]["bridge"]
+        assert s.ok("exec", a, "cat", "/sys/class/net/eth0/address") == "02:42:ac:11:00:02"
+        assert "default via 172.17.0.1" in s.ok("exec", a, "ip", "route")
+        assert "0% packet loss" in s.ok("exec", a, "ping", "-c", "1", "-W", "2", "172.17.0.3")
+        names = links()
+        assert "capsize0" in names and "veth" + a[:7] in names and "veth" + b[:7] in names
+        assert "capsize0" not in [n for _, n in socket.if_nameindex()]
+        s.ok("rm", "-f", a)
+        assert [n for n in links() if n.startswith("veth")] == ["veth" + b[:7]]
+        s.kill_daemon()                       # SIGKILL with b running, then a restart (no live-restore)
+        s.start_daemon()
+        assert [n for n in links() if n.startswith("veth")] == [] and _sandboxes(s) == []
+        ipam = json.load(open(os.path.join(s.root, "daemon", "network", "ipam.json")))
+        assert ipam["pools"]["bridge"]["allocated"] == []
+        c = s.ok("run", "-d", "busybox", "sleep", "100")   # the bridge found again after the restart
+        assert json.loads(s.ok("inspect", c))[0]["NetworkSettings"]["IPAddress"] == "172.17.0.4"
+        s.ok("rm", "-f", c)
     finally:
         s.close()
