@@ -98,6 +98,13 @@ def create(path: str, loopback: bool = True) -> int:
     return inode(path)
 
 
+def bind(source: str, path: str) -> None:
+    """Bind the existing namespace *source* (``/proc/<pid>/ns/net``) on *path* (created). OSError."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+    h.HOST.mount(source, path, None, h.MS_BIND)
+
+
 def remove(path: str) -> None:
     """Unmount (lazily) and unlink the namespace bound on *path*; nothing there is fine. OSError."""
     if is_mounted(path):

@@ -94,6 +94,7 @@ class Daemon:
         else:
             from runtime.daemon.bridge import Bridge
             from runtime.daemon.ipam import Ipam
+            sandbox.bind_engine(self.config.exec_root)   # what NetworkMode host joins
             self.bridge = await asyncio.to_thread(Bridge, Ipam(self.config.data_root), self.daemon_id)
             self.log.info("capsized runs in a network namespace of its own", scope=self.network_scope,
                           bridge=self.bridge.pool["subnet"])
@@ -272,7 +273,7 @@ class Daemon:
         try:
             try:
                 spec = build_spec(c, self.config.cgroup_parent)   # InvalidArgument for what the runtime could not run
-                sandbox.place(self.config.exec_root, c, spec)     # the netns its tasks join, by path
+                sandbox.place(self, c, spec)     # the netns its tasks join, by path
                 await self.backend.create_container(cid, image, spec)
             except BaseException:
                 self.names.remove(cid)

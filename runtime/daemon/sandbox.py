@@ -7,7 +7,8 @@
 * :func:`apply` — before the task is created: makes the sandbox and hands it to the low-level
   runtime by path (OCI config-linux.md "Namespaces": ``{"type": "network", "path": KEY}``: the
   runtime setns(2)s into it instead of unsharing a new one; capsize-runc, runc and crun do).
-  ``NetworkMode`` ``host``: no sandbox (the spec has no network namespace: the engine's own);
+  ``NetworkMode`` ``host``: no sandbox (the spec has no network namespace: the runtime's; when
+  capsized runs in a namespace of its own, that one, by path: the containers' host is the engine's);
   ``container:<ref>``: the other container's sandbox (it must be running, dockerd's
   ``cannot join network of a non running container``); every other mode: a sandbox of its own.
 * :func:`release` — after the task is deleted (or its creation failed): unmounted and removed.
@@ -77,20 +78,42 @@ def joins(c) -> bool:
     return mode_of(c.HostConfig).startswith("container:")
 
 
-def place(exec_root: str, c, spec: dict) -> None:
-    """At create: put *c*'s sandbox key in *spec* (the runtime keeps this spec for every task of
-    the container; the sandbox itself is made at each start by :func:`apply`)."""
-    if not joins(c):
-        _set_path(spec, key(exec_root, c.ID))
+def engine_key(exec_root: str) -> str:
+    """``<exec-root>/engine-netns``: capsized's own namespace, bound there when it is private
+    (:func:`bind_engine`): what ``NetworkMode: host`` containers join."""
+    return os.path.join(exec_root, "engine-netns")
+
+
+def bind_engine(exec_root: str) -> None:
+    """Bind capsized's own network namespace on :func:`engine_key` (again after a restart)."""
+    path = engine_key(exec_root)
+    if netns.is_mounted(path) and netns.inode(path) == netns.inode():
+        return
+    netns.remove(path)
+    netns.bind(f"/proc/{os.getpid()}/ns/net", path)
+
+
+def place(daemon, c, spec: dict) -> None:
+    """Put the path of the namespace *c*'s tasks join in *spec* (at create: the runtime keeps this
+    spec for every task of the container; the sandbox itself is made at each start by
+    :func:`apply`). ``NetworkMode: host`` when capsized runs in a namespace of its own: that
+    namespace (the containers' host is the engine's, not the machine's)."""
+    namespaces = spec["linux"]["namespaces"]
+    if not any(ns["type"] == "network" for ns in namespaces):
+        if daemon.bridge is not None:
+            namespaces.append({"type": "network", "path": engine_key(daemon.config.exec_root)})
+    elif not joins(c):
+        _set_path(spec, key(daemon.config.exec_root, c.ID))
 
 
 def apply(daemon, c, spec: dict) -> str | None:
     """Make (or find) the sandbox *c*'s task joins and put its path in *spec*'s network namespace;
     returns the key when the sandbox is *c*'s own (to :func:`release` later), else None."""
     mode = mode_of(c.HostConfig)
+    place(daemon, c, spec)
     namespaces = spec["linux"]["namespaces"]
-    if not any(ns["type"] == "network" for ns in namespaces):
-        return None    # NetworkMode host: the spec has no network namespace
+    if mode == "host" or not any(ns["type"] == "network" for ns in namespaces):
+        return None    # NetworkMode host: the engine's namespace (place) or, in the host's, the runtime's
     if mode.startswith("container:"):
         path = joined_key(daemon, mode.split(":", 1)[1])
         own = None

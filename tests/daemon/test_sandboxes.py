@@ -226,6 +226,8 @@ def test_the_default_bridge_in_a_namespace_of_its_own(tmp_path):
         assert [n for n in links() if n.startswith("veth")] == [] and _sandboxes(s) == []
         ipam = json.load(open(os.path.join(s.root, "daemon", "network", "ipam.json")))
         assert ipam["pools"]["bridge"]["allocated"] == []
+        host_mode = s.ok("run", "--rm", "--network", "host", "busybox", "readlink", "/proc/self/ns/net")
+        assert host_mode == f"net:[{netns.inode(s.netns_path)}]"    # the engine's namespace is its host
         c = s.ok("run", "-d", "busybox", "sleep", "100")   # the bridge found again after the restart
         assert json.loads(s.ok("inspect", c))[0]["NetworkSettings"]["IPAddress"] == "172.17.0.4"
         s.ok("rm", "-f", c)
