@@ -75,3 +75,16 @@ async def read_json(request: web.Request, allow_empty: bool = True) -> dict:
     if not isinstance(data, dict):
         raise InvalidArgument("invalid JSON: expected an object")
     return data
+
+
+async def tar_file_response(request: web.Request, path: str) -> web.StreamResponse:
+    """Send the tar file at *path* as a 200 ``application/x-tar`` stream (docker save, export)."""
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
+    await resp.prepare(request)
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 16)
+            if not chunk:
+                break
+            await resp.write(chunk)
+    return resp

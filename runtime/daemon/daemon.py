@@ -102,6 +102,8 @@ class Daemon:
         if await self.backend.wait_healthy(self.config.runtime_wait):
             self.reconciled = True
             await reconcile.at_start(self)
+            from runtime.daemon.builder import cleanup_interrupted
+            await cleanup_interrupted(self)
         else:
             # the backend's watcher calls on_runtime_up() when it first connects
             self.boot_gave_up = True
@@ -181,6 +183,13 @@ class Daemon:
                 cfg = {}
             self._image_cache[c.Image] = cfg
         return cfg
+
+    def container_spec(self, c: Container) -> dict:
+        """The OCI spec the runtime keeps for *c* (:func:`runtime.daemon.oci.build_spec`), with the
+        path of the network namespace its tasks join (:func:`runtime.daemon.sandbox.place`)."""
+        spec = build_spec(c, self.config.cgroup_parent)
+        sandbox.place(self, c, spec)
+        return spec
 
     # -- create ------------------------------------------------------------------------------
     async def create(self, body: dict, name: str | None) -> Container:
@@ -272,8 +281,7 @@ class Daemon:
         c.MountPoints = points
         try:
             try:
-                spec = build_spec(c, self.config.cgroup_parent)   # InvalidArgument for what the runtime could not run
-                sandbox.place(self, c, spec)     # the netns its tasks join, by path
+                spec = self.container_spec(c)   # InvalidArgument for what the runtime could not run
                 await self.backend.create_container(cid, image, spec)
             except BaseException:
                 self.names.remove(cid)
@@ -317,7 +325,7 @@ class Daemon:
         if not from_policy:
             self.cancel_restart(c)
             c.HasBeenManuallyStopped = False
-        spec = build_spec(c, self.config.cgroup_parent)
+        spec = self.container_spec(c)
         hostconfig.prepare_sources(c.HostConfig)   # -v SRC:DST with a missing SRC: made, as dockerd
         try:
             async with c.task_lock:
@@ -329,7 +337,7 @@ class Daemon:
                 own_sandbox = sandbox.apply(self, c, spec)   # the netns the task joins, by path
                 try:
                     if sandbox.joins(c):   # container:<ref>: that container's netns, known only now
-                        await self.backend.update_spec(c.ID, spec)
+                        await self.backend.update_container_spec(c.ID, spec)
                     pid = await self.backend.run_task(c.ID, c.Image, spec, c.LogPath, stdin=fifo)
                 except BaseException:
                     if own_sandbox:
@@ -437,6 +445,7 @@ class Daemon:
                 await self._delete_task(c)
         except CapsizeError as e:
             self.log.warning("failed to delete task after exit", container=cid, error=e.message)
+        self.spawn(self.execs.container_exited(c))
         await self.save(c)
         if self.shutting_down:
             return
