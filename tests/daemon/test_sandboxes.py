@@ -233,3 +233,14 @@ def test_the_default_bridge_in_a_namespace_of_its_own(tmp_path):
         s.ok("rm", "-f", c)
     finally:
         s.close()
+
+
+def test_docker_update_of_a_stopped_container_keeps_its_sandbox_path(stack):
+    cid = stack.ok("create", "busybox", "sleep", "100")
+    stack.ok("start", cid)
+    stack.ok("stop", "-t", "1", cid)
+    stack.ok("update", "--memory", "64m", "--memory-swap", "128m", cid)
+    stack.ok("start", cid)
+    assert os.stat(f"/proc/{_init_pid(stack, cid)}/ns/net").st_ino == netns.inode(_key(stack, cid))
+    stack.ok("rm", "-f", cid)
+    assert _sandboxes(stack) == []
