@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="busybox-static libsystemd-dev pkg-config gcc python3-dev python3-venv runc crun \
-docker.io containerd iproute2 jq strace libseccomp2 procps util-linux systemd \
+docker.io containerd iproute2 jq strace libseccomp2 procps util-linux systemd tini \
 vagrant vagrant-libvirt shellcheck chromium tesseract-ocr"
 
 missing=""

@@ -31,6 +31,10 @@ class ContainerSpec(Model):
     runtime: str | None = None
     restart_policy: Literal["no", "always", "unless-stopped", "on-failure"] | None = None
     auto_remove: bool = False
+    #: ``host``: the host's PID namespace (``docker run --pid host``)
+    pid_mode: Literal["host"] | None = None
+    #: an init process as pid 1 that reaps orphans (``docker run --init``: docker-init, i.e. tini)
+    init: bool = False
     #: capsize only: fail(9)-style failpoints, ``{"shim.delete": "1*delay(2s)"}``, passed as labels
     #: ``io.capsize.<tier>.failpoint.<method>``. ``lowlevel.<host operation>`` takes a host
     #: failpoint (runtime/host.py), ``delay(SECONDS)`` or ``error(ERRNO)``: the shim passes it to the
@@ -124,6 +128,10 @@ def _create_kwargs(ctx, spec) -> dict:
         kw["restart_policy"] = {"Name": spec.restart_policy}
     if spec.auto_remove:
         kw["auto_remove"] = True
+    if spec.pid_mode:
+        kw["pid_mode"] = spec.pid_mode
+    if spec.init:
+        kw["init"] = True
     return kw
 
 
@@ -135,7 +143,8 @@ def _spec_needs(p: ContainerSpec):
 _CREATE_DOC = ("`failpoints` (capsize's engines: `{shim.delete: \"1*delay(2s)\"}` → label "
                "`io.capsize.shim.failpoint.delete`; `{lowlevel.pivot_root: \"delay(3)\"}` (a host operation of "
                "runtime/host.py, `delay(N)` or `error(ERRNO)`) → the shim runs the low-level runtime with "
-               "`CAPSIZE_HOST_FAILPOINTS=pivot_root=delay(3)`)")
+               "`CAPSIZE_HOST_FAILPOINTS=pivot_root=delay(3)`); `pid_mode: host` (`--pid host`), `init: true` "
+               "(`--init`: docker-init/tini as pid 1) on both engines")
 
 
 def _target(ctx, p) -> str:
@@ -244,7 +253,7 @@ def container_exec(ctx, step) -> ActionResult:
 
 action("container.exec", ContainerExec, "run `command` in the running container (`docker exec`; `detach`, "
        "`environment`, `user`, `workdir`); its exit code is the step's `exit_code`, its output the `stdout`",
-       container_field="name")(container_exec)
+       background=True, container_field="name")(container_exec)
 
 
 @action("image.import", ImageImport, "import the lab's busybox image (offline) as `reference`")

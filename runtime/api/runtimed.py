@@ -34,8 +34,10 @@ ROUTES = (
     ("GET", PREFIX + "/events", "events"),
     ("GET", _NS + "/images", "image_list"),
     ("POST", _NS + "/images/import", "image_import"),
+    ("POST", _NS + "/images/commit", "image_commit"),
     ("GET", _NS + "/images/{name}", "image_get"),
     ("GET", _NS + "/images/{name}/export", "image_export"),
+    ("POST", _NS + "/images/{name}/tag", "image_tag"),
     ("DELETE", _NS + "/images/{name}", "image_delete"),
     ("GET", _NS + "/containers", "container_list"),
     ("POST", _NS + "/containers", "container_create"),
@@ -43,6 +45,8 @@ ROUTES = (
     ("PATCH", _NS + "/containers/{cid}", "container_update"),
     ("DELETE", _NS + "/containers/{cid}", "container_delete"),
     ("GET", _NS + "/snapshots/{key}/mounts", "snapshot_mounts"),
+    ("GET", _NS + "/snapshots/{key}/changes", "snapshot_changes"),
+    ("GET", _NS + "/snapshots/{key}/export", "snapshot_export"),
     ("GET", _NS + "/tasks", "task_list"),
     ("POST", _NS + "/tasks", "task_create"),
     ("GET", _NS + "/tasks/{cid}", "task_get"),
@@ -52,6 +56,7 @@ ROUTES = (
     ("POST", _NS + "/tasks/{cid}/pause", "task_pause"),
     ("POST", _NS + "/tasks/{cid}/resume", "task_resume"),
     ("GET", _NS + "/tasks/{cid}/pids", "task_pids"),
+    ("POST", _NS + "/tasks/{cid}/update", "task_update"),
     ("POST", _NS + "/tasks/{cid}/exec", "task_exec"),
     ("GET", _NS + "/tasks/{cid}/exec/{eid}", "task_exec_get"),
     ("DELETE", _NS + "/tasks/{cid}", "task_delete"),
@@ -123,6 +128,22 @@ class Requests:
         return Call("POST", self.ns_path("images", "import"), query_pairs(
             {"format": format, "name": name, "label": [f"{k}={v}" for k, v in (labels or {}).items()] or None}))
 
+    def commit_image(self, parent: str | None, snapshot: str | None, config: dict, history: dict | None = None,
+                     name: str | None = None, author: str = "", comment: str = "",
+                     keep_replaced: bool = False, labels: dict | None = None) -> Call:
+        """``POST .../images/commit`` (:mod:`runtime.highlevel.commit`): *snapshot*'s changes on
+        *parent* (None: scratch) as a new image with *config*; no *snapshot*: a config-only image."""
+        return Call("POST", self.ns_path("images", "commit"), body={
+            "parent": parent, "snapshot": snapshot, "config": config, "history": history or {},
+            "name": name, "author": author, "comment": comment, "keep_replaced": keep_replaced,
+            "labels": labels or {}})
+
+    def tag_image(self, name: str, new_name: str, keep_replaced: bool = False) -> Call:
+        """``POST .../images/{name}/tag``: *new_name* names the same image (its old image kept
+        under its digest with *keep_replaced*)."""
+        return Call("POST", self.ns_path("images", name, "tag"),
+                    body={"name": new_name, "keep_replaced": keep_replaced})
+
     def export_image(self, name: str) -> Call:
         return Call("GET", self.ns_path("images", name, "export"))
 
@@ -157,6 +178,14 @@ class Requests:
         """containerd's ``Snapshots.Mounts``: how to mount the active snapshot *key* (a container's)."""
         return Call("GET", self.ns_path("snapshots", key, "mounts"))
 
+    def snapshot_changes(self, key: str) -> Call:
+        """``docker diff`` of the active snapshot *key*: ``{"changes": [{"Path", "Kind"}]}``."""
+        return Call("GET", self.ns_path("snapshots", key, "changes"))
+
+    def snapshot_export(self, key: str) -> Call:
+        """``docker export`` of the active snapshot *key*: a tar of its whole tree."""
+        return Call("GET", self.ns_path("snapshots", key, "export"))
+
     # -- tasks -------------------------------------------------------------------------------
     def tasks(self) -> Call:
         return Call("GET", self.ns_path("tasks"))
@@ -186,6 +215,10 @@ class Requests:
 
     def resume_task(self, task_id: str) -> Call:
         return Call("POST", self.ns_path("tasks", task_id, "resume"), body={})
+
+    def update_task(self, task_id: str, resources: dict) -> Call:
+        """containerd's ``Tasks.Update``: OCI ``linux.resources`` *resources* applied to the task's cgroup."""
+        return Call("POST", self.ns_path("tasks", task_id, "update"), body={"resources": resources})
 
     def pids(self, task_id: str) -> Call:
         return Call("GET", self.ns_path("tasks", task_id, "pids"))

@@ -37,6 +37,10 @@ pause         --                               ``{}`` after ``<runtime> pause <i
                                                task; status ``paused``; ``/tasks/paused``)
 resume        --                               ``{}`` after ``<runtime> resume <id>`` (a paused
                                                task; ``/tasks/resumed``)
+update        ``resources`` (OCI               ``{}`` after ``<runtime> update --resources
+              ``linux.resources``, an object)  <bundle>/resources.json <id>`` (a created, running
+                                               or paused task), as containerd-shim-runc-v2's
+                                               Update; the runtime's error otherwise
 delete        --                               ``{"pid", "exit_status", "exited_at"}`` after
                                                ``<runtime> delete`` (``--force`` for a created
                                                task, whose init is then killed: 137); a running
@@ -77,10 +81,11 @@ from runtime.errors import from_dict
 CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, EXEC, SHUTDOWN = (
     "connect", "create", "start", "state", "kill", "wait", "pids", "pause", "resume", "delete", "exec",
     "shutdown")
+UPDATE = "update"
 
-METHODS = (CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, EXEC, SHUTDOWN)
+METHODS = (CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, EXEC, SHUTDOWN, UPDATE)
 #: Methods that change the task: run one at a time, in arrival order.
-SERIALIZED = (CREATE, START, KILL, PAUSE, RESUME, DELETE, EXEC)
+SERIALIZED = (CREATE, START, KILL, PAUSE, RESUME, DELETE, EXEC, UPDATE)
 #: Methods whose failure is an ordinary answer (not logged by the shim).
 QUIET = (STATE, WAIT, CONNECT)
 #: ``connect``'s ``version``.

@@ -116,3 +116,16 @@ async def read_json(request: web.Request, allow_empty: bool = True, check=None) 
     if len(raw) >= THREAD_THRESHOLD:
         return await asyncio.to_thread(parse_json, raw, allow_empty, check)
     return parse_json(raw, allow_empty, check)
+
+
+async def tar_file_response(request: web.Request, path: str) -> web.StreamResponse:
+    """Send the tar file at *path* as a 200 ``application/x-tar`` stream (docker save, export)."""
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
+    await resp.prepare(request)
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 16)
+            if not chunk:
+                break
+            await resp.write(chunk)
+    return resp

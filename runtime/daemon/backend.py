@@ -16,6 +16,8 @@ namespace :data:`NAMESPACE` (dockerd uses ``moby``). Endpoints used (``/v1/...``
 ``GET /namespaces/NS/images/NAME/export``           docker-save tarball
 ``POST|DELETE /namespaces/NS/containers[/ID]``      the container record + its snapshot
 ``GET /namespaces/NS/snapshots/ID/mounts``          its snapshot's mounts (volume copy-up)
+``GET /namespaces/NS/snapshots/ID/changes|export``  docker diff, docker export
+``POST /namespaces/NS/images/commit``               docker commit (a snapshot's diff as a layer)
 ``POST /namespaces/NS/tasks``, ``.../start|kill|pause|resume``, ``GET .../pids``,
 ``GET|DELETE /namespaces/NS/tasks/ID``              tasks (one shim each)
 ==================================================  ======================================
@@ -43,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import aiohttp
 from yarl import URL
@@ -57,6 +58,9 @@ from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, Faile
                             NotFound, Unavailable, Unimplemented)
 
 NAMESPACE = "capsize"
+#: The runtime image record label naming an image's parent (dockerd's image store parent link:
+#: a commit's container image, a build step's previous step).
+PARENT_LABEL = "capsize.image.parent"
 #: Every call to capsize-runtimed, built once (:mod:`runtime.api.runtimed`), in capsized's namespace.
 RT = Requests(NAMESPACE)
 CONNECT_TIMEOUT = 2.0
@@ -228,9 +232,8 @@ class Backend:
         if not cid or self._daemon is None:
             return
         if env.get("topic") == topics.TASK_EXIT and topics.is_exec_exit(ev):
-            status = ev.get("exit_status")
-            self._daemon.execs.on_exit(cid, ev["id"], int(ev.get("pid") or 0),
-                                       status if isinstance(status, int) else 255)   # 255: made up
+            code, prov, reason = exit_provenance(ev)
+            self._daemon.execs.on_exit(cid, ev["id"], int(ev.get("pid") or 0), code, source=prov, reason=reason)
         elif env.get("topic") == topics.TASK_EXIT:
             code, prov, reason = exit_provenance(ev)
             await self._daemon.on_task_exit(cid, int(ev.get("pid") or 0), code, _ns_time(ev.get("exited_at")),
@@ -266,8 +269,12 @@ class Backend:
                 img = by_id[iid] = {"Id": iid, "RepoTags": [], "Names": [], "Created": _ns_time(r.get("created_at")),
                                     "Size": int(r.get("size") or 0), "Config": r.get("config") or {},
                                     "Layers": list(r.get("diff_ids") or []),
-                                    "Architecture": r.get("architecture") or "amd64", "Os": r.get("os") or "linux"}
+                                    "Architecture": r.get("architecture") or "amd64", "Os": r.get("os") or "linux",
+                                    "Author": r.get("author") or "", "Comment": r.get("comment") or "",
+                                    "History": list(r.get("history") or []),
+                                    "LayerSizes": list(r.get("layer_sizes") or []), "Parent": ""}
             img["Names"].append(r["name"])
+            img["Parent"] = img["Parent"] or (r.get("labels") or {}).get(PARENT_LABEL, "")
             if not r["name"].startswith("sha256:"):
                 try:
                     img["RepoTags"].append(imgs.normalize(r["name"]))
@@ -341,22 +348,35 @@ class Backend:
         await self._call(RT.export_image(names[0]), timeout=IMAGE_TIMEOUT, to_file=out_path)
 
     async def image_tag(self, img: dict, new_ref: str) -> None:
-        """Give image *img* the name *new_ref* (an export of it re-imported under the new name)."""
+        """Give image *img* the name *new_ref* (runtimed's tag: the same target under a new name);
+        an image *new_ref* named before stays as a dangling image, as with dockerd."""
         if new_ref in img["RepoTags"]:
             return
-        tmp = os.path.join(os.path.dirname(self.address), f".tag-{os.getpid()}-{time.monotonic_ns()}.tar")
-        tmpdir = os.path.join(self._daemon.config.data_root, "daemon", "tmp") if self._daemon else None
-        if tmpdir:
-            os.makedirs(tmpdir, exist_ok=True)
-            tmp = os.path.join(tmpdir, os.path.basename(tmp))
-        try:
-            await self._call(RT.export_image(img["Names"][0]), timeout=IMAGE_TIMEOUT, to_file=tmp)
-            await self._import(tmp, "docker-archive", new_ref)
-        finally:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        await self._call(RT.tag_image(img["Names"][0], new_ref, keep_replaced=True))
+
+    async def commit(self, parent: str | None, snapshot: str | None, config: dict, history: dict,
+                     name: str | None, author: str = "", comment: str = "", labels: dict | None = None) -> dict:
+        """A new image of *snapshot*'s changes on the image *parent* (runtimed's name; None =
+        scratch) with *config* (:mod:`runtime.highlevel.commit`); an image the tag *name* pointed
+        to stays as a dangling image. The new image (capsized's dict)."""
+        row = await self._call(RT.commit_image(parent, snapshot, config, history, name, author, comment,
+                                               keep_replaced=True, labels=labels), timeout=IMAGE_TIMEOUT)
+        for img in await self.image_list():
+            if img["Id"] == row.get("id"):
+                return img
+        return self._group([row])[0]
+
+    async def snapshot_changes(self, cid: str) -> list[dict]:
+        """``docker diff`` of container *cid*'s snapshot: ``[{"Path", "Kind"}]``; NotFound."""
+        return (await self._call(RT.snapshot_changes(cid), timeout=IMAGE_TIMEOUT))["changes"]
+
+    async def snapshot_export(self, cid: str, out_path: str) -> None:
+        """``docker export``: a tar of container *cid*'s whole tree, written to *out_path*."""
+        await self._call(RT.snapshot_export(cid), timeout=IMAGE_TIMEOUT, to_file=out_path)
+
+    async def gc(self) -> dict:
+        """capsize-runtimed's garbage collection now: ``{"bytes_freed", ...}``."""
+        return await self._call(RT.gc(), timeout=IMAGE_TIMEOUT)
 
     async def image_untag(self, name: str) -> None:
         await self._call(RT.delete_image(name))
@@ -373,6 +393,11 @@ class Backend:
         img = image if isinstance(image, dict) else await self.image_get(image)
         await self._call(RT.create_container(cid, img["Names"][0], runtime=self.runtime or None, spec=spec),
                          timeout=IMAGE_TIMEOUT)
+
+    async def update_container_spec(self, cid: str, spec: dict) -> None:
+        """The runtime's container record for *cid* takes OCI *spec* (its next task uses it):
+        containerd's Containers.Update. NotFound when the runtime has no such container."""
+        await self._call(RT.update_container(cid, spec=spec))
 
     async def delete_container(self, cid: str) -> None:
         """Delete the container record (and its snapshot); a task left behind is force-deleted first."""
@@ -441,8 +466,17 @@ class Backend:
     async def pause(self, cid: str) -> None:
         await self._call(RT.pause_task(cid))
 
+    async def update_task(self, cid: str, resources: dict) -> None:
+        """The task's cgroup gets OCI ``linux.resources`` *resources* (runtimed's task update)."""
+        await self._call(RT.update_task(cid, resources))
+
     async def resume(self, cid: str) -> None:
         await self._call(RT.resume_task(cid))
+
+    async def exec_state(self, cid: str, exec_id: str) -> dict:
+        """runtimed's ``Exec`` view of exec *exec_id* of *cid*: ``{"pid", "status", "exit_status",
+        "exit_source", "exit_reason", ...}``; NotFound without one."""
+        return await self._call(RT.exec_state(cid, exec_id))
 
     async def exec_process(self, cid: str, exec_id: str, process: dict, stdin: str | None = None,
                            stdout: str | None = None, stderr: str | None = None) -> dict:

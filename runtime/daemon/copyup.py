@@ -30,7 +30,7 @@ from runtime.host import HOST, MNT_DETACH, MS_RDONLY
 from runtime.securejoin import secure_join
 
 
-def _lower_only(mounts: list[dict]) -> str:
+def read_only_data(mounts: list[dict]) -> str:
     """Mount data for a read-only view of an active overlay snapshot: its upper dir on top of its
     lower dirs, no workdir (an overlay without upperdir is read-only)."""
     m = mounts[0]
@@ -58,7 +58,7 @@ async def populate(backend, cid: str, points: list[dict], exec_root: str) -> lis
     os.makedirs(target, mode=0o700, exist_ok=True)
     copied = []
     try:
-        HOST.mount("overlay", target, "overlay", MS_RDONLY, _lower_only(mounts))
+        HOST.mount("overlay", target, "overlay", MS_RDONLY, read_only_data(mounts))
         try:
             for p in wanted:
                 src = secure_join(target, posixpath.normpath(p["Destination"]))

@@ -89,6 +89,8 @@ class Daemon:
         if await self.backend.wait_healthy(self.config.runtime_wait):
             self.reconciled = True
             await reconcile.at_start(self)
+            from runtime.daemon.builder import cleanup_interrupted
+            await cleanup_interrupted(self)
         else:
             # the backend's watcher calls on_runtime_up() when it first connects
             self.boot_gave_up = True
@@ -387,6 +389,7 @@ class Daemon:
                 await self._delete_task(c)
         except CapsizeError as e:
             self.log.warning("failed to delete task after exit", container=cid, error=e.message)
+        self.spawn(self.execs.container_exited(c))
         await self.save(c)
         if self.shutting_down:
             return

@@ -27,6 +27,13 @@ cannot be invoked), as dockerd 20.10 records it (its ContainerExecStart sets 126
 error; measured on this machine's dockerd with ``nosuch`` and ``/etc``). Newer dockerd versions
 may tell 127 from 126; capsize follows the engine the lab compares against.
 
+Across faults: runtimed keeps exec records across its restarts, and :meth:`ExecStore.resync`
+asks it for every running exec when it is back, so an exit while it was down is the real one.
+An exec whose shim died gets its exit from runtimed's clean-up (the exit file, else 137
+``cleanup-kill`` or 255 ``unknown``); one still running when its container's task is gone ends
+255 ``unknown`` (:meth:`ExecStore.container_exited`). A made-up code is named by ``exec_die``'s
+``exitCodeSource`` attribute, as ``die``'s.
+
 Errors: NotFound (``No such exec instance: <id>``, 404), FailedPrecondition (409: the container
 is not running, is paused, or the exec already ran), InvalidArgument (400).
 """
@@ -37,6 +44,7 @@ import asyncio
 import os
 import secrets
 
+from runtime.api import exits
 from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, NotFound, Unimplemented
 
 #: seconds the output of an exited exec is still copied (dockerd's 2 s StreamConfig.Wait)
@@ -73,6 +81,7 @@ class Exec:
         self.exit_code: int | None = None
         self.pid = 0
         self.exited = asyncio.Event()
+        self.exit_source = exits.REAL  # the exit code's provenance (runtime.api.exits)
         self.start_published = False   # exec_start is out: exec_die may follow
         self.die_pending = False       # the exit came first (a quick process): exec_die after exec_start
 
@@ -228,11 +237,18 @@ class ExecStore:
             self._publish_die(ex)
         return streams
 
-    def on_exit(self, cid: str, exec_id: str, pid: int, exit_code: int) -> None:
-        """The runtime reported the exit of exec *exec_id* of container *cid*: ``exec_die``."""
+    def on_exit(self, cid: str, exec_id: str, pid: int, exit_code: int, source: str = exits.REAL,
+                reason: str = "") -> None:
+        """The runtime reported the exit of exec *exec_id* of container *cid*: ``exec_die``.
+        *source* is the code's provenance (:data:`runtime.api.exits.PROVENANCES`); a made-up one
+        is named by ``exec_die``'s ``exitCodeSource`` and logged with *reason*."""
         ex = self.execs.get(exec_id)
         if ex is None or ex.container.ID != cid or ex.exit_code is not None:
             return
+        ex.exit_source = source
+        if source != exits.REAL:
+            self.daemon.log.warning("exec exit code made up", container=cid, exec_id=exec_id, exit_code=exit_code,
+                                    exit_source=source, reason=exits.state_error(source, reason))
         ex.exit_code, ex.running = int(exit_code), False
         ex.pid = ex.pid or pid
         ex.exited.set()
@@ -244,8 +260,35 @@ class ExecStore:
     def _publish_die(self, ex: Exec) -> None:
         ex.die_pending = False
         c = ex.container
+        made_up = {} if ex.exit_source == exits.REAL else {"exitCodeSource": ex.exit_source}
         self.daemon.events.publish("container", "exec_die", c.ID,
-                                   c.event_attributes(execID=ex.ID, exitCode=ex.exit_code), image=c.image_ref)
+                                   c.event_attributes(execID=ex.ID, exitCode=ex.exit_code, **made_up),
+                                   image=c.image_ref)
+
+    async def resync(self) -> None:
+        """After the runtime came back: every running exec's state from runtimed (its records
+        survive a restart), so that an exit whose event was lost is still applied."""
+        for ex in [e for e in self.execs.values() if e.running and e.exit_code is None]:
+            try:
+                st = await self.daemon.backend.exec_state(ex.container.ID, ex.ID)
+            except CapsizeError:
+                continue
+            if st.get("status") == "stopped":
+                from runtime.daemon.backend import exit_provenance
+                code, prov, reason = exit_provenance(st)
+                self.on_exit(ex.container.ID, ex.ID, int(st.get("pid") or 0), code, prov, reason)
+
+    async def container_exited(self, c) -> None:
+        """The container's task exited and was deleted: an exec of it still running after
+        :data:`STREAM_GRACE` (its exit never reported) ends as ``unknown`` (255, made up)."""
+        left = [e for e in self.execs.values() if e.container is c and e.running and e.exit_code is None]
+        if not left:
+            return
+        await asyncio.wait([asyncio.ensure_future(e.exited.wait()) for e in left], timeout=STREAM_GRACE)
+        for ex in left:
+            if ex.exit_code is None:
+                self.on_exit(c.ID, ex.ID, ex.pid, exits.UNKNOWN_STATUS, exits.UNKNOWN,
+                             "the container exited and nothing reported the exec process's exit")
 
     def forget_container(self, cid: str) -> None:
         """The container is gone: its exec instances too (dockerd drops them with it)."""

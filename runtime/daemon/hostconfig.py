@@ -32,9 +32,10 @@ publishing without ``--network host`` (a container's network namespace has only 
 ``NetworkMode`` ``container:X`` (501) or a network name (400 ``network X not found``), ``Devices``,
 ``DeviceRequests``, ``DeviceCgroupRules``, ``ExtraHosts``, ``Dns``/``DnsSearch``/``DnsOptions``
 (capsize writes no /etc/hosts or /etc/resolv.conf), ``Links``, ``VolumeDriver`` other than
-``local``, ``PidMode``,
-``IpcMode`` other than private/shareable, ``UTSMode``, ``UsernsMode`` other than host,
-``Privileged``, ``Init``. ``Sysctls`` become ``linux.sysctl``.
+``local``, ``PidMode`` other than ``host`` (``container:X`` 501, anything else 400 ``invalid PID
+mode``), ``IpcMode`` other than private/shareable, ``UTSMode``, ``UsernsMode`` other than host,
+``Privileged``. ``Init`` must be a boolean (:mod:`runtime.daemon.initproc`). ``Sysctls`` become
+``linux.sysctl``.
 
 Errors: InvalidArgument (400) with dockerd's texts for malformed input (and an unknown network),
 Unimplemented (501) for what capsize lacks.
@@ -320,8 +321,8 @@ _REFUSED = [
     ("DeviceCgroupRules", "--device-cgroup-rule", ""), ("ExtraHosts", "--add-host", _NO_FILES),
     ("Dns", "--dns", _NO_FILES), ("DnsSearch", "--dns-search", _NO_FILES),
     ("DnsOptions", "--dns-option", _NO_FILES), ("Links", "--link", ""),
-    ("VolumesFrom", "--volumes-from", ""), ("PidMode", "--pid", ""), ("UTSMode", "--uts", ""),
-    ("Privileged", "--privileged", ""), ("Init", "--init", ""),
+    ("VolumesFrom", "--volumes-from", ""), ("UTSMode", "--uts", ""),
+    ("Privileged", "--privileged", ""),
 ]
 
 
@@ -346,6 +347,15 @@ def validate(cfg: dict, host: dict) -> None:
     for key, flag, why in _REFUSED:
         if host.get(key):
             raise Unimplemented(f"capsize does not support {key} ({flag}){why}")
+    pid_mode = host.get("PidMode") or ""
+    if not isinstance(pid_mode, str):
+        raise InvalidArgument("PidMode must be a string")
+    if pid_mode.startswith("container:"):
+        raise Unimplemented(f"capsize does not support joining another container's PID namespace (--pid {pid_mode})")
+    if pid_mode not in ("", "host"):
+        raise InvalidArgument(f"invalid PID mode: {pid_mode}")
+    if host.get("Init") not in (None, True, False):
+        raise InvalidArgument("Init must be a boolean")
     if host.get("VolumeDriver") not in (None, "", "local"):
         raise Unimplemented(f"capsize does not support VolumeDriver {host['VolumeDriver']!r} (--volume-driver): "
                             f"it has the local driver only")

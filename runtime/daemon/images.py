@@ -43,8 +43,13 @@ def is_image_id(ref: str) -> bool:
     return bool(re.fullmatch(r"[0-9a-f]{4,64}", r))
 
 
+def parents(images: list[dict]) -> set[str]:
+    """Ids of the images that are another's parent (a build's or a commit's ``Parent``)."""
+    return {i["Parent"] for i in images if i.get("Parent")}
+
+
 def summary(img: dict) -> dict:
-    return {"Id": img["Id"], "ParentId": "", "RepoTags": list(img.get("RepoTags") or []),
+    return {"Id": img["Id"], "ParentId": img.get("Parent", ""), "RepoTags": list(img.get("RepoTags") or []),
             "RepoDigests": list(img.get("RepoDigests") or []), "Created": int(img.get("Created", 0)) // 1_000_000_000,
             "Size": int(img.get("Size", 0)), "SharedSize": -1, "VirtualSize": int(img.get("Size", 0)),
             "Labels": dict((img.get("Config") or {}).get("Labels") or {}) or None, "Containers": -1}
@@ -54,7 +59,7 @@ def inspect(img: dict) -> dict:
     from runtime.daemon.model import CONFIG_DEFAULTS
     cfg = {**CONFIG_DEFAULTS, **(img.get("Config") or {})}
     return {"Id": img["Id"], "RepoTags": list(img.get("RepoTags") or []),
-            "RepoDigests": list(img.get("RepoDigests") or []), "Parent": "", "Comment": img.get("Comment", ""),
+            "RepoDigests": list(img.get("RepoDigests") or []), "Parent": img.get("Parent", ""), "Comment": img.get("Comment", ""),
             "Created": rfc3339(int(img.get("Created", 0))), "Container": "", "ContainerConfig": dict(CONFIG_DEFAULTS),
             "DockerVersion": "", "Author": img.get("Author", ""), "Config": cfg,
             "Architecture": img.get("Architecture", "amd64"), "Os": img.get("Os", "linux"),

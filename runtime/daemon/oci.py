@@ -5,8 +5,9 @@ dockerd applies (daemon/oci_linux.go): Docker's 14 default capabilities (plus ``
 ``CapDrop``), ``noNewPrivileges`` false, rlimits from ``Ulimits`` only, hostname = the 12-hex short id unless
 ``Config.Hostname``, ``HOSTNAME`` and a default ``PATH`` in the environment, the working
 directory, a numeric ``User`` (``uid[:gid]``; ``root``), a read-only root with
-``HostConfig.ReadonlyRootfs``, the network namespace dropped for ``NetworkMode: host``, memory,
-pids and CPU-shares limits, ``OomScoreAdj``, and the cgroup ``<parent>/<id>`` (parent:
+``HostConfig.ReadonlyRootfs``, the network namespace dropped for ``NetworkMode: host`` and the
+PID namespace for ``PidMode: host``, ``Init`` (:mod:`runtime.daemon.initproc`), the resource
+limits (:mod:`runtime.daemon.resources`), ``OomScoreAdj``, and the cgroup ``<parent>/<id>`` (parent:
 ``HostConfig.CgroupParent``, else capsized's ``--cgroup-parent``, default ``/capsize``). Mounts
 (the container's attached ``MountPoints``: ``Binds``, ``Mounts``, ``Tmpfs``, volumes), ``ShmSize`` and
 ``Sysctls``: :mod:`runtime.daemon.hostconfig`.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import posixpath
 
-from runtime.daemon import hostconfig, seccomp_profile, settings
+from runtime.daemon import hostconfig, initproc, resources, seccomp_profile, settings
 from runtime.errors import InvalidArgument
 from runtime.lowlevel.spec import default_spec
 
@@ -90,15 +91,13 @@ def build_spec(container, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> dict:
     linux = spec["linux"]
     if host.get("NetworkMode") == "host":
         linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
+    if host.get("PidMode") == "host":
+        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "pid"]
     linux["cgroupsPath"] = cgroups_path(container, cgroup_parent)
     res = linux.setdefault("resources", {})
-    if host.get("Memory"):
-        res["memory"] = {"limit": int(host["Memory"])}
-    if host.get("PidsLimit"):
-        res["pids"] = {"limit": int(host["PidsLimit"])}
-    if host.get("CpuShares"):
-        res["cpu"] = {"shares": int(host["CpuShares"])}
+    res.update(resources.oci(host))   # Memory, MemorySwap, CpuShares, NanoCpus, PidsLimit, ...
     hostconfig.apply(spec, host, cfg, getattr(container, "MountPoints", None) or None)   # mounts, ShmSize, Sysctls
+    initproc.apply(spec, host)
     ann = {k: str(v) for k, v in (cfg.get("Labels") or {}).items() if k.startswith("io.capsize.")}
     if ann:
         spec["annotations"] = ann

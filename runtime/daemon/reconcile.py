@@ -111,3 +111,4 @@ async def resync(daemon) -> None:
     """After the runtime came back: apply exits that happened while it was unreachable."""
     await asyncio.gather(*(_check(daemon, c, True) for c in list(daemon.containers.values())
                            if c.State.running))
+    await daemon.execs.resync()

@@ -12,6 +12,9 @@
 ``POST /images/load``                           ``docker load``: ``{"stream": "Loaded image: X\\n"}``
 ``GET /images/get?names=``, ``/images/{n}/get``  ``docker save``: an ``application/x-tar`` stream
 ``POST /images/{name}/tag?repo=&tag=``          201
+``POST /images/prune?filters=``                 ``docker image prune``: dangling images (and
+                                                their untagged parents left childless);
+                                                ``{"ImagesDeleted", "SpaceReclaimed"}``
 ``DELETE /images/{name}?force=&noprune=``       ``[{"Untagged": ref}, {"Deleted": id}]``; 409
                                                 when a container uses it (Docker's texts);
                                                 forced, its last tag is only untagged and the
@@ -31,7 +34,7 @@ import tempfile
 from aiohttp import web
 
 from runtime.daemon import images as imgs
-from runtime.daemon.api import json_response, query_bool
+from runtime.daemon.api import json_response, query_bool, tar_file_response
 from runtime.daemon.filters import match_labels, parse_filters
 from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, NotFound
 
@@ -46,10 +49,14 @@ async def list_images(request: web.Request):
     d = _d(request)
     f = parse_filters(request.query.get("filters"), IMAGE_FILTERS)
     images = sorted(await d.backend.image_list(), key=lambda i: i.get("Created", 0), reverse=True)
+    parents = imgs.parents(images)
+    show_all = query_bool(request, "all")
     out = []
     import fnmatch
     for img in images:
         tags = img.get("RepoTags") or []
+        if not tags and img["Id"] in parents and (not show_all or "dangling" in f):
+            continue   # an intermediate image (untagged, with children): only with -a, never dangling
         if "reference" in f and not any(fnmatch.fnmatch(t, p) or fnmatch.fnmatch(t, p + ":*")
                                         for t in tags for p in f["reference"]):
             continue
@@ -139,14 +146,7 @@ async def save_images(request: web.Request):
     os.close(fd)
     try:
         await d.backend.image_export(refs, path)
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
-        await resp.prepare(request)
-        with open(path, "rb") as f:
-            while True:
-                chunk = f.read(1 << 16)
-                if not chunk:
-                    break
-                await resp.write(chunk)
+        resp = await tar_file_response(request, path)
         for r in refs:
             d.events.publish("image", "save", r, {"name": r})
         return resp
@@ -213,8 +213,35 @@ async def remove_image(request: web.Request):
     return json_response(out)
 
 
+async def prune_images(request: web.Request):
+    """``POST /images/prune``: dangling images (``filters={"dangling": ["false"]}``: every image no
+    container uses), then their untagged parents left without children, as dockerd."""
+    d = _d(request)
+    f = parse_filters(request.query.get("filters"), {"dangling", "label", "until"})
+    only_dangling = (f.get("dangling") or ["true"])[0] not in ("false", "0")
+    used = {c.Image for c in d.containers.values()}
+    deleted, untagged = [], []
+    while True:
+        images = await d.backend.image_list()
+        parents = imgs.parents(images)
+        doomed = [i for i in images if i["Id"] not in used and i["Id"] not in parents
+                  and (not i.get("RepoTags") or not only_dangling)
+                  and ("label" not in f or match_labels(f["label"], (i.get("Config") or {}).get("Labels")))]
+        if not doomed:
+            break
+        for img in doomed:
+            for t in img.get("RepoTags") or []:
+                untagged.append({"Untagged": t})
+            await d.backend.image_delete_id(img["Id"])
+            deleted.append({"Deleted": img["Id"]})
+            d.events.publish("image", "delete", img["Id"], {"name": img["Id"]})
+    report = await d.backend.gc() if deleted else {}
+    return json_response({"ImagesDeleted": (untagged + deleted) or None,
+                          "SpaceReclaimed": int(report.get("bytes_freed") or 0)})
+
+
 def routes():
-    return [("GET", "/images/json", list_images), ("POST", "/images/create", create_image),
+    return [("GET", "/images/json", list_images), ("POST", "/images/prune", prune_images), ("POST", "/images/create", create_image),
             ("POST", "/images/load", load_image), ("GET", "/images/get", save_images),
             ("GET", "/images/{name:.+}/json", inspect_image), ("GET", "/images/{name:.+}/get", save_images),
             ("POST", "/images/{name:.+}/tag", tag_image), ("DELETE", "/images/{name:.+}", remove_image)]

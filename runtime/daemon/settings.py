@@ -35,19 +35,19 @@ private dockerd of :mod:`harness.reference.docker`):
                                        limit: 10 > 2`` (go-units, as above)
 =====================================  ==========================================================
 
-Mount specifications are checked by :mod:`runtime.daemon.hostconfig` (unknown type, relative
+The rules shared with ``docker update`` (Memory, MemorySwap, NanoCpus, CpuQuota, CpuPeriod,
+BlkioWeight) are :func:`runtime.daemon.resources.check_values`'s. Mount specifications are checked by :mod:`runtime.daemon.hostconfig` (unknown type, relative
 target, missing source, duplicate mount point) and restart policies by
 :mod:`runtime.daemon.restart`. Raises :class:`runtime.errors.InvalidArgument` (400).
 """
 
 from __future__ import annotations
 
-import os
-
+from runtime.daemon import resources
 from runtime.errors import InvalidArgument
 from runtime.lowlevel.capabilities import CAPABILITIES
 
-MIN_MEMORY = 6 * 1024 * 1024   # dockerd's linuxMinMemory
+MIN_MEMORY = resources.MIN_MEMORY
 #: go-units' ulimit names (``--ulimit NAME=SOFT[:HARD]``) -> OCI ``process.rlimits[].type``
 ULIMITS = {name: "RLIMIT_" + name.upper() for name in (
     "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
@@ -105,27 +105,15 @@ def verify(cfg: dict, host: dict) -> None:
     if wd and not wd.startswith("/"):
         raise InvalidArgument(f"the working directory '{wd}' is invalid, it needs to be an absolute path")
     memory, swap, reservation = _int(host, "Memory"), _int(host, "MemorySwap"), _int(host, "MemoryReservation")
-    if memory and memory < MIN_MEMORY:
-        raise InvalidArgument("Minimum memory limit allowed is 6MB")
-    if memory > 0 and swap > 0 and swap < memory:
-        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
     if memory == 0 and swap > 0:
         raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
+    # Memory, MemorySwap, NanoCpus, CpuPeriod/CpuQuota, BlkioWeight: the rules docker update applies too
+    resources.check_values({k: host[k] for k in (*resources.FIELDS, "NanoCpus") if _int(host, k)}, {})
     if reservation and reservation < MIN_MEMORY:
         raise InvalidArgument("Minimum memory reservation allowed is 6MB")
     swappiness = host.get("MemorySwappiness")
     if isinstance(swappiness, int) and swappiness != -1 and not 0 <= swappiness <= 100:
         raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
-    quota, period = _int(host, "CpuQuota"), _int(host, "CpuPeriod")
-    if 0 < quota < 1000:
-        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
-    if period and not 1000 <= period <= 1000000:
-        raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s "
-                              "(i.e. 1000000)")
-    nano = _int(host, "NanoCpus")
-    ncpu = os.cpu_count() or 1
-    if nano and not 10_000_000 <= nano <= ncpu * 1_000_000_000:
-        raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu:.2f}, as there are only {ncpu} CPUs available")
     adj = _int(host, "OomScoreAdj")
     if not -1000 <= adj <= 1000:
         raise InvalidArgument(f"Invalid value {adj}, range for oom score adj is [-1000, 1000]")

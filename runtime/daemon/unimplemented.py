@@ -4,7 +4,7 @@
 command that calls it). :func:`routes` gives an aiohttp handler for every one of them; the server
 registers them *after* the implemented routes, so an implemented endpoint always wins and every
 other documented endpoint answers ``501 {"message": "capsized does not implement GET
-/containers/{id}/stats (docker stats)"}`` instead of a 404 or 405. A path that is not part of the
+/containers/{id}/export (docker export)"}`` instead of a 404 or 405. A path that is not part of the
 Engine API at all keeps Docker's ``404 page not found``. Exception: :data:`NOT_FOUND`.
 """
 

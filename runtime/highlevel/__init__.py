@@ -57,6 +57,12 @@ Endpoints
                                                        publishes ``/images/create`` or ``/images/update``
 ``GET  .../images/{name}``                             ``Image``
 ``GET  .../images/{name}/export``                      a docker-save tarball (``application/x-tar``)
+``POST .../images/{name}/tag``                         body ``{"name", "keep_replaced"?}``: the same
+                                                       target under a new name (``Image``)
+``POST .../images/commit``                             body ``{"parent", "snapshot", "config",
+                                                       "history", "name"?, "labels"?, "keep_replaced"?}``:
+                                                       an active snapshot's upper dir as a new layer
+                                                       (:mod:`runtime.highlevel.commit`). ``Image``
 ``DELETE .../images/{name}?sync=1``                    ``{"name", "gc"}``; ``/images/delete``; with
                                                        ``sync``, garbage collection runs before the reply
                                                        (else blobs stay until ``POST /v1/gc``)
@@ -79,6 +85,8 @@ Endpoints
                                                        "options": [lowerdir, upperdir, workdir]}]}``
                                                        (containerd's ``Snapshots.Mounts``) of an active
                                                        snapshot; 404 for an unknown key
+``GET  .../snapshots/{key}/changes``                   ``{"changes": [{"Path", "Kind"}]}`` (docker diff)
+``GET  .../snapshots/{key}/export``                    a tar of the snapshot's whole tree (docker export)
 ``GET  .../tasks``                                     ``{"tasks": [Task]}`` (as the daemon knows them)
 ``POST .../tasks``                                     body ``{"container_id", "log_path"?}``: mounts
                                                        the snapshot at ``<task dir>/rootfs``, writes the
@@ -94,6 +102,8 @@ Endpoints
 ``POST .../tasks/{id}/wait``                           blocks until the exit: ``Exit``
 ``POST .../tasks/{id}/pause``, ``.../resume``          ``{}``; ``/tasks/paused``, ``/tasks/resumed``
 ``GET  .../tasks/{id}/pids``                           ``{"pids": [int, ...]}``
+``POST .../tasks/{id}/update``                         body ``{"resources"}`` (OCI ``linux.resources``): the
+                                                       shim's ``update`` (``<runtime> update``); ``{}``
 ``POST .../tasks/{id}/exec``                           body ``{"exec_id", "process" (OCI), "stdin"?,
                                                        "stdout"?, "stderr"? (FIFO paths)}``: the shim's
                                                        ``exec`` (a running task); ``Exec`` (status
@@ -118,7 +128,8 @@ Objects
 ``Image``: ``{"namespace", "name", "target": {"mediaType", "digest", "size"}, "id" (the config
 digest: docker's image ID), "config_digest", "diff_ids": [...], "chain_id", "size" (bytes of
 its layer blobs), "architecture", "os", "config" (the image config's ``config``: Env, Cmd,
-Entrypoint, WorkingDir, User...), "labels", "created_at", "updated_at"}``.
+Entrypoint, WorkingDir, User...), "author", "comment", "history", "layer_sizes" (bytes of each
+layer blob), "labels", "created_at", "updated_at"}``.
 
 ``Container``: ``{"namespace", "id", "image", "runtime", "snapshot_key", "spec", "labels",
 "created_at", "updated_at"}``.

@@ -114,20 +114,46 @@ def build(daemon) -> Router:
         daemon.log.info("images imported", namespace=ns, images=[i["name"] for i in out])
         return {"images": out}
 
-    async def image_export(req, ns, name):
-        ns = _ns(ns)
-        path = os.path.join(daemon.layout.tmp, f"export-{os.urandom(16).hex()}.tar")
+    def named(ns, row, action, replaced) -> dict:
+        if replaced is not None:
+            bus.publish(topics.IMAGE_CREATE, ns, {"name": replaced["name"], "labels": replaced["labels"]})
+        if action in ("create", "update"):
+            bus.publish(topics.IMAGE_CREATE if action == "create" else topics.IMAGE_UPDATE, ns,
+                        {"name": row["name"], "labels": row["labels"]})
+        return images.describe(row)
 
-        def write():
+    async def image_commit(req, ns):
+        from runtime.highlevel.commit import check_body, commit
+        ns = _ns(ns)
+        body = check_body(await req.json())
+        res = await asyncio.to_thread(commit, images, ns, body)
+        return named(ns, res["image"], res["action"], res["replaced"])
+
+    async def image_tag(req, ns, name):
+        ns = _ns(ns)
+        body = await req.json()
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            raise InvalidArgument("the request body must be {\"name\": NEW, \"keep_replaced\"?}")
+        row, action, replaced = images.tag(ns, name, body["name"], bool(body.get("keep_replaced")))
+        return named(ns, row, action, replaced)
+
+    async def tar_response(path: str, write) -> FileResponse:
+        """``write(binary file)`` run in a thread into *path*, sent as a tar, removed afterwards."""
+        def run():
             with open(path, "wb") as f:
-                images.export(ns, [name], f)
+                write(f)
         try:
-            await asyncio.to_thread(write)
+            await asyncio.to_thread(run)
         except BaseException:
             if os.path.exists(path):
                 os.unlink(path)
             raise
         return FileResponse(path, "application/x-tar", on_close=lambda: os.path.exists(path) and os.unlink(path))
+
+    async def image_export(req, ns, name):
+        ns = _ns(ns)
+        path = os.path.join(daemon.layout.tmp, f"export-{os.urandom(16).hex()}.tar")
+        return await tar_response(path, lambda f: images.export(ns, [name], f))
 
     async def image_delete(req, ns, name):
         from runtime.highlevel.images import normalize_name
@@ -171,6 +197,19 @@ def build(daemon) -> Router:
     async def snapshot_mounts(req, ns, key):
         return {"mounts": daemon.snapshots.mounts(_ns(ns), key)}
 
+    async def snapshot_changes(req, ns, key):
+        from runtime.highlevel.commit import changes
+        return {"changes": await asyncio.to_thread(changes, daemon.snapshots, _ns(ns), key)}
+
+    async def snapshot_export(req, ns, key):
+        from runtime.highlevel.commit import export
+        ns = _ns(ns)
+        daemon.snapshots.md.get_snapshot(ns, key)   # 404 before anything is made
+        name = os.urandom(16).hex()
+        view = os.path.join(daemon.layout.tmp, "view-" + name)
+        return await tar_response(os.path.join(daemon.layout.tmp, f"export-{name}.tar"),
+                                  lambda f: export(daemon.snapshots, ns, key, view, f))
+
     # -- tasks -------------------------------------------------------------------------------
     async def task_list(req, ns):
         return {"tasks": tasks.list(_ns(ns))}
@@ -206,6 +245,12 @@ def build(daemon) -> Router:
 
     async def task_resume(req, ns, cid):
         return await tasks.resume(_ns(ns), cid)
+
+    async def task_update(req, ns, cid):
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise InvalidArgument("the request body must be a JSON object")
+        return await tasks.update(_ns(ns), cid, body.get("resources"))
 
     async def task_pids(req, ns, cid):
         return await tasks.pids(_ns(ns), cid)

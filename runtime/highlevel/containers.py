@@ -2,7 +2,8 @@
 
 A container is ``{namespace, id, image, runtime, snapshot_key, spec, labels, created_at,
 updated_at}``. Creating one prepares its active snapshot (key = the container id) on the image's
-top layer, as ``ctr run``'s ``WithNewSnapshot`` does, and builds the OCI spec unless one is given:
+top layer, as ``ctr run``'s ``WithNewSnapshot`` does (with ``"image": null`` and a whole ``spec``,
+an empty snapshot on no parent: a build's ``FROM scratch``), and builds the OCI spec unless one is given:
 :func:`build_spec` = capsize-runc's default spec (runc's ``spec``) with the image config's
 ``Env``, ``Entrypoint`` + ``Cmd`` (or ``args``), ``WorkingDir`` and numeric ``User`` and a writable
 root; the cgroup is left to the task (``<cgroup parent>/<id>``, DESIGN.md's ``capsize/<id>`` by
@@ -97,10 +98,13 @@ class ContainerStore:
             raise InvalidArgument("the request body must be a JSON object")
         cid = check_id(body.get("id"), "id")
         image = body.get("image")
-        if not isinstance(image, str) or not image:
+        if image is None and isinstance(body.get("spec"), dict):
+            image = ""   # scratch: an empty snapshot (a build's FROM scratch), only with a whole spec
+        elif not isinstance(image, str) or not image:
             raise InvalidArgument("image is required", field="image")
-        from runtime.highlevel.images import normalize_name
-        image = normalize_name(image)
+        else:
+            from runtime.highlevel.images import normalize_name
+            image = normalize_name(image)
         runtime = body.get("runtime") or DEFAULT_RUNTIME
         if not isinstance(runtime, str):
             raise InvalidArgument("runtime must be a string", field="runtime")
@@ -110,7 +114,7 @@ class ContainerStore:
         if self.md.find_container(namespace, cid) is not None:
             raise AlreadyExists(f"container {cid!r} already exists in namespace {namespace}",
                                 namespace=namespace, id=cid)
-        config, chain_id = self.images.ensure_unpacked(namespace, image)
+        config, chain_id = self.images.ensure_unpacked(namespace, image) if image else ({}, "")
         if spec is None:
             spec = build_spec(config, body.get("args"), body.get("env"), body.get("cwd"))
         elif not isinstance(spec, dict) or not isinstance(spec.get("process"), dict):

@@ -144,13 +144,18 @@ class Daemon:
             self._stop.set()
 
     def _sweep_debris(self) -> None:
-        """Remove what a crash left: snapshot directories with no record, uploads and exports."""
+        """Remove what a crash left: snapshot directories with no record, uploads, exports and their views."""
         try:
             for name in self.snapshots.orphan_dirs():
                 self.snapshots.remove_dir(name)
                 self.log.info("removed orphaned snapshot directory", dir=name)
             for name in os.listdir(self.layout.tmp):
-                if name.startswith(("upload-", "export-")):
+                if name.startswith("view-"):   # an export's read-only mount: unmount, never recurse
+                    path = os.path.join(self.layout.tmp, name)
+                    self.snapshots.unmount(path)
+                    os.rmdir(path)
+                    self.log.info("removed an interrupted export's view", dir=name)
+                elif name.startswith(("upload-", "export-")):
                     path = os.path.join(self.layout.tmp, name)
                     if time.time() - os.lstat(path).st_mtime > 60:
                         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)

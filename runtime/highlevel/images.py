@@ -205,14 +205,18 @@ class ImageStore:
                             results.append((row, action))
                 return results
             except BaseException:
-                only = (set(lease.blobs), set(lease.snapshots))
-                lease.blobs.clear()
-                lease.snapshots.clear()
-                try:
-                    self.collector.run(only=only)
-                except Exception as e:  # noqa: BLE001 - report the import's own error
-                    self.log.error("cannot remove what a failed import left", error=str(e))
+                self.sweep(lease)
                 raise
+
+    def sweep(self, lease) -> None:
+        """Remove what a failed operation made under *lease* (and nothing else references)."""
+        only = (set(lease.blobs), set(lease.snapshots))
+        lease.blobs.clear()
+        lease.snapshots.clear()
+        try:
+            self.collector.run(only=only)
+        except Exception as e:  # noqa: BLE001 - the caller reports its own error
+            self.log.error("cannot remove what a failed operation left", error=str(e))
 
     def _put(self, lease, data: bytes, expected: str | None = None) -> str:
         digest = self.content.put(data, expected)
@@ -397,6 +401,32 @@ class ImageStore:
             parent = chain_id
         return parent
 
+    def name_image(self, namespace: str, name: str, target: dict, config_digest: str, labels: dict | None,
+                   keep_replaced: bool = False) -> tuple[dict, str, dict | None]:
+        """Point *name* at *target*: ``(row, "create"|"update"|"same", replaced)``. With
+        *keep_replaced*, an image the name pointed to that no other name keeps stays, named by its
+        config digest (a dangling image, as dockerd keeps one when a tag moves); ``replaced`` is
+        that row. Runs under the collector's lock: nothing new is collected in between."""
+        replaced = None
+        with self.collector.lock:
+            old = self.md.find_image(namespace, name)
+            if keep_replaced and old is not None and old["config_digest"] != config_digest \
+                    and not any(r["config_digest"] == old["config_digest"] and r["name"] != name
+                                for r in self.md.list_images(namespace)):
+                replaced, _ = self.md.put_image(namespace, old["config_digest"], {
+                    "mediaType": old["target_media_type"], "digest": old["target_digest"],
+                    "size": old["target_size"]}, old["config_digest"], old["labels"])
+            row, action = self.md.put_image(namespace, name, target, config_digest, labels)
+        return row, action, replaced
+
+    def tag(self, namespace: str, name: str, new_name: str, keep_replaced: bool = False):
+        """containerd's ``images.Create`` with an existing image's target: *new_name* names the
+        image *name* names (its labels too); see :meth:`name_image`."""
+        row = self.md.get_image(namespace, normalize_name(name))
+        target = {"mediaType": row["target_media_type"], "digest": row["target_digest"], "size": row["target_size"]}
+        return self.name_image(namespace, normalize_name(new_name), target, row["config_digest"], row["labels"],
+                               keep_replaced)
+
     # -- queries -----------------------------------------------------------------------------
     def manifest_and_config(self, row: dict) -> tuple[dict, dict]:
         manifest = _json(self.content.read(row["target_digest"]), "manifest")
@@ -423,6 +453,9 @@ class ImageStore:
             "size": sum(int(x.get("size", 0)) for x in layers),
             "architecture": config.get("architecture"), "os": config.get("os"),
             "config": config.get("config") or {}, "image_created": config.get("created"),
+            "author": config.get("author") or "", "comment": config.get("comment") or "",
+            "history": [h for h in config.get("history") or [] if isinstance(h, dict)],
+            "layer_sizes": [int(x.get("size", 0)) for x in layers],
             "labels": row["labels"], "created_at": row["created_at"], "updated_at": row["updated_at"],
         }
 

@@ -143,6 +143,9 @@ class Metadata:
             raise NotFound(f"image {name!r} not found in namespace {namespace}", namespace=namespace, image=name)
         return row
 
+    def find_image(self, namespace: str, name: str) -> dict | None:
+        return self._one("SELECT * FROM images WHERE namespace=? AND name=?", namespace, name)
+
     def list_images(self, namespace: str | None = None) -> list[dict]:
         if namespace is None:
             return self._all("SELECT * FROM images ORDER BY namespace, name")

@@ -111,8 +111,9 @@ class Snapshotter:
 
     # -- active ------------------------------------------------------------------------------
     def prepare(self, namespace: str, key: str, parent: str) -> dict:
-        """A new active snapshot (empty upper and work dirs) on the committed *parent*."""
-        if self.committed(parent) is None:
+        """A new active snapshot (empty upper and work dirs) on the committed *parent*; on no
+        parent (``""``), an empty ``lower/`` dir stands for the layers below (overlayfs needs one)."""
+        if parent and self.committed(parent) is None:
             raise NotFound(f"parent snapshot {parent} not found: the image is not unpacked", key=parent)
         if self.md.find_snapshot(namespace, key) is not None:
             raise AlreadyExists(f"snapshot {key!r} already exists", namespace=namespace, key=key)
@@ -121,6 +122,8 @@ class Snapshotter:
         try:
             os.mkdir(os.path.join(self.dir, name, "fs"), 0o755)
             os.mkdir(os.path.join(self.dir, name, "work"), 0o700)
+            if not parent:
+                os.mkdir(os.path.join(self.dir, name, "lower"), 0o755)
             row = self.md.add_snapshot(namespace, key, ACTIVE, parent, name)
             ok = True
             return row
@@ -146,13 +149,18 @@ class Snapshotter:
         row = self.md.get_snapshot(namespace, key)
         if row["kind"] != ACTIVE:
             raise InvalidArgument(f"snapshot {key!r} is committed: only active snapshots are mounted")
-        options = ["lowerdir=" + ":".join(self.lower_dirs(row["parent"])),
+        lowers = self.lower_dirs(row["parent"]) or [os.path.join(self.dir, row["dir"], "lower")]
+        options = ["lowerdir=" + ":".join(lowers),
                    "upperdir=" + self.fs_path(row), "workdir=" + self.work_path(row)]
         return [{"type": "overlay", "source": "overlay", "options": options}]
 
-    def mount(self, namespace: str, key: str, target: str) -> None:
-        """Mount the active snapshot at *target* (an existing directory)."""
+    def mount(self, namespace: str, key: str, target: str, readonly: bool = False) -> None:
+        """Mount the active snapshot at *target* (an existing directory); *readonly*: a view of
+        it (its upper dir as the top lower one, no upper dir: overlayfs is then read-only)."""
         m = self.mounts(namespace, key)[0]
+        if readonly:
+            opts = dict(o.split("=", 1) for o in m["options"])
+            m = {**m, "options": ["lowerdir=" + opts["upperdir"] + ":" + opts["lowerdir"]]}
         data = ",".join(m["options"])
         if len(data) > MAX_MOUNT_DATA:
             raise InvalidArgument(f"snapshot {key!r} has too many layers for one overlay mount "

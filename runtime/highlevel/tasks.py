@@ -132,7 +132,7 @@ class Task:
     def record(self) -> dict:
         return {"id": self.id, "namespace": self.namespace, "runtime": self.runtime,
                 "runtime_name": self.runtime_name, "log_path": self.log_path, "created_at": self.created_at,
-                "cgroups_path": self.cgroups_path, "exit_published": self.exit_published}
+                "cgroups_path": self.cgroups_path, "exit_published": self.exit_published, "execs": self.execs}
 
     def load_record(self, rec: dict) -> None:
         self.runtime = rec.get("runtime") or ""
@@ -141,6 +141,9 @@ class Task:
         self.created_at = rec.get("created_at") or self.created_at
         self.cgroups_path = rec.get("cgroups_path") or ""
         self.exit_published = bool(rec.get("exit_published"))
+        execs = rec.get("execs")
+        if isinstance(execs, dict):
+            self.execs = {k: v for k, v in execs.items() if isinstance(v, dict) and v.get("exec_id") == k}
 
     def save_record(self) -> None:
         write_json_atomic(os.path.join(self.dir, RECORD), self.record())
@@ -383,9 +386,11 @@ class TaskManager:
                 return
             task.move("deleting")
             self.log.warning("cleaning up after shim disconnected", id=task.id, namespace=task.namespace)
+            alive = self._execs_alive(task)
             result = await self._delete_action(task)
             if result is None:
                 return  # the shim turned out to be alive: adopted again
+            self._finish_execs(task, alive)
             self._on_exit(task, result["pid"], result["exit_status"], result["exited_at"], result["source"],
                           reason=result.get("reason"))
             self._publish_delete(task)
@@ -612,6 +617,39 @@ class TaskManager:
                 task.move(becomes)
         return {}
 
+    async def update(self, namespace: str, task_id: str, resources) -> dict:
+        """Apply OCI ``linux.resources`` *resources* to a created, running or paused task's cgroup
+        (the shim's ``update``, the low-level runtime's ``update``: containerd's Tasks.Update);
+        the container's spec keeps them for its next task."""
+        if not isinstance(resources, dict):
+            raise InvalidArgument("resources must be an OCI linux.resources object", field="resources")
+        task = self.get(namespace, task_id)
+        async with task.lock:
+            conn = self._live(task)
+            if task.status not in ("created", "running", "paused"):
+                raise FailedPrecondition(f"task {task_id} is {task.status}: update needs a live task",
+                                         id=task_id, status=task.status)
+            await conn.call("update", timeout=CALL_TIMEOUT, resources=resources)
+            self._keep_resources(namespace, task_id, resources)
+        self.log.info("task updated", id=task_id, namespace=namespace, resources=sorted(resources))
+        return {}
+
+    def _keep_resources(self, namespace: str, task_id: str, resources: dict) -> None:
+        """The container's spec takes the updated ``linux.resources`` (section by section), so that
+        its next task starts with them, as dockerd's next start regenerates its spec."""
+        try:
+            container = self.md.get_container(namespace, task_id)
+        except NotFound:
+            return
+        spec = container["spec"]
+        current = spec.setdefault("linux", {}).setdefault("resources", {})
+        for section, value in resources.items():
+            if isinstance(value, dict) and isinstance(current.get(section), dict):
+                current[section].update(value)
+            else:
+                current[section] = value
+        self.md.update_container(namespace, task_id, spec=spec)
+
     async def pids(self, namespace: str, task_id: str) -> dict:
         task = self.get(namespace, task_id)
         reply = await self._live(task).call("pids", timeout=CALL_TIMEOUT)
@@ -623,6 +661,8 @@ class TaskManager:
         exec_id = event.get("exec_id") or event.get("id")
         if not isinstance(exec_id, str):
             return
+        if topic == topics.TASK_EXIT and "exit_source" not in event:
+            event = dict(event, exit_source=exits.SHIM)   # reported by the live shim: real
         if topic == topics.TASK_EXEC_ADDED:   # relayed only: a failed start leaves no record
             self.bus.publish(topic, task.namespace, event, timestamp)
             return
@@ -636,9 +676,11 @@ class TaskManager:
             if ex["status"] == "stopped":
                 return   # a repeat
             ex.update(status="stopped", pid=int(event.get("pid") or ex["pid"]),
-                      exit_status=event.get("exit_status"), exited_at=event.get("exited_at"))
+                      exit_status=event.get("exit_status"), exited_at=event.get("exited_at"),
+                      exit_source=event.get("exit_source"), exit_reason=event.get("exit_reason"))
             self.log.info("exec exited", id=task.id, exec_id=exec_id, pid=ex["pid"],
                           exit_status=ex["exit_status"])
+        self._save_quietly(task)
         self.bus.publish(topic, task.namespace, event, timestamp)
 
     async def exec_process(self, namespace: str, task_id: str, exec_id: str, process: dict,
@@ -660,7 +702,61 @@ class TaskManager:
         ex["pid"] = int(reply.get("pid") or ex["pid"])
         if ex["status"] == "created":
             ex["status"] = "running"
+        self._save_quietly(task)
         return dict(ex)
+
+    def _save_quietly(self, task: Task) -> None:
+        """``runtimed.json`` with the exec records, so that a restart still knows them."""
+        try:
+            task.save_record()
+        except OSError as e:
+            self.log.warning("cannot save the task record", id=task.id, error=str(e))
+
+    def _execs_alive(self, task: Task) -> set[str]:
+        """Ids of the task's unfinished execs whose process still lives in the task's cgroup (the
+        dead-shim clean-up is about to kill whatever lives there)."""
+        alive = set()
+        for exec_id, ex in task.execs.items():
+            pid = int(ex.get("pid") or 0)
+            if ex.get("status") == "stopped" or pid <= 0:
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        continue
+                with open(f"/proc/{pid}/cgroup") as f:
+                    if task.cgroups_path and task.cgroups_path not in f.read():
+                        continue
+            except (OSError, IndexError):
+                continue
+            alive.add(exec_id)
+        return alive
+
+    def _finish_execs(self, task: Task, alive: set[str]) -> None:
+        """After a dead shim's clean-up: every exec without a recorded exit gets one, published as
+        its ``/tasks/exit``: the exit file the shim wrote (real), else 137 ``cleanup-kill`` when
+        its process was alive before the clean-up killed the cgroup, else 255 ``unknown``."""
+        from runtime.shim import exitfile
+        from runtime.shim.execs import EXECS_DIR
+        for exec_id, ex in task.execs.items():
+            if ex.get("status") == "stopped":
+                continue
+            found = exitfile.read(os.path.join(task.dir, EXECS_DIR, exec_id))
+            if found is not None:
+                status, at, source, reason = found["exit_status"], found.get("exited_at"), exits.EXIT_FILE, None
+            elif exec_id in alive:
+                status, at, source, reason = (exits.CLEANUP_KILL_STATUS, format_nano(), exits.CLEANUP_KILL,
+                                              "the exec's shim was dead and the clean-up killed the exec process")
+            else:
+                status, at, source, reason = (exits.UNKNOWN_STATUS, format_nano(), exits.UNKNOWN,
+                                              "the exec process ended while its shim was dead: nothing recorded "
+                                              "its status")
+            ex.update(status="stopped", exit_status=status, exited_at=at, exit_source=source, exit_reason=reason)
+            event = topics.task_exit(task.id, int(ex.get("pid") or 0), status, at, source, reason)
+            event["id"] = exec_id
+            self.log.info("exec exit after dead shim", id=task.id, exec_id=exec_id, exit_status=status,
+                          exit_source=source)
+            self.bus.publish(topics.TASK_EXIT, task.namespace, event)
 
     async def exec_state(self, namespace: str, task_id: str, exec_id: str) -> dict:
         """An exec process's ``Exec`` view, refreshed from the shim when it answers within 2 s."""
@@ -671,6 +767,8 @@ class TaskManager:
                 st = await task.conn.call("state", timeout=2.0, exec_id=exec_id)
                 ex = task.execs.setdefault(exec_id, dict(st))
                 ex.update({k: st.get(k) for k in ("pid", "status", "exit_status", "exited_at")})
+                if ex.get("status") == "stopped" and not ex.get("exit_source"):
+                    ex["exit_source"] = exits.SHIM   # the live shim's record: real
             except NotFound:
                 pass
             except CapsizeError:
@@ -735,8 +833,10 @@ class TaskManager:
                 raise
             if result is None:  # the shim died under us: clean up as after any dead shim
                 task.move("deleting")
+                alive = self._execs_alive(task)
                 dead = await self._delete_action(task) or _unknown_exit(
                     task, "the shim died during the delete and came back without the task")
+                self._finish_execs(task, alive)
                 self._on_exit(task, dead["pid"], dead["exit_status"], dead["exited_at"], dead["source"],
                               reason=dead.get("reason"))
             else:

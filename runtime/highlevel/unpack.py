@@ -127,9 +127,10 @@ def clean_name(name: str, entry: str | None = None) -> str:
 
 
 class _Applier:
-    def __init__(self, target: str, host):
+    def __init__(self, target: str, host, whiteouts: bool = True):
         self.target = os.path.abspath(target)
         self.host = host
+        self.whiteouts = whiteouts
         self.dirs: list[tuple[str, tarfile.TarInfo]] = []
         self.entries = 0
 
@@ -171,12 +172,14 @@ class _Applier:
         self.entries += 1
         rel_parent, base = posixpath.split(rel)
         parent = self.parent_dir(rel_parent, m.name)
-        if base == OPAQUE:
+        if not self.whiteouts:
+            pass
+        elif base == OPAQUE:
             self.host.setxattr(parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
             return
-        if base.startswith(WHITEOUT_META_PREFIX):
+        elif base.startswith(WHITEOUT_META_PREFIX):
             return
-        if base.startswith(WHITEOUT_PREFIX):
+        elif base.startswith(WHITEOUT_PREFIX):
             victim = base[len(WHITEOUT_PREFIX):]
             if victim in ("", ".", ".."):
                 raise _refuse(m.name, "is a whiteout without a name")
@@ -279,8 +282,9 @@ class _Applier:
             os.utime(path, ns=(int(m.mtime * 1e9),) * 2, follow_symlinks=False)
 
 
-def apply_layer(fileobj, target: str, host=HOST) -> dict:
+def apply_layer(fileobj, target: str, host=HOST, whiteouts: bool = True) -> dict:
     """Unpack the layer in *fileobj* (seekable) into the existing directory *target*.
+    *whiteouts* False: a plain archive (a build context, an ``ADD``ed tar), ``.wh.`` names are files.
 
     Returns ``{"diff_id": "sha256:<hex>", "compression": "gzip"|..., "entries": int, "size":
     uncompressed bytes}``. Raises InvalidArgument for an unsafe or malformed layer, Unimplemented
@@ -288,7 +292,7 @@ def apply_layer(fileobj, target: str, host=HOST) -> dict:
     """
     stream, compression = decompressed(fileobj)
     reader = HashingReader(stream)
-    applier = _Applier(target, host)
+    applier = _Applier(target, host, whiteouts)
     try:
         with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tar:
             for member in tar:

@@ -66,6 +66,13 @@ COMMANDS: dict[str, tuple[list[Opt], list[str], str]] = {
               (("-t", "--tty"), "tty", "flag", False), (("--console-socket",), "console_socket", "value", None),
               (("--preserve-fds",), "preserve_fds", "int", 0)],
              ["id", "*args"], "run a process in a running container"),
+    "update": ([(("-r", "--resources"), "resources", "value", None), (("-m", "--memory"), "memory", "value", None),
+                (("--memory-swap",), "memory_swap", "value", None), (("--memory-reservation",), "memory_reservation",
+                                                                   "value", None),
+                (("--cpu-shares",), "cpu_shares", "value", None), (("--cpu-quota",), "cpu_quota", "value", None),
+                (("--cpu-period",), "cpu_period", "value", None), (("--cpuset-cpus",), "cpuset_cpus", "value", None),
+                (("--cpuset-mems",), "cpuset_mems", "value", None), (("--pids-limit",), "pids_limit", "value", None)],
+               ["id"], "update a running container's cgroup resources (OCI linux.resources JSON, - for stdin)"),
 }
 
 

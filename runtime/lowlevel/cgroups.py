@@ -216,12 +216,16 @@ class _Hierarchy:
         return controller in self.key.split(",")
 
 
-def _read(path: str) -> str | None:
+def read_file(path: str) -> str | None:
+    """A cgroup (or proc) file's text, None when it cannot be read."""
     try:
         with open(path) as f:
             return f.read()
     except OSError:
         return None
+
+
+_read = read_file
 
 
 def _os_error(err: OSError, what: str, field: str | None = None) -> CapsizeError:

@@ -161,7 +161,42 @@ def dispatch(args) -> int:
         if proc.get("terminal"):
             raise InvalidArgument("exec: a terminal (--tty) is not supported by capsize-runc exec")
         return c.exec_process(root, args.id, proc, detach=args.detach, pid_file=args.pid_file)
+    if cmd == "update":
+        c.update(root, args.id, _update_resources(args))
+        return 0
     raise InvalidArgument(f"capsize-runc: no such command: {cmd}")
+
+
+#: runc update's flags -> (OCI linux.resources section, field)
+_UPDATE_FLAGS = (("memory", "memory", "limit"), ("memory_swap", "memory", "swap"),
+                 ("memory_reservation", "memory", "reservation"), ("cpu_shares", "cpu", "shares"),
+                 ("cpu_quota", "cpu", "quota"), ("cpu_period", "cpu", "period"), ("cpuset_cpus", "cpu", "cpus"),
+                 ("cpuset_mems", "cpu", "mems"), ("pids_limit", "pids", "limit"))
+
+
+def _update_resources(args) -> dict:
+    """runc update's ``--resources FILE|-`` (OCI ``linux.resources`` JSON), then its flags on top."""
+    import json
+    res: dict = {}
+    if args.resources:
+        try:
+            text = sys.stdin.read() if args.resources == "-" else open(args.resources).read()
+            res = json.loads(text)
+        except (OSError, ValueError) as e:
+            raise InvalidArgument(f"update: reading resources from {args.resources}: {e}") from None
+        if not isinstance(res, dict):
+            raise InvalidArgument("update: the resources must be a JSON object (OCI linux.resources)")
+    for dest, section, field in _UPDATE_FLAGS:
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if field not in ("cpus", "mems"):
+            try:
+                value = int(value)
+            except ValueError:
+                raise InvalidArgument(f"update: invalid value for --{dest.replace('_', '-')}: {value!r}") from None
+        res.setdefault(section, {})[field] = value
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:

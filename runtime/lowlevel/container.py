@@ -13,6 +13,7 @@ delete        remove a stopped (or, with ``force``, any) container: processes, c
 state         the OCI state document
 pause/resume  freeze/thaw the cgroup
 exec          run another process in a running container's namespaces and cgroup
+update        apply new linux.resources to the container's cgroup (runc update)
 ============  ===========================================================================
 
 **Re-parenting.** ``create`` exits once the init waits on the FIFO, so the init is re-parented
@@ -393,6 +394,30 @@ def resume(root: str, container_id: str, host: h.Host = h.HOST) -> None:
     st = State.load(root, container_id)
     LOWLEVEL.check(st.status(), "running", sources=("paused",), message="container not paused", id=container_id)
     st.cgroup_obj(host).thaw()
+
+
+def update(root: str, container_id: str, resources: dict, host: h.Host = h.HOST) -> None:
+    """Apply OCI ``linux.resources`` *resources* to a created, running or paused container's
+    cgroup (runc update) and keep them in its state's config. InvalidArgument / Unimplemented
+    for fields :meth:`runtime.lowlevel.cgroups.Cgroup.apply` refuses; FailedPrecondition for a
+    stopped container or one without a cgroup."""
+    st = State.load(root, container_id)
+    if st.status() == "stopped":
+        raise FailedPrecondition(f"container {container_id} is stopped: cannot update its resources",
+                                 id=container_id)
+    cg = st.cgroup_obj(host)
+    if cg is None:
+        raise FailedPrecondition(f"container {container_id} has no cgroup", id=container_id)
+    cg.apply(resources)
+    if not isinstance(st.config, dict):
+        st.config = {}
+    current = st.config.setdefault("linux", {}).setdefault("resources", {})
+    for section, value in resources.items():
+        if isinstance(value, dict) and isinstance(current.get(section), dict):
+            current[section].update(value)
+        else:
+            current[section] = value
+    st.save()
 
 
 def list_states(root: str) -> list[dict]:

@@ -24,6 +24,7 @@ ADDRESS = "address"             # the shim's socket address, "unix:///run/capsiz
 SHIM_PID = "shim.pid"           # the shim daemon's pid (decimal)
 SHIM_LOG = "shim.log"           # the shim's own JSON-lines log, and its stderr
 OPTIONS = "options.json"        # how the shim was started: runtime binary and root, address...
+RESOURCES_FILE = "resources.json"   # the last `update`'s linux.resources, for `<runtime> update --resources`
 INIT_PID = "init.pid"           # the container init's pid, written by `<runtime> create --pid-file`
 RUNTIME_LOG = "log.json"        # the low-level runtime's --log (--log-format json)
 CONTAINER_LOG = "container.log" # stdout/stderr in Docker's json-file format (default location)

@@ -39,12 +39,12 @@ from collections import deque
 from runtime import signals
 from runtime.api import topics
 from runtime.api.states import SHIM
-from runtime.errors import (AlreadyExists, CapsizeError, FailedPrecondition, InvalidArgument,
+from runtime.errors import (AlreadyExists, CapsizeError, FailedPrecondition, InvalidArgument, error_for_exit_code,
                             NotFound)
 from runtime.rfc3339 import format_nano
 from runtime.shim import exitfile
 from runtime.shim.logs import JsonFileWriter, LogCopier
-from runtime.shim.paths import CONTAINER_LOG, INIT_PID
+from runtime.shim.paths import CONTAINER_LOG, INIT_PID, RESOURCES_FILE
 
 #: How long ``delete`` of a created (never started) task waits for the killed init to be reaped.
 DELETE_EXIT_WAIT = 2.0
@@ -347,6 +347,29 @@ class Task:
                 self.log.info("task " + phase, pid=self.pid)
             done({})
         self.reaper.expect(inv.pid, finished)
+
+    def _op_update(self, params: dict, done) -> None:
+        """``<runtime> update --resources <bundle>/resources.json <id>`` (:mod:`runtime.api.shim`)."""
+        self._need("created", "running", "paused")
+        resources = params.get("resources")
+        if not isinstance(resources, dict):
+            raise InvalidArgument("resources must be an OCI linux.resources object", field="resources")
+        import json
+        path = os.path.join(self.bundle, RESOURCES_FILE)
+        with open(path + ".tmp", "w") as f:
+            json.dump(resources, f)
+        os.replace(path + ".tmp", path)
+        inv = self.runtime.spawn("update", "--resources", path, self.id)
+
+        def updated(code, _t):
+            error = self.runtime.error_text(inv, code) if code else ""
+            inv.close()
+            if error:   # capsize-runc's own exit code names the class (2: a bad value); runc's is 1
+                done(error_for_exit_code(code, error, id=self.id) if code != 1 else CapsizeError(error, id=self.id))
+            else:
+                self.log.info("task updated", resources=sorted(resources))
+                done({})
+        self.reaper.expect(inv.pid, updated)
 
     def _op_delete(self, params: dict, done) -> None:
         self._need("created", "stopped")

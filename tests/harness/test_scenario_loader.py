@@ -215,3 +215,20 @@ def test_shim_turns_lowlevel_annotations_into_host_failpoints():
     assert host_failpoints({}) == ""
     with pytest.raises(InvalidArgument):
         host_failpoints({"annotations": {"io.capsize.lowlevel.failpoint.pivot_root": "1*delay(3s)"}})
+
+
+def test_container_run_takes_pid_mode_and_init(tmp_path):
+    """``pid_mode: host`` and ``init: true`` become the SDK's ``pid_mode``/``init`` (docker run --pid
+    host --init); any other pid mode is refused where it is written."""
+    from types import SimpleNamespace
+
+    from harness.verbs.container import _create_kwargs
+    text = GOOD.replace('command: [sleep, "1000"]}', 'command: [sleep, "1000"], pid_mode: host, init: true}', 1)
+    spec = load(write(tmp_path, text)).by_engine["capsize"].setup[0].params
+    ctx = SimpleNamespace(engine=SimpleNamespace(default_container_runtime=lambda: None))
+    kw = _create_kwargs(ctx, spec)
+    assert (kw["pid_mode"], kw["init"]) == ("host", True)
+    plain = load(write(tmp_path, GOOD, name="plain.yaml")).by_engine["capsize"].setup[0].params
+    assert "pid_mode" not in _create_kwargs(ctx, plain) and "init" not in _create_kwargs(ctx, plain)
+    with pytest.raises(ScenarioError):
+        load(write(tmp_path, text.replace("pid_mode: host", "pid_mode: container:x"), name="bad.yaml"))

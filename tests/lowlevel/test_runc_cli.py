@@ -585,3 +585,36 @@ def test_terminal_without_console_socket_is_refused(runc, make_bundle):
     p = runc("create", "--bundle", bundle, "tty2")
     assert p.returncode != 0 and "console socket" in p.stderr
     assert not os.path.exists(os.path.join(runc.root, "tty2"))
+
+
+@pytest.mark.privileged
+def test_update_applies_resources_live(runc, make_bundle, tmp_path):
+    """runc update: ``--resources FILE`` (OCI linux.resources) and the flags, written to the live
+    cgroup and kept in the state's config; a bad value is one line, exit 2; a stopped container
+    is refused."""
+    from runtime.lowlevel.state import State
+    assert runc("run", "-d", "--bundle", make_bundle(["sleep", "100"]), "up1").returncode == 0
+
+    def cgroup_value(name):
+        dirs = State.load(runc.root, "up1").cgroup_obj().dirs.values()
+        return next(open(os.path.join(d, name)).read().strip() for d in dirs if os.path.exists(os.path.join(d, name)))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps({"pids": {"limit": 17}}))
+    p = runc("update", "--resources", str(res), "up1")
+    assert p.returncode == 0, p.stderr
+    assert cgroup_value("pids.max") == "17"
+    p = runc("update", "--pids-limit", "23", "up1")
+    assert p.returncode == 0, p.stderr
+    assert cgroup_value("pids.max") == "23"
+    assert State.load(runc.root, "up1").config["linux"]["resources"]["pids"]["limit"] == 23
+    p = runc("update", "--pids-limit", "lots", "up1")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "--pids-limit" in p.stderr
+    res.write_text(json.dumps({"memory": {"limit": "big"}}))
+    p = runc("update", "-r", str(res), "up1")
+    assert p.returncode == 2 and "linux.resources.memory.limit" in p.stderr
+    assert cgroup_value("pids.max") == "23"   # bad input changed nothing
+    assert runc("kill", "up1", "KILL").returncode == 0
+    _wait_status(runc, "up1", "stopped")
+    p = runc("update", "--pids-limit", "5", "up1")
+    assert p.returncode != 0 and "stopped" in p.stderr
+    assert runc("delete", "-f", "up1").returncode == 0
