@@ -90,9 +90,12 @@ def m_kill_die(e: Engine) -> float:
 MEASURES = {"run -d": m_run_d, "run --rm": m_run_rm, "stop -t 0": m_stop, "kill->die": m_kill_die}
 
 
-def bench(engines: list[Engine], runs: int) -> dict:
-    results = {m: {e.name: [] for e in engines} for m in MEASURES}
-    for m, fn in MEASURES.items():
+def bench(engines: list[Engine], runs: int, measures: dict | None = None) -> dict:
+    """{measure: {engine name: [seconds, ...]}}: each of *measures* (default :data:`MEASURES`)
+    warmed up once, then *runs* times, the engines interleaved."""
+    measures = MEASURES if measures is None else measures
+    results = {m: {e.name: [] for e in engines} for m in measures}
+    for m, fn in measures.items():
         for e in engines:
             fn(e)   # warm-up
         for _ in range(runs):
@@ -101,8 +104,12 @@ def bench(engines: list[Engine], runs: int) -> dict:
     return results
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="capsized vs dockerd through the real docker CLI")
+def main(argv=None, measures: dict | None = None, description: str = "capsized vs dockerd through the real docker CLI",
+         cleanup=None) -> int:
+    """The command line (``--runs``, ``--cli``, ``--json``): both engines started in a private
+    directory, :func:`bench` of *measures*, then ``cleanup(engine)`` for each, the engines
+    stopped, and the medians and ratios printed."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--cli", default="/usr/bin/docker")
     p.add_argument("--json", default=None)
@@ -120,7 +127,9 @@ def main(argv=None) -> int:
         ref.start()
         ref.import_busybox("busybox:latest")
         engines = [Engine("capsize", cap.host, a.cli, workdir), Engine("docker", ref.host, a.cli, workdir)]
-        results = bench(engines, a.runs)
+        results = bench(engines, a.runs, measures)
+        for e in engines if cleanup else ():
+            cleanup(e)
     finally:
         cap.close()
         ref.close()

@@ -56,6 +56,16 @@ class RunContext:
         self.logs = None
         self.reaper = None
         self.containers: dict[str, str] = {}
+        #: Earlier ids of reused names, oldest first (``web`` removed, a new ``web`` created): still
+        #: the scenario's containers for cleanup.complete, events.order and snapshots.
+        self.retired: dict[str, list[str]] = {}
+        #: Right after each step with an ``id``: its snapshot and the containers' init and shim
+        #: identities (:meth:`remember_step_processes`; ``process.same``'s ``since``).
+        self.step_snapshots: dict[str, dict] = {}
+        #: ``(pid, create_time)`` of each zombie seen in a snapshot -> monotonic time first seen so.
+        self.zombies_seen: dict[tuple[int, float], float] = {}
+        #: volume name -> scenario container name that mounted it (seen in inspect's ``Mounts``)
+        self.volumes_seen: dict[str, str] = {}
         self.background: dict[str, Background] = {}
         self.snapshots: list[dict] = []
         self.snapshot_sink = None
@@ -77,9 +87,74 @@ class RunContext:
 
     # -- containers ---------------------------------------------------------------------------
     def remember(self, name: str, cid: str) -> None:
+        """Scenario container *name* is *cid* now; an earlier id of the name is kept (retired)."""
         with self._lock:
+            old = self.containers.get(name)
+            if old and old != cid and old not in self.retired.get(name, []):
+                self.retired.setdefault(name, []).append(old)
             self.containers[name] = cid
         self.engine.track_container(cid)
+        self._note_volumes(name, cid)
+
+    def _note_volumes(self, name: str, cid: str) -> None:
+        """The volumes container *cid* mounts (anonymous ones are made at create), from inspect."""
+        try:
+            client = self.engine.client(timeout=5)
+            try:
+                mounts = client.api.inspect_container(cid).get("Mounts") or []
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001 - daemon down: the volumes are looked up no further
+            return
+        with self._lock:
+            for m in mounts:
+                if m.get("Type") == "volume" and m.get("Name"):
+                    self.volumes_seen.setdefault(m["Name"], name)
+
+    def leftover_volumes(self) -> list[str]:
+        """Of the volumes the scenario's containers mounted, those the engine still has, one
+        string each; a daemon that cannot be asked is said so (one entry)."""
+        with self._lock:
+            seen = dict(self.volumes_seen)
+        if not seen:
+            return []
+        import docker.errors
+        left = []
+        try:
+            client = self.engine.client(timeout=5)
+        except Exception as e:  # noqa: BLE001 - daemon down
+            return [f"volumes {sorted(seen)}: the daemon cannot be asked ({str(e)[:80]})"]
+        try:
+            for vol, owner in sorted(seen.items()):
+                try:
+                    client.api.inspect_volume(vol)
+                except docker.errors.NotFound:
+                    continue
+                except Exception as e:  # noqa: BLE001
+                    left.append(f"volume {vol} of {owner}: cannot be asked ({str(e)[:80]})")
+                    continue
+                left.append(f"volume {vol} (of {owner})")
+        finally:
+            client.close()
+        return left
+
+    def host_state(self) -> dict[str, list[str]]:
+        """:meth:`Engine.host_state` of every scenario container, plus the volumes they left."""
+        hs = self.engine.host_state(self.all_container_ids())
+        hs.volume = self.leftover_volumes()
+        return hs.as_dict()
+
+    def container_ids(self, name: str) -> list[str]:
+        """Every id scenario container *name* has had, oldest first (the current one last)."""
+        cid = self.container_id(name)
+        with self._lock:
+            old = list(self.retired.get(name, []))
+        return old + ([cid] if cid and cid not in old else [])
+
+    def all_container_ids(self) -> list[str]:
+        """Every id of every scenario container, the retired ones too."""
+        with self._lock:
+            return list(dict.fromkeys([c for ids in self.retired.values() for c in ids] + list(self.containers.values())))
 
     def container_id(self, name: str) -> str | None:
         """The full id of scenario container *name*: remembered, else asked of the daemon, else
@@ -104,8 +179,29 @@ class RunContext:
         return cid
 
     def names_by_id(self) -> dict[str, str]:
+        """``{id: name}`` of every scenario container (a retired id maps to its name too)."""
         with self._lock:
-            return {cid: name for name, cid in self.containers.items()}
+            out = {cid: name for name, ids in self.retired.items() for cid in ids}
+            out.update({cid: name for name, cid in self.containers.items()})
+            return out
+
+    def remember_step_processes(self, step_id: str) -> None:
+        """After step *step_id*: the last snapshot and, per scenario container name, its id then
+        and its init's and its shim's ``(pid, create_time)`` (``process.same``'s ``since``)."""
+        from harness.pids import identify
+        ids = {}
+        with self._lock:
+            current = dict(self.containers)
+        for name, cid in current.items():
+            ids[name] = {"id": cid}
+            for role in ("container", "shim"):
+                try:
+                    ids[name][role] = identify(self.engine.pids(role, cid))
+                except Exception:  # noqa: BLE001 - a role the engine lacks, or it is down
+                    ids[name][role] = []
+        with self._lock:
+            self.step_snapshots[step_id] = {"snapshot": getattr(self, "last_snapshot", None), "t": self.t(),
+                                            "processes": ids}
 
     # -- snapshots ----------------------------------------------------------------------------
     def take_snapshot(self, label: str, host_state: bool = False) -> int:
@@ -116,8 +212,11 @@ class RunContext:
         snap = snapshot(self.engine, label, self.names_by_id())
         snap["t"] = self.t(snap["mono"])
         if host_state:
-            snap["host_state"] = self.engine.host_state(list(self.containers.values())).as_dict()
+            snap["host_state"] = self.host_state()
         with self._lock:
+            for q in snap["processes"]:
+                if q["status"] == "zombie":
+                    self.zombies_seen.setdefault((q["pid"], q.get("create_time")), snap["mono"])
             snap["index"] = len(self.snapshots)
             self.snapshots.append({"index": snap["index"], "label": label, "t": snap["t"]})
             if self.snapshot_sink:

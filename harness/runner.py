@@ -339,6 +339,8 @@ def _run_step(ctx, entry, section, i, step, total, checks_for, progress) -> bool
     idx = ctx.take_snapshot(f"after {section}.{i} {step.action}")
     entry["steps"][-1]["snapshot"] = idx
     if step.id:
+        ctx.remember_step_processes(step.id)
+    if step.id:
         for c in checks_for:
             if c.timing == ("after", step.id):
                 entry["checks"].append(_evaluate(ctx, c, progress))
@@ -432,3 +434,5 @@ def _finish(ctx, entry, engine, workdir, ledger) -> None:
     entry["notes"] = ctx.notes
     entry["faults"] = [e for e in ledger_mod.read(ledger.path) if e.get("run") == ctx.run]
     entry["containers"] = dict(ctx.containers)
+    if ctx.retired:
+        entry["retired_containers"] = {k: list(v) for k, v in ctx.retired.items()}

@@ -61,8 +61,11 @@ class HostState:
     netns: list[str] = field(default_factory=list)
     socket: list[str] = field(default_factory=list)
     state: list[str] = field(default_factory=list)
+    #: volumes the scenario's containers mounted, still known to the engine (filled by the run
+    #: context, engine-agnostic: :meth:`harness.context.RunContext.host_state`)
+    volume: list[str] = field(default_factory=list)
 
-    KINDS = ("process", "mount", "cgroup", "netns", "socket", "state")
+    KINDS = ("process", "mount", "cgroup", "netns", "socket", "state", "volume")
 
     def as_dict(self) -> dict[str, list[str]]:
         return {k: list(getattr(self, k)) for k in self.KINDS}
@@ -84,6 +87,10 @@ class Engine:
     failpoints = False
     #: Whether the engine's daemons are systemd units (``fault.service.*``, ``service.state``).
     systemd = False
+    #: Whether the daemon labels a made-up exit code itself (capsized: the die event's
+    #: ``exitCodeSource``, ``State.Error``; runtime.api.exits). Where not (dockerd), the
+    #: ``container.exit`` check derives the provenance from the runtime's exit event.
+    labels_exit_provenance = False
 
     @classmethod
     def capabilities(cls) -> frozenset[str]:
@@ -255,6 +262,15 @@ class Engine:
     def runtime_view(self) -> dict[str, tuple[int, str]]:
         """``{container id: (pid, STATUS)}`` as the runtime sees its tasks. Raises Unavailable when down."""
         raise Unimplemented(f"engine {self.name} has no runtime view")
+
+    def runtime_tasks(self) -> dict[str, dict]:
+        """``{container id: {"pid", "status" (upper case, as ``ctr tasks ls``), "exit_status",
+        "exit_source", "exit_reason"}}`` as the runtime reports its tasks itself (the exit fields
+        None where its task list does not carry them: containerd's ``ctr tasks ls``). Asks the
+        runtime, not the daemon: usable while the daemon is down. Raises Unavailable when the
+        runtime is down, Unimplemented for an engine without one."""
+        return {cid: {"pid": pid, "status": status, "exit_status": None, "exit_source": None, "exit_reason": None}
+                for cid, (pid, status) in self.runtime_view().items()}
 
     def lifecycle_actions(self, source: str) -> dict[str, tuple[str, ...]]:
         """Per phase (create, start, exit, delete): the event actions that mark it on *source*."""

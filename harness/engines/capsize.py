@@ -60,6 +60,7 @@ class CapsizeEngine(Engine):
     name = "capsize"
     roles = ("daemon", "runtime", "shim", "container", "lowlevel")
     failpoints = True
+    labels_exit_provenance = True
 
     def __init__(self, workdir: str, options):
         super().__init__(workdir, options)
@@ -271,6 +272,10 @@ class CapsizeEngine(Engine):
                 "container": attrs.get("container_id") or attrs.get("id"), "attrs": attrs, "cursor": cursor}
 
     def runtime_view(self) -> dict[str, tuple[int, str]]:
+        return {cid: (t["pid"], t["status"]) for cid, t in self.runtime_tasks().items()}
+
+    def runtime_tasks(self) -> dict[str, dict]:
+        """capsize-runtimed's own task view (``GET /tasks``), with its exit status and source."""
         from runtime.errors import CapsizeError
         from runtime.highlevel.client import RuntimeClient
         if not self.pids("runtime"):
@@ -279,7 +284,8 @@ class CapsizeEngine(Engine):
             tasks = RuntimeClient(self.runtime_address, NAMESPACE, timeout=10).tasks()
         except CapsizeError as e:
             raise Unavailable(f"capsize-runtimed: {e}") from None
-        return {t["id"]: (t.get("pid") or 0, str(t.get("status", "unknown")).upper()) for t in tasks}
+        return {t["id"]: {"pid": t.get("pid") or 0, "status": str(t.get("status", "unknown")).upper(),
+                          **{k: t.get(k) for k in ("exit_status", "exit_source", "exit_reason")}} for t in tasks}
 
     def host_state(self, container_ids: list[str]) -> HostState:
         hs = HostState()
@@ -291,12 +297,32 @@ class CapsizeEngine(Engine):
             for path in (os.path.join(tasks, cid), os.path.join(self.state, "runc", NAMESPACE, cid)):
                 if os.path.lexists(path):
                     hs.state.append(path)
+            hs.socket += [f"{sock} (shim socket of {cid[:12]})" for sock in self.shim_sockets(cid)
+                          if os.path.lexists(sock)]
         for point, fstype in cleanup.mountinfo():
             if fstype == "overlay" and self._mount_of(point, container_ids):
                 hs.mount.append(f"{point} (overlay)")
             elif fstype == "nsfs" and self._mount_of(point, container_ids):
                 hs.netns.append(point)
         return hs
+
+    def shim_sockets(self, container_id: str) -> list[str]:
+        """Where the shim of *container_id* listens (in the shared socket dir, /run/capsize/s):
+        the path keyed by the runtime's events address (``runtime.shim.paths.socket_path``, as
+        the runtime starts its shims), and the one named in the task's ``address`` file while the
+        task dir exists (the same path unless the runtime was given another socket dir)."""
+        from runtime.highlevel.layout import Layout
+        from runtime.shim import paths
+        found = [paths.socket_path(Layout(self.root, self.state, self.runtime_address).events_address,
+                                   NAMESPACE, container_id)]
+        try:
+            with open(os.path.join(self.state, "runtimed", "tasks", NAMESPACE, container_id, paths.ADDRESS)) as f:
+                named = paths.path_of(f.read().strip())
+        except OSError:
+            named = None
+        if named and named not in found:
+            found.append(named)
+        return found
 
     def _mount_of(self, point: str, container_ids: list[str]) -> bool:
         """Whether mount *point* belongs to this engine's containers *container_ids* (here: anything

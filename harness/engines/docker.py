@@ -204,7 +204,7 @@ class DockerEngine(Engine):
         if role == "daemon":
             seconds = st.start_dockerd(wait=wait, timeout=timeout, listen=listen)
         elif role == "runtime":
-            seconds = st.start_containerd(timeout)
+            seconds = st.start_containerd(timeout, wait=wait)
         else:
             raise Unimplemented(f"a {role} cannot be started on its own")
         return {"pid": self._daemon_pid(role, must=False), "ready_seconds": seconds}

@@ -91,14 +91,26 @@ def dropin_path(unit: str, name: str) -> str:
     return os.path.join(DROPIN_ROOT, f"{unit}.d", f"{name}.conf")
 
 
-def write_dropin(unit: str, name: str, section: str, settings: dict) -> str:
-    """Write a runtime drop-in ``[section] K=V...`` for *unit*, ``daemon-reload``; returns its path.
+def dropin_text(section: str, settings: dict, reset: list[str] | tuple = ()) -> str:
+    """A drop-in's text (systemd.unit(5)): ``[section]``, then ``K=`` for each setting in *reset*
+    (an empty assignment clears a list setting such as ``ExecStart=``, which a service must do
+    before it gives a new one), then ``K=V`` per setting (a list value: one line per item, in order;
+    booleans as yes/no)."""
+    body = f"# written by the capsize harness (fault.service.dropin); removed by its undo\n[{section}]\n"
+    body += "".join(f"{k}=\n" for k in reset)
+    for k, v in settings.items():
+        body += "".join(f"{k}={_unit_value(x)}\n" for x in (v if isinstance(v, list) else [v]))
+    return body
+
+
+def write_dropin(unit: str, name: str, section: str, settings: dict, reset: list[str] | tuple = ()) -> str:
+    """Write a runtime drop-in (:func:`dropin_text`) for *unit*, ``daemon-reload``; returns its path.
+    Several drop-ins of one unit live side by side (each its own *name*).
 
     Raises Unavailable when the reload fails (the drop-in is removed again)."""
     path = dropin_path(unit, name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    body = f"# written by the capsize harness (fault.service.dropin); removed by its undo\n[{section}]\n"
-    body += "".join(f"{k}={_unit_value(v)}\n" for k, v in settings.items())
+    body = dropin_text(section, settings, reset)
     with open(path, "w") as f:
         f.write(body)
     r = systemctl("daemon-reload")
@@ -168,10 +180,10 @@ class SystemdUnits:
         """``systemctl show -p ...`` of *unit* as ``{property: value}`` (:func:`show`)."""
         return show(unit, *props)
 
-    def add_dropin(self, unit: str, name: str, section: str, settings: dict) -> str:
+    def add_dropin(self, unit: str, name: str, section: str, settings: dict, reset: list[str] | tuple = ()) -> str:
         """A runtime drop-in for *unit* (:func:`write_dropin`, then daemon-reload); returns its
         path. The ledger removes it (:func:`remove_dropin`)."""
-        return write_dropin(unit, name, section, settings)
+        return write_dropin(unit, name, section, settings, reset)
 
     def service(self, verb: str, unit: str) -> dict:
         """``systemctl <verb> <unit>``; returns ``{unit, verb, main_pid_before, main_pid, active}``.

@@ -57,6 +57,8 @@ V2_TASKS = "io.containerd.runtime.v2.task"
 DISABLED_PLUGINS = ("io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
                     "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
                     "io.containerd.snapshotter.v1.devmapper")
+#: Longest wait of one ``ctr version`` start probe (s); the probe is retried until the start's timeout.
+PROBE_SECONDS = 5.0
 #: Longest unix socket path Linux accepts (sun_path is 108 bytes with the NUL).
 MAX_SOCKET_PATH = 107
 
@@ -183,12 +185,15 @@ class ContainerdStack:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def start(self, timeout: float = 10.0) -> float:
-        """Start containerd (again) on the same root and state; wait until ``ctr version`` answers.
+    def start(self, timeout: float = 10.0, wait: bool = True) -> float | None:
+        """Start containerd (again) on the same root and state; with *wait*, until ``ctr version`` answers.
 
-        Returns the seconds that took (also in :attr:`start_seconds`). Raises FailedPrecondition
-        if it runs already or the stack is closed, Unavailable if containerd exits during
-        start-up (with its last log line), DeadlineExceeded after *timeout* seconds.
+        The probe is retried until *timeout* (each ``ctr version`` bounded by what is left of it,
+        at most :data:`PROBE_SECONDS`): a containerd slow to load its plugins answers late, and
+        one unanswered probe is not a failed start. Returns the seconds that took (also in
+        :attr:`start_seconds`; None without *wait*). Raises FailedPrecondition if it runs already
+        or the stack is closed, Unavailable if containerd exits during start-up (with its last
+        log line), DeadlineExceeded after *timeout* seconds (containerd is then killed).
         """
         if self._closed:
             raise FailedPrecondition(f"containerd stack {self.workdir} is closed")
@@ -200,11 +205,18 @@ class ContainerdStack:
             self._proc = subprocess.Popen([self.binary, "--config", self.config_path],
                                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                           cwd=self.workdir, env=env, start_new_session=True)
+        if not wait:
+            return None
         while True:
             if self._proc.poll() is not None:
                 raise Unavailable(f"containerd exited with status {self._proc.returncode} during start-up: "
                                   f"{last_error_line(self.log_path)}")
-            if self.ctr("version", timeout=5).returncode == 0:
+            left = timeout - (time.monotonic() - t0)
+            try:
+                answered = left > 0 and self.ctr("version", timeout=min(PROBE_SECONDS, max(left, 0.1))).returncode == 0
+            except DeadlineExceeded:
+                answered = False   # slow to load: probe again while the start's timeout lasts
+            if answered:
                 self.start_seconds = time.monotonic() - t0
                 return self.start_seconds
             if time.monotonic() - t0 > timeout:

@@ -285,9 +285,9 @@ class DockerStack:
             self._proc.kill()
             return self._proc.wait()
 
-    def start_containerd(self, timeout: float = 10.0) -> float:
+    def start_containerd(self, timeout: float = 10.0, wait: bool = True) -> float | None:
         """Start (restart) the stack's containerd; see :meth:`ContainerdStack.start`."""
-        return self.containerd.start(timeout)
+        return self.containerd.start(timeout, wait=wait)
 
     def stop_containerd(self, timeout: float = 10.0) -> int | None:
         """SIGTERM the stack's containerd (shims and containers run on)."""

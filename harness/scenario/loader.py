@@ -347,11 +347,12 @@ def _crossref(path: str, root: yaml.Node, sc: m.Scenario, engine: str) -> None:
                                     f"checks.{j}.{field_name}: no step with id {target!r}"
                                     + nearest(target, list(ids) + ["teardown"]))
         verb, p = check.verb, check.params
-        since = getattr(p, "entered_since", None)
-        if since and since not in ids:
-            raise ScenarioError(path, *_pos(node_at(root, loc + (check.kind, "entered_since"))),
-                                f"checks.{j}.{check.kind}.entered_since: no step with id {since!r}"
-                                + nearest(since, list(ids)))
+        for ref in ("entered_since", "since"):   # a check's parameter naming a step id
+            since = getattr(p, ref, None)
+            if since and since not in ids:
+                raise ScenarioError(path, *_pos(node_at(root, loc + (check.kind, ref))),
+                                    f"checks.{j}.{check.kind}.{ref}: no step with id {since!r}"
+                                    + nearest(since, list(ids)))
         if not check.engines or engine in check.engines:
             _missing_capability(path, root, loc, verb, p, engine, f"checks.{j}", "engines", "check")
         name = getattr(p, verb.container_field) if verb.container_field else None

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from harness.outcome import classify_exception
 from harness.reference.cleanup import alive
-from harness.scenario.types import ContainerName, Empty, EventMatch, Model, Role, Text, describe_text, text_matches
+from harness.scenario.types import ContainerName, Duration, EventMatch, Model, Role, Text, describe_text, text_matches
 from harness.verbs.registry import FAIL, NA, PASS, Need, Verdict, check
 from runtime.errors import CapsizeError, Unimplemented
 
@@ -85,6 +85,24 @@ class LogCheck(Model):
     field: Literal["msg", "line"] = "line"
 
 
+class OrphansCheck(Model):
+    """``orphans.none``: every zombie of the engine (its own, or under the harness or a shim) is
+    reported with its parent (pid, role) and how long it has been a zombie (``zombie_ms``: since
+    the first snapshot that saw it so, a lower bound). ``zombie_max_age``: a zombie under
+    ``parent_role`` (any parent without it) is allowed while it is younger than this (the check
+    waits until the youngest would be that old, then looks again); ``parent_role: container``
+    also counts the zombies under a container's processes. Without it every zombie is an orphan."""
+
+    zombie_max_age: Duration | None = None
+    parent_role: Role | Literal["harness"] | None = None
+
+    @model_validator(mode="after")
+    def _role_needs_age(self):
+        if self.parent_role and self.zombie_max_age is None:
+            raise ValueError("parent_role goes with zombie_max_age")
+        return self
+
+
 class ConsistencyCheck(Model):
     """The daemon's view, the runtime's view and the real processes agree (``container``: one, default all)."""
 
@@ -92,14 +110,15 @@ class ConsistencyCheck(Model):
 
 
 class CleanupCheck(Model):
-    """After teardown: no processes, mounts, cgroups, netns, sockets or state dirs of the scenario's
-    containers; ``ignore``: kinds not to count (process, mount, cgroup, netns, socket, state);
+    """After teardown: no processes, mounts, cgroups, netns, sockets, state dirs or volumes of the
+    scenario's containers; ``ignore``: kinds not to count (process, mount, cgroup, netns, socket,
+    state, volume);
     ``leaks``: kinds that must be left over (a known leak, recorded as the engine's expectation)."""
 
-    ignore: list[Literal["process", "mount", "cgroup", "netns", "socket", "state"]] = []
+    ignore: list[Literal["process", "mount", "cgroup", "netns", "socket", "state", "volume"]] = []
     #: Kinds the engine is known to leak here (e.g. Docker's shim socket after a killed shim): each
     #: must be left (the leak is asserted, so a fix shows up as a failure); the rest must be clean.
-    leaks: list[Literal["process", "mount", "cgroup", "netns", "socket", "state"]] = []
+    leaks: list[Literal["process", "mount", "cgroup", "netns", "socket", "state", "volume"]] = []
 
 
 
@@ -208,10 +227,29 @@ def _process(ctx, p: ProcessCheck, present: bool) -> Verdict:
     return Verdict(PASS if ok else FAIL, f"{want} matching process(es)", f"{len(found)}", evidence)
 
 
-def _orphans(ctx) -> Verdict:
+def _parent_role(q: dict, by_pid: dict) -> str | None:
+    return "harness" if q["ppid"] == os.getpid() else (by_pid.get(q["ppid"]) or {}).get("role")
+
+
+def _zombie_ms(ctx, q: dict, now: float) -> int:
+    """How long *q* has been a zombie (ms), since the first snapshot that saw it so."""
+    first = ctx.zombies_seen.get((q["pid"], q.get("create_time")), now)
+    return int(round((now - first) * 1000))
+
+
+def _orphans(ctx, p: OrphansCheck) -> Verdict:
+    import time
     snap = _snap(ctx, "check:orphans")
+    if p.zombie_max_age is not None:
+        # an allowed zombie younger than the limit: look again once the youngest would be too old
+        by_pid = {q["pid"]: q for q in snap["processes"]}
+        young = [p.zombie_max_age * 1000 - _zombie_ms(ctx, q, snap["mono"]) for q in snap["processes"]
+                 if q["status"] == "zombie" and (p.parent_role is None or _parent_role(q, by_pid) == p.parent_role)]
+        if any(left > 0 for left in young):
+            time.sleep(max(left for left in young if left > 0) / 1000 + 0.05)
+            snap = _snap(ctx, "check:orphans again")
     by_pid = {q["pid"]: q for q in snap["processes"]}
-    problems = []
+    problems, zombies = [], []
     try:
         view = ctx.engine.runtime_view()
     except Unimplemented:
@@ -222,10 +260,19 @@ def _orphans(ctx) -> Verdict:
     for q in snap["processes"]:
         if q["role"] == "harness-tool":
             continue  # the harness's own tools (strace, ctr, docker): their Popen reaps them
-        parent_role = (by_pid.get(q["ppid"]) or {}).get("role")
+        parent_role = _parent_role(q, by_pid)
         # a zombie under a shim (an exec's process, or anything re-parented to it) counts too
-        if q["status"] == "zombie" and (q["role"] or q["ppid"] == os.getpid() or parent_role == "shim"):
-            problems.append({"problem": "zombie (exited, not reaped)", **_proc_brief(q)})
+        # (under a container process only when asked: `parent_role: container`; an application's
+        # own unreaped children are its business otherwise)
+        if q["status"] == "zombie" and (q["role"] or parent_role in ("harness", "shim")
+                                        or (p.parent_role is not None and parent_role == p.parent_role)):
+            z = {**_proc_brief(q), "parent_role": parent_role, "zombie_ms": _zombie_ms(ctx, q, snap["mono"])}
+            zombies.append(z)
+            allowed = (p.zombie_max_age is not None and (p.parent_role is None or parent_role == p.parent_role)
+                       and z["zombie_ms"] <= p.zombie_max_age * 1000)
+            if not allowed:
+                problems.append({"problem": "zombie (exited, not reaped)"
+                                 + (f" for {z['zombie_ms']} ms" if p.zombie_max_age is not None else ""), **z})
             continue
         if q["role"] == "container" and q["status"] != "zombie":
             parent = by_pid.get(q["ppid"])
@@ -238,20 +285,26 @@ def _orphans(ctx) -> Verdict:
                 problems.append({"problem": "shim whose task the runtime does not know", **_proc_brief(q)})
     if isinstance(view, str) and runtime_up:
         problems.append({"problem": f"runtime view {view}"})
-    return Verdict(PASS if not problems else FAIL, "no zombies, no container without its shim, no shim without its runtime",
-                   f"{len(problems)} orphan(s)", [{"snapshot": snap["index"], "t": snap["t"], "orphans": problems[:20]}])
+    zdesc = "no zombies" if p.zombie_max_age is None else \
+        f"no zombie older than {p.zombie_max_age * 1000:g} ms" + (f" under a {p.parent_role}" if p.parent_role else "")
+    return Verdict(PASS if not problems else FAIL, f"{zdesc}, no container without its shim, no shim without its runtime",
+                   f"{len(problems)} orphan(s)", [{"snapshot": snap["index"], "t": snap["t"], "orphans": problems[:20],
+                                                    "zombies": zombies[:20]}])
 
 
 def _events_order(ctx, p: EventsOrderCheck) -> Verdict:
-    cid = ctx.container_id(p.container)
-    if not cid:
+    ids = ctx.container_ids(p.container)
+    if not ids:
         return Verdict(NA, reason=f"container {p.container} never existed")
     sources = ["daemon", "runtime"] if p.source == "both" else [p.source]
     seen, bad, na = {}, [], []
-    for source in sources:
+    for cid, source in [(c, s) for c in ids for s in sources]:
         if source == "runtime" and ctx.engine.runtime_events_argv() is None:
-            na.append(f"engine {ctx.engine.name} has no runtime event stream")
+            if not na:
+                na.append(f"engine {ctx.engine.name} has no runtime event stream")
             continue
+        # a name reused by the scenario: every id it had is covered, each on its own
+        label = source if len(ids) == 1 else f"{source} {cid[:12]}"
         phases = ctx.engine.lifecycle_actions(source)
         events = [e for e in ctx.events.snapshot() if e["source"] == source and e["container"] == cid]
         seq = []
@@ -259,19 +312,19 @@ def _events_order(ctx, p: EventsOrderCheck) -> Verdict:
             for phase, actions in phases.items():
                 if e["action"] in actions and phase in p.phases:
                     seq.append((phase, e["action"], ctx.t(e["mono"])))
-        seen[source] = [f"{a}@{t:.3f}s" for _, a, t in seq]
+        seen[label] = [f"{a}@{t:.3f}s" for _, a, t in seq]
         order = [ph for ph, _, _ in seq]
         pos = 0
         for want in p.phases:
             try:
                 pos = order.index(want, pos) + 1
             except ValueError:
-                bad.append(f"{source}: no {want} ({'/'.join(phases[want])}) after the previous phase")
+                bad.append(f"{label}: no {want} ({'/'.join(phases[want])}) after the previous phase")
                 break
-        if order and not bad:
+        if order and not any(b.startswith(label + ":") for b in bad):
             firsts = [order.index(ph) for ph in p.phases]
             if firsts != sorted(firsts):
-                bad.append(f"{source}: phases out of order: {order}")
+                bad.append(f"{label}: phases out of order: {order}")
     if not seen:
         return Verdict(NA, reason="; ".join(na))
     return Verdict(FAIL if bad else PASS, " → ".join(p.phases) + f" on {', '.join(seen)}", seen,
@@ -364,7 +417,7 @@ def _consistency(ctx, p: ConsistencyCheck) -> Verdict:
 
 
 def _cleanup(ctx, p: CleanupCheck) -> Verdict:
-    hs = ctx.engine.host_state(list(ctx.containers.values())).as_dict()
+    hs = ctx.host_state()
     if ctx.reaper is not None:
         hs["process"] += [f"pid {pid} ({a['name']}) re-parented to the harness, still alive"
                           for pid, a in ctx.reaper.adopted.items()
@@ -408,10 +461,11 @@ def process_absent(ctx, p: ProcessCheck) -> Verdict:
     return _process(ctx, p, False)
 
 
-@check("orphans.none", Empty, "no zombie, no container process without its shim, no shim without its runtime "
-       "(or whose task the runtime does not know)", params_doc="–")
-def orphans_none(ctx, p: Empty) -> Verdict:
-    return _orphans(ctx)
+@check("orphans.none", OrphansCheck, "no zombie (each reported with its parent and age; `zombie_max_age`: none "
+       "older, under `parent_role`), no container process without its shim, no shim without its runtime (or "
+       "whose task the runtime does not know)")
+def orphans_none(ctx, p: OrphansCheck) -> Verdict:
+    return _orphans(ctx, p)
 
 
 @check("events.order", EventsOrderCheck, "create → start → exit → delete in order (dockerd: create, start, die, "
@@ -448,7 +502,7 @@ def consistency(ctx, p: ConsistencyCheck) -> Verdict:
 
 
 @check("cleanup.complete", CleanupCheck, "nothing of the scenario's containers is left: processes, mounts, "
-       "cgroups, netns, shim sockets, state dirs; a kind in `leaks` is a known leak of the engine and must be "
+       "cgroups, netns, shim sockets, state dirs, the volumes they mounted; a kind in `leaks` is a known leak of the engine and must be "
        "left (per engine: `leaks: \"${leaks}\"`)", after_teardown=True, during=False)
 def cleanup_complete(ctx, p: CleanupCheck) -> Verdict:
     return _cleanup(ctx, p)

@@ -35,6 +35,9 @@ class ContainerSpec(Model):
     pid_mode: Literal["host"] | None = None
     #: an init process as pid 1 that reaps orphans (``docker run --init``: docker-init, i.e. tini)
     init: bool = False
+    #: volumes as ``docker run -v``: ``NAME:/dst[:ro]`` (a named volume, made if missing) or ``/dst``
+    #: (an anonymous volume); the scenario's volumes are tracked for ``cleanup.complete``
+    volumes: list[str] = []
     #: capsize only: fail(9)-style failpoints, ``{"shim.delete": "1*delay(2s)"}``, passed as labels
     #: ``io.capsize.<tier>.failpoint.<method>``. ``lowlevel.<host operation>`` takes a host
     #: failpoint (runtime/host.py), ``delay(SECONDS)`` or ``error(ERRNO)``: the shim passes it to the
@@ -132,6 +135,8 @@ def _create_kwargs(ctx, spec) -> dict:
         kw["pid_mode"] = spec.pid_mode
     if spec.init:
         kw["init"] = True
+    if spec.volumes:
+        kw["volumes"] = list(spec.volumes)
     return kw
 
 
@@ -144,7 +149,7 @@ _CREATE_DOC = ("`failpoints` (capsize's engines: `{shim.delete: \"1*delay(2s)\"}
                "`io.capsize.shim.failpoint.delete`; `{lowlevel.pivot_root: \"delay(3)\"}` (a host operation of "
                "runtime/host.py, `delay(N)` or `error(ERRNO)`) → the shim runs the low-level runtime with "
                "`CAPSIZE_HOST_FAILPOINTS=pivot_root=delay(3)`); `pid_mode: host` (`--pid host`), `init: true` "
-               "(`--init`: docker-init/tini as pid 1) on both engines")
+               "(`--init`: docker-init/tini as pid 1) on both engines; `volumes` (`-v NAME:/dst`, `-v /dst`)")
 
 
 def _target(ctx, p) -> str:

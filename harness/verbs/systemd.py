@@ -69,17 +69,30 @@ class FaultDropin(UnitRef):
     (ledger; before teardown) removes it and reloads again."""
 
     section: Annotated[str, Field(pattern=r"^[A-Z][A-Za-z]+$")] = "Service"
-    settings: dict[Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]+$")], str | int | bool]
+    #: A list value gives one line per item (``Environment: [A=1, B=2]``).
+    settings: dict[Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]+$")], str | int | bool | list[str | int]] = {}
+    #: Settings cleared first with an empty assignment (``[ExecStart]`` writes ``ExecStart=``, so
+    #: that ``settings``' ExecStart replaces the unit's instead of adding a second one).
+    reset: list[Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]+$")]] = []
+    #: The file's name (``/run/systemd/system/<unit>.d/50-capsize-<run>-<name>.conf``); default:
+    #: the step's id, else its position: several drop-ins per unit live side by side.
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] | None = None
 
     @field_validator("settings")
     @classmethod
-    def _some(cls, v):
+    def _lines(cls, v):
         if not v:
             raise ValueError("give at least one setting, e.g. {KillMode: control-group}")
         for k, val in v.items():
-            if "\n" in str(val):
+            if any("\n" in str(x) for x in (val if isinstance(val, list) else [val])):
                 raise ValueError(f"setting {k}: one line only")
         return v
+
+    @model_validator(mode="after")
+    def _some(self):
+        if not self.settings and not self.reset:
+            raise ValueError("give at least one setting, e.g. {KillMode: control-group}, or a reset")
+        return self
 
 
 class ServiceStateCheck(UnitRef):
@@ -144,19 +157,28 @@ def fault_service_restart(ctx, step) -> dict:
     return _service(ctx, step, "restart")
 
 
-@fault("fault.service.dropin", FaultDropin, "a runtime drop-in `/run/systemd/system/<unit>.d/50-capsize-<run>.conf` "
-       "with `[section]` (default `Service`) `settings` (`{KillMode: control-group}`), then `daemon-reload` "
-       "(KillMode applies at the unit's next stop); undone (ledger; `capsize recover` too) by removing it and "
+@fault("fault.service.dropin", FaultDropin, "a runtime drop-in `/run/systemd/system/<unit>.d/50-capsize-<run>-<name>.conf` "
+       "(one per step: several per unit) with `[section]` (default `Service`), `reset` (`[ExecStart]`: an empty "
+       "`ExecStart=` first) and `settings` (`{KillMode: control-group}`; a list: one line each), then "
+       "`daemon-reload` (KillMode applies at the unit's next stop, ExecStart/Environment at its next start; "
+       "capsized: `Environment: CAPSIZED_OPTS=--live-restore`); undone (ledger; `capsize recover` too) by removing it and "
        "reloading", needs=("systemd",), undo={"dropin": undo_dropin})
 def fault_service_dropin(ctx, step) -> dict:
     p, eng = step.params, ctx.engine
     unit = p.resolve(eng)
-    name = "50-capsize-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in ctx.run)[:80]
+    name = dropin_name(ctx.run, p.name or step.id or str(len(ctx.ledger.outstanding(ctx.run)) + 1))
     path = dropin_path(unit, name)
-    ctx.ledger.apply(ctx.run, step.action, {"unit": unit, "section": p.section, "settings": dict(p.settings)},
+    ctx.ledger.apply(ctx.run, step.action, {"unit": unit, "section": p.section, "settings": dict(p.settings),
+                                            "reset": list(p.reset)},
                      {"kind": "dropin", "path": path, "unit": unit})
-    eng.add_dropin(unit, name, p.section, p.settings)
-    return {"unit": unit, "path": path, "now": eng.unit_properties(unit, *p.settings)}
+    eng.add_dropin(unit, name, p.section, p.settings, p.reset)
+    return {"unit": unit, "path": path, "now": eng.unit_properties(unit, *dict.fromkeys([*p.reset, *p.settings]))}
+
+
+def dropin_name(run: str, part: str) -> str:
+    """``50-capsize-<run>-<part>``, reduced to characters safe in a unit file name."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{run}-{part}")
+    return "50-capsize-" + safe[:100]
 
 
 @check("service.state", ServiceStateCheck, "every property equals; with `entered_since`, the unit (re)entered "

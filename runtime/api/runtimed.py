@@ -59,6 +59,7 @@ ROUTES = (
     ("POST", _NS + "/tasks/{cid}/update", "task_update"),
     ("POST", _NS + "/tasks/{cid}/exec", "task_exec"),
     ("GET", _NS + "/tasks/{cid}/exec/{eid}", "task_exec_get"),
+    ("POST", _NS + "/tasks/{cid}/resize", "task_resize"),
     ("DELETE", _NS + "/tasks/{cid}", "task_delete"),
 )
 
@@ -234,6 +235,14 @@ class Requests:
 
     def exec_state(self, task_id: str, exec_id: str) -> Call:
         return Call("GET", self.ns_path("tasks", task_id, "exec", exec_id))
+
+    def resize(self, task_id: str, height: int, width: int, exec_id: str | None = None) -> Call:
+        """``POST .../tasks/{id}/resize``: the terminal of the init, or of exec *exec_id*, gets
+        *height* rows and *width* columns (the shim's ``resize``: TIOCSWINSZ)."""
+        body = {"height": height, "width": width}
+        if exec_id:
+            body["exec_id"] = exec_id
+        return Call("POST", self.ns_path("tasks", task_id, "resize"), body=body)
 
     def delete_task(self, task_id: str, force: bool = False) -> Call:
         return Call("DELETE", self.ns_path("tasks", task_id), query_pairs({"force": "1" if force else None}))

@@ -19,7 +19,10 @@ connect       --                               ``{"shim_pid", "task_pid" (0 befo
                                                "version": 1}``
 create        ``log_path`` (absolute, optional) ``{"pid"}`` after ``<runtime> create``; the
               ``stdin`` (a FIFO, optional)     runtime's own error on failure (then nothing is
-                                               left: ``<runtime> delete --force``)
+                                               left: ``<runtime> delete --force``). With the
+                                               bundle's ``process.terminal``: ``--console-socket``,
+                                               the shim holds the pty master, the log gets the
+                                               terminal's output as ``stdout``, stdin goes to it
 start         --                               ``{"pid"}`` after ``<runtime> start``
 state         ``exec_id`` (optional)           ``{"id", "namespace", "bundle", "pid", "status",
                                                "exit_status", "exited_at", "log_path",
@@ -46,13 +49,18 @@ delete        --                               ``{"pid", "exit_status", "exited_
                                                task, whose init is then killed: 137); a running
                                                task is FailedPrecondition
 exec          ``exec_id`` (an id), ``process``  ``{"exec_id", "pid"}`` after ``<runtime> exec
-              (an OCI process, ``terminal``    --detach --pid-file <dir>/pid --process
-              false), ``stdin``, ``stdout``,   <dir>/process.json <id>`` (``<dir>`` =
-              ``stderr`` (FIFO paths, optional: ``<bundle>/execs/<exec_id>``); publishes
-              /dev/null; stdout/stderr must    ``/tasks/exec-added``, ``/tasks/exec-started``
+              (an OCI process; ``terminal``:   --detach --pid-file <dir>/pid --process
+              a pty, output to ``stdout``),    <dir>/process.json <id>`` (``<dir>`` =
+              ``stdin``, ``stdout``,           ``<bundle>/execs/<exec_id>``; with a terminal
+              ``stderr`` (FIFO paths,          also ``--console-socket``);
+              optional: /dev/null;             publishes
+              stdout/stderr must               ``/tasks/exec-added``, ``/tasks/exec-started``
               have a reader already)           and, at its exit, ``/tasks/exit`` with ``id`` =
                                                the exec id; a running task only
                                                (FailedPrecondition), AlreadyExists for a used id
+resize        ``height``, ``width`` (chars,    ``{}`` after TIOCSWINSZ on the pty master of the
+              0-65535), ``exec_id`` (optional) init or of that exec process; FailedPrecondition
+                                               when it has no terminal (or it is closed)
 shutdown      --                               ``{}``, then the shim removes its socket,
                                                delivers queued events (up to 1 s) and exits;
                                                FailedPrecondition while a task exists
@@ -78,16 +86,16 @@ import json
 
 from runtime.errors import from_dict
 
-CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, EXEC, SHUTDOWN = (
+CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, EXEC, RESIZE, SHUTDOWN = (
     "connect", "create", "start", "state", "kill", "wait", "pids", "pause", "resume", "delete", "exec",
-    "shutdown")
+    "resize", "shutdown")
 UPDATE = "update"
 
-METHODS = (CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, EXEC, SHUTDOWN, UPDATE)
+METHODS = (CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, EXEC, RESIZE, SHUTDOWN, UPDATE)
 #: Methods that change the task: run one at a time, in arrival order.
 SERIALIZED = (CREATE, START, KILL, PAUSE, RESUME, DELETE, EXEC, UPDATE)
 #: Methods whose failure is an ordinary answer (not logged by the shim).
-QUIET = (STATE, WAIT, CONNECT)
+QUIET = (STATE, WAIT, CONNECT, RESIZE)
 #: ``connect``'s ``version``.
 PROTOCOL_VERSION = 1
 #: The longest request line the shim reads (bytes); a longer one gets an error and is skipped.

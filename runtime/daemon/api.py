@@ -35,11 +35,13 @@ def wants_hijack(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "tcp"
 
 
-def multiplexed_response(hijack: bool) -> web.StreamResponse:
+def multiplexed_response(hijack: bool, raw: bool = False) -> web.StreamResponse:
     """The response carrying Docker's multiplexed stdout/stderr stream (Content-Type
-    ``application/vnd.docker.multiplexed-stream``): ``101 UPGRADED`` with ``Connection: Upgrade``
-    and ``Upgrade: tcp`` for a hijacked connection, else a streamed ``200``."""
-    headers = {"Content-Type": "application/vnd.docker.multiplexed-stream"}
+    ``application/vnd.docker.multiplexed-stream``), or with *raw* (a TTY: one stream, unframed)
+    ``application/vnd.docker.raw-stream``: ``101 UPGRADED`` with ``Connection: Upgrade`` and
+    ``Upgrade: tcp`` for a hijacked connection, else a streamed ``200``."""
+    headers = {"Content-Type": "application/vnd.docker.raw-stream" if raw
+               else "application/vnd.docker.multiplexed-stream"}
     if hijack:
         headers.update({"Connection": "Upgrade", "Upgrade": "tcp"})
         return web.StreamResponse(status=101, reason="UPGRADED", headers=headers)

@@ -484,6 +484,11 @@ class Backend:
         return await self._call(RT.exec_process(cid, exec_id, process, stdin, stdout, stderr),
                                 timeout=TASK_TIMEOUT)
 
+    async def resize(self, cid: str, height: int, width: int, exec_id: str | None = None) -> None:
+        """The terminal of *cid*'s init (or of exec *exec_id*) gets *height* x *width* (runtimed's
+        ``POST /tasks/{id}/resize``); FailedPrecondition without a terminal."""
+        await self._call(RT.resize(cid, height, width, exec_id))
+
     async def pids(self, cid: str) -> list[int]:
         res = await self._call(RT.pids(cid))
         return [int(p) if not isinstance(p, dict) else int(p.get("pid", 0)) for p in res.get("pids") or []]

@@ -7,11 +7,15 @@
              [--runtime-address unix://<exec-root>/runtimed.sock] [--group GROUP]
              [--log-file PATH] [--log-level info] [--shutdown-timeout 15]
              [--default-runtime capsize-runc|runc|PATH] [--fsync-state] [--runtime-wait 5]
-             [--cgroup-parent /capsize]
+             [--cgroup-parent /capsize] [--config-file /etc/capsize/daemon.json]
 
 ``--cgroup-parent`` is dockerd's flag: the parent cgroup of containers whose
 ``HostConfig.CgroupParent`` is empty (their cgroup is ``<parent>/<id>``; dockerd's default is
 ``/docker``, capsized's ``/capsize``), so that several engines on one host can keep apart.
+
+``--config-file`` is dockerd's: a JSON object of dockerd's ``daemon.json`` keys for these options
+(``{"live-restore": true}``; :mod:`runtime.daemon.config_file`); a key also given as a flag is
+an error, as with dockerd.
 
 Exit status 0 after a clean shutdown (SIGTERM/SIGINT); 1 with one line ``capsized: <message>``
 on stderr when it cannot start (a live pidfile, a socket in use, no activation sockets...).
@@ -46,8 +50,10 @@ class Config:
     cgroup_parent: str = "/capsize"
 
 
-def parse_args(argv=None) -> Config:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="capsized", description="capsize's engine daemon (Docker Engine API 1.41)")
+    p.add_argument("--config-file", default=None,
+                   help="daemon configuration file, dockerd's daemon.json keys (default /etc/capsize/daemon.json)")
     p.add_argument("-H", "--host", action="append", default=[], help="unix://PATH or fd:// (repeatable)")
     p.add_argument("--data-root", default="/var/lib/capsize")
     p.add_argument("--exec-root", default="/run/capsize")
@@ -67,7 +73,24 @@ def parse_args(argv=None) -> Config:
                    help="fsync every container record write (survives power loss; ~9 ms per write)")
     p.add_argument("--cgroup-parent", default="/capsize",
                    help="parent cgroup of containers without HostConfig.CgroupParent (default /capsize)")
+    return p
+
+
+def parse_args(argv=None) -> Config:
+    """The configuration from *argv* and the configuration file (:mod:`runtime.daemon.config_file`);
+    a bad flag exits 2 with the usage, a bad configuration file exits 1 with one line."""
+    from runtime.daemon import config_file
+    p = _parser()
     a = p.parse_args(argv)
+    unset = object()   # the same flags with a default no flag gives: which ones were given
+    given_parser = _parser()
+    given_parser.set_defaults(**{dest: None if dest == "host" else unset for dest, _ in config_file.KEYS.values()})
+    given = {k: v for k, v in vars(given_parser.parse_args(argv)).items() if v is not unset and v is not None}
+    path = a.config_file or config_file.DEFAULT_PATH
+    try:
+        config_file.merge(path, config_file.read(path, required=a.config_file is not None), given, a)
+    except CapsizeError as e:
+        p.exit(1, f"capsized: {e.message}\n")
     if not a.cgroup_parent or ".." in a.cgroup_parent.split("/"):
         p.error(f"invalid --cgroup-parent {a.cgroup_parent!r}")
     data_root, exec_root = os.path.abspath(a.data_root), os.path.abspath(a.exec_root)

@@ -187,8 +187,6 @@ class Daemon:
                 cfg[key] = [v]
             elif v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
                 raise InvalidArgument(f"{key} must be a list of strings")
-        if cfg.get("Tty"):
-            raise Unimplemented("capsize does not support TTYs (docker run -t) yet")
         hostconfig.validate(cfg, host)   # mounts; what capsize would otherwise ignore is refused
         restart.validate(host)
         settings.verify(cfg, host)   # values dockerd refuses at create (WorkingDir, Memory, caps...)

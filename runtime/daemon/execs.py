@@ -9,8 +9,11 @@ exec's: event ``exec_die`` with ``execID`` and ``exitCode``). ``GET /exec/{id}/j
 
 The process: the container's OCI process (its env, capabilities, user, working directory) with
 the exec's ``Cmd``, ``Env`` appended, ``User`` (numeric ``uid[:gid]``, as for containers) and
-``WorkingDir`` when given. ``Privileged`` is refused (InvalidArgument), as is ``Tty`` (no
-terminal yet: Unimplemented).
+``WorkingDir`` when given. ``Privileged`` is refused (InvalidArgument). ``Tty``: the process
+gets a terminal of its own (``process.terminal``; the shim holds its master), ``TERM=xterm``
+unless set, ``ConsoleSize`` ``[h, w]`` when given; its output is one raw stream and
+``/exec/{id}/resize`` reaches it. ``DetachKeys`` (:mod:`runtime.daemon.detachkeys`) end an
+attached start without stopping the process.
 
 Streams (an attached start): capsized makes FIFOs ``<exec-root>/containers/<cid>/exec-<id>-
 {stdin,stdout,stderr}`` and opens its ends before the runtime opens theirs (the output FIFOs
@@ -45,7 +48,7 @@ import os
 import secrets
 
 from runtime.api import exits
-from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, NotFound, Unimplemented
+from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, NotFound
 
 #: seconds the output of an exited exec is still copied (dockerd's 2 s StreamConfig.Wait)
 STREAM_GRACE = 2.0
@@ -76,12 +79,19 @@ class Exec:
         self.open_stdout = bool(config.get("AttachStdout"))
         self.open_stderr = bool(config.get("AttachStderr"))
         self.detach_keys = config.get("DetachKeys") or ""
+        from runtime.daemon import detachkeys
+        self.detach_sequence = detachkeys.parse(self.detach_keys)   # InvalidArgument now, not at start
+        self.tty = bool(config.get("Tty"))
+        size = config.get("ConsoleSize")
+        self.console_size = size if (isinstance(size, list) and len(size) == 2 and
+                                     all(isinstance(n, int) and n > 0 for n in size)) else None
         self.started = False
         self.running = False
         self.exit_code: int | None = None
         self.pid = 0
         self.exited = asyncio.Event()
         self.exit_source = exits.REAL  # the exit code's provenance (runtime.api.exits)
+        self.began = asyncio.Event()   # the process runs (or its start failed): resize may go on
         self.start_published = False   # exec_start is out: exec_die may follow
         self.die_pending = False       # the exit came first (a quick process): exec_die after exec_start
 
@@ -91,7 +101,7 @@ class Exec:
 
     def inspect(self) -> dict:
         """The Engine API's ``ExecInspectResponse``."""
-        pc = {"tty": False, "entrypoint": self.entrypoint, "arguments": list(self.arguments)}
+        pc = {"tty": self.tty, "entrypoint": self.entrypoint, "arguments": list(self.arguments)}
         if self.user:
             pc["user"] = self.user
         return {"CanRemove": False, "ContainerID": self.container.ID, "DetachKeys": self.detach_keys,
@@ -104,8 +114,12 @@ class Exec:
         from runtime.daemon.oci import _user
         proc = {k: v for k, v in base.items() if k not in ("rlimits", "consoleSize")}
         proc["args"] = [self.entrypoint] + self.arguments
-        proc["terminal"] = False
+        proc["terminal"] = self.tty
         env = list(proc.get("env") or [])
+        if self.tty and not any(e.startswith("TERM=") for e in env + self.env):
+            env.append("TERM=xterm")
+        if self.tty and self.console_size:
+            proc["consoleSize"] = {"height": self.console_size[0], "width": self.console_size[1]}
         keys = {e.split("=", 1)[0]: i for i, e in enumerate(env)}
         for e in self.env:
             k = e.split("=", 1)[0]
@@ -133,7 +147,8 @@ class Streams:
         self.paths: dict[str, str] = {}
         self.fds: dict[str, int] = {}
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        for name, wanted in (("stdin", ex.open_stdin), ("stdout", ex.open_stdout), ("stderr", ex.open_stderr)):
+        for name, wanted in (("stdin", ex.open_stdin), ("stdout", ex.open_stdout),
+                             ("stderr", ex.open_stderr and not ex.tty)):   # a TTY: one stream
             if not wanted:
                 continue
             path = os.path.join(directory, f"exec-{ex.ID}-{name}")
@@ -194,8 +209,6 @@ class ExecStore:
         if config.get("Privileged"):
             raise InvalidArgument("capsized does not support privileged exec processes (docker exec "
                                   "--privileged): the exec runs with the container's capabilities only")
-        if config.get("Tty"):
-            raise Unimplemented("capsized does not support a terminal for exec yet (docker exec -t)")
         ex = Exec(secrets.token_hex(32), c, config)
         if ex.user:
             from runtime.daemon.oci import _user
@@ -226,10 +239,12 @@ class ExecStore:
                 streams.close_all()
             ex.exit_code = exit_code_for_start_error(e.message, ex.entrypoint)
             ex.exited.set()
+            ex.began.set()
             raise
         ex.pid = int(res.get("pid") or 0)
         if ex.exit_code is None:
             ex.running = True
+        ex.began.set()
         d.events.publish("container", "exec_start: " + ex.command, c.ID, c.event_attributes(execID=ex.ID),
                          image=c.image_ref)
         ex.start_published = True

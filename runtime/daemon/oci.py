@@ -67,6 +67,15 @@ def build_spec(container, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> dict:
         env.insert(0, DEFAULT_PATH)
     hostname = cfg.get("Hostname") or container.ID[:12]
     env.insert(1, f"HOSTNAME={hostname}")
+    # Tty: a terminal (the shim holds its master), TERM=xterm unless set, the client's size at
+    # create (HostConfig.ConsoleSize [height, width]), as dockerd's WithTerminal/consoleSize
+    proc["terminal"] = bool(cfg.get("Tty"))
+    if proc["terminal"]:
+        if not any(e.startswith("TERM=") for e in env):
+            env.append("TERM=xterm")
+        size = host.get("ConsoleSize") or [0, 0]
+        if isinstance(size, list) and len(size) == 2 and all(isinstance(n, int) and n > 0 for n in size):
+            proc["consoleSize"] = {"height": size[0], "width": size[1]}
     proc["env"] = env
     proc["cwd"] = cfg.get("WorkingDir") or "/"
     proc["user"] = _user(cfg.get("User") or "")

@@ -29,13 +29,13 @@ import json
 
 from aiohttp import web
 
-from runtime.daemon import logs as logmod, stdin as stdinmod, validate
+from runtime.daemon import detachkeys, logs as logmod, stdin as stdinmod, validate
 from runtime.daemon.api import (json_response, multiplexed_response, no_content, query_bool, query_int, read_json,
                                 wants_hijack)
 from runtime.daemon.clock import parse_api_time
 from runtime.daemon.filters import match_labels, parse_filters
 from runtime.daemon.stop import parse_signal
-from runtime.errors import InvalidArgument, NotFound
+from runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 LIST_FILTERS = {"status", "name", "id", "label", "exited", "ancestor", "before", "since", "health",
                 "isolation", "network", "publish", "expose", "volume", "is-task"}
@@ -213,7 +213,7 @@ async def logs(request: web.Request):
                 continue
             if timestamps:
                 data = (logmod.fixed_timestamp(text, ns) + " ").encode() + data
-            await resp.write(logmod.frame(stream, data))
+            await resp.write(data if c.Config.get("Tty") else logmod.frame(stream, data))
     finally:
         await gen.aclose()
     return resp
@@ -228,9 +228,14 @@ async def attach(request: web.Request):
     ``OpenStdin``, hijacked connections only): what the client sends after the upgrade goes to
     the container's stdin FIFO (:mod:`runtime.daemon.stdin`); its end (the client's half-close)
     closes the container's stdin when the container has ``StdinOnce`` (``docker run -i``).
+    A TTY container's output is the raw stream (``application/vnd.docker.raw-stream``, no
+    frames). The detach keys (``detachKeys``, default ctrl-p ctrl-q: :mod:`runtime.daemon.detachkeys`)
+    typed on the input end the attach; the container goes on, its stdin stays open.
     """
     d = _d(request)
     c = d.get(_ref(request))
+    detach_seq = detachkeys.parse(request.query.get("detachKeys", ""))
+    tty = bool(c.Config.get("Tty"))
     stream = query_bool(request, "stream")
     d.log.debug("attach", query=dict(request.query), headers=dict(request.headers))
     want = set()
@@ -239,15 +244,17 @@ async def attach(request: web.Request):
     if query_bool(request, "stderr"):
         want.add("stderr")
     upgrade = wants_hijack(request)
-    resp = multiplexed_response(upgrade)
+    resp = multiplexed_response(upgrade, raw=tty)
     await resp.prepare(request)
+    d.events.publish("container", "attach", c.ID, c.event_attributes(), image=c.image_ref)
     transport = request.transport
     pump = None
     if upgrade and query_bool(request, "stdin") and c.Config.get("OpenStdin") and transport is not None:
         reader = stdinmod.Reader()
         request.protocol.set_parser(reader)
         stdinmod.open_fifo(c, d.config.exec_root)
-        pump = asyncio.get_running_loop().create_task(_pump_stdin(c, reader))
+        pump = asyncio.get_running_loop().create_task(
+            _pump_stdin(c, reader, detachkeys.Scanner(detach_seq), transport.close))
     try:
         logf = open(c.LogPath, "rb")   # before the start: the log exists from the create on
         logf.seek(0, 2)
@@ -277,7 +284,7 @@ async def attach(request: web.Request):
         try:
             async for st, data in gen:
                 if st in want:
-                    await send(logmod.frame(st, data))
+                    await send(data if tty else logmod.frame(st, data))
         except ConnectionResetError:
             pass
         finally:
@@ -293,8 +300,9 @@ async def attach(request: web.Request):
     return resp
 
 
-async def _pump_stdin(c, reader) -> None:
-    """Copy a hijacked attach's input to the container's stdin until it ends (see attach)."""
+async def _pump_stdin(c, reader, scanner, detach) -> None:
+    """Copy a hijacked attach's input to the container's stdin until it ends, or until the detach
+    keys (*scanner*) were typed: then ``detach()`` (see attach)."""
     def alive():
         return not c.removed and (c.State.running or c.State.Status in ("created", "restarting"))
     while True:
@@ -302,7 +310,11 @@ async def _pump_stdin(c, reader) -> None:
         if data is None:
             stdinmod.input_ended(c)
             return
-        if not await stdinmod.write(c, data, alive):
+        data, detached = scanner.feed(data)
+        if data and not await stdinmod.write(c, data, alive):
+            return
+        if detached:
+            detach()
             return
 
 
@@ -356,6 +368,25 @@ async def unpause(request: web.Request):
     return no_content()
 
 
+async def resize(request: web.Request):
+    """``POST /containers/{id}/resize?h=&w=``: the TTY's size (TIOCSWINSZ in the shim); 200.
+    400 bad sizes; 409 a container that is not running (dockerd: "is not running"), or that
+    has no TTY (dockerd 20.10 answers 500 there; a client's mistake is 409 here)."""
+    d = _d(request)
+    c = d.get(_ref(request))
+    h, w = query_int(request, "h", 0), query_int(request, "w", 0)
+    if not (0 <= h <= 0xFFFF and 0 <= w <= 0xFFFF):
+        raise InvalidArgument("invalid resize: height and width must be 0-65535")
+    if not c.State.running:
+        raise FailedPrecondition(f"Container {c.ID} is not running")
+    if not c.Config.get("Tty"):
+        raise FailedPrecondition(f"Container {c.ID} has no TTY to resize")
+    await d.backend.resize(c.ID, h, w)
+    d.events.publish("container", "resize", c.ID, c.event_attributes(height=str(h), width=str(w)),
+                     image=c.image_ref)
+    return web.Response(status=200)
+
+
 def routes():
     p = "/containers/{id}"
     return [("GET", "/containers/json", list_containers), ("POST", "/containers/create", create),
@@ -363,4 +394,4 @@ def routes():
             ("POST", p + "/restart", restart), ("POST", p + "/kill", kill), ("POST", p + "/wait", wait),
             ("DELETE", p, remove), ("GET", p + "/logs", logs), ("POST", p + "/attach", attach),
             ("GET", p + "/top", top), ("POST", p + "/rename", rename), ("POST", p + "/pause", pause),
-            ("POST", p + "/unpause", unpause)]
+            ("POST", p + "/unpause", unpause), ("POST", p + "/resize", resize)]

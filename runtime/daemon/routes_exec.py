@@ -17,8 +17,13 @@ exec routes; the exec instances themselves are :mod:`runtime.daemon.execs`.
                                         :data:`runtime.daemon.execs.STREAM_GRACE`). A failed start
                                         writes the runtime's error on stdout, as dockerd does
 ``GET /exec/{id}/json``                 ``ExecInspectResponse``
-``POST /exec/{id}/resize?h=&w=``        ``200`` for a running exec (no terminal: nothing to
+``POST /exec/{id}/resize?h=&w=``        ``200`` for a running exec (its terminal resized:
+                                        TIOCSWINSZ in the shim; no terminal: nothing to
                                         resize); 409 once it is not running; 400 bad sizes
+
+An exec with ``Tty`` streams its terminal's output raw (``application/vnd.docker.raw-stream``).
+Its ``DetachKeys`` (default ctrl-p ctrl-q) typed on the input end the attached start; the
+process goes on.
 ======================================  ==========================================================
 """
 
@@ -34,6 +39,10 @@ from runtime.daemon import stdin as stdinmod
 from runtime.daemon.api import json_response, multiplexed_response, query_int, read_json, wants_hijack
 from runtime.daemon.execs import EXIT_WAIT, STREAM_GRACE
 from runtime.errors import CapsizeError, FailedPrecondition
+
+
+#: seconds a resize waits for its exec to start (dockerd's 10 s)
+RESIZE_START_WAIT = 10.0
 
 
 def _d(request: web.Request):
@@ -59,24 +68,28 @@ async def resize(request: web.Request):
     if h < 0 or w < 0:
         from runtime.errors import InvalidArgument
         raise InvalidArgument("invalid resize: height and width must be >= 0")
+    if not ex.began.is_set():   # dockerd waits up to 10 s for the start (ContainerExecResize)
+        try:
+            await asyncio.wait_for(ex.began.wait(), RESIZE_START_WAIT)
+        except asyncio.TimeoutError:
+            pass
     if not ex.running:
         raise FailedPrecondition(f"exec {ex.ID} is not running")
+    if ex.tty:
+        await d.backend.resize(ex.container.ID, h, w, ex.ID)
     return web.Response(status=200)
 
 
 async def start(request: web.Request):
     d = _d(request)
     ex = d.execs.get(request.match_info["id"])
-    body = await read_json(request)
-    if body.get("Tty"):
-        from runtime.errors import Unimplemented
-        raise Unimplemented("capsized does not support a terminal for exec yet (docker exec -t)")
+    body = await read_json(request)   # {"Detach", "Tty"}: the exec's own Tty counts, as dockerd's
     if body.get("Detach"):
         await d.execs.start(ex, detach=True)
         return web.Response(status=200)
     upgrade = wants_hijack(request)
     d.execs.check_start(ex)   # the errors that come before the hijack answer as ordinary replies
-    resp = multiplexed_response(upgrade)
+    resp = multiplexed_response(upgrade, raw=ex.tty)
     await resp.prepare(request)
     transport = request.transport
     reader = None
@@ -98,9 +111,12 @@ async def start(request: web.Request):
         try:
             streams = await d.execs.start(ex, detach=False)
         except CapsizeError as e:
-            await send(logmod.frame("stdout", f"OCI runtime exec failed: {e.message}\r\n".encode()))
+            text = f"OCI runtime exec failed: {e.message}\r\n".encode()
+            await send(text if ex.tty else logmod.frame("stdout", text))
             return resp
-        pump = asyncio.get_running_loop().create_task(_pump_stdin(streams, reader)) if reader else None
+        from runtime.daemon.detachkeys import Scanner
+        pump = asyncio.get_running_loop().create_task(
+            _pump_stdin(streams, reader, Scanner(ex.detach_sequence), transport.close)) if reader else None
         try:
             await _copy_output(ex, streams, send)
         except (ConnectionResetError, OSError):
@@ -109,7 +125,8 @@ async def start(request: web.Request):
             if pump is not None:
                 pump.cancel()
         try:
-            await asyncio.wait_for(ex.exited.wait(), EXIT_WAIT)
+            if transport is None or not transport.is_closing():   # not after a detach
+                await asyncio.wait_for(ex.exited.wait(), EXIT_WAIT)
         except asyncio.TimeoutError:
             d.log.warning("exec output ended but no exit was reported", exec_id=ex.ID)
     finally:
@@ -162,7 +179,7 @@ async def _copy_output(ex, streams, send) -> None:
             if not data:
                 open_names.remove(name)
                 continue
-            await send(logmod.frame(name, data))
+            await send(data if ex.tty else logmod.frame(name, data))
     finally:
         for name in ("stdout", "stderr"):
             fd = streams.fds.get(name, -1)
@@ -170,13 +187,23 @@ async def _copy_output(ex, streams, send) -> None:
                 loop.remove_reader(fd)
 
 
-async def _pump_stdin(streams, reader) -> None:
-    """The client's input to the exec's stdin FIFO; its end closes capsized's end (EOF)."""
+async def _pump_stdin(streams, reader, scanner, detach) -> None:
+    """The client's input to the exec's stdin FIFO; its end closes capsized's end (EOF); the
+    detach keys (*scanner*) call ``detach()`` instead."""
     fd = streams.fds.get("stdin", -1)
     while fd >= 0:
         data = await reader.queue.get()
         if data is None:
             streams.close("stdin")
+            return
+        data, detached = scanner.feed(data)
+        if detached:
+            try:
+                if data:
+                    os.write(fd, data)
+            except OSError:
+                pass
+            detach()
             return
         view = memoryview(data)
         while view:

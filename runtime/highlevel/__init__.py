@@ -113,6 +113,12 @@ Endpoints
 ``GET  .../tasks/{id}/exec/{exec_id}``                 ``Exec``, refreshed from the shim: ``{"id",
                                                        "exec_id", "pid", "status", "exit_status",
                                                        "exited_at"}``
+``POST .../tasks/{id}/resize``                         body ``{"height", "width", "exec_id"?}``: the
+                                                       shim's ``resize`` of the init's terminal (or
+                                                       the exec's): ``{}``; FailedPrecondition without
+                                                       a terminal. (A task whose spec has
+                                                       ``process.terminal`` gets a pty: its log is one
+                                                       ``stdout`` stream, its stdin FIFO is typed in.)
 ``DELETE .../tasks/{id}?force=1``                      a created or stopped task (``force``: a running
                                                        or paused one is SIGKILLed first; a task whose
                                                        shim does not answer has its shim killed and is

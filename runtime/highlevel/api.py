@@ -267,6 +267,12 @@ def build(daemon) -> Router:
     async def task_exec_get(req, ns, cid, eid):
         return await tasks.exec_state(_ns(ns), cid, eid)
 
+    async def task_resize(req, ns, cid):
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise InvalidArgument("the request body must be a JSON object")
+        return await tasks.resize(_ns(ns), cid, body.get("height"), body.get("width"), body.get("exec_id"))
+
     async def task_delete(req, ns, cid):
         return await tasks.delete(_ns(ns), cid, force=req.flag("force"))
 

@@ -193,8 +193,8 @@ class RuntimeClient:
     def task(self, task_id: str) -> dict:
         return self.call(self.calls.task(task_id))
 
-    def create_task(self, container_id: str, log_path: str | None = None) -> dict:
-        return self.call(self.calls.create_task(container_id, log_path))
+    def create_task(self, container_id: str, log_path: str | None = None, stdin: str | None = None) -> dict:
+        return self.call(self.calls.create_task(container_id, log_path, stdin))
 
     def start_task(self, task_id: str) -> dict:
         return self.call(self.calls.start_task(task_id))
@@ -225,6 +225,10 @@ class RuntimeClient:
 
     def exec_state(self, task_id: str, exec_id: str) -> dict:
         return self.call(self.calls.exec_state(task_id, exec_id))
+
+    def resize(self, task_id: str, height: int, width: int, exec_id: str | None = None) -> dict:
+        """The terminal of the task's init (or of exec *exec_id*) resized: ``{}``."""
+        return self.call(self.calls.resize(task_id, height, width, exec_id))
 
     # -- events ------------------------------------------------------------------------------
     def subscribe(self, topics=(), namespaces=(), since: int | None = None,

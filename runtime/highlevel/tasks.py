@@ -758,6 +758,17 @@ class TaskManager:
                           exit_source=source)
             self.bus.publish(topics.TASK_EXIT, task.namespace, event)
 
+    async def resize(self, namespace: str, task_id: str, height, width, exec_id=None) -> dict:
+        """The shim's ``resize`` of the init's terminal, or exec *exec_id*'s: ``{}``.
+        InvalidArgument (sizes), NotFound, FailedPrecondition (no terminal, or a task without a shim)."""
+        task = self.get(namespace, task_id)
+        conn = self._live(task)
+        params = {"height": height, "width": width}
+        if exec_id:
+            params["exec_id"] = exec_id
+        await conn.call("resize", timeout=5.0, **params)
+        return {}
+
     async def exec_state(self, namespace: str, task_id: str, exec_id: str) -> dict:
         """An exec process's ``Exec`` view, refreshed from the shim when it answers within 2 s."""
         task = self.get(namespace, task_id)

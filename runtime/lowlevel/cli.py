@@ -158,9 +158,8 @@ def dispatch(args) -> int:
         from runtime.lowlevel.state import State
         st = State.load(root, args.id)
         proc = _exec_process(args, st)
-        if proc.get("terminal"):
-            raise InvalidArgument("exec: a terminal (--tty) is not supported by capsize-runc exec")
-        return c.exec_process(root, args.id, proc, detach=args.detach, pid_file=args.pid_file)
+        return c.exec_process(root, args.id, proc, detach=args.detach, pid_file=args.pid_file,
+                              console_socket=args.console_socket)
     if cmd == "update":
         c.update(root, args.id, _update_resources(args))
         return 0

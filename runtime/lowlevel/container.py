@@ -169,7 +169,8 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         os.mkfifo(st.fifo, 0o622)
         os.chmod(st.fifo, 0o622)  # despite the umask: the init may not be root when it opens it
         if proc.get("terminal"):
-            console = os.openpty()
+            from runtime.lowlevel import console as consolemod
+            console = consolemod.connect(console_socket)
         seccomp_filter = _seccomp_filter(config, root)
         from runtime.lowlevel import init
         init.preload(config)
@@ -180,7 +181,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
             parent.close()
             init.intermediate(child, config, host, lambda: init.container_init(
                 child, container_id, config, st.rootfs, st.fifo, cgroup,
-                console[1] if console else None, preserve_fds, seccomp_filter, host))
+                console.fileno() if console else None, preserve_fds, seccomp_filter, host))
         child.close()
         # The cgroup is made after the fork: the intermediate unshares its namespaces meanwhile,
         # and the migration lock's grace period (warm_migration_lock) had the longest to pass.
@@ -208,8 +209,6 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
             raise from_dict(msg.get("error") or {})
         if msg.get("type") != "ready":
             raise CapsizeError(f"sync: unexpected message {msg.get('type')!r} from the init")
-        if console:
-            _send_console(console_socket, console[0])
         st.save()
         os.unlink(os.path.join(st.dir, "creator"))
         if pid_file:
@@ -228,8 +227,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
     finally:
         parent.close()
         if console:
-            os.close(console[0])
-            os.close(console[1])
+            console.close()   # the init sent the pty master over it (runtime.lowlevel.console)
 
 
 def _seccomp_filter(config: dict, root: str):
@@ -240,18 +238,6 @@ def _seccomp_filter(config: dict, root: str):
         return None
     from runtime.lowlevel import seccomp
     return seccomp.compiled_filter(profile, root)
-
-
-def _send_console(console_socket: str, master_fd: int) -> None:
-    """Send the pty master over the console socket with SCM_RIGHTS (runc's --console-socket protocol)."""
-    import socket
-    from runtime.errors import Unavailable
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        try:
-            s.connect(console_socket)
-        except OSError as e:
-            raise Unavailable(f"console socket {console_socket}: {e.strerror}") from None
-        socket.send_fds(s, [b"/dev/ptmx"], [master_fd])
 
 
 def start(root: str, container_id: str, timeout: float = 10.0) -> State:
@@ -439,11 +425,16 @@ def pids(root: str, container_id: str) -> list[int]:
 
 
 def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
-                 pid_file: str | None = None, host: h.Host = h.HOST) -> int:
+                 pid_file: str | None = None, console_socket: str | None = None,
+                 host: h.Host = h.HOST) -> int:
     """Run *proc* (an OCI ``process``) inside a running container; its exit status, or 0 with *detach*.
 
     The process joins every namespace of the init (/proc/<pid>/ns/*) and the container's cgroup.
-    Raises NotFound, FailedPrecondition("cannot exec in a stopped container"), and set-up errors.
+    With ``proc["terminal"]`` it gets a new pty of the container, whose master goes to
+    *console_socket* (:mod:`runtime.lowlevel.console`). Raises NotFound,
+    FailedPrecondition("cannot exec in a stopped container"), InvalidArgument (a terminal
+    without a console socket, or the reverse), Unavailable (nothing listens on the socket), and
+    set-up errors.
     """
     from runtime.lowlevel.sync import Channel
     from runtime.lowlevel import init
@@ -457,13 +448,24 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
         for t in (st.namespaces or {})]}}
     seccomp_filter = _seccomp_filter(st.config or {}, root)
     init.preload({})
+    if proc.get("terminal") and not console_socket:
+        raise InvalidArgument("cannot allocate tty if capsize-runc will detach without setting console socket")
+    if console_socket and not proc.get("terminal"):
+        raise InvalidArgument("cannot use console socket if capsize-runc will not detach or allocate tty")
+    console = None
+    if console_socket:
+        from runtime.lowlevel import console as consolemod
+        console = consolemod.connect(console_socket)
     parent, child = Channel.pair()
     host.prctl(h.PR_SET_CHILD_SUBREAPER, 1)
     child_pid = os.fork()
     if child_pid == 0:
         parent.close()
-        init.intermediate(child, config, host, lambda: init.exec_init(child, proc, seccomp_filter, host))
+        init.intermediate(child, config, host, lambda: init.exec_init(
+            child, proc, seccomp_filter, host, console.fileno() if console else None))
     child.close()
+    if console:
+        console.close()
     pid = None
     try:
         parent.send("continue")

@@ -106,17 +106,6 @@ def _sysctl(config: dict, host: h.Host) -> None:
         host.write(path, str(value))
 
 
-def _attach_console(slave_fd: int) -> None:
-    import fcntl
-    import termios
-    os.setsid()
-    for fd in (0, 1, 2):
-        os.dup2(slave_fd, fd)
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    if slave_fd > 2:
-        os.close(slave_fd)
-
-
 def intermediate(chan, config: dict, host: h.Host, child) -> None:
     """The first child: enter namespaces, fork the init (*child* is its body), report its pid, exit.
 
@@ -148,7 +137,7 @@ def intermediate(chan, config: dict, host: h.Host, child) -> None:
 
 
 def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str, cgroup,
-                   console_slave: int | None, preserve_fds: int, seccomp_filter, host: h.Host) -> None:
+                   console_sock: int | None, preserve_fds: int, seccomp_filter, host: h.Host) -> None:
     """The init's whole set-up (runs as PID 1 of the new pid namespace); execs the user's process.
 
     *seccomp_filter* is built by the parent (runtime/lowlevel/seccomp.py build_filter) while
@@ -160,15 +149,11 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
     cgroupns = any(ns["type"] == "cgroup" for ns in (config.get("linux") or {}).get("namespaces") or [])
     if _has_new(config, "cgroup"):
         host.unshare(h.CLONE_NEWCGROUP)
-    console_path = None
-    if console_slave is not None:
-        console_path = os.ttyname(console_slave)
-        _attach_console(console_slave)
     if _has_new(config, "network"):
         loopback_up()
     if not any(ns["type"] == "mount" for ns in (config.get("linux") or {}).get("namespaces") or []):
         raise InvalidArgument("linux.namespaces: capsize-runc needs a mount namespace to set up the rootfs")
-    rfs.prepare(config, rootfs, cgroup, cgroupns, console=console_path, host=host)
+    rfs.prepare(config, rootfs, cgroup, cgroupns, host=host)
     cfg_hooks = config.get("hooks") or {}
     if cfg_hooks.get("prestart") or cfg_hooks.get("createRuntime"):
         chan.send("hooks")
@@ -178,6 +163,10 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
     fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     rfs.pivot(rootfs, host)
     proc = config["process"]
+    if console_sock is not None:
+        # the pty of the container's own devpts (runc's setupConsole, after pivot_root)
+        from runtime.lowlevel import console
+        console.setup(console_sock, proc, mount_console=True, host=host)
     cwd = proc.get("cwd") or "/"
     if not os.path.lexists(cwd):
         # runc creates a missing cwd as part of the rootfs, right after pivot_root: before
@@ -226,10 +215,14 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
     os._exit(127)
 
 
-def exec_init(chan, proc: dict, seccomp_filter, host: h.Host) -> None:
-    """A process joining a running container (``capsize-runc exec``): wait for the cgroup, become *proc*, exec."""
+def exec_init(chan, proc: dict, seccomp_filter, host: h.Host, console_sock: int | None = None) -> None:
+    """A process joining a running container (``capsize-runc exec``): wait for the cgroup, become
+    *proc* (with a new pty of the container when *console_sock* is given), exec."""
     from runtime.lowlevel import process
     chan.expect("continue")
+    if console_sock is not None:
+        from runtime.lowlevel import console
+        console.setup(console_sock, proc, mount_console=False, host=host)
     path, argv, env = process.finalize(proc, host=host, seccomp=seccomp_filter)
     chan.send("ready")
     chan.close()

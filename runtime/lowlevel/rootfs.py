@@ -198,11 +198,9 @@ def is_bind(m: dict) -> bool:
     return m.get("type") == "bind" or any(o in ("bind", "rbind") for o in m.get("options") or [])
 
 
-def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, console: str | None = None,
-            host: h.Host = h.HOST) -> None:
+def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, host: h.Host = h.HOST) -> None:
     """Steps before pivot_root: propagation, rootfs bind, ``mounts``, devices, /dev symlinks.
-
-    *console* is the path of a pty slave to bind onto /dev/console (process.terminal).
+    (The terminal's /dev/console is bound after pivot_root: :mod:`runtime.lowlevel.console`.)
     """
     linux = config.get("linux") or {}
     prop = linux.get("rootfsPropagation") or "rslave"
@@ -222,10 +220,6 @@ def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, console: str | No
     if not dev_is_bound:
         _make_devices(rootfs, linux.get("devices") or [], host)
         _dev_symlinks(rootfs)
-    if console:
-        dest = secure_join(rootfs, "/dev/console")
-        _ensure_target(dest, True)
-        host.mount(console, dest, None, h.MS_BIND, None)
 
 
 def pivot(rootfs: str, host: h.Host = h.HOST) -> None:

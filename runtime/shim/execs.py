@@ -9,7 +9,10 @@ optional ``stdin`` / ``stdout`` / ``stderr`` FIFO paths:
 2. runs ``<runtime> exec --detach --pid-file <dir>/pid --process <dir>/process.json <id>``
    with the FIFOs as its stdio (the exec process inherits them; a FIFO for output must already
    have a reader, the engine daemon's, or the open fails: ENXIO), as containerd-shim-runc-v2's
-   exec start runs ``runc exec --detach``;
+   exec start runs ``runc exec --detach``. With ``process.terminal`` the runtime also gets
+   ``--console-socket``: the process's stdio is a new pty, whose master the shim holds and copies
+   to the ``stdout`` FIFO and from the ``stdin`` FIFO (:mod:`runtime.shim.console`; ``stderr``
+   is unused, as with Docker's TTYs); ``resize`` reaches it;
 3. the runtime exits once the process runs, so the process is re-parented to the shim (a child
    subreaper); its pid comes from the pid file, and the reaper calls back on that pid only (an
    exit that came first waits in the reaper's table of recent exits);
@@ -37,17 +40,21 @@ from runtime.shim import exitfile
 from runtime.shim.paths import check_id
 
 EXECS_DIR = "execs"
+#: Seconds an exited exec process's terminal output is still copied (dockerd's 2 s stream wait).
+PTY_GRACE = 2.0
 PROCESS_FILE = "process.json"
 PID_FILE = "pid"
 
 
 class ExecProcess:
-    """One exec process: ``id``, ``pid``, ``status`` (``running`` | ``stopped``), exit status and time."""
+    """One exec process: ``id``, ``pid``, ``status`` (``running`` | ``stopped``), exit status and
+    time; with a terminal, its ``pty`` (:class:`runtime.shim.console.Pty`)."""
 
-    __slots__ = ("id", "dir", "pid", "status", "exit_status", "exited_at")
+    __slots__ = ("id", "dir", "pid", "status", "exit_status", "exited_at", "console", "pty_fds", "pty")
 
     def __init__(self, exec_id: str, directory: str):
         self.id, self.dir = exec_id, directory
+        self.console, self.pty_fds, self.pty = None, [], None
         self.pid = 0
         self.status = "created"
         self.exit_status: int | None = None
@@ -85,8 +92,6 @@ class Execs:
         proc = params.get("process")
         if not isinstance(proc, dict) or not isinstance(proc.get("args"), list) or not proc["args"]:
             raise InvalidArgument("exec: process.args must be a non-empty list", field="process")
-        if proc.get("terminal"):
-            raise InvalidArgument("exec: a terminal is not supported by capsize-shim yet", field="process")
         if exec_id in self.procs:
             raise AlreadyExists(f"exec {exec_id} already exists in task {task.id}", id=exec_id)
         if task.status() != "running":
@@ -98,24 +103,53 @@ class Execs:
         with open(proc_file, "w") as f:
             json.dump(proc, f)
         fds = []
+        console = None
+        terminal = bool(proc.get("terminal"))
         try:
-            stdin = self._open(params["stdin"], False) if params.get("stdin") else -1
-            fds.append(stdin)
-            stdout = self._open(params["stdout"], True) if params.get("stdout") else os.open(
-                os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-            fds.append(stdout)
-            stderr = self._open(params["stderr"], True) if params.get("stderr") else os.open(
-                os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-            fds.append(stderr)
+            if terminal:
+                from runtime.shim.console import ConsoleSocket, open_input
+                for key in ("stdin", "stdout"):   # checked as for the other case
+                    v = params.get(key)
+                    if v and (not isinstance(v, str) or not os.path.isabs(v)):
+                        raise InvalidArgument(f"exec stdio must be an absolute path, not {v!r}")
+                try:
+                    # the shim's own ends of the FIFOs: the pty is copied between them and the
+                    # terminal (runtime.shim.console); the process's stdio is the pty's slave
+                    fds.append(open_input(params["stdin"]) if params.get("stdin") else -1)
+                    fds.append(os.open(params["stdout"], os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                               if params.get("stdout") else -1)
+                except OSError as e:
+                    raise InvalidArgument(f"cannot open exec stdio: {e.strerror}") from None
+                console = ConsoleSocket()
+                stdio = {}
+                extra = ("--console-socket", console.path)
+            else:
+                stdin = self._open(params["stdin"], False) if params.get("stdin") else -1
+                fds.append(stdin)
+                stdout = self._open(params["stdout"], True) if params.get("stdout") else os.open(
+                    os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+                fds.append(stdout)
+                stderr = self._open(params["stderr"], True) if params.get("stderr") else os.open(
+                    os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+                fds.append(stderr)
+                stdio = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
+                extra = ()
             ep = ExecProcess(exec_id, directory)
             self.procs[exec_id] = ep
             task.publisher.publish(topics.TASK_EXEC_ADDED, {"container_id": task.id, "exec_id": exec_id})
-            inv = task.runtime.spawn("exec", "--detach", "--pid-file", pid_file, "--process", proc_file, task.id,
-                                     stdin=stdin, stdout=stdout, stderr=stderr)
+            inv = task.runtime.spawn("exec", "--detach", "--pid-file", pid_file, "--process", proc_file,
+                                     *extra, task.id, **stdio)
         except BaseException:
             self.procs.pop(exec_id, None)
+            if console is not None:
+                console.close()
+            for fd in fds:
+                if fd >= 0:
+                    os.close(fd)
             raise
-        finally:
+        if terminal:
+            ep.console, ep.pty_fds = console, fds   # kept until the runtime exits
+        else:
             for fd in fds:
                 if fd >= 0:
                     os.close(fd)
@@ -128,6 +162,21 @@ class Execs:
         pid = 0
         if not error:
             pid, error = task.runtime.pid_from(pid_file, "exec")
+        if ep.console is not None:
+            master, error = ep.console.take(error, "exec")
+            ep.console = None
+            fds, ep.pty_fds = ep.pty_fds, []
+            if error:
+                for fd in fds:
+                    if fd >= 0:
+                        os.close(fd)
+            else:
+                from runtime.shim.console import Pty
+                ep.pty = Pty(task.loop, master)
+                if fds[1] >= 0:
+                    ep.pty.to_fifo(fds[1])
+                if fds[0] >= 0:
+                    ep.pty.from_fifo(fds[0])
         if error:
             task.log.info("exec failed", exec_id=ep.id, error=error)
             self.procs.pop(ep.id, None)
@@ -141,6 +190,11 @@ class Execs:
 
     def _exited(self, ep: ExecProcess, code: int, when_ns: int) -> None:
         ep.status, ep.exit_status, ep.exited_at = "stopped", code, format_nano(when_ns)
+        if ep.pty is not None:
+            # what the terminal holds now is copied; the copy goes on while a background child
+            # keeps the terminal open, for PTY_GRACE seconds at most (as the engine daemon's)
+            ep.pty.drain()
+            self.task.loop.call_later(PTY_GRACE, ep.pty.close)
         try:
             exitfile.write(ep.dir, ep.pid, code, ep.exited_at)
         except OSError as e:
@@ -149,6 +203,19 @@ class Execs:
         event = topics.task_exit(self.task.id, ep.pid, code, ep.exited_at)
         event["id"] = ep.id
         self.task.publisher.publish(topics.TASK_EXIT, event)
+
+    def pty_of(self, exec_id):
+        """The terminal (:class:`runtime.shim.console.Pty` or None) of exec *exec_id*; NotFound."""
+        ep = self.procs.get(exec_id)
+        if ep is None:
+            raise NotFound(f"exec {exec_id!r} not found in task {self.task.id}", id=self.task.id)
+        return ep.pty
+
+    def close(self) -> None:
+        """The task is deleted: every exec terminal still open is closed."""
+        for ep in self.procs.values():
+            if ep.pty is not None:
+                ep.pty.close()
 
     def state(self, exec_id) -> dict:
         ep = self.procs.get(exec_id)

@@ -57,8 +57,11 @@ class JsonFileWriter:
 class LogCopier:
     """Copies one pipe (the read end of the container's stdout or stderr) into a writer."""
 
-    def __init__(self, loop, fd: int, stream: str, writer: JsonFileWriter):
+    def __init__(self, loop, fd: int, stream: str, writer: JsonFileWriter, whole_lines: bool = True):
+        """*whole_lines* False (a terminal): what each read brings is written at once, a partial
+        line too (a shell's prompt has no newline, and attached clients read the log)."""
         self.loop, self.fd, self.stream, self.writer = loop, fd, stream, writer
+        self.whole_lines = whole_lines
         self.partial = b""
         os.set_blocking(fd, False)
         loop.add_reader(fd, self._readable)
@@ -96,6 +99,9 @@ class LogCopier:
             else:
                 break
         self.partial = buf[start:]
+        if self.partial and not self.whole_lines:
+            pieces.append(self.partial)
+            self.partial = b""
         self.writer.write(self.stream, pieces)
 
     def drain(self, max_bytes: int = 4 << 20) -> None:

@@ -219,6 +219,9 @@ class Server:
                 task.wait(done)
             elif method == api.PIDS:
                 task.pids(done)
+            elif method == api.RESIZE:
+                task.resize(params)
+                done({})
             elif method == api.CONNECT:
                 done({"shim_pid": os.getpid(), "task_pid": task.pid, "version": api.PROTOCOL_VERSION})
             elif method == api.SHUTDOWN:

@@ -18,6 +18,10 @@ Life cycle (``phase``; the table is :data:`runtime.api.states.SHIM`, moved by ``
   the exit file is written (:mod:`runtime.shim.exitfile`), an OOM kill is looked for, and only
   then is the exit reported (``/tasks/exit``, ``state``, ``wait``). An exit that happens while
   ``start`` is still running is reported after ``/tasks/start``.
+* A bundle whose ``process.terminal`` is true is created with ``--console-socket``: the shim
+  holds the pty master (:mod:`runtime.shim.console`), copies the terminal's output into the log
+  as ``stdout`` (one stream, as Docker's TTY logs), writes what the stdin FIFO brings to the
+  terminal, and ``resize`` applies TIOCSWINSZ; the master is closed at the init's exit.
 * ``pause`` / ``resume`` run ``<runtime> pause|resume <id>`` (the cgroup freezer) and publish
   ``/tasks/paused`` / ``/tasks/resumed``, as containerd-shim-runc-v2's Pause and Resume do.
 * ``create``, ``start``, ``kill``, ``pause``, ``resume`` and ``delete`` run one at a time, in
@@ -43,6 +47,7 @@ from runtime.errors import (AlreadyExists, CapsizeError, FailedPrecondition, Inv
                             NotFound)
 from runtime.rfc3339 import format_nano
 from runtime.shim import exitfile
+from runtime.shim.console import terminal_of
 from runtime.shim.logs import JsonFileWriter, LogCopier
 from runtime.shim.paths import CONTAINER_LOG, INIT_PID, RESOURCES_FILE
 
@@ -83,6 +88,8 @@ class Task:
         self._ops: deque = deque()
         self._busy = False
         self._execs = None   # runtime.shim.execs.Execs, made by the first exec
+        self._console = None  # runtime.shim.console.ConsoleSocket while a terminal create runs
+        self.pty = None       # runtime.shim.console.Pty: the init's terminal (process.terminal)
 
     # -- serialized operations ---------------------------------------------------------------
     def submit(self, op: str, params: dict, done) -> None:
@@ -132,6 +139,9 @@ class Task:
         except OSError as e:
             raise InvalidArgument(f"cannot open log {log_path}: {e.strerror}", field="log_path") from None
         self.log_path = log_path
+        if terminal_of(self.bundle):
+            self._create_terminal(params.get("stdin"), pid_file, new_log, done)
+            return
         in_fd = self._open_stdin(params.get("stdin"))
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -157,6 +167,35 @@ class Task:
         self.log.info("creating task", runtime=self.runtime.binary, runtime_pid=inv.pid)
         self.reaper.expect(inv.pid, lambda code, _t: self._created(inv, code, pid_file, new_log, done))
 
+    def _create_terminal(self, stdin, pid_file: str, new_log: bool, done) -> None:
+        """create for a ``process.terminal`` init: ``--console-socket`` (runtime.shim.console); the
+        runtime's own stdio is its captured output, the init's is the pty."""
+        from runtime.shim.console import ConsoleSocket, open_input
+        if stdin and (not isinstance(stdin, str) or not os.path.isabs(stdin)):
+            self._discard_log(new_log)
+            raise InvalidArgument(f"stdin must be an absolute path, not {stdin!r}", field="stdin")
+        try:
+            in_fd = open_input(stdin) if stdin else -1
+        except OSError as e:
+            self._discard_log(new_log)
+            raise InvalidArgument(f"cannot open stdin {stdin}: {e.strerror}", field="stdin") from None
+        try:
+            console = ConsoleSocket()
+            self.reaper.clear_recent()
+            inv = self.runtime.spawn("create", "--bundle", self.bundle, "--pid-file", pid_file,
+                                     "--console-socket", console.path, self.id)
+        except BaseException:
+            if in_fd >= 0:
+                os.close(in_fd)
+            if "console" in locals():
+                console.close()
+            self._discard_log(new_log)
+            raise
+        self._console, self._pending_pipes = console, ((in_fd,) if in_fd >= 0 else ())
+        self._move("creating")
+        self.log.info("creating task", runtime=self.runtime.binary, runtime_pid=inv.pid, terminal=True)
+        self.reaper.expect(inv.pid, lambda code, _t: self._created(inv, code, pid_file, new_log, done))
+
     @staticmethod
     def _open_stdin(path) -> int:
         """The init's stdin: the FIFO at *path* opened for reading (-1: /dev/null). Opened
@@ -178,16 +217,27 @@ class Task:
         pid = 0
         if not error:
             pid, error = self.runtime.pid_from(pid_file, "create")
+        master = -1
+        if self._console is not None:
+            master, error = self._console.take(error, "create")
+            self._console = None
         if error:
             self.log.error("create failed", error=error)
             self._undo_create(pid_file, new_log, lambda: done(CapsizeError(error, id=self.id)))
             return
         self.pid = pid
         self._move("created")
-        out_r, err_r = self._pending_pipes
+        if master >= 0:
+            from runtime.shim.console import Pty
+            self.pty = Pty(self.loop, master)
+            self.pty.to_log(self._writer)
+            for fd in self._pending_pipes:   # the stdin FIFO
+                self.pty.from_fifo(fd)
+        else:
+            out_r, err_r = self._pending_pipes
+            self._copiers = [LogCopier(self.loop, out_r, "stdout", self._writer),
+                             LogCopier(self.loop, err_r, "stderr", self._writer)]
         self._pending_pipes = ()
-        self._copiers = [LogCopier(self.loop, out_r, "stdout", self._writer),
-                         LogCopier(self.loop, err_r, "stderr", self._writer)]
         from runtime.shim.oom import OOMWatch
         self._oom = OOMWatch(self.loop, pid, self._oom_killed, self.log)
         self.publisher.publish(topics.TASK_CREATE, {"container_id": self.id, "bundle": self.bundle, "pid": pid})
@@ -240,6 +290,9 @@ class Task:
         self.exit_status, self.exited_at = code, format_nano(when_ns)
         for c in self._copiers:
             c.drain()
+        if self.pty is not None:   # what the terminal still holds goes to the log; then it is closed
+            self.pty.drain()
+            self.pty.close()
         try:
             exitfile.write(self.bundle, self.pid, code, self.exited_at)
         except OSError as e:
@@ -398,6 +451,10 @@ class Task:
             c.drain()
             c.close()
         self._copiers = []
+        if self.pty is not None:
+            self.pty.close()
+        if self._execs is not None:
+            self._execs.close()
         if self._writer:
             self._writer.close()
             self._writer = None
@@ -436,6 +493,26 @@ class Task:
         return {"id": self.id, "namespace": self.namespace, "bundle": self.bundle, "pid": self.pid,
                 "status": self.status(), "exit_status": self.exit_status, "exited_at": self.exited_at,
                 "log_path": self.log_path, "runtime": self.runtime.binary}
+
+    def resize(self, params: dict) -> None:
+        """``resize``: TIOCSWINSZ on the terminal of the init, or of exec ``exec_id``.
+        InvalidArgument (sizes), NotFound (exec), FailedPrecondition (no open terminal)."""
+        self._need("created", "starting", "running", "paused", "stopped")
+        size = []
+        for key in ("height", "width"):
+            v = params.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0xFFFF:
+                raise InvalidArgument(f"resize: {key} must be an integer 0-65535, not {v!r}", field=key)
+            size.append(v)
+        exec_id = params.get("exec_id")
+        if exec_id is not None:
+            pty = self.execs().pty_of(exec_id)
+            what = f"exec {exec_id}"
+        else:
+            pty, what = self.pty, f"task {self.id}"
+        if pty is None or pty.master < 0:
+            raise FailedPrecondition(f"{what} has no terminal to resize", id=self.id)
+        pty.resize(*size)
 
     def wait(self, done) -> None:
         """``done(exit result)`` once the init has exited (at once if it already has)."""

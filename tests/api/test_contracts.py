@@ -161,7 +161,9 @@ def test_every_request_the_clients_build_is_a_route_of_the_server():
              rq.delete_container("c"), rq.tasks(), rq.task("c"), rq.create_task("c"), rq.start_task("c"),
              rq.kill_task("c"), rq.wait_task("c"), rq.pause_task("c"), rq.resume_task("c"), rq.pids("c"),
              rq.delete_task("c", force=True), rq.exec_process("c", "e", {"args": ["true"]}),
-             rq.exec_state("c", "e"), rq.snapshot_mounts("c"), rq.update_task("c", {"pids": {"limit": 5}})]
+             rq.exec_state("c", "e"), rq.resize("c", 24, 80, "e"), rq.snapshot_mounts("c"),
+             rq.commit_image(None, "c", {}), rq.tag_image("a", "b"), rq.snapshot_changes("c"),
+             rq.snapshot_export("c"), rq.update_task("c", {"pids": {"limit": 5}})]
     names = [_route_of(c) for c in built]
     assert None not in names, built[names.index(None)]
     assert sorted(set(names)) == sorted(name for _, _, name in runtimed.ROUTES)

@@ -20,8 +20,7 @@ pytestmark = pytest.mark.privileged  # needs root: real namespaces, mounts, cgro
 
 
 def test_unimplemented_endpoints_are_501(stack):
-    for method, path, what in [("POST", "/v1.41/containers/x/resize", "POST /containers/{id}/resize (docker resize)"),
-                               ("POST", "/v1.41/containers/prune", "POST /containers/prune"),
+    for method, path, what in [("POST", "/v1.41/containers/prune", "POST /containers/prune"),
                                ("GET", "/v1.41/networks", "GET /networks (docker network ls)"),
                                ("GET", "/system/df", "GET /system/df"),
                                ("POST", "/v1.41/build/prune", "POST /build/prune"),

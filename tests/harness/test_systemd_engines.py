@@ -224,3 +224,37 @@ def test_journald_entries_are_normalised(tmp_path):
     assert (rec["level"], rec["msg"]) == ("info", "starting containerd")
     rec = lc.journal_record("daemon", {"MESSAGE": b"plain text line", "__REALTIME_TIMESTAMP": ts}, 0.0)
     assert rec["msg"] == "plain text line" and rec["line"] == "plain text line"
+
+
+def test_dropin_text_resets_execstart_and_writes_list_values():
+    """A drop-in that replaces ExecStart= must clear it first (systemd.service(5): a second
+    ExecStart= is an error for Type=notify); list values give one line each, in order."""
+    text = sd.dropin_text("Service", {"ExecStart": "/opt/capsize/bin/capsized -H fd:// --live-restore",
+                                      "Environment": ["CAPSIZED_OPTS=--live-restore", "A=1"], "Delegate": True},
+                          reset=["ExecStart"])
+    lines = text.splitlines()
+    assert lines[1:] == ["[Service]", "ExecStart=", "ExecStart=/opt/capsize/bin/capsized -H fd:// --live-restore",
+                         "Environment=CAPSIZED_OPTS=--live-restore", "Environment=A=1", "Delegate=yes"]
+
+
+def test_dropin_step_params_reset_name_and_several_per_unit():
+    from harness.verbs.systemd import FaultDropin, dropin_name
+    p = FaultDropin.model_validate({"component": "daemon", "reset": ["ExecStart"],
+                                    "settings": {"ExecStart": "/bin/true", "Environment": ["X=1", "Y=2"]}})
+    assert p.reset == ["ExecStart"] and p.settings["Environment"] == ["X=1", "Y=2"]
+    with pytest.raises(ValueError, match="at least one setting"):
+        FaultDropin.model_validate({"component": "daemon"})
+    with pytest.raises(ValueError, match="one line only"):
+        FaultDropin.model_validate({"component": "daemon", "settings": {"Environment": ["A=1\nB=2"]}})
+    # two steps of one run: two files side by side, not one overwritten
+    a, b = dropin_name("run 1", "live-restore"), dropin_name("run 1", "killmode")
+    assert a != b and a == "50-capsize-run-1-live-restore"
+    assert sd.dropin_path("capsized.service", a) != sd.dropin_path("capsized.service", b)
+
+
+def test_capsized_unit_reads_capsized_opts():
+    """vagrant/units/capsized.service takes CAPSIZED_OPTS from /etc/default/capsized (or a drop-in's
+    Environment=), as Debian's docker.service takes DOCKER_OPTS."""
+    text = open(os.path.join(REPO, "vagrant", "units", "capsized.service")).read()
+    assert "EnvironmentFile=-/etc/default/capsized" in text
+    assert "ExecStart=/opt/capsize/bin/capsized -H fd:// $CAPSIZED_OPTS" in text

@@ -533,37 +533,41 @@ def test_failing_prestart_hook_fails_create_and_leaves_nothing(runc, make_bundle
 
 # -- terminal ---------------------------------------------------------------------------------------
 
-@pytest.mark.privileged
-def test_terminal_through_console_socket(runc, make_bundle, tmp_path):
-    """process.terminal: the pty master arrives over --console-socket (SCM_RIGHTS), as with runc."""
-    import socket
-    import threading
+class _ConsoleSocket:
+    """A listening console socket (the caller's side of runc's --console-socket) that receives one
+    pty master (SCM_RIGHTS) in a thread."""
 
-    sock_path = str(tmp_path / "console.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(sock_path)
-    server.listen(1)
-    received = {}
+    def __init__(self, path):
+        import socket
+        import threading
+        self.path = str(path)
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.path)
+        self.server.listen(1)
+        self.server.settimeout(15)
+        self.received = {}
+        self.thread = threading.Thread(target=self._accept)
+        self.thread.start()
 
-    def accept():
-        conn, _ = server.accept()
-        msg, fds, _, _ = socket.recv_fds(conn, 1024, 1)
-        received["name"], received["fd"] = msg, fds[0]
-        conn.close()
-    t = threading.Thread(target=accept)
-    t.start()
+    def _accept(self):
+        import socket
+        try:
+            conn, _ = self.server.accept()
+        except OSError:
+            return
+        with conn:
+            msg, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        self.received["name"], self.received["fd"] = msg, fds[0] if fds else -1
 
-    def edit(c):
-        c["process"]["terminal"] = True
-    bundle = make_bundle(["sh", "-c", "tty; echo cols=$(stty size)"], edit=edit)
-    p = runc("create", "--bundle", bundle, "--console-socket", sock_path, "tty1")
-    t.join(timeout=10)
-    server.close()
-    assert p.returncode == 0, p.stderr
-    master = received["fd"]
-    pid = _status(runc, "tty1")["pid"]
-    assert runc("start", "tty1").returncode == 0
-    os.waitpid(pid, 0)
+    def master(self) -> int:
+        self.thread.join(timeout=15)
+        self.server.close()
+        os.unlink(self.path)
+        return self.received.get("fd", -1)
+
+
+def _read_all(master) -> str:
+    """What the pty master gives until the slave side is closed (EIO)."""
     out = b""
     while True:
         try:
@@ -574,10 +578,62 @@ def test_terminal_through_console_socket(runc, make_bundle, tmp_path):
             break
         out += chunk
     os.close(master)
-    text = out.decode()
-    assert "/dev/console" in text or "/dev/pts/" in text, text
-    assert "cols=" in text
+    return out.decode()
+
+
+@pytest.mark.privileged
+def test_terminal_through_console_socket(runc, make_bundle, tmp_path):
+    """process.terminal: a pty of the container's own devpts (its first: /dev/pts/0), its size
+    from process.consoleSize, the master sent over --console-socket (SCM_RIGHTS), the slave on
+    /dev/console and as the init's stdio and controlling terminal, as runc does."""
+    cs = _ConsoleSocket(tmp_path / "console.sock")
+
+    def edit(c):
+        c["process"]["terminal"] = True
+        c["process"]["consoleSize"] = {"height": 31, "width": 97}
+    bundle = make_bundle(["sh", "-c", "tty; echo size=$(stty size); ls -l /dev/console; read x; echo got=$x"],
+                         edit=edit)
+    p = runc("create", "--bundle", bundle, "--console-socket", cs.path, "tty1")
+    master = cs.master()
+    assert p.returncode == 0, p.stderr
+    assert cs.received["name"] == b"/dev/ptmx" and master >= 0
+    pid = _status(runc, "tty1")["pid"]
+    assert runc("start", "tty1").returncode == 0
+    os.write(master, b"typed\n")
+    os.waitpid(pid, 0)
+    text = _read_all(master)
+    assert "/dev/pts/0" in text, text
+    assert "size=31 97" in text, text
+    assert "got=typed" in text, text
     assert runc("delete", "tty1").returncode == 0
+
+
+@pytest.mark.privileged
+def test_exec_with_terminal_through_console_socket(runc, make_bundle, tmp_path):
+    """``exec --tty --console-socket``: the exec process gets a new pty of the container (the
+    init has none: /dev/pts/0), the master arrives over the socket; without the socket the
+    exec is refused as runc refuses it."""
+    bundle = make_bundle(["sleep", "30"])
+    assert runc("create", "--bundle", bundle, "tty3").returncode == 0
+    init_pid = _status(runc, "tty3")["pid"]
+    try:
+        assert runc("start", "tty3").returncode == 0
+        p = runc("exec", "--tty", "tty3", "true")
+        assert p.returncode != 0 and "console socket" in p.stderr
+        cs = _ConsoleSocket(tmp_path / "exec-console.sock")
+        pid_file = tmp_path / "exec.pid"
+        p = runc("exec", "--detach", "--tty", "--console-socket", cs.path, "--pid-file", str(pid_file),
+                 "tty3", "sh", "-c", "tty; read x; echo got=$x")
+        master = cs.master()
+        assert p.returncode == 0, p.stderr
+        assert master >= 0
+        os.write(master, b"hello\n")
+        text = _read_all(master)
+        assert "/dev/pts/0" in text and "got=hello" in text, text
+        os.waitpid(int(pid_file.read_text()), 0)   # the exec process was left to us, its subreaper
+    finally:
+        runc("delete", "--force", "tty3")
+        os.waitpid(init_pid, 0)
 
 
 def test_terminal_without_console_socket_is_refused(runc, make_bundle):

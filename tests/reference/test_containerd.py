@@ -142,3 +142,57 @@ def test_close_when_containerd_cannot_restart(stack):
 def test_bad_workdir():
     with pytest.raises(InvalidArgument, match="too long"):
         ContainerdStack("/tmp/" + "x" * 100)
+
+
+@pytest.mark.privileged
+def test_start_probe_retries_within_timeout(tmp_path, monkeypatch):
+    """A containerd that does not answer the first ``ctr version`` (frozen with SIGSTOP once its
+    socket exists, for longer than one probe) is still a successful start within the timeout:
+    the probe is retried, not the start failed at its first unanswered probe (issue #21)."""
+    import signal
+    import threading
+
+    from harness.reference import containerd as mod
+    monkeypatch.setattr(mod, "PROBE_SECONDS", 0.3)
+    s = ContainerdStack(str(tmp_path / "ctd"))
+    frozen = []
+
+    def freeze():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (s._proc and os.path.exists(s.address)):
+            time.sleep(0.005)
+        if s._proc and s._proc.poll() is None:
+            os.kill(s._proc.pid, signal.SIGSTOP)
+            frozen.append(time.monotonic())
+            time.sleep(1.5)
+            os.kill(s._proc.pid, signal.SIGCONT)
+
+    t = threading.Thread(target=freeze)
+    try:
+        t.start()
+        seconds = s.start(timeout=20)
+        t.join()
+        assert frozen, "containerd was never frozen"
+        assert seconds >= 1.0, seconds   # it answered only after the thaw, several probes later
+        assert s.ctr("version").returncode == 0
+    finally:
+        t.join()
+        if s._proc and s._proc.poll() is None:
+            os.kill(s._proc.pid, signal.SIGCONT)
+        s.close()
+        assert s.leftovers() == []
+        reap_children()
+
+
+@pytest.mark.privileged
+def test_start_without_wait_returns_at_once(tmp_path):
+    """``start(wait=False)`` returns None before containerd answers (fault.start {wait: false})."""
+    s = ContainerdStack(str(tmp_path / "ctd"))
+    try:
+        assert s.start(wait=False) is None
+        assert s.running
+        assert _wait(lambda: s.ctr("version", timeout=5).returncode == 0)
+    finally:
+        s.close()
+        assert s.leftovers() == []
+        reap_children()
