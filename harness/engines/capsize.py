@@ -3,14 +3,24 @@
 Roles (DESIGN.md):
 
 =========  ==================================================================================
-daemon     ``capsized -H unix://<state>/capsized.sock --data-root <root> --exec-root
-           <state>/daemon --runtime-address <state>/runtimed.sock`` (the Docker Engine API;
-           its records land in ``<root>/daemon/``, DESIGN.md's layout)
+daemon     ``nsenter --net=<workdir>/netns -- capsized -H unix://<state>/capsized.sock
+           --data-root <root> --exec-root <state>/daemon --runtime-address
+           <state>/runtimed.sock`` (the Docker Engine API; its records land in
+           ``<root>/daemon/``, DESIGN.md's layout)
 runtime    ``capsize-runtimed --root <root> --state <state> --address <state>/runtimed.sock``
 shim       ``capsize-shim serve --namespace NS --id ID ...`` (one per container)
 container  the task's init (``<state>/runtimed/tasks/<ns>/<id>/init.pid``), cgroup ``capsize/<id>``
 lowlevel   capsize-runc, runc or crun while it runs (``--runtime``; option ``runtime``)
 =========  ==================================================================================
+
+**Network: capsized runs in a network namespace of its own**, as the docker engine's dockerd:
+``<workdir>/netns`` (an nsfs bind mount made with :func:`runtime.netns.create`, ``lo`` up,
+``net.ipv4.ip_forward=1`` in it only), entered through ``nsenter --net`` so that capsized keeps
+the host's mount namespace. Whatever capsized makes for networks (containers' sandboxes under
+``<state>/daemon/netns/``, the ``capsize0`` bridge and the containers' veths) is then private to the run;
+the unix sockets are paths, reachable from the host's namespace. The runtime and the shims stay
+in the host's namespace (containers join their sandboxes by path). :meth:`CapsizeEngine.recover`
+unmounts the namespace with the rest of the workdir.
 
 Logs are JSON lines (``time, level, msg, component``); the runtime's events are its event
 stream. :meth:`CapsizeEngine.unavailable` says why the engine cannot run here (a tier's
@@ -70,6 +80,8 @@ class CapsizeEngine(Engine):
         self.socket = os.path.join(self.state, "capsized.sock")
         self.logs = os.path.join(workdir, "logs")
         self._procs: dict[str, subprocess.Popen] = {}
+        #: the daemon's network namespace (module docstring)
+        self.netns_path = os.path.join(workdir, "netns")
 
     @classmethod
     def unavailable(cls, options=None) -> str | None:
@@ -92,7 +104,7 @@ class CapsizeEngine(Engine):
             return [_script("capsize-runtimed"), "--root", self.root, "--state", self.state,
                     "--address", self.runtime_address,
                     "--log-file", os.path.join(self.logs, "runtimed.log")]
-        argv = [_script("capsized"), "-H", "unix://" + self.socket, "--data-root", self.root,
+        argv = [_nsenter(), f"--net={self.netns_path}", "--", _script("capsized"), "-H", "unix://" + self.socket, "--data-root", self.root,
                 "--exec-root", os.path.join(self.state, "daemon"), "--runtime-address", self.runtime_address,
                 "--log-file", os.path.join(self.logs, "capsized.log")]
         if self.options.live_restore:
@@ -181,6 +193,8 @@ class CapsizeEngine(Engine):
         if self.pids(role):
             raise Unavailable(f"the {role} is already running")
         os.makedirs(self.logs, exist_ok=True)
+        if role == "daemon":
+            self._ensure_netns()
         argv = self._argv(role)
         if role == "daemon" and listen != "socket":
             argv[argv.index("-H") + 1] = "fd://"
@@ -212,6 +226,12 @@ class CapsizeEngine(Engine):
             if time.monotonic() - t0 > timeout:
                 raise DeadlineExceeded(f"{TIERS[role][1]} did not answer within {timeout:g}s")
             time.sleep(0.02)
+
+    def _ensure_netns(self) -> None:
+        from runtime import netns
+        if not netns.is_mounted(self.netns_path):
+            netns.create(self.netns_path)
+            netns.set_sysctl(self.netns_path, "net.ipv4.ip_forward", "1")
 
     def stop_component(self, role: str, timeout: float = 30.0) -> dict:
         p = self._procs.get(role)
@@ -302,8 +322,8 @@ class CapsizeEngine(Engine):
         for point, fstype in cleanup.mountinfo():
             if fstype == "overlay" and self._mount_of(point, container_ids):
                 hs.mount.append(f"{point} (overlay)")
-            elif fstype == "nsfs" and self._mount_of(point, container_ids):
-                hs.netns.append(point)
+            elif fstype == "nsfs" and point.startswith(os.path.join(self.state, "daemon", "netns") + "/"):
+                hs.netns.append(point)   # a container's sandbox (not <workdir>/netns, the engine's own)
         return hs
 
     def shim_sockets(self, container_id: str) -> list[str]:
@@ -328,6 +348,14 @@ class CapsizeEngine(Engine):
         """Whether mount *point* belongs to this engine's containers *container_ids* (here: anything
         under the private workdir, which only this run's containers use)."""
         return point.startswith(self.workdir + "/")
+
+
+def _nsenter() -> str:
+    from runtime.runtimes import which
+    path = which("nsenter")
+    if not path:
+        raise NotFound("nsenter not found: install util-linux")
+    return path
 
 
 def _arg(argv, flag):

@@ -20,9 +20,10 @@ import time
 
 from runtime import atomicfile
 from runtime.api import exits
-from runtime.daemon import copyup, hostconfig, reconcile, restart, stdin as stdinmod, stop as stopmod
+from runtime.daemon import copyup, hostconfig, reconcile, restart, sandbox, settings, stdin as stdinmod, stop as stopmod
 from runtime.daemon import volumes as volmod
 from runtime.daemon.backend import Backend
+from runtime.daemon.environ import merge_env
 from runtime.daemon.events import EventBus
 from runtime.daemon.model import Container
 from runtime.daemon.names import NameIndex, new_id, random_name, validate_name
@@ -51,6 +52,8 @@ class Daemon:
         from runtime.daemon.execs import ExecStore
         self.execs = ExecStore(self)   # docker exec instances (runtime.daemon.execs)
         self.shutting_down = False
+        #: the default bridge network (runtime.daemon.bridge), when capsized runs in a namespace of its own
+        self.bridge = None
         #: whether the start-up reconcile (reconcile.at_start) ran: not while the runtime is down
         self.reconciled = False
         self.boot_gave_up = False
@@ -84,6 +87,18 @@ class Daemon:
                 if p.get("Type") == "volume" and p.get("Name"):
                     self.volumes.add_ref(p["Name"], cid)
         self.log.info("Loading containers: done.", count=len(self.containers))
+        self.network_scope, foreign = await asyncio.to_thread(sandbox.scope)   # pyroute2: not on the loop
+        if self.network_scope == "host":
+            self.log.warning("capsized runs in the host's network namespace: containers get network sandboxes "
+                             "with lo only; no bridge, address, route or netfilter rule is made here",
+                             devices=",".join(foreign))
+        else:
+            from runtime.daemon.bridge import Bridge
+            from runtime.daemon.ipam import Ipam
+            sandbox.bind_engine(self.config.exec_root)   # what NetworkMode host joins
+            self.bridge = await asyncio.to_thread(Bridge, Ipam(self.config.data_root), self.daemon_id)
+            self.log.info("capsized runs in a network namespace of its own", scope=self.network_scope,
+                          bridge=self.bridge.pool["subnet"])
         await self.backend.start(self)
         if await self.backend.wait_healthy(self.config.runtime_wait):
             self.reconciled = True
@@ -170,6 +185,13 @@ class Daemon:
             self._image_cache[c.Image] = cfg
         return cfg
 
+    def container_spec(self, c: Container) -> dict:
+        """The OCI spec the runtime keeps for *c* (:func:`runtime.daemon.oci.build_spec`), with the
+        path of the network namespace its tasks join (:func:`runtime.daemon.sandbox.place`)."""
+        spec = build_spec(c, self.config.cgroup_parent)
+        sandbox.place(self, c, spec)
+        return spec
+
     # -- create ------------------------------------------------------------------------------
     async def create(self, body: dict, name: str | None) -> Container:
         """``POST /containers/create``: validate, resolve the image, record; event ``create``."""
@@ -187,7 +209,14 @@ class Daemon:
             elif v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
                 raise InvalidArgument(f"{key} must be a list of strings")
         hostconfig.validate(cfg, host)   # mounts; what capsize would otherwise ignore is refused
+        mode = host.get("NetworkMode") or ""
+        if mode.startswith("container:"):
+            try:
+                self.names.resolve(mode.split(":", 1)[1])
+            except NotFound as e:   # dockerd's text; 400, not its 404 (the CLI takes a 404 for a missing image)
+                raise InvalidArgument(e.message) from None
         restart.validate(host)
+        settings.verify(cfg, host)   # values dockerd refuses at create (WorkingDir, Memory, caps...)
         if name:
             name = validate_name(name)
         image = await self.backend.image_get(image_ref)
@@ -203,10 +232,7 @@ class Daemon:
         argv = list(entrypoint or []) + list(cmd or [])
         if not argv:
             raise InvalidArgument("No command specified")
-        env = list(icfg.get("Env") or [])
-        for e in cfg.get("Env") or []:
-            key = e.split("=", 1)[0]
-            env = [x for x in env if x.split("=", 1)[0] != key] + [e]
+        env = merge_env(icfg.get("Env") or [], cfg.get("Env") or [])
         labels = dict(icfg.get("Labels") or {})
         labels.update(cfg.get("Labels") or {})
         merged = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
@@ -252,7 +278,7 @@ class Daemon:
         c.MountPoints = points
         try:
             try:
-                spec = build_spec(c, self.config.cgroup_parent)   # InvalidArgument for what the runtime could not run
+                spec = self.container_spec(c)   # InvalidArgument for what the runtime could not run
                 await self.backend.create_container(cid, image, spec)
             except BaseException:
                 self.names.remove(cid)
@@ -296,7 +322,7 @@ class Daemon:
         if not from_policy:
             self.cancel_restart(c)
             c.HasBeenManuallyStopped = False
-        spec = build_spec(c, self.config.cgroup_parent)
+        spec = self.container_spec(c)
         hostconfig.prepare_sources(c.HostConfig)   # -v SRC:DST with a missing SRC: made, as dockerd
         try:
             async with c.task_lock:
@@ -305,7 +331,15 @@ class Daemon:
                 if c.Config.get("OpenStdin"):   # docker run -i: the init reads capsized's FIFO
                     stdinmod.open_fifo(c, self.config.exec_root)
                     fifo = stdinmod.fifo_path(self.config.exec_root, c.ID)
-                pid = await self.backend.run_task(c.ID, c.Image, spec, c.LogPath, stdin=fifo)
+                own_sandbox = sandbox.apply(self, c, spec)   # the netns the task joins, by path
+                try:
+                    if sandbox.joins(c):   # container:<ref>: that container's netns, known only now
+                        await self.backend.update_container_spec(c.ID, spec)
+                    pid = await self.backend.run_task(c.ID, c.Image, spec, c.LogPath, stdin=fifo)
+                except BaseException:
+                    if own_sandbox:
+                        self._release_sandbox(c.ID)
+                    raise
         except CapsizeError as e:
             c.State.Error = e.message
             if not c.HasBeenStartedBefore:
@@ -322,6 +356,7 @@ class Daemon:
             await self.save(c)
             raise
         c.TaskExists = True
+        c.SandboxKey = own_sandbox or ""
         if getattr(c, "stdin_eof", False):   # the attach's input ended before the start (StdinOnce)
             stdinmod.close(c)
         c.State = c.State.started(pid, time.time_ns())
@@ -342,14 +377,28 @@ class Daemon:
         return True
 
     async def _delete_task(self, c: Container) -> None:
-        """Delete the (stopped) task; callers hold ``c.task_lock``."""
-        if not c.TaskExists:
-            return
+        """Delete the (stopped) task, then its network sandbox; callers hold ``c.task_lock``."""
+        if c.TaskExists:
+            try:
+                await self.backend.delete_task(c.ID)
+            except NotFound:
+                pass
+            c.TaskExists = False
+        self._release_sandbox(c.ID)
+        c.SandboxKey = ""
+
+    def _release_sandbox(self, cid: str) -> None:
+        c = self.containers.get(cid)
+        if c is not None and c.Endpoint and self.bridge is not None:
+            try:
+                self.bridge.detach(c.Endpoint)
+            except CapsizeError as e:
+                self.log.error("cannot detach from the bridge", container=cid, error=e.message)
+            c.Endpoint = {}
         try:
-            await self.backend.delete_task(c.ID)
-        except NotFound:
-            pass
-        c.TaskExists = False
+            sandbox.release(self.config.exec_root, cid)
+        except OSError as e:
+            self.log.error("cannot remove the network sandbox", container=cid, error=str(e))
 
     # -- exits -------------------------------------------------------------------------------
     async def on_task_exit(self, cid: str, pid: int, exit_status: int, exited_at_ns: int,
@@ -365,6 +414,11 @@ class Daemon:
             return
         if pid and c.State.Pid and pid != c.State.Pid:
             return   # an exit of an earlier run
+        # the init is dead (and with it its pid namespace): the sandbox goes before anyone sees the
+        # container exited, so that a client's next call (network rm, start) finds it released
+        if not sandbox.joins(c):
+            self._release_sandbox(c.ID)
+            c.SandboxKey = ""
         c.State.move("exited")
         c.State.Pid = 0
         c.exits += 1

@@ -29,7 +29,7 @@ Inspect's ``Mounts`` lists the binds and the ``Mounts`` entries (not ``Tmpfs``, 
 ``VolumesFrom`` is 501. Fields that would change what the container sees
 but that capsize cannot honour are refused (:func:`validate`) instead of being ignored: port
 publishing without ``--network host`` (a container's network namespace has only ``lo``),
-``NetworkMode`` ``container:X`` (501) or a network name (400 ``network X not found``), ``Devices``,
+a network name (400 ``network X not found``), ``Devices``,
 ``DeviceRequests``, ``DeviceCgroupRules``, ``ExtraHosts``, ``Dns``/``DnsSearch``/``DnsOptions``
 (capsize writes no /etc/hosts or /etc/resolv.conf), ``Links``, ``VolumeDriver`` other than
 ``local``, ``PidMode`` other than ``host`` (``container:X`` 501, anything else 400 ``invalid PID
@@ -332,15 +332,16 @@ def validate(cfg: dict, host: dict) -> None:
     if not isinstance(mode, str):
         raise InvalidArgument("NetworkMode must be a string")
     if mode.startswith("container:"):
-        raise Unimplemented(f"capsize does not support joining another container's network (--network {mode})")
-    if mode not in ("default", "bridge", "none", "host"):
+        if not mode.split(":", 1)[1]:
+            raise InvalidArgument("invalid container format container:<name|id>")
+    elif mode not in ("default", "bridge", "none", "host"):
         # dockerd's text; 400, not its 404: the CLI takes a 404 at create for a missing image and
         # tries to pull it, which capsize cannot, hiding this message
         raise InvalidArgument(f"network {mode} not found")
     exposed = cfg.get("ExposedPorts") or {}
     publishing = bool(host.get("PortBindings")) or (host.get("PublishAllPorts") and exposed)
     if publishing and mode != "host":
-        if mode == "none":
+        if mode == "none" or mode.startswith("container:"):
             raise InvalidArgument("conflicting options: port publishing and the container type network mode")
         raise Unimplemented("capsize cannot publish ports (-p, -P): a container's network namespace has only "
                             "the loopback interface; use --network host to use the host's ports")

@@ -126,6 +126,11 @@ class Container:
     #: :func:`runtime.daemon.hostconfig.mount_points`, volumes named and their ``Source`` set
     #: (:func:`runtime.daemon.volumes.attach`); empty for a record written before volumes existed.
     MountPoints: list = field(default_factory=list)
+    #: The network sandbox the task runs in while it exists (``NetworkSettings.SandboxKey``:
+    #: ``<exec-root>/netns/<id>``, :mod:`runtime.daemon.sandbox`), "" without one of its own.
+    SandboxKey: str = ""
+    #: its endpoint on the default bridge while it runs (runtime.daemon.bridge.Bridge.attach), or {}
+    Endpoint: dict = field(default_factory=dict)
     # runtime-side facts (not part of the API)
     TaskExists: bool = False
 
@@ -147,7 +152,8 @@ class Container:
                 "State": asdict(self.State), "RestartCount": self.RestartCount,
                 "HasBeenStartedBefore": self.HasBeenStartedBefore,
                 "HasBeenManuallyStopped": self.HasBeenManuallyStopped, "LogPath": self.LogPath,
-                "MountPoints": self.MountPoints, "TaskExists": self.TaskExists}
+                "MountPoints": self.MountPoints, "TaskExists": self.TaskExists, "SandboxKey": self.SandboxKey,
+                "Endpoint": self.Endpoint}
 
     @classmethod
     def from_record(cls, r: dict) -> "Container":
@@ -158,7 +164,8 @@ class Container:
                    HasBeenStartedBefore=r.get("HasBeenStartedBefore", False),
                    HasBeenManuallyStopped=r.get("HasBeenManuallyStopped", False),
                    LogPath=r.get("LogPath", ""), MountPoints=r.get("MountPoints") or [],
-                   TaskExists=r.get("TaskExists", False))
+                   TaskExists=r.get("TaskExists", False), SandboxKey=r.get("SandboxKey", ""),
+                   Endpoint=r.get("Endpoint") or {})
 
     def notify(self) -> None:
         """Wake everything waiting on :attr:`changed`."""
@@ -202,13 +209,19 @@ class Container:
             "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
             "ExecIDs": None, "HostConfig": {**HOST_CONFIG_DEFAULTS, **self.HostConfig},
             "GraphDriver": {"Data": None, "Name": "overlay"}, "Mounts": self.mounts(), "Config": self.Config,
-            "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False,
-                                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
-                                "SandboxKey": "", "SecondaryIPAddresses": None,
-                                "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "",
-                                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-                                "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": {}},
+            "NetworkSettings": self.network_settings(),
         }
+
+    def network_settings(self) -> dict:
+        """Inspect's ``NetworkSettings``: the bridge endpoint's address, gateway and MAC while it runs."""
+        ep = {k: v for k, v in self.Endpoint.items() if k != "HostIfName"}
+        return {"Bridge": "", "SandboxID": "", "HairpinMode": False,
+                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
+                "SandboxKey": self.SandboxKey, "SecondaryIPAddresses": None,
+                "SecondaryIPv6Addresses": None, "EndpointID": ep.get("EndpointID", ""),
+                "Gateway": ep.get("Gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "IPAddress": ep.get("IPAddress", ""), "IPPrefixLen": ep.get("IPPrefixLen", 0), "IPv6Gateway": "",
+                "MacAddress": ep.get("MacAddress", ""), "Networks": {"bridge": ep} if ep else {}}
 
     def summary(self) -> dict:
         """One ``GET /containers/json`` item (ContainerSummary)."""

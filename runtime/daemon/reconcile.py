@@ -11,7 +11,9 @@ container recorded as running, paused or restarting, the runtime's task decides:
   path (:func:`runtime.daemon.backend.exit_provenance`, :mod:`runtime.api.exits`): real, 137
   from a clean-up that killed a live init (``State.Error`` says so), or 255 made up when the
   runtime says nobody recorded it or has no task at all (``State.Error`` says why);
-* an ``AutoRemove`` (``--rm``) container that exited meanwhile is removed (``destroy``).
+* an ``AutoRemove`` (``--rm``) container that exited meanwhile is removed (``destroy``);
+* every network sandbox left of a container that is no longer running is removed
+  (:func:`runtime.daemon.sandbox.sweep`): a SIGKILLed capsized leaks no netns mount.
 
 Then containers whose restart policy says so (``always``; ``unless-stopped`` not stopped by the
 user) are started. When capsized started without the runtime (``--runtime-wait`` ran out), this
@@ -26,7 +28,7 @@ from __future__ import annotations
 import asyncio
 
 from runtime.api import exits
-from runtime.daemon import restart, stop as stopmod
+from runtime.daemon import restart, sandbox, stop as stopmod
 from runtime.daemon.backend import exit_provenance
 from runtime.errors import CapsizeError, NotFound
 
@@ -86,6 +88,8 @@ async def at_start(daemon) -> None:
         elif c.TaskExists:
             checks.append(_cleanup(daemon, c))
     await asyncio.gather(*checks)
+    for cid in sandbox.sweep(daemon):   # sandboxes of containers no longer running (a crash left them)
+        daemon.log.info("removed a leftover network sandbox", container=cid)
     for c in list(daemon.containers.values()):
         if c.removed:
             continue

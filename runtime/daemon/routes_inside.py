@@ -32,7 +32,7 @@ from aiohttp import web
 
 from runtime.daemon import archive, resources, restart, stats
 from runtime.daemon.api import json_response, query_bool, read_json
-from runtime.daemon.oci import build_spec, cgroups_path
+from runtime.daemon.oci import cgroups_path
 from runtime.errors import InvalidArgument, NotFound
 from runtime.lowlevel.cgroups import Cgroup
 
@@ -138,7 +138,7 @@ async def container_update(request: web.Request):
             try:
                 async with c.task_lock:
                     await d._delete_task(c)   # a stopped task pins the spec (dockerd deletes it at exit)
-                await d.backend.update_container_spec(c.ID, build_spec(c, d.config.cgroup_parent))
+                await d.backend.update_container_spec(c.ID, d.container_spec(c))
             except NotFound:
                 pass   # re-made from the current spec at the next start
             except BaseException:

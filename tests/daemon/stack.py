@@ -37,7 +37,7 @@ def ping(path: str, timeout: float = 1.0) -> bool:
 
 
 class Stack:
-    def __init__(self, workdir: str, live_restore: bool = False):
+    def __init__(self, workdir: str, live_restore: bool = False, netns: bool = False):
         self.workdir = str(workdir)
         self.root = os.path.join(self.workdir, "root")
         self.state = os.path.join(self.workdir, "state")
@@ -48,6 +48,9 @@ class Stack:
         self.host = "unix://" + self.sock
         self.pidfile = os.path.join(self.state, "capsized.pid")
         self.live_restore = live_restore
+        #: with *netns*, capsized runs in ``W/netns``, a network namespace of its own (as the
+        #: harness's capsize engine runs it): what networked tests need; else in the host's
+        self.netns_path = os.path.join(self.workdir, "netns") if netns else None
         self.runtimed: subprocess.Popen | None = None
         self.daemon: subprocess.Popen | None = None
         self._clients = []
@@ -80,6 +83,12 @@ class Stack:
                 "--log-file", os.path.join(self.logs, "capsized.log"), *extra]
         if self.live_restore:
             argv.append("--live-restore")
+        if self.netns_path:
+            from runtime import netns
+            if not netns.is_mounted(self.netns_path):
+                netns.create(self.netns_path)
+                netns.set_sysctl(self.netns_path, "net.ipv4.ip_forward", "1")
+            argv = ["nsenter", f"--net={self.netns_path}", "--"] + argv
         return argv
 
     def start_daemon(self, *extra: str, timeout: float = 30) -> float:

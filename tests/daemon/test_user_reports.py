@@ -97,7 +97,8 @@ def test_tmpfs_mounts(stack):
     (["--add-host", "a:1.2.3.4"], 125, "capsize does not support ExtraHosts"),
     (["--dns", "1.1.1.1"], 125, "capsize does not support Dns"),
     (["--device", "/dev/null:/dev/xnull"], 125, "capsize does not support Devices"),
-    (["--network", "container:abc"], 125, "capsize does not support joining"),
+    (["--network", "container:abc"], 125, "No such container: abc"),
+    (["--network", "container:abc", "-p", "80:80"], 125, "conflicting options: port publishing"),
     (["--network", "nosuchnet"], 125, "network nosuchnet not found"),
     (["--privileged"], 125, "capsize does not support Privileged"),
 ])
