@@ -4,7 +4,7 @@
 #   make vm-ci  the CI resilience checks in VMs (vagrant/ci.sh: about 18 min, not part of test)
 #   make reference-report  the seed scenarios on capsize and Docker, compared, into reports/reference/
 #               (refused unless every check held on both; FORCE=1 writes it anyway)
-.PHONY: setup run demo test bench vm-ci reference-report docs
+.PHONY: setup run demo test bench vm-ci reference-report docs fuzz
 setup:
 	@./scripts/setup.sh
 
@@ -16,6 +16,12 @@ demo: setup
 
 test: setup
 	.venv/bin/python -m pytest -q -p no:cacheprovider tests
+
+# the Engine API fuzz test of the suite (tests/daemon/test_fuzz.py), longer: 200 examples per
+# operation, up to 15 minutes
+fuzz: setup
+	CAPSIZE_FUZZ_EXAMPLES=200 CAPSIZE_FUZZ_SECONDS=900 .venv/bin/python -m pytest -q -s -p no:cacheprovider \
+		-o timeout=1200 tests/daemon/test_fuzz.py
 
 # each prints capsize next to its reference (runc/crun, containerd-shim-runc-v2, containerd,
 # dockerd) measured in the same run, as ratios; benchmarks/README.md has the targets and results

@@ -98,6 +98,14 @@ class Unimplemented(CapsizeError):
     http_status = 501
 
 
+class RequestTooLarge(InvalidArgument):
+    """An :class:`InvalidArgument` whose cause is size: a request body over an API's bound. Same
+    code and exit code as its parent (a peer rebuilds it as InvalidArgument); HTTP 413 (Request
+    Entity Too Large), the status HTTP servers give a body past their limit."""
+
+    http_status = 413
+
+
 #: Every class, in the table's order: the one place the code, exit code and HTTP status meet.
 CLASSES = (CapsizeError, InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, Unavailable,
            DeadlineExceeded, PermissionDenied, Unimplemented)

@@ -78,3 +78,63 @@ def dumps(obj, compact: bool = True) -> str:
         import json
         return json.dumps(obj, separators=(",", ":") if compact else None)
     return "".join((_encode_compact if compact else _encode_spaced)(obj, 0))
+
+
+#: The deepest nesting :func:`loads_bounded` accepts (arrays and objects): well above any document
+#: the Engine API or capsize's own protocols carry, well below the interpreter's recursion limit.
+MAX_DEPTH = 400
+
+
+class DepthExceeded(ValueError):
+    """A document nested deeper than the bound; ``str()`` is Go's ``encoding/json`` wording
+    (``invalid character '[' exceeded max depth``), which dockerd returns for such a body."""
+
+
+def _opener_past(s: str, limit: int) -> str:
+    """The bracket (``[`` or ``{``) that first goes past *limit* levels in *s* (strings skipped)."""
+    depth, i, n = 0, 0, len(s)
+    while i < n:
+        c = s[i]
+        if c == '"':
+            i += 1
+            while i < n and s[i] != '"':
+                i += 2 if s[i] == "\\" else 1
+        elif c in "[{":
+            depth += 1
+            if depth > limit:
+                return c
+        elif c in "]}":
+            depth -= 1
+        i += 1
+    return "["
+
+
+def _too_deep(obj, limit: int) -> str | None:
+    """``[`` or ``{`` when *obj* nests deeper than *limit*, else None; iterative, linear in size."""
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if d > limit:
+            return "{" if isinstance(o, dict) else "["
+        items = o.values() if isinstance(o, dict) else o
+        stack.extend((v, d + 1) for v in items if isinstance(v, (dict, list)))
+    return None
+
+
+def loads_bounded(s: str | bytes, max_depth: int = MAX_DEPTH):
+    """:func:`loads`, refusing a document nested deeper than *max_depth* with :class:`DepthExceeded`
+    (a ValueError) instead of exhausting the stack (``RecursionError``). Linear in the size: a
+    count of brackets decides most documents at C speed, an iterative walk the others."""
+    if isinstance(s, (bytes, bytearray)):
+        s = s.decode("utf-8-sig" if s[:3] == b"\xef\xbb\xbf" else "utf-8")
+    if s.count("[") + s.count("{") <= max_depth:
+        return loads(s)
+    try:
+        obj = loads(s)
+    except RecursionError:
+        raise DepthExceeded(f"invalid character '{_opener_past(s, max_depth)}' exceeded max depth") from None
+    if isinstance(obj, (dict, list)):
+        c = _too_deep(obj, max_depth)
+        if c is not None:
+            raise DepthExceeded(f"invalid character '{_opener_past(s, max_depth)}' exceeded max depth")
+    return obj

@@ -31,3 +31,19 @@ def test_dumps_matches_json():
     assert jsonfast.dumps(obj, compact=False) == json.dumps(obj)
     with pytest.raises(TypeError):
         jsonfast.dumps({"x": object()})
+
+
+def test_loads_bounded_refuses_deep_nesting_with_go_s_words_and_accepts_the_rest():
+    import pytest
+
+    from runtime import jsonfast
+    n = jsonfast.MAX_DEPTH
+    assert jsonfast.loads_bounded("[" * n + "]" * n) is not None                   # at the bound
+    for depth in (n + 1, 50000):
+        with pytest.raises(jsonfast.DepthExceeded, match=r"^invalid character '\[' exceeded max depth$"):
+            jsonfast.loads_bounded("[" * depth + "]" * depth)                       # past it, and past the stack
+    with pytest.raises(jsonfast.DepthExceeded, match="'{'"):
+        jsonfast.loads_bounded('{"a":' * (n + 1) + "1" + "}" * (n + 1))
+    text = '{"s": "' + "[" * (3 * n) + '", "l": [' + ",".join(["[]"] * (3 * n)) + "]}"
+    assert jsonfast.loads_bounded(text)["s"] == "[" * (3 * n)   # brackets in strings and siblings: shallow
+    assert isinstance(jsonfast.DepthExceeded("x"), ValueError)

@@ -20,9 +20,10 @@ import time
 
 from runtime import atomicfile
 from runtime.api import exits
-from runtime.daemon import copyup, hostconfig, reconcile, restart, sandbox, stdin as stdinmod, stop as stopmod
+from runtime.daemon import copyup, hostconfig, reconcile, restart, sandbox, settings, stdin as stdinmod, stop as stopmod
 from runtime.daemon import volumes as volmod
 from runtime.daemon.backend import Backend
+from runtime.daemon.environ import merge_env
 from runtime.daemon.events import EventBus
 from runtime.daemon.model import Container
 from runtime.daemon.names import NameIndex, new_id, random_name, validate_name
@@ -217,6 +218,7 @@ class Daemon:
             except NotFound as e:   # dockerd's text; 400, not its 404 (the CLI takes a 404 for a missing image)
                 raise InvalidArgument(e.message) from None
         restart.validate(host)
+        settings.verify(cfg, host)   # values dockerd refuses at create (WorkingDir, Memory, caps...)
         if name:
             name = validate_name(name)
         image = await self.backend.image_get(image_ref)
@@ -232,10 +234,7 @@ class Daemon:
         argv = list(entrypoint or []) + list(cmd or [])
         if not argv:
             raise InvalidArgument("No command specified")
-        env = list(icfg.get("Env") or [])
-        for e in cfg.get("Env") or []:
-            key = e.split("=", 1)[0]
-            env = [x for x in env if x.split("=", 1)[0] != key] + [e]
+        env = merge_env(icfg.get("Env") or [], cfg.get("Env") or [])
         labels = dict(icfg.get("Labels") or {})
         labels.update(cfg.get("Labels") or {})
         merged = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,

@@ -2,7 +2,7 @@
 
 :func:`build_spec` starts from :func:`runtime.lowlevel.spec.default_spec` and applies what
 dockerd applies (daemon/oci_linux.go): Docker's 14 default capabilities (plus ``CapAdd``, minus
-``CapDrop``), ``noNewPrivileges`` false, no rlimits, hostname = the 12-hex short id unless
+``CapDrop``), ``noNewPrivileges`` false, rlimits from ``Ulimits`` only, hostname = the 12-hex short id unless
 ``Config.Hostname``, ``HOSTNAME`` and a default ``PATH`` in the environment, the working
 directory, a numeric ``User`` (``uid[:gid]``; ``root``), a read-only root with
 ``HostConfig.ReadonlyRootfs``, the network namespace dropped for ``NetworkMode: host`` and the
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import posixpath
 
-from runtime.daemon import hostconfig, initproc, resources, seccomp_profile
+from runtime.daemon import hostconfig, initproc, resources, seccomp_profile, settings
 from runtime.errors import InvalidArgument
 from runtime.lowlevel.spec import default_spec
 
@@ -32,11 +32,6 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 DOCKER_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
                "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
                "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
-
-
-def _cap(name: str) -> str:
-    name = name.upper()
-    return name if name.startswith("CAP_") else "CAP_" + name
 
 
 def _user(user: str) -> dict:
@@ -86,9 +81,11 @@ def build_spec(container, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> dict:
     proc["user"] = _user(cfg.get("User") or "")
     proc["noNewPrivileges"] = False
     proc.pop("rlimits", None)
+    if host.get("Ulimits"):
+        proc["rlimits"] = settings.rlimits(host)   # --ulimit
     caps = list(DOCKER_CAPS)
-    add = [_cap(c) for c in host.get("CapAdd") or []]
-    drop = [_cap(c) for c in host.get("CapDrop") or []]
+    add = [settings.capability(c) for c in settings.caps(host, "CapAdd")]
+    drop = [settings.capability(c) for c in settings.caps(host, "CapDrop")]
     if "CAP_ALL" in drop:
         caps = []
     caps = [c for c in caps if c not in drop] + [c for c in add if c not in caps and c != "CAP_ALL"]

@@ -81,6 +81,14 @@ def check_update(body: dict, current: dict) -> dict:
             value = _int(body, field)
         if value not in (None, "") and (value != 0 or field == "PidsLimit"):
             changes[field] = value
+    check_values(changes, current)
+    return changes
+
+
+def check_values(changes: dict, current: dict) -> None:
+    """The value rules dockerd applies to resource fields at create and at update (its
+    ``verifyPlatformContainerResources``): *changes* are the fields set (non-zero), *current*
+    the container's ``HostConfig`` before (``{}`` at create). InvalidArgument with dockerd's texts."""
     memory = changes.get("Memory", current.get("Memory") or 0)
     if "Memory" in changes and 0 < changes["Memory"] < MIN_MEMORY:
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
@@ -96,7 +104,7 @@ def check_update(body: dict, current: dict) -> dict:
         if changes.get("CpuQuota") or (current.get("CpuQuota") and "CpuQuota" not in changes):
             raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
         ncpu = os.cpu_count() or 1
-        if changes["NanoCpus"] < 0 or changes["NanoCpus"] > ncpu * 1_000_000_000:
+        if changes["NanoCpus"] < 10_000_000 or changes["NanoCpus"] > ncpu * 1_000_000_000:
             raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
     if ("CpuPeriod" in changes or "CpuQuota" in changes) and current.get("NanoCpus") and "NanoCpus" not in changes:
         raise InvalidArgument("Conflicting options: CPU Period/Quota cannot be updated as NanoCPUs has already been set")
@@ -106,4 +114,3 @@ def check_update(body: dict, current: dict) -> dict:
         raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
     if "BlkioWeight" in changes and not 10 <= changes["BlkioWeight"] <= 1000:
         raise InvalidArgument("Range of blkio weight is from 10 to 1000")
-    return changes

@@ -7,6 +7,8 @@
   HTTP status (:mod:`runtime.errors`), an Engine API endpoint capsized lacks is 501 (see
   :mod:`runtime.daemon.unimplemented`), an unknown path is 404 ``page not found``, anything
   unexpected is a 500 (and logged with its traceback, never sent to the client).
+* Limits: request line and headers (:data:`MAX_HEADER_BYTES`, :data:`MAX_HEADERS`: Go's 431
+  past them), JSON bodies (:func:`runtime.daemon.api.read_json`: size 413, depth 400).
 * A client that disconnects mid-stream (``ConnectionError`` while writing) is logged at debug
   level only: no traceback.
 * Listeners: ``unix://PATH`` (mode 0660, group ``--group`` when it exists; a stale socket file
@@ -35,7 +37,7 @@ from runtime import atomicfile
 from runtime.daemon import routes_containers, routes_exec, routes_images, routes_system, unimplemented
 from runtime.daemon import routes_build, routes_commit, routes_inside, routes_volumes
 from runtime.daemon.log import Logger
-from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, Unavailable
+from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, RequestTooLarge, Unavailable
 from runtime.host import HOST
 
 def loop_time() -> float:
@@ -68,6 +70,33 @@ def _keep_half_open(self) -> bool:
 
 web_protocol.RequestHandler.eof_received = _keep_half_open
 
+#: Request line and each header's bound (bytes): Go's ``http.DefaultMaxHeaderBytes`` (1 MiB), what
+#: dockerd serves with; past it the answer is Go's ``431 Request Header Fields Too Large``.
+MAX_HEADER_BYTES = 1 << 20
+#: How long a body the handler did not read (a 413's) is drained before the connection is closed.
+LINGER_SECONDS = 1.0
+#: How many header fields a request may carry (aiohttp counts them; Go bounds their total size).
+MAX_HEADERS = 256
+
+
+def _parse_error(self, request, status: int = 500, exc: BaseException | None = None, message=None):
+    """A request aiohttp could not parse answers as Go's net/http does, in plain text, and is
+    never logged with a traceback: ``431 Request Header Fields Too Large`` for a request line or
+    header over :data:`MAX_HEADER_BYTES` (or more than :data:`MAX_HEADERS` fields), ``400 Bad
+    Request`` for any other malformed request. Other errors keep aiohttp's own handling."""
+    from aiohttp import http_exceptions
+    if not isinstance(exc, http_exceptions.HttpProcessingError) or request.writer.output_size > 0:
+        return _aiohttp_handle_error(self, request, status, exc, message)
+    too_large = isinstance(exc, http_exceptions.LineTooLong) or "Too many headers" in str(exc)
+    text = "431 Request Header Fields Too Large" if too_large else "400 Bad Request"
+    resp = web.Response(status=431 if too_large else 400, text=text, content_type="text/plain")
+    resp.force_close()
+    return resp
+
+
+_aiohttp_handle_error = web_protocol.RequestHandler.handle_error
+web_protocol.RequestHandler.handle_error = _parse_error
+
 
 def make_app(daemon, log: Logger) -> web.Application:
     @web.middleware
@@ -97,7 +126,10 @@ def make_app(daemon, log: Logger) -> web.Application:
         except CapsizeError as e:
             log.log("debug" if e.http_status < 500 else "error", "handler returned error",
                     method=request.method, path=request.path, status=e.http_status, error=e.message)
-            return _error(e.http_status, e.message)
+            resp = _error(e.http_status, e.message)
+            if isinstance(e, RequestTooLarge):
+                resp.force_close()   # the rest of the body is not read: the connection ends (LINGER_SECONDS)
+            return resp
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - a bug: logged, answered as a 500, never a traceback
@@ -256,7 +288,9 @@ async def serve(config, log: Logger) -> int:
         socks, paths = open_listeners(config.hosts, config.group)
         await daemon.boot()
         app = make_app(daemon, log)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                               max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES,
+                               max_headers=MAX_HEADERS, lingering_time=LINGER_SECONDS)
         await runner.setup()
         for s in socks:
             await web.SockSite(runner, s).start()

@@ -11,7 +11,9 @@ a :class:`Response`, a :class:`StreamResponse` (an async iterator of ``bytes``, 
 it is cancelled when the client goes away) or a :class:`FileResponse`. A
 :class:`~runtime.errors.CapsizeError` becomes ``{"code", "message", ...}`` with the class's
 HTTP status; any other exception is logged with its traceback and answered 500. Unknown paths
-are 404, malformed HTTP is 400 (and the connection is closed). A request body the handler did
+are 404, malformed HTTP is 400, a request head over 64 KiB 431 (and the connection is closed); a
+JSON body is at most :data:`JSON_LIMIT` bytes (413) and :data:`runtime.jsonfast.MAX_DEPTH` deep
+(400), parsed in a thread from :data:`THREAD_THRESHOLD` bytes. A request body the handler did
 not read is drained (up to :data:`DRAIN_LIMIT` bytes) before the next request on the connection.
 """
 
@@ -28,11 +30,14 @@ from urllib.parse import parse_qs, unquote
 
 import h11
 
-from runtime.errors import CapsizeError, InvalidArgument, NotFound, http_status_for
+from runtime import jsonfast
+from runtime.errors import CapsizeError, InvalidArgument, NotFound, RequestTooLarge, http_status_for
 
 #: Largest JSON request body (bytes).
 JSON_LIMIT = 16 << 20
 DRAIN_LIMIT = 64 << 20
+#: JSON bodies at least this big are parsed in a worker thread (nesting bounded by jsonfast.MAX_DEPTH)
+THREAD_THRESHOLD = 256 << 10
 READ_SIZE = 1 << 16
 
 
@@ -97,12 +102,20 @@ class Request:
             else:
                 raise InvalidArgument("malformed request body")
 
+    def content_length(self) -> int | None:
+        try:
+            return int(self.headers["content-length"])
+        except (KeyError, ValueError):
+            return None
+
     async def body(self, limit: int = JSON_LIMIT) -> bytes:
+        if (self.content_length() or 0) > limit:   # refused before waiting for bytes that may never come
+            raise RequestTooLarge(f"request body of {self.content_length()} bytes larger than {limit} bytes")
         parts, size = [], 0
         async for chunk in self.chunks():
             size += len(chunk)
             if size > limit:
-                raise InvalidArgument(f"request body larger than {limit} bytes")
+                raise RequestTooLarge(f"request body larger than {limit} bytes")
             parts.append(chunk)
         return b"".join(parts)
 
@@ -112,8 +125,12 @@ class Request:
         if not data.strip():
             return {} if default is None else default
         try:
-            return json.loads(data)
-        except ValueError as e:
+            if len(data) >= THREAD_THRESHOLD:   # a large document is parsed off the event loop
+                return await asyncio.to_thread(jsonfast.loads_bounded, data)
+            return jsonfast.loads_bounded(data)
+        except jsonfast.DepthExceeded as e:
+            raise InvalidArgument(f"malformed JSON in request body: {e}") from None
+        except (ValueError, UnicodeDecodeError) as e:
             raise InvalidArgument(f"malformed JSON in request body: {e}") from None
 
 
@@ -189,6 +206,8 @@ class _Conn:
                 return
 
     async def _drain(self, req: Request) -> bool:
+        if (req.content_length() or 0) > DRAIN_LIMIT:
+            return False     # not worth reading: the connection closes after the answer
         size = 0
         try:
             async for chunk in req.chunks():
@@ -314,8 +333,9 @@ class HTTPServer:
         except h11.RemoteProtocolError as e:
             try:
                 if conn.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    body = Response(InvalidArgument(f"malformed HTTP request: {e}").to_dict(), 400,
-                                    headers=[("connection", "close")])
+                    # h11's hint: 431 for a request head over max_incomplete_event_size, else 400
+                    body = Response(InvalidArgument(f"malformed HTTP request: {e}").to_dict(),
+                                    getattr(e, "error_status_hint", 400), headers=[("connection", "close")])
                     await conn._respond(body)
             except (h11.LocalProtocolError, OSError):
                 pass

@@ -4,18 +4,23 @@
 line by line; requests on one connection are answered in order, one at a time (a ``wait`` holds
 up only its own connection). A line that is not a JSON object with a string ``method``, an
 unknown method or bad parameters gets an error reply and the shim keeps serving; a line longer
-than :data:`MAX_LINE` bytes gets an error reply and is skipped up to its newline.
+than :data:`MAX_LINE` bytes gets an error reply and is skipped up to its newline; one nested
+deeper than :data:`runtime.jsonfast.MAX_DEPTH` gets an error reply. A client that half-closes
+still gets the replies to every line it sent; one that does not read its replies is no longer
+read (:data:`OUT_HIGH`), so no client grows the shim's memory or holds up the others.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
+from runtime import jsonfast
 from runtime.api import shim as api
 from runtime.api.shim import MAX_LINE, METHODS
 from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, Unimplemented
 
+#: Reply bytes queued for a client that does not read them, past which its requests are not read.
+OUT_HIGH = 1 << 20
 #: Seconds the shim lingers after ``shutdown`` to deliver queued events and replies.
 SHUTDOWN_LINGER = 1.0
 
@@ -32,6 +37,8 @@ class Conn:
         self.busy = False
         self.closed = False
         self.discarding = False
+        self.eof = False       # the client shut down its side: answer what it sent, then close
+        self.reading = True
         server.loop.add_reader(self.fd, self._readable)
 
     def _readable(self) -> None:
@@ -42,10 +49,31 @@ class Conn:
         except OSError:
             data = b""
         if not data:
-            self.close()
+            self.eof = True
+            self._process()
+            self._settle()
             return
         self.inbuf += data
         self._process()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Back-pressure and the end: stop reading while the client does not read its replies
+        (more than :data:`OUT_HIGH` bytes queued) or, during a long request, sends more than a
+        line's worth ahead; close once the client has ended its side and everything it sent
+        is answered and flushed."""
+        if self.closed:
+            return
+        if self.eof and not self.busy and not self.outbuf and self.inbuf.find(b"\n") < 0:
+            self.close()
+            return
+        want = not self.eof and len(self.outbuf) <= OUT_HIGH and not (self.busy and len(self.inbuf) > MAX_LINE)
+        if want != self.reading:
+            self.reading = want
+            if want:
+                self.server.loop.add_reader(self.fd, self._readable)
+            else:
+                self.server.loop.remove_reader(self.fd)
 
     def _process(self) -> None:
         while not self.busy and not self.closed:
@@ -73,7 +101,11 @@ class Conn:
         self.busy = False
         self.send(msg)
         if not self.closed:
-            self.server.loop.call_later(0, self._process)
+            self.server.loop.call_later(0, self._resume)
+
+    def _resume(self) -> None:
+        self._process()
+        self._settle()
 
     def send(self, msg: dict) -> None:
         if self.closed:
@@ -95,6 +127,7 @@ class Conn:
             self.server.loop.add_writer(self.fd, self._flush)
         else:
             self.server.loop.remove_writer(self.fd)
+        self._settle()
 
     def close(self) -> None:
         if self.closed:
@@ -134,7 +167,7 @@ class Server:
         rid = None
         try:
             try:
-                req = json.loads(raw)
+                req = jsonfast.loads_bounded(raw)   # DepthExceeded (a ValueError), never RecursionError
             except ValueError as e:
                 raise InvalidArgument(f"malformed request: not JSON: {e}") from None
             if not isinstance(req, dict):

@@ -5,33 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tarfile
 
 import pytest
 
 from runtime import busybox
-
-
-def raw(stack, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, dict, bytes]:
-    """One HTTP/1.0 request on the daemon's socket: (status, headers, body)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(stack.sock)
-        head = f"{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Length: {len(body)}\r\n"
-        for k, v in (headers or {}).items():
-            head += f"{k}: {v}\r\n"
-        s.sendall(head.encode() + b"\r\n" + body)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, payload = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    hdrs = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
-    return int(lines[0].split()[1]), hdrs, payload
+from tests.daemon.rawhttp import raw
 
 
 @pytest.mark.privileged

@@ -17,6 +17,14 @@ needs_docker = pytest.mark.skipif(engine_class("docker").unavailable(None) is no
                                   reason=str(engine_class("docker").unavailable(None)))
 
 
+def engine_params(*names: str) -> list:
+    """``pytest.param`` per engine *names* (default capsize and docker), each skipped with the
+    engine's own reason where it is unavailable here."""
+    return [pytest.param(e, marks=pytest.mark.skipif(engine_class(e).unavailable(None) is not None,
+                                                     reason=str(engine_class(e).unavailable(None))))
+            for e in (names or ("capsize", "docker"))]
+
+
 def run_text(tmp_path, text: str, engine: str = "docker", **kw) -> dict:
     """Run the scenario *text* on *engine* in this process; returns its journal entry."""
     path = tmp_path / "scenario.yaml"

@@ -7,13 +7,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from harness.engines import engine_class
 from harness.scenario.loader import ScenarioError, load
-from tests.harness.conftest import run_text
+from tests.harness.conftest import engine_params, run_text
 
-ENGINES = [pytest.param(e, marks=pytest.mark.skipif(engine_class(e).unavailable(None) is not None,
-                                                   reason=str(engine_class(e).unavailable(None))))
-           for e in ("capsize", "docker")]
+ENGINES = engine_params()
 
 DF = 'FROM busybox\nARG WHO=nobody\nCOPY f.txt /f.txt\nRUN echo "$WHO $(cat /f.txt)" > /out\nCMD ["cat", "/out"]\n'
 BUILD = {"tag": "lab/b:1", "dockerfile": DF, "files": {"f.txt": "data"}, "build_args": {"WHO": "lab"}}

@@ -15,10 +15,9 @@ from harness.scenario.models import EngineOptions
 from harness.verbs import storage_checks
 from harness.verbs.registry import FAIL, PASS
 from harness.verbs.storage_checks import ImageStoreCheck
+from tests.harness.conftest import engine_params
 
-ENGINES = [pytest.param(e, marks=pytest.mark.skipif(engine_class(e).unavailable(None) is not None,
-                                                   reason=str(engine_class(e).unavailable(None))))
-           for e in ("capsize", "docker")]
+ENGINES = engine_params()
 
 
 def _blob_files(eng) -> list[str]:

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engines import engine_class
 from harness.scenario.loader import ScenarioError, load
-from tests.harness.conftest import by_id, run_text
+from tests.harness.conftest import by_id, engine_params, run_text
 
-ENGINES = [pytest.param(e, marks=pytest.mark.skipif(engine_class(e).unavailable(None) is not None,
-                                                   reason=str(engine_class(e).unavailable(None))))
-           for e in ("capsize", "docker")]
+ENGINES = engine_params()
 
 SCENARIO = """\
 name: storage-checks

@@ -130,7 +130,9 @@ def test_units_say_what_the_design_asks():
     assert sock["Socket.SocketMode"] == ["0660"]
     svc = _unit("capsized.service")
     assert svc["Service.Type"] == ["notify"]
-    assert svc["Service.ExecStart"][0].split()[1:] == ["-H", "fd://"]
+    # socket-activated, with the options an /etc/default/capsized or a drop-in gives (live-restore)
+    assert svc["Service.ExecStart"][0].split()[1:] == ["-H", "fd://", "$CAPSIZED_OPTS"]
+    assert svc["Service.EnvironmentFile"] == ["-/etc/default/capsized"]
     assert "capsized.socket" in svc["Unit.Requires"][0].split()
     rt = _unit("capsize-runtimed.service")
     assert rt["Service.KillMode"] == ["process"]
