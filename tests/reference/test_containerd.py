@@ -146,37 +146,35 @@ def test_bad_workdir():
 
 @pytest.mark.privileged
 def test_start_probe_retries_within_timeout(tmp_path, monkeypatch):
-    """A containerd that does not answer the first ``ctr version`` (frozen with SIGSTOP once its
-    socket exists, for longer than one probe) is still a successful start within the timeout:
-    the probe is retried, not the start failed at its first unanswered probe (issue #21)."""
+    """A containerd that does not answer the first ``ctr version`` (frozen with SIGSTOP right
+    before that first probe, for longer than one probe) is still a successful start within the
+    timeout: the probe is retried, not the start failed at its first unanswered probe (issue #21)."""
     import signal
     import threading
 
     from harness.reference import containerd as mod
     monkeypatch.setattr(mod, "PROBE_SECONDS", 0.3)
     s = ContainerdStack(str(tmp_path / "ctd"))
-    frozen = []
+    frozen, timers, real_ctr = [], [], s.ctr
 
-    def freeze():
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (s._proc and os.path.exists(s.address)):
-            time.sleep(0.005)
-        if s._proc and s._proc.poll() is None:
+    def ctr(*args, **kw):
+        # freeze at the first probe itself (freezing "soon after the socket exists" raced the probe)
+        if args[:1] == ("version",) and not frozen and s._proc and s._proc.poll() is None:
             os.kill(s._proc.pid, signal.SIGSTOP)
             frozen.append(time.monotonic())
-            time.sleep(1.5)
-            os.kill(s._proc.pid, signal.SIGCONT)
+            timers.append(threading.Timer(1.5, os.kill, (s._proc.pid, signal.SIGCONT)))
+            timers[-1].start()
+        return real_ctr(*args, **kw)
 
-    t = threading.Thread(target=freeze)
+    monkeypatch.setattr(s, "ctr", ctr)
     try:
-        t.start()
         seconds = s.start(timeout=20)
-        t.join()
         assert frozen, "containerd was never frozen"
         assert seconds >= 1.0, seconds   # it answered only after the thaw, several probes later
         assert s.ctr("version").returncode == 0
     finally:
-        t.join()
+        for t in timers:
+            t.join()
         if s._proc and s._proc.poll() is None:
             os.kill(s._proc.pid, signal.SIGCONT)
         s.close()
