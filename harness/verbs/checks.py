@@ -62,11 +62,47 @@ class ProcessCheck(Model):
 class EventsOrderCheck(Model):
     """Per container: lifecycle events in order (create → start → exit → delete) on each source.
 
-    ``phases``: a subsequence of create, start, exit, delete (default all four)."""
+    ``phases``: a subsequence of create, start, exit, delete (default all four). ``execs: true``:
+    the same for each exec process of the container instead (create → start → exit: dockerd's
+    exec_create, exec_start, exec_die by ``execID``; the runtime's /tasks/exec-added,
+    /tasks/exec-started and the exec's /tasks/exit by exec id); an exec's /tasks/exit never
+    counts as the container's exit."""
 
     container: ContainerName
     source: Literal["daemon", "runtime", "both"] = "both"
-    phases: list[Literal["create", "start", "exit", "delete"]] = ["create", "start", "exit", "delete"]
+    phases: list[Literal["create", "start", "exit", "delete"]] | None = None
+    execs: bool = False
+
+    @model_validator(mode="after")
+    def _exec_phases(self):
+        if self.execs and "delete" in (self.phases or ()):
+            raise ValueError("an exec has no delete phase: phases are create, start, exit")
+        return self
+
+    def wanted(self) -> list[str]:
+        """The phases asked for (default: all of a container's, or of an exec's)."""
+        if self.phases is not None:
+            return list(self.phases)
+        return ["create", "start", "exit"] if self.execs else ["create", "start", "exit", "delete"]
+
+
+#: An exec's lifecycle events per source: phase -> actions (Engine API events, containerd topics).
+EXEC_ACTIONS = {"daemon": {"create": ("exec_create",), "start": ("exec_start",), "exit": ("exec_die",)},
+                "runtime": {"create": ("/tasks/exec-added",), "start": ("/tasks/exec-started",),
+                            "exit": ("/tasks/exit",)}}
+
+
+def _exec_id(e: dict) -> str | None:
+    """The exec an event is about (None: the container's own): dockerd's ``execID``, the
+    runtime's ``exec_id`` (exec-added/started) or a /tasks/exit ``id`` other than the container's."""
+    a = e.get("attrs") or {}
+    if e["source"] == "daemon":
+        return a.get("execID")
+    if a.get("exec_id"):
+        return a["exec_id"]
+    if e["action"] == "/tasks/exit" and a.get("id") and a.get("id") != e["container"]:
+        return a["id"]
+    return None
 
 
 class EventsCheck(EventMatch):
@@ -305,30 +341,43 @@ def _events_order(ctx, p: EventsOrderCheck) -> Verdict:
             continue
         # a name reused by the scenario: every id it had is covered, each on its own
         label = source if len(ids) == 1 else f"{source} {cid[:12]}"
-        phases = ctx.engine.lifecycle_actions(source)
+        phases = EXEC_ACTIONS[source] if p.execs else ctx.engine.lifecycle_actions(source)
         events = [e for e in ctx.events.snapshot() if e["source"] == source and e["container"] == cid]
-        seq = []
+        groups: dict[str | None, list] = {}
         for e in events:
             for phase, actions in phases.items():
-                if e["action"] in actions and phase in p.phases:
-                    seq.append((phase, e["action"], ctx.t(e["mono"])))
-        seen[label] = [f"{a}@{t:.3f}s" for _, a, t in seq]
-        order = [ph for ph, _, _ in seq]
-        pos = 0
-        for want in p.phases:
-            try:
-                pos = order.index(want, pos) + 1
-            except ValueError:
-                bad.append(f"{label}: no {want} ({'/'.join(phases[want])}) after the previous phase")
-                break
-        if order and not any(b.startswith(label + ":") for b in bad):
-            firsts = [order.index(ph) for ph in p.phases]
-            if firsts != sorted(firsts):
-                bad.append(f"{label}: phases out of order: {order}")
+                if e["action"] in actions and phase in p.wanted():
+                    groups.setdefault(_exec_id(e), []).append((phase, e["action"], ctx.t(e["mono"])))
+        if p.execs:
+            groups.pop(None, None)
+            if not groups:
+                bad.append(f"{label}: no exec events")
+                seen[label] = []
+            for eid, seq in groups.items():
+                _check_order(f"{label} exec {eid[:12]}", seq, phases, p.wanted(), seen, bad)
+            continue
+        _check_order(label, groups.get(None, []), phases, p.wanted(), seen, bad)
     if not seen:
         return Verdict(NA, reason="; ".join(na))
-    return Verdict(FAIL if bad else PASS, " → ".join(p.phases) + f" on {', '.join(seen)}", seen,
+    what = "each exec: " if p.execs else ""
+    return Verdict(FAIL if bad else PASS, what + " → ".join(p.wanted()) + f" on {', '.join(seen)}", seen,
                    [{"problems": bad}] if bad else [], reason="; ".join(na))
+
+
+def _check_order(label: str, seq: list, phases: dict, wanted: list[str], seen: dict, bad: list) -> None:
+    """*seq* ``[(phase, action, t)]`` has every phase of *wanted*, in order (else a line in *bad*)."""
+    seen[label] = [f"{a}@{t:.3f}s" for _, a, t in seq]
+    order = [ph for ph, _, _ in seq]
+    pos = 0
+    for want in wanted:
+        try:
+            pos = order.index(want, pos) + 1
+        except ValueError:
+            bad.append(f"{label}: no {want} ({'/'.join(phases[want])}) after the previous phase")
+            return
+    firsts = [order.index(ph) for ph in wanted]
+    if firsts != sorted(firsts):
+        bad.append(f"{label}: phases out of order: {order}")
 
 
 def _events(ctx, p: EventsCheck, absent: bool) -> Verdict:
@@ -469,7 +518,8 @@ def orphans_none(ctx, p: OrphansCheck) -> Verdict:
 
 
 @check("events.order", EventsOrderCheck, "create → start → exit → delete in order (dockerd: create, start, die, "
-       "destroy; runtime: /tasks/create, /tasks/start, /tasks/exit, /tasks/delete)", after_teardown=True,
+       "destroy; runtime: /tasks/create, /tasks/start, /tasks/exit, /tasks/delete); `execs: true`: each exec's "
+       "create → start → exit (exec_create, exec_start, exec_die; /tasks/exec-added, /tasks/exec-started, its /tasks/exit)", after_teardown=True,
        container_field="container")
 def events_order(ctx, p: EventsOrderCheck) -> Verdict:
     return _events_order(ctx, p)
