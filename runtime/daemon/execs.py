@@ -92,8 +92,6 @@ class Exec:
         self.exited = asyncio.Event()
         self.exit_source = exits.REAL  # the exit code's provenance (runtime.api.exits)
         self.began = asyncio.Event()   # the process runs (or its start failed): resize may go on
-        self.start_published = False   # exec_start is out: exec_die may follow
-        self.die_pending = False       # the exit came first (a quick process): exec_die after exec_start
 
     @property
     def command(self) -> str:
@@ -230,6 +228,10 @@ class ExecStore:
         from runtime.daemon.stdin import fifo_dir
         streams = None if detach else Streams(fifo_dir(d.config.exec_root, c.ID), ex)
         paths = streams.paths if streams else {}
+        # as dockerd's ContainerExecStart: exec_start is out before the runtime is asked, so a
+        # start that fails (126) has exec_create and exec_start and no exec_die (measured, 20.10)
+        d.events.publish("container", "exec_start: " + ex.command, c.ID, c.event_attributes(execID=ex.ID),
+                         image=c.image_ref)
         try:
             process = ex.process(build_spec(c, d.config.cgroup_parent)["process"])
             res = await d.backend.exec_process(c.ID, ex.ID, process, paths.get("stdin"), paths.get("stdout"),
@@ -245,11 +247,6 @@ class ExecStore:
         if ex.exit_code is None:
             ex.running = True
         ex.began.set()
-        d.events.publish("container", "exec_start: " + ex.command, c.ID, c.event_attributes(execID=ex.ID),
-                         image=c.image_ref)
-        ex.start_published = True
-        if ex.die_pending:
-            self._publish_die(ex)
         return streams
 
     def on_exit(self, cid: str, exec_id: str, pid: int, exit_code: int, source: str = exits.REAL,
@@ -267,13 +264,9 @@ class ExecStore:
         ex.exit_code, ex.running = int(exit_code), False
         ex.pid = ex.pid or pid
         ex.exited.set()
-        if ex.start_published:
-            self._publish_die(ex)
-        else:
-            ex.die_pending = True
+        self._publish_die(ex)
 
     def _publish_die(self, ex: Exec) -> None:
-        ex.die_pending = False
         c = ex.container
         made_up = {} if ex.exit_source == exits.REAL else {"exitCodeSource": ex.exit_source}
         self.daemon.events.publish("container", "exec_die", c.ID,
