@@ -30,6 +30,9 @@ bench: setup
 	.venv/bin/python -m benchmarks.shim_memory --modes template
 	.venv/bin/python -m benchmarks.runtimed_restart
 	.venv/bin/python -m benchmarks.daemon_bench --runs 20
+	.venv/bin/python -m benchmarks.tty_bench --runs 15
+	.venv/bin/python -m benchmarks.build_bench --runs 10
+	.venv/bin/python -m benchmarks.api_load
 
 # scenarios/README.md's verb tables and scenarios/scenario.schema.json, from the verb registry
 docs: setup
