@@ -3,8 +3,9 @@
 :class:`Stack` starts ``capsize-runtimed --root W/root --state W/state`` and ``capsized -H
 unix://W/state/capsized.sock --data-root W/root --exec-root W/state``, gives the real docker CLI
 (Debian's 20.10, :data:`DOCKER`) and the docker SDK on it, and :meth:`Stack.close` removes
-every container (through the API, so shims, mounts and cgroups go), stops both daemons and
-kills whatever process still names the work directory.
+every container (through the API, so shims, mounts and cgroups go), stops both daemons,
+kills whatever process still names the work directory and removes the emptied cgroup parent.
+Benchmarks use it too (benchmarks/daemon_bench.py ...), outside the suite's leak check.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import time
 
 from tests.conftest import SESSION_TAG, VENV_BIN, reap_children, run
+from tests.leakcheck import remove_empty_cgroup
 
 #: capsized's ``--cgroup-parent`` for every Stack of this session (its default is ``/capsize``):
 #: containers go to ``/capsize/<SESSION_TAG>/<id>``, which the suite's leak check knows as this
@@ -188,6 +190,12 @@ class Stack:
             kill_named(self.workdir)
             unmount_under(self.workdir)
             reap_children()
+            # capsize-runc makes the parents of a container's cgroup and removes only those it made
+            # itself, when empty: the last container of a shared parent leaves it. The session's
+            # parent and capsized's default top (/capsize) go when empty (another Stack's or
+            # engine's containers keep them: rmdir fails with EBUSY)
+            remove_empty_cgroup(CGROUP_PARENT)
+            remove_empty_cgroup("/capsize")
 
 
 def kill_named(text: str) -> None:
