@@ -195,12 +195,11 @@ class Pty:
         self.pumps.append(Pump(self.loop, fd, os.dup(self.master)))
 
     def resize(self, height: int, width: int) -> None:
-        """TIOCSWINSZ: *height* rows, *width* columns."""
+        """TIOCSWINSZ: *height* rows, *width* columns, on the open master (the caller,
+        ``Task.resize``, refuses a closed one: ``master`` is -1)."""
         import fcntl
         import struct
         import termios
-        if self.master < 0:
-            raise CapsizeError("the terminal is closed")
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
     def drain(self) -> None:
@@ -222,19 +221,3 @@ class Pty:
             os.close(self.master)
             self.master = -1
 
-
-def open_input(path: str) -> int:
-    """An input FIFO opened read-write, non-blocking: opening needs no writer, and the terminal's
-    input never sees a spurious end of file before the engine daemon opens its end."""
-    return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-
-
-def terminal_of(bundle: str) -> bool:
-    """``process.terminal`` of the bundle's config.json (False when unreadable)."""
-    import json
-    from runtime.shim.paths import CONFIG
-    try:
-        with open(os.path.join(bundle, CONFIG)) as f:
-            return bool((json.load(f).get("process") or {}).get("terminal"))
-    except (OSError, ValueError, AttributeError):
-        return False

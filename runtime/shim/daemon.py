@@ -47,8 +47,11 @@ def serve(opts: dict) -> int:
             config = json.load(f)
     except (OSError, ValueError) as e:
         raise InvalidArgument(f"cannot read {bundle}/{paths.CONFIG}: {e}") from None
-    failpoints = from_config(config if isinstance(config, dict) else {})
-    host_points = host_failpoints(config if isinstance(config, dict) else {})
+    if not isinstance(config, dict):
+        config = {}
+    failpoints = from_config(config)
+    host_points = host_failpoints(config)
+    terminal = bool((config.get("process") or {}).get("terminal"))   # the init's: create --console-socket
     try:
         os.set_inheritable(LISTEN_FD, False)  # no runtime invocation or container may hold it
         listener = socket.socket(fileno=LISTEN_FD)
@@ -63,7 +66,7 @@ def serve(opts: dict) -> int:
     publisher = Publisher(loop, opts.get("address", ""), ns, log)
     runtime = OCIRuntime(opts["runtime"], opts["runtime-root"], os.path.join(bundle, paths.RUNTIME_LOG),
                          env=dict(os.environ, CAPSIZE_HOST_FAILPOINTS=host_points) if host_points else None)
-    task = Task(loop, reaper, runtime, bundle, cid, ns, publisher, log)
+    task = Task(loop, reaper, runtime, bundle, cid, ns, publisher, log, terminal=terminal)
     Server(loop, listener, task, failpoints, log, socket_path=socket_path)
     atomicfile.write(os.path.join(bundle, paths.SHIM_PID), f"{os.getpid()}", durable=False)
     log.info("shim started", pid=os.getpid(), runtime=runtime.binary, runtime_root=runtime.root,

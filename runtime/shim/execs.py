@@ -37,6 +37,7 @@ from runtime.api import topics
 from runtime.errors import AlreadyExists, CapsizeError, FailedPrecondition, InvalidArgument, NotFound
 from runtime.rfc3339 import format_nano
 from runtime.shim import exitfile
+from runtime.shim.fifo import open_fifo
 from runtime.shim.paths import check_id
 
 EXECS_DIR = "execs"
@@ -72,18 +73,6 @@ class Execs:
         self.task = task
         self.procs: dict[str, ExecProcess] = {}
 
-    def _open(self, path, write: bool) -> int:
-        """A FIFO given by the caller, opened without blocking, then made blocking for the process."""
-        if not isinstance(path, str) or not os.path.isabs(path):
-            raise InvalidArgument(f"exec stdio must be an absolute path, not {path!r}")
-        flags = (os.O_WRONLY if write else os.O_RDONLY) | os.O_NONBLOCK | os.O_CLOEXEC
-        try:
-            fd = os.open(path, flags)
-        except OSError as e:
-            raise InvalidArgument(f"cannot open exec stdio {path}: {e.strerror}") from None
-        os.set_blocking(fd, True)
-        return fd
-
     def start(self, params: dict, done) -> None:
         """The ``exec`` method (see the module docstring); ``done`` once, with a result or an error."""
         import json
@@ -107,32 +96,25 @@ class Execs:
         terminal = bool(proc.get("terminal"))
         try:
             if terminal:
-                from runtime.shim.console import ConsoleSocket, open_input
-                for key in ("stdin", "stdout"):   # checked as for the other case
-                    v = params.get(key)
-                    if v and (not isinstance(v, str) or not os.path.isabs(v)):
-                        raise InvalidArgument(f"exec stdio must be an absolute path, not {v!r}")
-                try:
-                    # the shim's own ends of the FIFOs: the pty is copied between them and the
-                    # terminal (runtime.shim.console); the process's stdio is the pty's slave
-                    fds.append(open_input(params["stdin"]) if params.get("stdin") else -1)
-                    fds.append(os.open(params["stdout"], os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                               if params.get("stdout") else -1)
-                except OSError as e:
-                    raise InvalidArgument(f"cannot open exec stdio: {e.strerror}") from None
+                from runtime.shim.console import ConsoleSocket
+                # the shim's own ends of the FIFOs, non-blocking: the pty is copied between them
+                # and the terminal (runtime.shim.console); the process's stdio is the pty's slave.
+                # The input is opened read-write: no spurious end of file before a writer comes
+                for key, mode in (("stdin", os.O_RDWR), ("stdout", os.O_WRONLY)):
+                    fds.append(open_fifo(params[key], mode, "exec stdio", blocking=False)
+                               if params.get(key) else -1)
                 console = ConsoleSocket()
                 stdio = {}
                 extra = ("--console-socket", console.path)
             else:
-                stdin = self._open(params["stdin"], False) if params.get("stdin") else -1
-                fds.append(stdin)
-                stdout = self._open(params["stdout"], True) if params.get("stdout") else os.open(
-                    os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-                fds.append(stdout)
-                stderr = self._open(params["stderr"], True) if params.get("stderr") else os.open(
-                    os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-                fds.append(stderr)
-                stdio = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
+                for key, mode in (("stdin", os.O_RDONLY), ("stdout", os.O_WRONLY), ("stderr", os.O_WRONLY)):
+                    if params.get(key):
+                        fds.append(open_fifo(params[key], mode, "exec stdio"))
+                    elif key == "stdin":
+                        fds.append(-1)
+                    else:
+                        fds.append(os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC))
+                stdio = dict(zip(("stdin", "stdout", "stderr"), fds))
                 extra = ()
             ep = ExecProcess(exec_id, directory)
             self.procs[exec_id] = ep

@@ -40,14 +40,14 @@ import signal
 import time
 from collections import deque
 
-from runtime import signals
+from runtime import atomicfile, jsonfast, signals
 from runtime.api import topics
 from runtime.api.states import SHIM
 from runtime.errors import (AlreadyExists, CapsizeError, FailedPrecondition, InvalidArgument, error_for_exit_code,
                             NotFound)
 from runtime.rfc3339 import format_nano
 from runtime.shim import exitfile
-from runtime.shim.console import terminal_of
+from runtime.shim.fifo import open_fifo
 from runtime.shim.logs import JsonFileWriter, LogCopier
 from runtime.shim.paths import CONTAINER_LOG, INIT_PID, RESOURCES_FILE
 
@@ -69,8 +69,9 @@ class Task:
     a result dict or a :class:`CapsizeError`."""
 
     def __init__(self, loop, reaper, runtime, bundle: str, container_id: str, namespace: str,
-                 publisher, log):
+                 publisher, log, terminal: bool = False):
         self.loop, self.reaper, self.runtime = loop, reaper, runtime
+        self.terminal = terminal   # the bundle's process.terminal (config.json, read by the shim's serve)
         self.bundle, self.id, self.namespace = bundle, container_id, namespace
         self.publisher, self.log = publisher, log
         self.phase = SHIM.initial
@@ -133,83 +134,65 @@ class Task:
             os.unlink(pid_file)
         except FileNotFoundError:
             pass
+        in_fd = self._open_stdin(params.get("stdin"), terminal=self.terminal)
         new_log = not os.path.exists(log_path)
         try:
             self._writer = JsonFileWriter(log_path)
         except OSError as e:
-            raise InvalidArgument(f"cannot open log {log_path}: {e.strerror}", field="log_path") from None
-        self.log_path = log_path
-        if terminal_of(self.bundle):
-            self._create_terminal(params.get("stdin"), pid_file, new_log, done)
-            return
-        in_fd = self._open_stdin(params.get("stdin"))
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        self.reaper.clear_recent()
-        try:
-            inv = self.runtime.spawn("create", "--bundle", self.bundle, "--pid-file", pid_file, self.id,
-                                     stdin=in_fd, stdout=out_w, stderr=err_w)
-        except CapsizeError:
-            for fd in (out_r, err_r):
-                os.close(fd)
-            self._discard_log(new_log)
-            raise
-        finally:
-            os.close(out_w)
-            os.close(err_w)
-            if in_fd >= 0:
-                os.close(in_fd)   # the runtime, then the init, has its own
-        # the copiers start once create succeeded (as containerd's shim starts copying the
-        # process io after `runc create`): what the runtime itself writes to the shared stderr
-        # when create fails (its error) is discarded, never put in the container's log
-        self._pending_pipes = (out_r, err_r)
-        self._move("creating")
-        self.log.info("creating task", runtime=self.runtime.binary, runtime_pid=inv.pid)
-        self.reaper.expect(inv.pid, lambda code, _t: self._created(inv, code, pid_file, new_log, done))
-
-    def _create_terminal(self, stdin, pid_file: str, new_log: bool, done) -> None:
-        """create for a ``process.terminal`` init: ``--console-socket`` (runtime.shim.console); the
-        runtime's own stdio is its captured output, the init's is the pty."""
-        from runtime.shim.console import ConsoleSocket, open_input
-        if stdin and (not isinstance(stdin, str) or not os.path.isabs(stdin)):
-            self._discard_log(new_log)
-            raise InvalidArgument(f"stdin must be an absolute path, not {stdin!r}", field="stdin")
-        try:
-            in_fd = open_input(stdin) if stdin else -1
-        except OSError as e:
-            self._discard_log(new_log)
-            raise InvalidArgument(f"cannot open stdin {stdin}: {e.strerror}", field="stdin") from None
-        try:
-            console = ConsoleSocket()
-            self.reaper.clear_recent()
-            inv = self.runtime.spawn("create", "--bundle", self.bundle, "--pid-file", pid_file,
-                                     "--console-socket", console.path, self.id)
-        except BaseException:
             if in_fd >= 0:
                 os.close(in_fd)
-            if "console" in locals():
+            raise InvalidArgument(f"cannot open log {log_path}: {e.strerror}", field="log_path") from None
+        self.log_path = log_path
+        console = None
+        ours: list[int] = []     # the shim's ends: the log copiers' pipes, or the terminal's input
+        theirs: list[int] = []   # the runtime's stdio: closed once it has its own copies
+        if in_fd >= 0:
+            (ours if self.terminal else theirs).append(in_fd)
+        try:
+            if self.terminal:   # the init's stdio is the pty; the runtime's own is its captured output
+                from runtime.shim.console import ConsoleSocket
+                console = ConsoleSocket()
+                stdio, extra = {}, ("--console-socket", console.path)
+            else:
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                ours.append(out_r)
+                theirs.append(out_w)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                ours.append(err_r)
+                theirs.append(err_w)
+                stdio, extra = {"stdin": in_fd, "stdout": out_w, "stderr": err_w}, ()
+            self.reaper.clear_recent()
+            inv = self.runtime.spawn("create", "--bundle", self.bundle, "--pid-file", pid_file, *extra,
+                                     self.id, **stdio)
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            if console is not None:
                 console.close()
             self._discard_log(new_log)
             raise
-        self._console, self._pending_pipes = console, ((in_fd,) if in_fd >= 0 else ())
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        # the copiers start once create succeeded (as containerd's shim starts copying the
+        # process io after `runc create`): what the runtime itself writes to the shared stderr
+        # when create fails (its error) is discarded, never put in the container's log
+        self._console, self._pending_pipes = console, tuple(ours)
         self._move("creating")
-        self.log.info("creating task", runtime=self.runtime.binary, runtime_pid=inv.pid, terminal=True)
+        self.log.info("creating task", runtime=self.runtime.binary, runtime_pid=inv.pid, terminal=self.terminal)
         self.reaper.expect(inv.pid, lambda code, _t: self._created(inv, code, pid_file, new_log, done))
 
     @staticmethod
-    def _open_stdin(path) -> int:
-        """The init's stdin: the FIFO at *path* opened for reading (-1: /dev/null). Opened
-        non-blocking (no writer is needed to open it), then made blocking for the container."""
+    def _open_stdin(path, terminal: bool = False) -> int:
+        """The init's stdin FIFO at *path* (-1 when there is none: /dev/null), opened without
+        waiting for a writer (:func:`runtime.shim.fifo.open_fifo`). For the init to inherit:
+        read-only, then blocking. With *terminal*, the shim's own end, copied to the pty:
+        read-write, so that the terminal's input never sees a spurious end of file before the
+        engine daemon opens its end, and non-blocking. InvalidArgument (``field="stdin"``)."""
         if not path:
             return -1
-        if not isinstance(path, str) or not os.path.isabs(path):
-            raise InvalidArgument(f"stdin must be an absolute path, not {path!r}", field="stdin")
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as e:
-            raise InvalidArgument(f"cannot open stdin {path}: {e.strerror}", field="stdin") from None
-        os.set_blocking(fd, True)
-        return fd
+        return open_fifo(path, os.O_RDWR if terminal else os.O_RDONLY, "stdin", blocking=not terminal,
+                         field="stdin")
 
     def _created(self, inv, code: int, pid_file: str, new_log: bool, done) -> None:
         error = self.runtime.error_text(inv, code) if code else ""
@@ -407,18 +390,15 @@ class Task:
         resources = params.get("resources")
         if not isinstance(resources, dict):
             raise InvalidArgument("resources must be an OCI linux.resources object", field="resources")
-        import json
         path = os.path.join(self.bundle, RESOURCES_FILE)
-        with open(path + ".tmp", "w") as f:
-            json.dump(resources, f)
-        os.replace(path + ".tmp", path)
+        atomicfile.write(path, jsonfast.dumps(resources), durable=False)
         inv = self.runtime.spawn("update", "--resources", path, self.id)
 
         def updated(code, _t):
             error = self.runtime.error_text(inv, code) if code else ""
             inv.close()
             if error:   # capsize-runc's own exit code names the class (2: a bad value); runc's is 1
-                done(error_for_exit_code(code, error, id=self.id) if code != 1 else CapsizeError(error, id=self.id))
+                done(error_for_exit_code(code, error, id=self.id))
             else:
                 self.log.info("task updated", resources=sorted(resources))
                 done({})

@@ -114,6 +114,36 @@ def test_client_errors(shims, runc_bin, tmp_path):
     c.close()
 
 
+def _fds_on(pid: int, path: str) -> int:
+    """How many of process *pid*'s descriptors are open on *path*."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") == path
+        except FileNotFoundError:
+            pass   # closed meanwhile
+    return n
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["pipes", "terminal"])
+def test_bad_stdin_on_create_leaves_no_log_and_no_fd(shims, runc_bin, terminal):
+    """A create refused for its stdin (not absolute, cannot be opened) makes no log file and
+    keeps no descriptor; a retry leaks nothing either, and a good create holds the log once."""
+    edit = (lambda c: c["process"].update(terminal=True)) if terminal else None
+    shim = shims.start(["sleep", "100"], runtime=runc_bin, edit=edit)
+    log = shim.file("container.log")
+    for stdin, message in (("relative/fifo", "stdin must be an absolute path"),
+                           (shim.file("no-such-fifo"), "cannot open stdin")):
+        with pytest.raises(InvalidArgument, match=message):
+            shim.call("create", stdin=stdin)
+        assert not os.path.exists(log)
+        assert _fds_on(shim.pid, log) == 0
+        assert shim.call("connect")["task_pid"] == 0
+    if not terminal:   # (the terminal case is created, with its pty, by tests/highlevel/test_tty.py)
+        assert shim.call("create")["pid"] > 0
+        assert os.path.exists(log) and _fds_on(shim.pid, log) == 1
+
+
 def _annotate(**points):
     def edit(cfg):
         cfg["annotations"] = {f"io.capsize.shim.failpoint.{k}": v for k, v in points.items()}
