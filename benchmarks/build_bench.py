@@ -32,7 +32,8 @@ CMD ["cat", "/app/copy.txt"]
 def _context(e: Engine) -> str:
     if "ctx" not in e.__dict__:
         e.env["DOCKER_BUILDKIT"] = "0"
-        e.ctx = tempfile.mkdtemp(prefix=f"buildbench-{e.name}-", dir="/tmp")
+        # under the bench's private directory (DOCKER_CONFIG's parent), removed with it
+        e.ctx = tempfile.mkdtemp(prefix=f"buildbench-{e.name}-", dir=os.path.dirname(e.env["DOCKER_CONFIG"]))
         with open(os.path.join(e.ctx, "Dockerfile"), "w") as f:
             f.write(DOCKERFILE)
         with open(os.path.join(e.ctx, "data.txt"), "w") as f:
@@ -51,16 +52,6 @@ def m_cached(e: Engine) -> float:
 MEASURES = {"build cold": m_cold, "build cached": m_cached}
 
 
-def _cleanup(e: Engine) -> None:
-    import shutil
-    if "ctx" in e.__dict__:
-        shutil.rmtree(e.ctx, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    import sys
-    argv = sys.argv[1:]
-    if "--runs" not in argv:
-        argv = ["--runs", "10", *argv]
-    raise SystemExit(bench_main(argv, measures=MEASURES, cleanup=_cleanup,
+    raise SystemExit(bench_main(measures=MEASURES, default_runs=10,
                                 description="docker build (classic builder), cold and cached: capsized vs dockerd"))

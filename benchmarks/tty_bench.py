@@ -41,11 +41,6 @@ def m_run_rm_t(e: Engine) -> float:
 MEASURES = {"exec true": m_exec_true, "exec (runc)": m_exec_true_runc, "run --rm -t": m_run_rm_t}
 
 
-def _cleanup(e: Engine) -> None:
-    for cid in e.__dict__.get("boxes", {}).values():
-        e.cli("rm", "-f", cid)
-
-
 if __name__ == "__main__":
-    raise SystemExit(bench_main(measures=MEASURES, cleanup=_cleanup,
+    raise SystemExit(bench_main(measures=MEASURES,
                                 description="docker exec and docker run -t: capsized vs dockerd"))

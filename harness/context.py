@@ -59,9 +59,11 @@ class RunContext:
         #: Earlier ids of reused names, oldest first (``web`` removed, a new ``web`` created): still
         #: the scenario's containers for cleanup.complete, events.order and snapshots.
         self.retired: dict[str, list[str]] = {}
-        #: Right after each step with an ``id``: its snapshot and the containers' init and shim
-        #: identities (:meth:`remember_step_processes`; ``process.same``'s ``since``).
+        #: Right after each step a check names as ``since``: the containers' init and shim
+        #: identities (:meth:`remember_step_processes`; ``process.same``).
         self.step_snapshots: dict[str, dict] = {}
+        #: The step ids checks name as ``since`` (set by the runner).
+        self.since_steps: set[str] = set()
         #: ``(pid, create_time)`` of each zombie seen in a snapshot -> monotonic time first seen so.
         self.zombies_seen: dict[tuple[int, float], float] = {}
         #: volume name -> scenario container name that mounted it (seen in inspect's ``Mounts``)
@@ -86,28 +88,30 @@ class RunContext:
             self.notes.append({"kind": kind, "wall": time.time(), "t": self.t(), **fields})
 
     # -- containers ---------------------------------------------------------------------------
-    def remember(self, name: str, cid: str) -> None:
-        """Scenario container *name* is *cid* now; an earlier id of the name is kept (retired)."""
+    def remember(self, name: str, cid: str, mounts: list | None = None) -> None:
+        """Scenario container *name* is *cid* now; an earlier id of the name is kept (retired).
+        *mounts*: its inspect's ``Mounts`` when the caller has them (else asked of the daemon)."""
         with self._lock:
             old = self.containers.get(name)
             if old and old != cid and old not in self.retired.get(name, []):
                 self.retired.setdefault(name, []).append(old)
             self.containers[name] = cid
         self.engine.track_container(cid)
-        self._note_volumes(name, cid)
+        self._note_volumes(name, cid, mounts)
 
-    def _note_volumes(self, name: str, cid: str) -> None:
+    def _note_volumes(self, name: str, cid: str, mounts: list | None) -> None:
         """The volumes container *cid* mounts (anonymous ones are made at create), from inspect."""
-        try:
-            client = self.engine.client(timeout=5)
+        if mounts is None:
             try:
-                mounts = client.api.inspect_container(cid).get("Mounts") or []
-            finally:
-                client.close()
-        except Exception:  # noqa: BLE001 - daemon down: the volumes are looked up no further
-            return
+                client = self.engine.client(timeout=5)
+                try:
+                    mounts = client.api.inspect_container(cid).get("Mounts")
+                finally:
+                    client.close()
+            except Exception:  # noqa: BLE001 - daemon down: the volumes are looked up no further
+                return
         with self._lock:
-            for m in mounts:
+            for m in mounts or []:
                 if m.get("Type") == "volume" and m.get("Name"):
                     self.volumes_seen.setdefault(m["Name"], name)
 
@@ -162,10 +166,12 @@ class RunContext:
         cid = self.containers.get(name)
         if cid:
             return cid
+        mounts = None
         try:
             client = self.engine.client(timeout=5)
             try:
-                cid = client.api.inspect_container(name)["Id"]
+                found = client.api.inspect_container(name)
+                cid, mounts = found["Id"], found.get("Mounts") or []
             finally:
                 client.close()
         except Exception:  # noqa: BLE001 - daemon down or no such container
@@ -175,7 +181,7 @@ class RunContext:
                 if e["source"] == "daemon" and e["action"] == "create" and e.get("name") == name:
                     cid = e["container"]
         if cid:
-            self.remember(name, cid)
+            self.remember(name, cid, mounts)
         return cid
 
     def names_by_id(self) -> dict[str, str]:
@@ -186,7 +192,7 @@ class RunContext:
             return out
 
     def remember_step_processes(self, step_id: str) -> None:
-        """After step *step_id*: the last snapshot and, per scenario container name, its id then
+        """After step *step_id*: per scenario container name, its id then
         and its init's and its shim's ``(pid, create_time)`` (``process.same``'s ``since``)."""
         from harness.pids import identify
         ids = {}
@@ -200,8 +206,7 @@ class RunContext:
                 except Exception:  # noqa: BLE001 - a role the engine lacks, or it is down
                     ids[name][role] = []
         with self._lock:
-            self.step_snapshots[step_id] = {"snapshot": getattr(self, "last_snapshot", None), "t": self.t(),
-                                            "processes": ids}
+            self.step_snapshots[step_id] = {"t": self.t(), "processes": ids}
 
     # -- snapshots ----------------------------------------------------------------------------
     def take_snapshot(self, label: str, host_state: bool = False) -> int:

@@ -73,6 +73,11 @@ class Ledger:
         self._write({"op": "fault.apply", "run": run, "id": fid, "fault": fault, "target": target, "undo": undo})
         return fid
 
+    @property
+    def applied(self) -> int:
+        """How many faults this ledger recorded (never decreases: undone ones count too)."""
+        return self._n
+
     def undone(self, run: str, fid: str, by: str, result: str) -> None:
         self._write({"op": "fault.undo", "run": run, "id": fid, "by": by, "result": result})
 

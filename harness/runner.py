@@ -216,6 +216,7 @@ def run_scenario(loaded, engine_name: str, out_dir: str, ledger: ledger_mod.Ledg
     ctx.logs = LogCollector(engine.log_sources())
     ctx.reaper = Reaper(engine, lambda kind, e: ctx.note(kind, **e)).start()
     checks_for = [c for c in sc.checks if not c.engines or engine_name in c.engines]
+    ctx.since_steps = _since_steps(sc)
     during = DuringMonitor(ctx, [c for c in checks_for if c.timing[0] == "during"])
     failed = setup_failed = False
     during_done = False
@@ -302,6 +303,16 @@ def _evaluate(ctx, check, progress, timing=None) -> dict:
                 "evidence": [traceback.format_exc(limit=5)]}
 
 
+def _since_steps(sc) -> set[str]:
+    """Ids of the steps a check names as ``since`` (``process.same``), in the checks or in a
+    ``wait``'s conditions: after those steps the containers' processes are remembered."""
+    specs = list(sc.checks)
+    for step in [*sc.setup, *sc.steps]:
+        if step.action == "wait":
+            specs += [cond.check for cond in (step.params.for_, step.params.fail_if) if cond is not None and cond.check]
+    return {since for spec in specs if (since := getattr(spec.params, "since", None))}
+
+
 def _run_step(ctx, entry, section, i, step, total, checks_for, progress) -> bool:
     """Run one step with its before/after checks; True when it met its expectation."""
     engine_name = ctx.engine.name
@@ -338,7 +349,7 @@ def _run_step(ctx, entry, section, i, step, total, checks_for, progress) -> bool
         ok = rec["status"] == "ok"
     idx = ctx.take_snapshot(f"after {section}.{i} {step.action}")
     entry["steps"][-1]["snapshot"] = idx
-    if step.id:
+    if step.id in ctx.since_steps:
         ctx.remember_step_processes(step.id)
     if step.id:
         for c in checks_for:

@@ -399,7 +399,7 @@ def _remove_shim_socket(task_dir: str) -> list[str]:
     from runtime.shim import paths
     try:
         with open(os.path.join(task_dir, paths.ADDRESS)) as f:
-            path = f.read().strip().removeprefix("unix://")
+            path = paths.path_of(f.read().strip())
     except OSError:
         return []
     if os.path.dirname(path) != paths.SOCKET_DIR:

@@ -163,7 +163,7 @@ def container_run(ctx, step) -> ActionResult:
 
     def run(client):
         c = client.containers.run(p.image, **_create_kwargs(ctx, p))
-        ctx.remember(p.name, c.id)
+        ctx.remember(p.name, c.id, c.attrs.get("Mounts") or [])
         return {"id": c.id}
     return _sdk(ctx, step, run)
 
@@ -177,7 +177,7 @@ def container_create(ctx, step) -> ActionResult:
         kw = _create_kwargs(ctx, p)
         kw.pop("detach")
         c = client.containers.create(p.image, **kw)
-        ctx.remember(p.name, c.id)
+        ctx.remember(p.name, c.id, c.attrs.get("Mounts") or [])
         return {"id": c.id}
     return _sdk(ctx, step, run)
 

@@ -81,8 +81,6 @@ class FaultDropin(UnitRef):
     @field_validator("settings")
     @classmethod
     def _lines(cls, v):
-        if not v:
-            raise ValueError("give at least one setting, e.g. {KillMode: control-group}")
         for k, val in v.items():
             if any("\n" in str(x) for x in (val if isinstance(val, list) else [val])):
                 raise ValueError(f"setting {k}: one line only")
@@ -166,7 +164,9 @@ def fault_service_restart(ctx, step) -> dict:
 def fault_service_dropin(ctx, step) -> dict:
     p, eng = step.params, ctx.engine
     unit = p.resolve(eng)
-    name = dropin_name(ctx.run, p.name or step.id or str(len(ctx.ledger.outstanding(ctx.run)) + 1))
+    # by default the step's id, else a number that never repeats in the run (an undone drop-in's
+    # number is not reused: two drop-ins never share a file)
+    name = dropin_name(ctx.run, p.name or step.id or str(ctx.ledger.applied + 1))
     path = dropin_path(unit, name)
     ctx.ledger.apply(ctx.run, step.action, {"unit": unit, "section": p.section, "settings": dict(p.settings),
                                             "reset": list(p.reset)},

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from harness.reference import cleanup
 from runtime import netns
 
 pytestmark = pytest.mark.privileged
@@ -21,9 +22,7 @@ def _read(path: str) -> str:
 
 
 def _nsfs_under(path: str) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        rows = [line.split() for line in f]
-    return [r[4] for r in rows if r[r.index("-") + 1] == "nsfs" and r[4].startswith(path + "/")]
+    return [p for p, fstype in cleanup.mountinfo() if fstype == "nsfs" and p.startswith(path + "/")]
 
 
 def test_capsized_runs_in_its_own_network_namespace(tmp_path):

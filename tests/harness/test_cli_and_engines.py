@@ -180,22 +180,3 @@ def test_capsize_classifies_capsize_runc_run_by_its_interpreter(tmp_path):
     assert eng.classify(11, 10, argv, "0::/capsize/abc") == ("container", "abc")
     assert eng.classify(12, 1, ["/usr/sbin/runc", "init"], "0::/") == ("lowlevel", None)
     assert eng.classify(13, 1, ["/venv/bin/python3", "/venv/bin/capsize", "run"], "0::/") == (None, None)
-
-
-@pytest.mark.privileged
-def test_capsize_engine_removal_leaves_no_shim_socket(tmp_path):
-    """A container still running when the engine is removed: its shim is SIGKILLed, and its socket
-    in the shared /run/capsize/s (outside the engine's workdir) is removed too."""
-    from harness.engines.capsize import NAMESPACE
-    from runtime.shim import paths
-    from tests.harness.conftest import run_text
-    entry = run_text(tmp_path, """name: left-running
-engines: [capsize]
-steps:
-  - container.run: {name: web, command: [sleep, "1000"]}
-""", engine="capsize")
-    assert entry["status"] == "pass", entry["reason"]
-    workdir = entry["engine_started"]["record"]["workdir"]
-    events = "unix://" + os.path.join(workdir, "state", "runtimed", "events.sock")
-    sock = paths.socket_path(events, NAMESPACE, entry["containers"]["web"])
-    assert not os.path.lexists(sock), sock

@@ -133,7 +133,7 @@ BAD = [
      "name the unit with exactly one of unit, component", 8, 28),
     ("{component: runtime}\n", "{component: runtime, socket: true}\n",
      "socket: true is for component: daemon", 8, 28),
-    ("settings: {KillMode: control-group}", "settings: {}", "give at least one setting", 6, 58),
+    ("settings: {KillMode: control-group}", "settings: {}", "give at least one setting", 6, 27),
     ("settings: {KillMode: control-group}", "settings: {killMode: control-group}", "should match pattern", 6, 69),
     ("{component: runtime, properties: {ActiveState: active}, entered_since: restarted}", "{component: runtime}",
      "give properties, entered_since or both", 11, 20),
@@ -244,17 +244,13 @@ def test_dropin_step_params_reset_name_and_several_per_unit():
     assert p.reset == ["ExecStart"] and p.settings["Environment"] == ["X=1", "Y=2"]
     with pytest.raises(ValueError, match="at least one setting"):
         FaultDropin.model_validate({"component": "daemon"})
+    with pytest.raises(ValueError, match="at least one setting"):
+        FaultDropin.model_validate({"component": "daemon", "settings": {}})
+    # a reset alone is a drop-in, with or without an empty settings mapping
+    assert FaultDropin.model_validate({"component": "daemon", "settings": {}, "reset": ["ExecStart"]}).reset == ["ExecStart"]
     with pytest.raises(ValueError, match="one line only"):
         FaultDropin.model_validate({"component": "daemon", "settings": {"Environment": ["A=1\nB=2"]}})
     # two steps of one run: two files side by side, not one overwritten
     a, b = dropin_name("run 1", "live-restore"), dropin_name("run 1", "killmode")
     assert a != b and a == "50-capsize-run-1-live-restore"
     assert sd.dropin_path("capsized.service", a) != sd.dropin_path("capsized.service", b)
-
-
-def test_capsized_unit_reads_capsized_opts():
-    """vagrant/units/capsized.service takes CAPSIZED_OPTS from /etc/default/capsized (or a drop-in's
-    Environment=), as Debian's docker.service takes DOCKER_OPTS."""
-    text = open(os.path.join(REPO, "vagrant", "units", "capsized.service")).read()
-    assert "EnvironmentFile=-/etc/default/capsized" in text
-    assert "ExecStart=/opt/capsize/bin/capsized -H fd:// $CAPSIZED_OPTS" in text

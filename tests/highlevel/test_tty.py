@@ -81,7 +81,7 @@ def test_tty_init_log_input_resize_and_tty_exec(daemon, tmp_path, runtime):
         assert "/dev/pts/0" in text               # the container's own devpts
         assert "\r\n" in text                     # the terminal's line discipline (onlcr)
         # an exec process with a terminal of its own
-        proc = dict(tty_spec(["sh", "-c", "tty; stty size; read x; echo got:$x"])["process"])
+        proc = dict(tty_spec(["sh", "-c", "tty; stty size; read x; stty size; echo got:$x"])["process"])
         proc["consoleSize"] = {"height": 20, "width": 70}
         in2 = str(tmp_path / "exec-in")
         os.mkfifo(in2)
@@ -93,7 +93,7 @@ def test_tty_init_log_input_resize_and_tty_exec(daemon, tmp_path, runtime):
             rt.resize("tt", 21, 71, exec_id="t1")
             os.write(wr2, b"x\n")
             rest = read_until(rd, "got:x")
-            assert "got:x" in rest, rest
+            assert "got:x" in rest and "21 71" in rest, rest   # the resize reached the exec's pty
             assert wait_until(lambda: rt.exec_state("tt", "t1")["status"] == "stopped", 10)
             assert ex["pid"] > 0
         finally:
