@@ -15,3 +15,11 @@ the shim and the low-level runtime it is runc's command line (DESIGN.md, "Protoc
 this package imports nothing; :mod:`runtime.api.shim` and :mod:`runtime.api.runtimed` import
 ``json``, so the shim's start path (which avoids it) never imports them.
 """
+
+#: The listen(2) backlog of the API sockets (capsized's ``-H unix://``, capsize-runtimed's
+#: socket): connections queued before they are accepted. A unix socket's connect fails with
+#: EAGAIN once the queue is full, so a burst of clients (200 at once in the load test) needs more
+#: than asyncio's and aiohttp's defaults (100, 128), which re-``listen`` a given socket. Go's
+#: net.Listen, dockerd's, uses the kernel's ``net.core.somaxconn`` (4096 here); the kernel caps
+#: any value at that.
+LISTEN_BACKLOG = 1024

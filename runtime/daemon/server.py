@@ -34,6 +34,7 @@ import traceback
 from aiohttp import web, web_protocol
 
 from runtime import atomicfile
+from runtime.api import LISTEN_BACKLOG
 from runtime.daemon import routes_containers, routes_exec, routes_images, routes_system, unimplemented
 from runtime.daemon import routes_build, routes_commit, routes_inside, routes_volumes
 from runtime.daemon.log import Logger
@@ -190,7 +191,7 @@ def _unix_listener(path: str, group: str | None) -> socket.socket:
     os.chmod(path, 0o660)
     if gid >= 0:
         HOST.chown(path, 0, gid)
-    s.listen(1024)
+    s.listen(LISTEN_BACKLOG)
     s.setblocking(False)
     return s
 
@@ -293,7 +294,7 @@ async def serve(config, log: Logger) -> int:
                                max_headers=MAX_HEADERS, lingering_time=LINGER_SECONDS)
         await runner.setup()
         for s in socks:
-            await web.SockSite(runner, s).start()
+            await web.SockSite(runner, s, backlog=LISTEN_BACKLOG).start()   # not aiohttp's 128
         for h in config.hosts:
             log.info("API listen on " + (h[len("unix://"):] if h.startswith("unix://") else h))
         sd_notify("READY=1")

@@ -26,3 +26,38 @@ def test_200_concurrent_clients_are_all_answered_and_ping_stays_quick(fresh):
     assert r["seconds"] < 90
     assert r["ping"]["n"] >= 3 and r["ping"]["p95"] < 2.0, r["ping"]
     assert fresh.ok("ps", "-aq", "--no-trunc").split() == [target]   # every created container was removed
+
+
+def _queued_connections(proc, path: str, n: int) -> int:
+    """With *proc* stopped (SIGSTOP: nothing accepts), how many of *n* non-blocking connects to
+    unix socket *path* get queued before one fails (EAGAIN: the listen backlog is full)."""
+    import signal
+    import socket
+    socks = []
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            socks.append(s)
+            try:
+                s.connect(path)
+            except BlockingIOError:
+                return len(socks) - 1
+        return n
+    finally:
+        for s in socks:
+            s.close()
+        proc.send_signal(signal.SIGCONT)
+
+
+def test_api_sockets_queue_a_burst_of_connections(fresh):
+    """capsized's and capsize-runtimed's sockets keep LISTEN_BACKLOG connections waiting, not the
+    100/128 that asyncio and aiohttp would set (a burst of 200 clients failed with EAGAIN)."""
+    import os
+    from runtime.api import LISTEN_BACKLOG
+    burst = 300
+    assert burst < LISTEN_BACKLOG
+    assert _queued_connections(fresh.daemon, fresh.sock, burst) == burst
+    assert _queued_connections(fresh.runtimed, os.path.join(fresh.state, "runtimed.sock"), burst) == burst
+    assert fresh.ok("version", "--format", "{{.Server.Version}}")   # both still answer

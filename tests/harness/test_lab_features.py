@@ -4,7 +4,6 @@ streams' re-subscription probe."""
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 from pydantic import ValidationError
@@ -22,23 +21,49 @@ def test_listen_is_for_the_daemon_only():
         FaultDaemon(component="daemon", listen="tcp")
 
 
+_HOLDER = """
+import socket, sys
+path = sys.argv[1]
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(path)
+srv.listen(1)
+print("listening", flush=True)
+sys.stdin.readline()
+cli = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+cli.connect(path)
+conn, _ = srv.accept()
+print("connected", flush=True)
+sys.stdin.readline()
+cli.close()
+conn.close()
+print("closed", flush=True)
+sys.stdin.readline()
+"""
+
+
 def test_connected_unix_socket_probe(tmp_path):
+    """Probed on a fresh interpreter of its own (the test process itself may hold connections of
+    earlier tests): a listening socket is not a connection, an accepted pair is, closed it is not."""
+    import subprocess
+    import sys
     path = str(tmp_path / "s.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, path], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
     try:
-        # a listening socket is not a connection
-        assert not _connected_unix_socket(os.getpid())
-        cli = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        cli.connect(path)
-        conn, _ = srv.accept()
-        assert _connected_unix_socket(os.getpid())
-        cli.close()
-        conn.close()
-        assert not _connected_unix_socket(os.getpid())
+        assert holder.stdout.readline().strip() == "listening"
+        assert not _connected_unix_socket(holder.pid)
+        holder.stdin.write("\n"); holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "connected"
+        assert _connected_unix_socket(holder.pid)
+        holder.stdin.write("\n"); holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "closed"
+        assert not _connected_unix_socket(holder.pid)
+        holder.stdin.write("\n"); holder.stdin.flush()
+        assert holder.wait(10) == 0
     finally:
-        srv.close()
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
     assert not _connected_unix_socket(2 ** 22 + 7)  # no such process
 
 
