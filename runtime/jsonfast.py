@@ -83,6 +83,13 @@ def dumps(obj, compact: bool = True) -> str:
 #: The deepest nesting :func:`loads_bounded` accepts (arrays and objects): well above any document
 #: the Engine API or capsize's own protocols carry, well below the interpreter's recursion limit.
 MAX_DEPTH = 400
+#: The largest JSON request body the HTTP APIs read (bytes; bigger is a 413): 16 MiB, far above
+#: any create request (100,000 ``Env`` entries are about 1 MiB); dockerd sets no bound of its own.
+#: capsized (:mod:`runtime.daemon.api`) and capsize-runtimed (:mod:`runtime.highlevel.httpserver`).
+JSON_LIMIT = 16 << 20
+#: Request bodies at least this big (bytes) are parsed, and their depth checked, in a worker
+#: thread, off the event loop.
+THREAD_THRESHOLD = 256 << 10
 
 
 class DepthExceeded(ValueError):
@@ -109,16 +116,16 @@ def _opener_past(s: str, limit: int) -> str:
     return "["
 
 
-def _too_deep(obj, limit: int) -> str | None:
-    """``[`` or ``{`` when *obj* nests deeper than *limit*, else None; iterative, linear in size."""
+def _too_deep(obj, limit: int) -> bool:
+    """True when *obj* nests deeper than *limit*; iterative, linear in size."""
     stack = [(obj, 1)]
     while stack:
         o, d = stack.pop()
         if d > limit:
-            return "{" if isinstance(o, dict) else "["
+            return True
         items = o.values() if isinstance(o, dict) else o
         stack.extend((v, d + 1) for v in items if isinstance(v, (dict, list)))
-    return None
+    return False
 
 
 def loads_bounded(s: str | bytes, max_depth: int = MAX_DEPTH):
@@ -133,8 +140,6 @@ def loads_bounded(s: str | bytes, max_depth: int = MAX_DEPTH):
         obj = loads(s)
     except RecursionError:
         raise DepthExceeded(f"invalid character '{_opener_past(s, max_depth)}' exceeded max depth") from None
-    if isinstance(obj, (dict, list)):
-        c = _too_deep(obj, max_depth)
-        if c is not None:
-            raise DepthExceeded(f"invalid character '{_opener_past(s, max_depth)}' exceeded max depth")
+    if isinstance(obj, (dict, list)) and _too_deep(obj, max_depth):
+        raise DepthExceeded(f"invalid character '{_opener_past(s, max_depth)}' exceeded max depth")
     return obj

@@ -21,6 +21,7 @@ import os
 import threading
 
 from runtime import host as h
+from runtime import mountinfo
 
 
 def _thread_ns() -> str:
@@ -36,17 +37,18 @@ def inode(path: str = "/proc/self/ns/net") -> int | None:
 
 
 def is_mounted(path: str) -> bool:
-    """True when *path* holds a network namespace (an nsfs bind mount), False for a plain file."""
+    """True when *path* holds a network namespace (an nsfs bind mount), False for a plain file
+    (or an unreadable mount table)."""
     try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                parts = line.split()
-                fstype = parts[parts.index("-") + 1]
-                if fstype == "nsfs" and parts[4].replace("\\040", " ") == path:
-                    return True
-    except (OSError, ValueError, IndexError):
-        pass
-    return False
+        return any(m.fstype == "nsfs" and m.mount_point == path for m in mountinfo.read())
+    except (OSError, ValueError):
+        return False
+
+
+def _touch(path: str) -> None:
+    """The regular file a namespace is bound on (and its directory), made if missing."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
 
 
 def run_in(path: str | None, fn, *args):
@@ -81,8 +83,7 @@ def create(path: str, loopback: bool = True) -> int:
     returns its inode. A namespace already bound there is kept (idempotent). OSError."""
     if is_mounted(path):
         return inode(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+    _touch(path)
 
     def bind():
         from runtime.lowlevel.init import loopback_up
@@ -100,8 +101,7 @@ def create(path: str, loopback: bool = True) -> int:
 
 def bind(source: str, path: str) -> None:
     """Bind the existing namespace *source* (``/proc/<pid>/ns/net``) on *path* (created). OSError."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+    _touch(path)
     h.HOST.mount(source, path, None, h.MS_BIND)
 
 

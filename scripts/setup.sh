@@ -5,6 +5,9 @@
 #    vagrant-libvirt and shellcheck for tests/vagrant (`vagrant validate`, the scripts' lint; the
 #    full VM run installs the rest itself: vagrant/install-vm-tools.sh); chromium and tesseract-ocr for
 #    tests/reports (the HTML report in a real browser, its screenshot read back by OCR);
+#    nftables (the network tier's NAT and isolation rules, inside the engines' own network
+#    namespaces), docker-registry and apache2-utils (the local registry peer and its htpasswd),
+#    podman (the third engine, with conmon), golang-go, bats and gawk (the OCI conformance suites);
 #  - a virtualenv in .venv (Debian's python3: it starts about 4x faster than a pyenv build, and
 #    every capsize-runc and capsize-shim invocation pays for interpreter start-up) with capsize
 #    installed in development mode.
@@ -14,7 +17,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES="busybox-static libsystemd-dev pkg-config gcc python3-dev python3-venv runc crun \
 docker.io containerd iproute2 jq strace libseccomp2 procps util-linux systemd tini \
-vagrant vagrant-libvirt shellcheck chromium tesseract-ocr"
+vagrant vagrant-libvirt shellcheck chromium tesseract-ocr \
+nftables docker-registry apache2-utils podman golang-go bats gawk"
 
 missing=""
 for p in $APT_PACKAGES; do

@@ -76,3 +76,9 @@ def provenance_of_error(error: str | None) -> str | None:
         if (error or "").startswith(prefix):
             return prov
     return None
+
+
+def event_attrs(prov: str) -> dict:
+    """The event attributes naming an exit's provenance *prov*: ``{"exitCodeSource": prov}`` for
+    a made-up one (``die``, ``exec_die``), ``{}`` for ``real`` (exactly Docker's attributes)."""
+    return {} if prov == REAL else {"exitCodeSource": prov}

@@ -86,10 +86,9 @@ import json
 
 from runtime.errors import from_dict
 
-CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, EXEC, RESIZE, SHUTDOWN = (
+CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, EXEC, RESIZE, SHUTDOWN, UPDATE = (
     "connect", "create", "start", "state", "kill", "wait", "pids", "pause", "resume", "delete", "exec",
-    "resize", "shutdown")
-UPDATE = "update"
+    "resize", "shutdown", "update")
 
 METHODS = (CONNECT, CREATE, START, STATE, KILL, WAIT, PIDS, PAUSE, RESUME, DELETE, EXEC, RESIZE, SHUTDOWN, UPDATE)
 #: Methods that change the task: run one at a time, in arrival order.

@@ -27,15 +27,13 @@ topic                               event
 ==================================  =============================================================
 
 ``exited_at`` is RFC 3339 with nanoseconds; ``exit_status`` an int (128+signal for a signal);
-``exit_source`` one of :data:`EXIT_SOURCES` (:mod:`runtime.api.exits`: what each means, and which
-are made up). Envelopes: the shim sends ``{"topic", "namespace",
+``exit_source`` one of :data:`runtime.api.exits.EXIT_SOURCES` (what each means, and which are
+made up). Envelopes: the shim sends ``{"topic", "namespace",
 "timestamp", "seq", "event"}`` per line (:mod:`runtime.shim.events`); capsize-runtimed adds
 ``boot_id`` (:mod:`runtime.highlevel.events`). Standard library only: the shim loads it.
 """
 
 from __future__ import annotations
-
-from runtime.api.exits import EXIT_SOURCES  # noqa: F401  (the one definition; named here too)
 
 CONTAINER_CREATE = "/containers/create"
 CONTAINER_UPDATE = "/containers/update"

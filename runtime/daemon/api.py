@@ -67,9 +67,9 @@ def query_int(request: web.Request, key: str, default: int | None = None) -> int
 
 #: The largest JSON request body capsized reads (bytes): 16 MiB, far above any create request
 #: (100,000 ``Env`` entries are about 1 MiB); bigger is a 413. dockerd sets no bound of its own.
-MAX_JSON_BODY = 16 << 20
+MAX_JSON_BODY = jsonfast.JSON_LIMIT
 #: Bodies at least this big are parsed and checked in a worker thread, off the event loop.
-THREAD_THRESHOLD = 256 << 10
+THREAD_THRESHOLD = jsonfast.THREAD_THRESHOLD
 
 
 async def read_body(request: web.Request, limit: int = MAX_JSON_BODY) -> bytes:

@@ -87,7 +87,7 @@ class Daemon:
                 if p.get("Type") == "volume" and p.get("Name"):
                     self.volumes.add_ref(p["Name"], cid)
         self.log.info("Loading containers: done.", count=len(self.containers))
-        self.network_scope, foreign = await asyncio.to_thread(sandbox.scope)   # pyroute2: not on the loop
+        self.network_scope, foreign = await asyncio.to_thread(sandbox.scope)   # a /proc read: not on the loop
         if self.network_scope == "host":
             self.log.warning("capsized runs in the host's network namespace: containers get network sandboxes "
                              "with lo only; no bridge, address, route or netfilter rule is made here",
@@ -96,7 +96,8 @@ class Daemon:
             from runtime.daemon.bridge import Bridge
             from runtime.daemon.ipam import Ipam
             sandbox.bind_engine(self.config.exec_root)   # what NetworkMode host joins
-            self.bridge = await asyncio.to_thread(Bridge, Ipam(self.config.data_root), self.daemon_id)
+            ipam = Ipam(self.config.data_root, durable=getattr(self.config, "fsync_state", False))
+            self.bridge = await asyncio.to_thread(Bridge, ipam, self.daemon_id)
             self.log.info("capsized runs in a network namespace of its own", scope=self.network_scope,
                           bridge=self.bridge.pool["subnet"])
         await self.backend.start(self)
@@ -387,9 +388,10 @@ class Daemon:
                 pass
             c.TaskExists = False
         self._release_sandbox(c.ID)
-        c.SandboxKey = ""
 
-    def _release_sandbox(self, cid: str) -> None:
+    def _release_sandbox(self, cid: str) -> bool:
+        """Container *cid*'s bridge endpoint detached (its address freed) and its network sandbox
+        removed (``SandboxKey`` emptied); False when the sandbox could not go (logged)."""
         c = self.containers.get(cid)
         if c is not None and c.Endpoint and self.bridge is not None:
             try:
@@ -397,10 +399,14 @@ class Daemon:
             except CapsizeError as e:
                 self.log.error("cannot detach from the bridge", container=cid, error=e.message)
             c.Endpoint = {}
+        if c is not None:
+            c.SandboxKey = ""
         try:
             sandbox.release(self.config.exec_root, cid)
         except OSError as e:
             self.log.error("cannot remove the network sandbox", container=cid, error=str(e))
+            return False
+        return True
 
     # -- exits -------------------------------------------------------------------------------
     async def on_task_exit(self, cid: str, pid: int, exit_status: int, exited_at_ns: int,
@@ -418,9 +424,7 @@ class Daemon:
             return   # an exit of an earlier run
         # the init is dead (and with it its pid namespace): the sandbox goes before anyone sees the
         # container exited, so that a client's next call (network rm, start) finds it released
-        if not sandbox.joins(c):
-            self._release_sandbox(c.ID)
-            c.SandboxKey = ""
+        self._release_sandbox(c.ID)
         c.State.move("exited")
         c.State.Pid = 0
         c.exits += 1
@@ -433,8 +437,8 @@ class Daemon:
             c.State.Error = exits.state_error(source, reason)
         ran = time.monotonic() - getattr(c, "started_mono", time.monotonic())
         await self.save(c)
-        made_up = {} if source == exits.REAL else {"exitCodeSource": source}
-        self.events.publish("container", "die", cid, c.event_attributes(exitCode=exit_status, **made_up),
+        self.events.publish("container", "die", cid, c.event_attributes(exitCode=exit_status,
+                                                                         **exits.event_attrs(source)),
                             image=c.image_ref)
         for p in c.MountPoints:
             if p.get("Type") == "volume":

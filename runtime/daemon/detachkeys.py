@@ -50,14 +50,26 @@ class Scanner:
         self.held = b""   # a prefix of the sequence, typed but not delivered yet
 
     def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """(the bytes to deliver now, True when the sequence was completed: detach)."""
-        out = bytearray()
+        """(the bytes to deliver now, True when the sequence was completed: detach). Bytes that
+        cannot begin the sequence pass in slices (``bytes.find``); only the rest is looked at one
+        by one."""
         seq = self.sequence
-        for b in data:
-            if not seq:
-                out.append(b)
-                continue
-            candidate = self.held + bytes((b,))
+        if not seq:
+            return data, False
+        first = seq[:1]
+        out = bytearray()
+        i, n = 0, len(data)
+        while i < n:
+            if not self.held:
+                j = data.find(first, i)
+                if j < 0:
+                    out += data[i:]
+                    break
+                out += data[i:j]
+                i = j
+            b = data[i:i + 1]
+            i += 1
+            candidate = self.held + b
             if seq.startswith(candidate):
                 if candidate == seq:
                     self.held = b""
@@ -65,9 +77,7 @@ class Scanner:
                 self.held = candidate
                 continue
             out += self.held
-            self.held = b""
-            if seq[:1] == bytes((b,)):
-                self.held = bytes((b,))
-            else:
-                out.append(b)
+            self.held = first if b == first else b""
+            if b != first:
+                out += b
         return bytes(out), False

@@ -10,8 +10,11 @@ exec's: event ``exec_die`` with ``execID`` and ``exitCode``). ``GET /exec/{id}/j
 The process: the container's OCI process (its env, capabilities, user, working directory) with
 the exec's ``Cmd``, ``Env`` appended, ``User`` (numeric ``uid[:gid]``, as for containers) and
 ``WorkingDir`` when given. ``Privileged`` is refused (InvalidArgument). ``Tty``: the process
-gets a terminal of its own (``process.terminal``; the shim holds its master), ``TERM=xterm``
-unless set, ``ConsoleSize`` ``[h, w]`` when given; its output is one raw stream and
+gets a terminal of its own (:func:`runtime.daemon.oci.set_terminal`: ``process.terminal``, the
+shim holds its master; ``TERM=xterm`` unless set; ``ConsoleSize`` ``[h, w]`` when given); as
+dockerd's ``CreateDaemonEnvironment``, only a TTY exec gets the ``TERM=xterm`` the engine adds,
+not an exec without one in a ``-t`` container (a ``TERM`` of the container's ``Env`` is kept
+either way). A TTY exec's output is one raw stream and
 ``/exec/{id}/resize`` reaches it. ``DetachKeys`` (:mod:`runtime.daemon.detachkeys`) end an
 attached start without stopping the process.
 
@@ -56,9 +59,8 @@ STREAM_GRACE = 2.0
 EXIT_WAIT = 60.0
 
 
-def exit_code_for_start_error(message: str, command: str) -> int:
-    """The exec's exit code after its start failed with *message*: 126 (see the module docstring)."""
-    return 126
+#: the exit code of an exec whose start failed, whatever the cause (see the module docstring)
+START_FAILED_EXIT = 126
 
 
 class Exec:
@@ -78,13 +80,15 @@ class Exec:
         self.open_stdin = bool(config.get("AttachStdin"))
         self.open_stdout = bool(config.get("AttachStdout"))
         self.open_stderr = bool(config.get("AttachStderr"))
-        self.detach_keys = config.get("DetachKeys") or ""
+        # dockerd's JSON decoding matches field names in any case: the SDK sends "detachKeys"
+        self.detach_keys = next((v for k, v in config.items() if k.lower() == "detachkeys" and v), "")
+        if not isinstance(self.detach_keys, str):
+            raise InvalidArgument(f"Invalid detach keys ({self.detach_keys}) provided")
         from runtime.daemon import detachkeys
         self.detach_sequence = detachkeys.parse(self.detach_keys)   # InvalidArgument now, not at start
         self.tty = bool(config.get("Tty"))
-        size = config.get("ConsoleSize")
-        self.console_size = size if (isinstance(size, list) and len(size) == 2 and
-                                     all(isinstance(n, int) and n > 0 for n in size)) else None
+        from runtime.daemon.oci import console_size
+        self.console_size = console_size(config.get("ConsoleSize"))   # OCI consoleSize, or None
         self.started = False
         self.running = False
         self.exit_code: int | None = None
@@ -109,15 +113,15 @@ class Exec:
 
     def process(self, base: dict) -> dict:
         """The OCI process: *base* (the container's) with this exec's command, env, user, cwd."""
-        from runtime.daemon.oci import _user
+        from runtime.daemon.oci import _user, set_terminal
         proc = {k: v for k, v in base.items() if k not in ("rlimits", "consoleSize")}
         proc["args"] = [self.entrypoint] + self.arguments
-        proc["terminal"] = self.tty
+        proc["terminal"] = False
         env = list(proc.get("env") or [])
-        if self.tty and not any(e.startswith("TERM=") for e in env + self.env):
-            env.append("TERM=xterm")
-        if self.tty and self.console_size:
-            proc["consoleSize"] = {"height": self.console_size[0], "width": self.console_size[1]}
+        if not any(e.startswith("TERM=") for e in self.container.Config.get("Env") or []):
+            env = [e for e in env if not e.startswith("TERM=")]   # the engine's, for a TTY only
+        if self.tty:
+            set_terminal(proc, env, self.console_size)   # the exec's Env below may replace TERM
         keys = {e.split("=", 1)[0]: i for i, e in enumerate(env)}
         for e in self.env:
             k = e.split("=", 1)[0]
@@ -239,7 +243,7 @@ class ExecStore:
         except CapsizeError as e:
             if streams:
                 streams.close_all()
-            ex.exit_code = exit_code_for_start_error(e.message, ex.entrypoint)
+            ex.exit_code = START_FAILED_EXIT
             ex.exited.set()
             ex.began.set()
             raise
@@ -268,9 +272,9 @@ class ExecStore:
 
     def _publish_die(self, ex: Exec) -> None:
         c = ex.container
-        made_up = {} if ex.exit_source == exits.REAL else {"exitCodeSource": ex.exit_source}
         self.daemon.events.publish("container", "exec_die", c.ID,
-                                   c.event_attributes(execID=ex.ID, exitCode=ex.exit_code, **made_up),
+                                   c.event_attributes(execID=ex.ID, exitCode=ex.exit_code,
+                                                      **exits.event_attrs(ex.exit_source)),
                                    image=c.image_ref)
 
     async def resync(self) -> None:

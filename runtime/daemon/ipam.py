@@ -2,9 +2,10 @@
 pools (subnets) for networks and addresses in them, never one handed out twice, kept on disk.
 
 State: ``<root>/daemon/network/ipam.json``, ``{"pools": {network_id: {"subnet": "a.b.c.d/n",
-"gateway": "a.b.c.e", "allocated": [addresses], "last": address}}}``, written atomically and
-durably (rename + fsync) before a call returns, so a SIGKILL at any point leaves either the old
-or the new state and a restart hands out nothing that was handed out before.
+"gateway": "a.b.c.e", "allocated": [addresses], "last": address}}}``, written atomically (a
+rename) before a call returns, so a SIGKILL of capsized at any point leaves either the old or
+the new state and a restart hands out nothing that was handed out before; fsync'ed too only when
+*durable* (``capsized --fsync-state``, as the container records: then a power loss keeps it).
 
 * :meth:`Ipam.request_pool` — a subnet for a network: the one asked for (``--subnet``; it must not
   overlap another pool: ``Pool overlaps with other one on this address space``), else the first
@@ -17,6 +18,9 @@ or the new state and a restart hands out nothing that was handed out before.
   broadcast address and the gateway are never handed out. None left: ``no available IPv4
   addresses on this network's address pools``.
 * :meth:`Ipam.release_address`, :meth:`Ipam.release_pool`.
+* :meth:`Ipam.retain` — at start-up: a pool's addresses no container holds any more are freed
+  (an address is saved when handed out, before the container's record names it: a capsized
+  killed in between leaves it allocated).
 
 Errors: InvalidArgument (400) for malformed or out-of-subnet input, AlreadyExists (409) for a
 taken address or an overlapping subnet, Unavailable (503) for an exhausted pool or no free
@@ -149,3 +153,15 @@ class Ipam:
         if pool is not None and address in pool["allocated"]:
             pool["allocated"].remove(address)
             self._save()
+
+    def retain(self, network_id: str, keep: set[str]) -> list[str]:
+        """Free every address of *network_id*'s pool that is not in *keep* (one save); returns
+        the addresses freed, in allocation order (unknown pool: nothing to do, ``[]``)."""
+        pool = self.pools.get(network_id)
+        if pool is None:
+            return []
+        dropped = [a for a in pool["allocated"] if a not in keep]
+        if dropped:
+            pool["allocated"] = [a for a in pool["allocated"] if a in keep]
+            self._save()
+        return dropped

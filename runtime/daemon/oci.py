@@ -44,6 +44,26 @@ def _user(user: str) -> dict:
         raise InvalidArgument(f"unable to find user {user}: capsize supports numeric users only (uid[:gid])") from None
 
 
+def console_size(value) -> dict | None:
+    """OCI ``process.consoleSize`` (``{"height", "width"}``, characters) of an Engine API
+    ``ConsoleSize`` ``[height, width]`` (``HostConfig.ConsoleSize``, an exec config's); None unless
+    it is two positive integers (dockerd ignores the rest too)."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(n, int) and n > 0 for n in value):
+        return {"height": value[0], "width": value[1]}
+    return None
+
+
+def set_terminal(proc: dict, env: list[str], size: dict | None) -> None:
+    """Give OCI *proc* a terminal, as dockerd's ``WithTerminal``: ``process.terminal`` true (the
+    shim holds its master), ``TERM=xterm`` appended to *env* unless it sets ``TERM``, and
+    ``process.consoleSize`` when *size* (:func:`console_size`) is given."""
+    proc["terminal"] = True
+    if not any(e.startswith("TERM=") for e in env):
+        env.append("TERM=xterm")
+    if size:
+        proc["consoleSize"] = dict(size)
+
+
 def cgroups_path(container, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> str:
     """``linux.cgroupsPath`` of *container*: ``HostConfig.CgroupParent`` (else the daemon's
     ``--cgroup-parent``) joined with the container's id, as dockerd's cgroupfs driver does."""
@@ -69,13 +89,9 @@ def build_spec(container, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> dict:
     env.insert(1, f"HOSTNAME={hostname}")
     # Tty: a terminal (the shim holds its master), TERM=xterm unless set, the client's size at
     # create (HostConfig.ConsoleSize [height, width]), as dockerd's WithTerminal/consoleSize
-    proc["terminal"] = bool(cfg.get("Tty"))
-    if proc["terminal"]:
-        if not any(e.startswith("TERM=") for e in env):
-            env.append("TERM=xterm")
-        size = host.get("ConsoleSize") or [0, 0]
-        if isinstance(size, list) and len(size) == 2 and all(isinstance(n, int) and n > 0 for n in size):
-            proc["consoleSize"] = {"height": size[0], "width": size[1]}
+    proc["terminal"] = False
+    if cfg.get("Tty"):
+        set_terminal(proc, env, console_size(host.get("ConsoleSize")))
     proc["env"] = env
     proc["cwd"] = cfg.get("WorkingDir") or "/"
     proc["user"] = _user(cfg.get("User") or "")

@@ -13,7 +13,10 @@ container recorded as running, paused or restarting, the runtime's task decides:
   runtime says nobody recorded it or has no task at all (``State.Error`` says why);
 * an ``AutoRemove`` (``--rm``) container that exited meanwhile is removed (``destroy``);
 * every network sandbox left of a container that is no longer running is removed
-  (:func:`runtime.daemon.sandbox.sweep`): a SIGKILLed capsized leaks no netns mount.
+  (:func:`runtime.daemon.sandbox.sweep`): a SIGKILLed capsized leaks no netns mount;
+* on the default bridge, every address no container's endpoint holds is freed
+  (:meth:`runtime.daemon.ipam.Ipam.retain`): a capsized killed in the middle of a start (the
+  address saved, the container's record not yet) leaks no address.
 
 Then containers whose restart policy says so (``always``; ``unless-stopped`` not stopped by the
 user) are started. When capsized started without the runtime (``--runtime-wait`` ran out), this
@@ -28,7 +31,7 @@ from __future__ import annotations
 import asyncio
 
 from runtime.api import exits
-from runtime.daemon import restart, sandbox, stop as stopmod
+from runtime.daemon import bridge as bridgemod, restart, sandbox, stop as stopmod
 from runtime.daemon.backend import exit_provenance
 from runtime.errors import CapsizeError, NotFound
 
@@ -90,6 +93,15 @@ async def at_start(daemon) -> None:
     await asyncio.gather(*checks)
     for cid in sandbox.sweep(daemon):   # sandboxes of containers no longer running (a crash left them)
         daemon.log.info("removed a leftover network sandbox", container=cid)
+        if cid in daemon.containers:
+            await daemon.save(daemon.containers[cid])   # its endpoint detached, SandboxKey empty
+    if daemon.bridge is not None:
+        # a running or paused container's endpoint (after the sweep, no other holds one; one
+        # being started right now, when this runs late in on_runtime_up, holds its own already)
+        keep = {c.Endpoint["IPAddress"] for c in daemon.containers.values()
+                if c.Endpoint.get("IPAddress")}
+        for address in daemon.bridge.ipam.retain(bridgemod.NETWORK, keep):
+            daemon.log.info("freed a leftover address", network=bridgemod.NETWORK, address=address)
     for c in list(daemon.containers.values()):
         if c.removed:
             continue

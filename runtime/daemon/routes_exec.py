@@ -97,7 +97,15 @@ async def start(request: web.Request):
         reader = stdinmod.Reader()
         request.protocol.set_parser(reader)
 
+    detached = asyncio.Event()
+
+    def detach() -> None:
+        detached.set()
+        transport.close()
+
     async def send(data: bytes) -> None:
+        if detached.is_set():
+            return   # detached: the output is still read and dropped, as dockerd does
         if upgrade:
             if transport is None or transport.is_closing():
                 raise ConnectionResetError()
@@ -106,7 +114,6 @@ async def start(request: web.Request):
         else:
             await resp.write(data)
 
-    streams = None
     try:
         try:
             streams = await d.execs.start(ex, detach=False)
@@ -116,27 +123,38 @@ async def start(request: web.Request):
             return resp
         from runtime.daemon.detachkeys import Scanner
         pump = asyncio.get_running_loop().create_task(
-            _pump_stdin(streams, reader, Scanner(ex.detach_sequence), transport.close)) if reader else None
+            _pump_stdin(streams, reader, Scanner(ex.detach_sequence), detach)) if reader else None
+        # the copy owns the streams: after a detach it goes on (dropping the output) until the
+        # exit plus the grace, so the process never meets a closed FIFO (SIGPIPE, a stalled pty)
+        copy = d.spawn(_copy_then_close(ex, streams, send))
+        gone = asyncio.ensure_future(detached.wait())
         try:
-            await _copy_output(ex, streams, send)
-        except (ConnectionResetError, OSError):
-            pass
+            await asyncio.wait({copy, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            gone.cancel()
             if pump is not None:
                 pump.cancel()
         try:
-            if transport is None or not transport.is_closing():   # not after a detach
+            if not detached.is_set() and (transport is None or not transport.is_closing()):
                 await asyncio.wait_for(ex.exited.wait(), EXIT_WAIT)
         except asyncio.TimeoutError:
             d.log.warning("exec output ended but no exit was reported", exec_id=ex.ID)
     finally:
-        if streams is not None:
-            streams.close_all()
         if upgrade:
             resp.force_close()
             if transport is not None:
                 transport.close()
     return resp
+
+
+async def _copy_then_close(ex, streams, send) -> None:
+    """:func:`_copy_output`, then capsized's ends of the exec's FIFOs closed (and unlinked)."""
+    try:
+        await _copy_output(ex, streams, send)
+    except (ConnectionResetError, OSError):
+        pass   # the client went away without detaching: the process meets the closed FIFOs
+    finally:
+        streams.close_all()
 
 
 async def _copy_output(ex, streams, send) -> None:
@@ -197,14 +215,6 @@ async def _pump_stdin(streams, reader, scanner, detach) -> None:
             streams.close("stdin")
             return
         data, detached = scanner.feed(data)
-        if detached:
-            try:
-                if data:
-                    os.write(fd, data)
-            except OSError:
-                pass
-            detach()
-            return
         view = memoryview(data)
         while view:
             try:
@@ -214,6 +224,9 @@ async def _pump_stdin(streams, reader, scanner, detach) -> None:
                 await asyncio.sleep(stdinmod.WRITE_POLL)
             except OSError:
                 return
+        if detached:
+            detach()
+            return
 
 
 def routes():

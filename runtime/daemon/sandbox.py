@@ -4,7 +4,8 @@
 * :func:`key` — the sandbox of container *cid*: ``<exec-root>/netns/<cid>`` (inspect's
   ``NetworkSettings.SandboxKey``), an nsfs bind mount (:mod:`runtime.netns`), ``lo`` up.
 * :func:`place` — at create: the key goes in the spec capsize-runtimed keeps for the container.
-* :func:`apply` — before the task is created: makes the sandbox and hands it to the low-level
+* :func:`apply` — before the task is created (on the spec :func:`place` already filled, as
+  :meth:`runtime.daemon.daemon.Daemon.container_spec` gives it): makes the sandbox and hands it to the low-level
   runtime by path (OCI config-linux.md "Namespaces": ``{"type": "network", "path": KEY}``: the
   runtime setns(2)s into it instead of unsharing a new one; capsize-runc, runc and crun do).
   ``NetworkMode`` ``host``: no sandbox (the spec has no network namespace: the runtime's; when
@@ -13,8 +14,9 @@
   ``cannot join network of a non running container``); every other mode: a sandbox of its own.
 * :func:`release` — after the task is deleted (or its creation failed): unmounted and removed.
 * :func:`sweep` — at start-up, after the reconcile: a sandbox whose container is not running
-  (it died, or was stopped, while capsized was down: SIGKILL left its bind mount) is removed, so
-  that a crash leaks no netns mount (moby's known leak); those of running containers are kept.
+  (it died, or was stopped, while capsized was down: SIGKILL left its bind mount) is removed
+  with its bridge endpoint (the daemon's ``_release_sandbox``), so that a crash leaks no netns
+  mount (moby's known leak); those of running containers are kept.
 
 Where capsized runs (:func:`scope`): ``private`` when its network namespace has no device but
 ``lo`` and those capsized makes (bridges, veths), as a namespace made for the engine by
@@ -50,11 +52,12 @@ def key(exec_root: str, cid: str) -> str:
 
 def scope() -> tuple[str, list[str]]:
     """(``"private"`` | ``"host"``, the foreign devices found) for capsized's own network namespace
-    (see the module docstring); read over netlink (pyroute2's synchronous IPRoute: call it off
-    the event loop, e.g. ``asyncio.to_thread``)."""
-    from pyroute2 import IPRoute
-    with IPRoute() as ipr:
-        names = [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+    (see the module docstring). The device names come from ``/proc/self/net/dev`` (proc(5): two
+    header lines, then ``<name>: <counters>``), the namespace of capsized's main thread (what
+    :data:`runtime.daemon.bridge.SELF` means); a file read: call it off the event loop, e.g.
+    ``asyncio.to_thread``. OSError when /proc cannot be read."""
+    with open("/proc/self/net/dev") as f:
+        names = [line.split(":", 1)[0].strip() for line in f.readlines()[2:]]
     foreign = sorted(n for n in names if n != "lo" and not n.startswith(OWN_PREFIXES))
     return ("host" if foreign else "private"), foreign
 
@@ -108,9 +111,9 @@ def place(daemon, c, spec: dict) -> None:
 
 def apply(daemon, c, spec: dict) -> str | None:
     """Make (or find) the sandbox *c*'s task joins and put its path in *spec*'s network namespace;
-    returns the key when the sandbox is *c*'s own (to :func:`release` later), else None."""
+    returns the key when the sandbox is *c*'s own (to :func:`release` later), else None. *spec*
+    has been through :func:`place` already (``Daemon.container_spec``): not done again here."""
     mode = mode_of(c.HostConfig)
-    place(daemon, c, spec)
     namespaces = spec["linux"]["namespaces"]
     if mode == "host" or not any(ns["type"] == "network" for ns in namespaces):
         return None    # NetworkMode host: the engine's namespace (place) or, in the host's, the runtime's
@@ -157,19 +160,12 @@ def release(exec_root: str, cid: str) -> bool:
 
 def sweep(daemon) -> list[str]:
     """Remove every sandbox under ``<exec-root>/netns/`` whose container is not running or paused
-    (or is unknown); returns the container ids whose sandbox went."""
-    gone = []
+    (or is unknown), through *daemon*'s ``_release_sandbox`` (its endpoint detached too); returns
+    the container ids whose sandbox went (a failure is logged there, and the id left out)."""
     try:
         names = sorted(os.listdir(directory(daemon.config.exec_root)))
     except FileNotFoundError:
-        return gone
-    for cid in names:
-        c = daemon.containers.get(cid)
-        if c is not None and c.State.Status in ("running", "paused"):
-            continue
-        try:
-            release(daemon.config.exec_root, cid)
-            gone.append(cid)
-        except OSError as e:
-            daemon.log.error("cannot remove a leftover network sandbox", container=cid, error=str(e))
-    return gone
+        return []
+    return [cid for cid in names
+            if not (cid in daemon.containers and daemon.containers[cid].State.Status in ("running", "paused"))
+            and daemon._release_sandbox(cid)]

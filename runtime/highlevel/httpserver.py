@@ -12,9 +12,10 @@ it is cancelled when the client goes away) or a :class:`FileResponse`. A
 :class:`~runtime.errors.CapsizeError` becomes ``{"code", "message", ...}`` with the class's
 HTTP status; any other exception is logged with its traceback and answered 500. Unknown paths
 are 404, malformed HTTP is 400, a request head over 64 KiB 431 (and the connection is closed); a
-JSON body is at most :data:`JSON_LIMIT` bytes (413) and :data:`runtime.jsonfast.MAX_DEPTH` deep
-(400), parsed in a thread from :data:`THREAD_THRESHOLD` bytes. A request body the handler did
-not read is drained (up to :data:`DRAIN_LIMIT` bytes) before the next request on the connection.
+JSON body is at most :data:`runtime.jsonfast.JSON_LIMIT` bytes (413) and
+:data:`runtime.jsonfast.MAX_DEPTH` deep (400), parsed in a thread from
+:data:`runtime.jsonfast.THREAD_THRESHOLD` bytes. A request body the handler did not read is
+drained (up to :data:`DRAIN_LIMIT` bytes) before the next request on the connection.
 """
 
 from __future__ import annotations
@@ -31,13 +32,11 @@ from urllib.parse import parse_qs, unquote
 import h11
 
 from runtime import jsonfast
+from runtime.api import LISTEN_BACKLOG
+from runtime.jsonfast import JSON_LIMIT, THREAD_THRESHOLD
 from runtime.errors import CapsizeError, InvalidArgument, NotFound, RequestTooLarge, http_status_for
 
-#: Largest JSON request body (bytes).
-JSON_LIMIT = 16 << 20
 DRAIN_LIMIT = 64 << 20
-#: JSON bodies at least this big are parsed in a worker thread (nesting bounded by jsonfast.MAX_DEPTH)
-THREAD_THRESHOLD = 256 << 10
 READ_SIZE = 1 << 16
 
 
@@ -128,8 +127,6 @@ class Request:
             if len(data) >= THREAD_THRESHOLD:   # a large document is parsed off the event loop
                 return await asyncio.to_thread(jsonfast.loads_bounded, data)
             return jsonfast.loads_bounded(data)
-        except jsonfast.DepthExceeded as e:
-            raise InvalidArgument(f"malformed JSON in request body: {e}") from None
         except (ValueError, UnicodeDecodeError) as e:
             raise InvalidArgument(f"malformed JSON in request body: {e}") from None
 
@@ -319,9 +316,10 @@ class HTTPServer:
         finally:
             os.umask(old)
         os.chmod(path, mode)
-        sock.listen(256)
+        sock.listen(LISTEN_BACKLOG)
         self.path = path
-        self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=1 << 20)
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=1 << 20,
+                                                       backlog=LISTEN_BACKLOG)   # not asyncio's 100
 
     async def _serve(self, reader, writer) -> None:
         self._writers.add(writer)

@@ -66,12 +66,12 @@ COMMANDS: dict[str, tuple[list[Opt], list[str], str]] = {
               (("-t", "--tty"), "tty", "flag", False), (("--console-socket",), "console_socket", "value", None),
               (("--preserve-fds",), "preserve_fds", "int", 0)],
              ["id", "*args"], "run a process in a running container"),
-    "update": ([(("-r", "--resources"), "resources", "value", None), (("-m", "--memory"), "memory", "value", None),
-                (("--memory-swap",), "memory_swap", "value", None), (("--memory-reservation",), "memory_reservation",
-                                                                   "value", None),
-                (("--cpu-shares",), "cpu_shares", "value", None), (("--cpu-quota",), "cpu_quota", "value", None),
-                (("--cpu-period",), "cpu_period", "value", None), (("--cpuset-cpus",), "cpuset_cpus", "value", None),
-                (("--cpuset-mems",), "cpuset_mems", "value", None), (("--pids-limit",), "pids_limit", "value", None)],
+    "update": ([(("-r", "--resources"), "resources", "value", None), (("-m", "--memory"), "memory", "int", None),
+                (("--memory-swap",), "memory_swap", "int", None), (("--memory-reservation",), "memory_reservation",
+                                                                 "int", None),
+                (("--cpu-shares",), "cpu_shares", "int", None), (("--cpu-quota",), "cpu_quota", "int", None),
+                (("--cpu-period",), "cpu_period", "int", None), (("--cpuset-cpus",), "cpuset_cpus", "value", None),
+                (("--cpuset-mems",), "cpuset_mems", "value", None), (("--pids-limit",), "pids_limit", "int", None)],
                ["id"], "update a running container's cgroup resources (OCI linux.resources JSON, - for stdin)"),
 }
 

@@ -225,9 +225,6 @@ def read_file(path: str) -> str | None:
         return None
 
 
-_read = read_file
-
-
 def _os_error(err: OSError, what: str, field: str | None = None) -> CapsizeError:
     """Map an OSError of a cgroup operation to the shared error classes, as one line."""
     msg = f"{what}: {err.strerror or err}"
@@ -426,14 +423,14 @@ class Cgroup:
     def _cpuset_copy(self, level: str) -> None:
         parent = os.path.dirname(level)
         for name in ("cpuset.cpus", "cpuset.mems"):
-            mine = (_read(os.path.join(level, name)) or "").strip()
-            theirs = (_read(os.path.join(parent, name)) or "").strip()
+            mine = (read_file(os.path.join(level, name)) or "").strip()
+            theirs = (read_file(os.path.join(parent, name)) or "").strip()
             if not mine and theirs:
                 self._write(os.path.join(level, name), theirs, f"cannot create cgroup {self.path}")
 
     def _enable_controllers(self, d: str) -> None:
-        available = (_read(os.path.join(d, "cgroup.controllers")) or "").split()
-        enabled = set((_read(os.path.join(d, "cgroup.subtree_control")) or "").split())
+        available = (read_file(os.path.join(d, "cgroup.controllers")) or "").split()
+        enabled = set((read_file(os.path.join(d, "cgroup.subtree_control")) or "").split())
         missing = [c for c in available if c not in enabled]
         if not missing:
             return
@@ -511,7 +508,7 @@ class Cgroup:
         found: set[int] = set()
         for h in self._hier:
             for dirpath, _, _ in os.walk(h.dir):
-                text = _read(os.path.join(dirpath, "cgroup.procs"))
+                text = read_file(os.path.join(dirpath, "cgroup.procs"))
                 if text:
                     found.update(int(p) for p in text.split())
         return sorted(found)
@@ -535,7 +532,7 @@ class Cgroup:
             _, _, _, state = self._freezer()
         except FailedPrecondition:
             return False
-        text = _read(state) or ""
+        text = read_file(state) or ""
         if self.layout == "v2":
             return "frozen 1" in text.splitlines()
         return text.strip() == "FROZEN"
@@ -662,7 +659,7 @@ class Cgroup:
             if d is None:
                 return 0
             path = os.path.join(d, "memory.oom_control")
-        for line in (_read(path) or "").splitlines():
+        for line in (read_file(path) or "").splitlines():
             name, _, value = line.partition(" ")
             if name == "oom_kill":
                 return int(value)

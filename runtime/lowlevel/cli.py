@@ -174,27 +174,26 @@ _UPDATE_FLAGS = (("memory", "memory", "limit"), ("memory_swap", "memory", "swap"
 
 
 def _update_resources(args) -> dict:
-    """runc update's ``--resources FILE|-`` (OCI ``linux.resources`` JSON), then its flags on top."""
-    import json
+    """runc update's ``--resources FILE|-`` (OCI ``linux.resources`` JSON), then its flags on top
+    (the numeric ones already integers: :mod:`runtime.lowlevel.args` refuses others)."""
+    from runtime import jsonfast
     res: dict = {}
     if args.resources:
         try:
-            text = sys.stdin.read() if args.resources == "-" else open(args.resources).read()
-            res = json.loads(text)
+            if args.resources == "-":
+                text = sys.stdin.read()
+            else:
+                with open(args.resources) as f:
+                    text = f.read()
+            res = jsonfast.loads(text)
         except (OSError, ValueError) as e:
             raise InvalidArgument(f"update: reading resources from {args.resources}: {e}") from None
         if not isinstance(res, dict):
             raise InvalidArgument("update: the resources must be a JSON object (OCI linux.resources)")
     for dest, section, field in _UPDATE_FLAGS:
         value = getattr(args, dest)
-        if value is None:
-            continue
-        if field not in ("cpus", "mems"):
-            try:
-                value = int(value)
-            except ValueError:
-                raise InvalidArgument(f"update: invalid value for --{dest.replace('_', '-')}: {value!r}") from None
-        res.setdefault(section, {})[field] = value
+        if value is not None:
+            res.setdefault(section, {})[field] = value
     return res
 
 

@@ -132,6 +132,15 @@ def _read_creator(state_dir: str):
         return None
 
 
+def _check_console(proc: dict, console_socket: str | None) -> None:
+    """A terminal needs a console socket, and a console socket a terminal (runc's checkTerminal,
+    with its wording); InvalidArgument otherwise."""
+    if proc.get("terminal") and not console_socket:
+        raise InvalidArgument("cannot allocate tty if capsize-runc will detach without setting console socket")
+    if console_socket and not proc.get("terminal"):
+        raise InvalidArgument("cannot use console socket if capsize-runc will not detach or allocate tty")
+
+
 def create(root: str, container_id: str, bundle: str, pid_file: str | None = None,
            console_socket: str | None = None, preserve_fds: int = 0, host: h.Host = h.HOST) -> State:
     """Create a container from *bundle*; on any failure nothing is left behind (state, cgroup, process).
@@ -149,10 +158,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
     bundle = os.path.abspath(bundle)
     config = load_config(bundle)
     proc = config["process"]
-    if proc.get("terminal") and not console_socket:
-        raise InvalidArgument("cannot allocate tty if capsize-runc will detach without setting console socket")
-    if console_socket and not proc.get("terminal"):
-        raise InvalidArgument("cannot use console socket if capsize-runc will not detach or allocate tty")
+    _check_console(proc, console_socket)
     st = _reserve(root, container_id, host)
     st.bundle, st.rootfs, st.config = bundle, rootfs_path(bundle, config), config
     st.annotations = config.get("annotations") or {}
@@ -436,6 +442,7 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
     without a console socket, or the reverse), Unavailable (nothing listens on the socket), and
     set-up errors.
     """
+    _check_console(proc, console_socket)
     from runtime.lowlevel.sync import Channel
     from runtime.lowlevel import init
 
@@ -448,10 +455,6 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
         for t in (st.namespaces or {})]}}
     seccomp_filter = _seccomp_filter(st.config or {}, root)
     init.preload({})
-    if proc.get("terminal") and not console_socket:
-        raise InvalidArgument("cannot allocate tty if capsize-runc will detach without setting console socket")
-    if console_socket and not proc.get("terminal"):
-        raise InvalidArgument("cannot use console socket if capsize-runc will not detach or allocate tty")
     console = None
     if console_socket:
         from runtime.lowlevel import console as consolemod

@@ -20,7 +20,7 @@ import stat
 
 from runtime import host as h
 from runtime.errors import InvalidArgument, NotFound
-from runtime.securejoin import secure_join  # noqa: F401  (rootfs.secure_join: mounts, devices)
+from runtime.securejoin import secure_join
 
 # option -> (clear, set) for mount(2) flags; as runc's parseMountOptions.
 _FLAGS = {

@@ -150,3 +150,35 @@ def test_exec_orphans_are_reaped_and_the_container_is_untouched(stack, box):
     assert zombies_of(shim) == [], "an exec's process left as a zombie under the shim"
     st = json.loads(stack.ok("inspect", "box"))[0]["State"]
     assert (st["Running"], st["Pid"]) == (True, pid)
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["fifos", "tty"])
+def test_a_detached_exec_goes_on_and_exits_with_its_own_code(stack, box, tty):
+    """exec -i with DetachKeys, detached by the keys: the process then writes 300 KB (more than a
+    FIFO's or a pty's buffer) and exits 0: capsized drains and drops its output after the detach
+    as dockerd does (a closed FIFO would fail its write: EPIPE, exit 1; a pty nobody reads would
+    block it), and exec_die carries its real code. The SDK sends ``detachKeys`` (any case goes,
+    as for dockerd's JSON)."""
+    api = stack.client().api
+    since = int(time.time()) - 1
+    go = f"/tmp/go-{int(tty)}"
+    script = f"while [ ! -e {go} ]; do sleep 0.05; done; exec head -c 300000 /dev/zero"   # its code
+    eid = api.exec_create("box", ["sh", "-c", script], stdin=True, tty=tty, detach_keys="ctrl-x,x")["Id"]
+    raw = api.exec_start(eid, socket=True, tty=tty)._sock
+    raw.settimeout(10)
+    raw.sendall(b"\x18x")
+    while raw.recv(4096):   # capsized ends the stream at the detach keys
+        pass
+    raw.close()
+    assert api.exec_inspect(eid)["Running"]
+    stack.ok("exec", "box", "touch", go)   # only now the detached process writes
+    deadline = time.monotonic() + 15
+    while api.exec_inspect(eid)["Running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ins = api.exec_inspect(eid)
+    assert (ins["Running"], ins["ExitCode"]) == (False, 0), ins
+    events = [json.loads(line) for line in stack.ok(
+        "events", "--since", str(since), "--until", str(int(time.time()) + 1), "--filter", "event=exec_die",
+        "--format", "{{json .}}").splitlines()]
+    die = [ev["Actor"]["Attributes"] for ev in events if ev["Actor"]["Attributes"].get("execID") == eid]
+    assert len(die) == 1 and die[0]["exitCode"] == "0" and "exitCodeSource" not in die[0], die

@@ -69,3 +69,18 @@ def test_a_freed_address_is_not_reused_at_once(tmp_path):
     b = ipam.request_address("n")
     assert (a, b) == ("10.2.0.2", "10.2.0.3")
     assert ipam.request_address("n", "10.2.0.2") == "10.2.0.2"   # asked for: given
+
+
+def test_retain_frees_what_no_container_holds_in_one_save(tmp_path, monkeypatch):
+    ipam = Ipam(str(tmp_path), durable=False)
+    ipam.request_pool("n", "10.3.0.0/24")
+    got = [ipam.request_address("n") for _ in range(4)]
+    saves = []
+    monkeypatch.setattr(ipam, "_save", lambda: saves.append(1))
+    assert ipam.retain("n", {got[1], got[3], "10.9.9.9"}) == [got[0], got[2]]
+    assert ipam.pools["n"]["allocated"] == [got[1], got[3]] and len(saves) == 1
+    assert ipam.retain("n", {got[1], got[3]}) == [] and len(saves) == 1   # nothing to free: no write
+    assert ipam.retain("nosuch", set()) == []
+    monkeypatch.undo()
+    ipam.retain("n", set())
+    assert Ipam(str(tmp_path), durable=False).pools["n"]["allocated"] == []   # saved

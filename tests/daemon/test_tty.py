@@ -104,6 +104,9 @@ def test_sdk_attach_exec_run_tty_and_resize(stack):
         raw.close()
         res = c.exec_run(["sh", "-c", "tty; stty size"], tty=True)
         assert res.exit_code == 0 and b"/dev/pts/1" in res.output, res.output
+        # TERM=xterm for a TTY exec only, as dockerd's CreateDaemonEnvironment (the container is -t)
+        assert c.exec_run(["sh", "-c", "echo T=$TERM"]).output == b"T=\n"
+        assert c.exec_run(["sh", "-c", "echo T=$TERM"], tty=True).output == b"T=xterm\r\n"
         c.resize(height=20, width=60)
         res = c.exec_run(["sh", "-c", "stty size < /dev/console"], tty=True)
         assert b"20 60" in res.output, res.output
