@@ -91,6 +91,9 @@ class Engine:
     #: ``exitCodeSource``, ``State.Error``; runtime.api.exits). Where not (dockerd), the
     #: ``container.exit`` check derives the provenance from the runtime's exit event.
     labels_exit_provenance = False
+    #: Capabilities the engine lacks by design, with why (``{"role:runtime": "..."}``): a scenario
+    #: that names the engine but needs one of them is n/a there with the reason, not an error.
+    missing: dict[str, str] = {}
 
     @classmethod
     def capabilities(cls) -> frozenset[str]:
