@@ -28,7 +28,7 @@ import os
 import shutil
 import signal
 
-from harness.engines.base import Engine, HostState, LogSource
+from harness.engines.base import Engine, HostState, LogSource, still_activator
 from harness.reference import cleanup
 from harness.reference.podman import CGROUP_PARENT, CNI_CACHE, REQUIRED, PodmanStack
 from runtime.errors import CapsizeError, Unavailable, Unimplemented
@@ -165,7 +165,7 @@ class PodmanEngine(Engine):
     def pids(self, role: str, container_id: str | None = None) -> list[int]:
         st = self._live()
         if role == "daemon":
-            return [st.service_pid] if st.service_pid else []
+            return [st.service_pid] if st.service_pid and not still_activator(st.service_pid) else []
         if role == "shim":
             return [p.pid for p in self.conmon_of(container_id)]
         if role == "container":
@@ -207,9 +207,10 @@ class PodmanEngine(Engine):
 
     def start_component(self, role: str, timeout: float = 60.0, wait: bool = True, listen: str = "socket") -> dict:
         self._service_pid(role, must=False)
-        if listen != "socket":
-            raise Unimplemented("the podman service listens on its own socket only (no socket activation here)")
-        seconds = self._live().start_service(wait=wait, timeout=timeout)
+        if listen == "fd":
+            raise Unimplemented("podman system service has no -H fd:// (without a URI it serves LISTEN_FDS "
+                                "or its default socket, never a misconfiguration)")
+        seconds = self._live().start_service(wait=wait, timeout=timeout, listen=listen)
         return {"pid": self._service_pid(role, must=False), "ready_seconds": seconds}
 
     # -- observation --------------------------------------------------------------------------
@@ -218,7 +219,7 @@ class PodmanEngine(Engine):
         if st is None:
             return None, None
         if pid == st.service_pid:
-            return "daemon", None
+            return ("activator" if still_activator(pid) else "daemon"), None
         base = os.path.basename(cmdline[0]) if cmdline else ""
         if base == "conmon" and any(a.startswith(st.root + "/") for a in cmdline):
             cid = _arg(cmdline, "-c")
@@ -243,7 +244,9 @@ class PodmanEngine(Engine):
     def lifecycle_actions(self, source: str) -> dict[str, tuple[str, ...]]:
         if source != "daemon":
             raise Unimplemented(f"engine podman has no {source} event source ({ROLE_NOTES['role:runtime']})")
-        return super().lifecycle_actions(source)
+        # Podman 4.3's compat event stream says "remove" where dockerd says "destroy"; it adds
+        # "init" (between create and start) and "cleanup" (after die)
+        return {"create": ("create",), "start": ("start",), "exit": ("die",), "delete": ("remove", "destroy")}
 
     def host_state(self, container_ids: list[str]) -> HostState:
         st = self._live()

@@ -282,11 +282,15 @@ class PodmanStack:
         """The service's command line (after ``nsenter --net=<netns> --``)."""
         return self.podman_argv("system", "service", "--time=0", self.host)
 
-    def start_service(self, wait: bool = True, timeout: float = 60.0) -> float | None:
+    def start_service(self, wait: bool = True, timeout: float = 60.0, listen: str = "socket") -> float | None:
         """Start the API service; with *wait*, until ``/_ping`` answers. Returns the seconds that took.
 
-        Raises FailedPrecondition if it runs already or the stack is closed, Unavailable if it
-        exits during start-up, DeadlineExceeded (after killing it) past *timeout*."""
+        *listen*: ``socket`` (``unix://<workdir>/podman.sock``) or ``activator``
+        (``systemd-socket-activate -l <socket>`` holds the socket and execs the service without
+        a URI on the first connection: podman then serves the inherited LISTEN_FDS socket;
+        returns once the socket listens). Raises FailedPrecondition if it runs already or the
+        stack is closed, Unavailable if it exits during start-up, DeadlineExceeded (after
+        killing it) past *timeout*."""
         if self._closed:
             raise FailedPrecondition(f"podman stack {self.workdir} is closed")
         if self.service_running:
@@ -295,6 +299,13 @@ class PodmanStack:
         if os.path.lexists(self.socket_path):
             os.unlink(self.socket_path)   # a killed service leaves it; podman refuses to bind over it
         argv = [which("nsenter"), f"--net={self.netns_path}", "--"] + self.service_argv()
+        if listen == "activator":
+            act = which("systemd-socket-activate")
+            if not act:
+                raise Unavailable("systemd-socket-activate is not installed (package systemd)")
+            argv = [act, "-l", self.socket_path] + argv[:-1]   # no URI: podman takes LISTEN_FDS
+        elif listen != "socket":
+            raise InvalidArgument(f"the podman service listens on a socket or behind an activator, not {listen!r}")
         t0 = time.monotonic()
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -305,6 +316,8 @@ class PodmanStack:
             if self._proc.poll() is not None:
                 raise Unavailable(f"podman system service exited with status {self._proc.returncode} during "
                                   f"start-up: {last_error_line(self.log_path)}")
+            if listen == "activator" and os.path.exists(self.socket_path):
+                return time.monotonic() - t0   # the activator listens; the service starts on the first call
             if ping(self.socket_path):
                 self.start_seconds = time.monotonic() - t0
                 return self.start_seconds
