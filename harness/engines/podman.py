@@ -30,7 +30,7 @@ import signal
 
 from harness.engines.base import Engine, HostState, LogSource, still_activator
 from harness.reference import cleanup
-from harness.reference.podman import CGROUP_PARENT, CNI_CACHE, REQUIRED, PodmanStack
+from harness.reference.podman import CGROUP_PARENT, CNI_CACHE, IMAGE_CACHE, REQUIRED, PodmanStack
 from runtime.errors import CapsizeError, Unavailable, Unimplemented
 from runtime.runtimes import which
 
@@ -57,6 +57,8 @@ class PodmanEngine(Engine):
     roles = ("daemon", "shim", "container")
     #: Capabilities Podman lacks by design, with the reason (see :data:`ROLE_NOTES`).
     missing = ROLE_NOTES
+    #: The service streams events by tailing its event log file (polled): measured up to ~1 s late.
+    event_latency = 2.0
 
     def __init__(self, workdir: str, options):
         super().__init__(workdir, options)
@@ -86,6 +88,7 @@ class PodmanEngine(Engine):
         self._before = {
             "netns_before": sorted(cleanup.existing_tree("/run/netns", 1)),
             "had_cni_cache": os.path.lexists(CNI_CACHE),
+            "had_image_cache": os.path.lexists(IMAGE_CACHE),
             "cgroup_parents": sorted(cleanup.top_cgroups() & {CGROUP_PARENT}),
         }
         return self.record()
@@ -130,7 +133,7 @@ class PodmanEngine(Engine):
         try:
             stack = PodmanStack(stackdir)
             stack.adopt(record.get("netns_before", []), record.get("had_cni_cache", True),
-                        record.get("cgroup_parents", [CGROUP_PARENT]))
+                        record.get("cgroup_parents", [CGROUP_PARENT]), record.get("had_image_cache", True))
             stack.close()
         except CapsizeError as e:
             problems.append(str(e))

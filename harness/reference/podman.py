@@ -39,6 +39,8 @@ What podman writes outside *workdir* whatever the config says, and :meth:`close`
   since the stack started;
 * the CNI result cache ``/var/lib/cni/results/podman-<id>-eth0`` (libcni's default cache dir;
   podman 4.3 has no setting for it), and ``/var/lib/cni`` itself when the stack created it;
+* containers/image's blob-info cache ``/var/lib/containers/cache/`` (written by the image
+  load), removed when the stack created ``/var/lib/containers`` and no other podman runs;
 * cgroups ``/libpod_parent/libpod-<id>`` (the container) and ``/libpod_parent/conmon`` (every
   conmon), and ``/libpod_parent`` when the stack created it.
 
@@ -74,6 +76,9 @@ REQUIRED = ("podman", "conmon", "runc", "nsenter", "unshare", "ip")
 CNI_PLUGIN_DIRS = ("/usr/lib/cni", "/usr/libexec/cni", "/opt/cni/bin")
 #: libcni's cache directory (results per container and interface); not configurable in podman 4.3.
 CNI_CACHE = "/var/lib/cni"
+#: containers/image's blob-info cache for root (``cache/blob-info-cache-v1.boltdb``, written by
+#: every image load; podman 4.3 has no setting for it).
+IMAGE_CACHE = "/var/lib/containers"
 NETNS_DIR = "/run/netns"
 #: podman's cgroup parent with cgroup_manager=cgroupfs: libpod-<id> (containers) and conmon below it.
 CGROUP_PARENT = "libpod_parent"
@@ -142,6 +147,7 @@ class PodmanStack:
         self.start_seconds: float | None = None
         self._netns_before = cleanup.existing_tree(NETNS_DIR, 1)
         self._had_cni_cache = os.path.lexists(CNI_CACHE)
+        self._had_image_cache = os.path.lexists(IMAGE_CACHE)
         self._cgroups_before = cleanup.top_cgroups()
         self._proc: subprocess.Popen | None = None
         self._netns_inode: int | None = None
@@ -234,11 +240,12 @@ class PodmanStack:
             return None
         return next((e.get("layer") for e in entries if e.get("id") == container_id), None)
 
-    def adopt(self, netns_before, had_cni_cache: bool, cgroup_parents) -> None:
+    def adopt(self, netns_before, had_cni_cache: bool, cgroup_parents, had_image_cache: bool = True) -> None:
         """Take over a stack a dead harness started on this workdir (:meth:`close` then removes
         it): what existed before it started, as that harness recorded it."""
         self._netns_before = set(netns_before)
         self._had_cni_cache = had_cni_cache
+        self._had_image_cache = had_image_cache
         self._cgroups_before = cleanup.top_cgroups() - ({CGROUP_PARENT} - set(cgroup_parents))
         if self.netns_path in cleanup.mounts_under(self.netns_path):
             self._netns_inode = os.stat(self.netns_path).st_ino
@@ -303,7 +310,10 @@ class PodmanStack:
             act = which("systemd-socket-activate")
             if not act:
                 raise Unavailable("systemd-socket-activate is not installed (package systemd)")
-            argv = [act, "-l", self.socket_path] + argv[:-1]   # no URI: podman takes LISTEN_FDS
+            # no URI: podman takes LISTEN_FDS; the activator passes on only the variables named
+            # with -E (without them podman would read the system's containers.conf)
+            keep = [f"-E{k}={v}" for k, v in self.env().items() if k.startswith("CONTAINERS_") or k in ("TMPDIR", "PATH")]
+            argv = [act, "-l", self.socket_path, *keep] + argv[:-1]
         elif listen != "socket":
             raise InvalidArgument(f"the podman service listens on a socket or behind an activator, not {listen!r}")
         t0 = time.monotonic()
@@ -439,6 +449,8 @@ class PodmanStack:
                     os.unlink(os.path.join(CNI_CACHE, "results", name))
         if not self._had_cni_cache:
             cleanup.remove_new_empty_dirs({CNI_CACHE, *cleanup.existing_tree(CNI_CACHE, 2)})
+        if not self._had_image_cache:
+            shutil.rmtree(IMAGE_CACHE, ignore_errors=True)   # made by this stack's image load
         if CGROUP_PARENT in cleanup.top_cgroups() - self._cgroups_before:
             for d in cleanup.cgroup_dirs(f"/{CGROUP_PARENT}/conmon"):
                 try:
