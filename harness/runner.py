@@ -432,6 +432,9 @@ def _teardown(ctx, entry, sc, checks_for, progress) -> None:
         res = execute(ctx, step)
         entry["steps"].append(step_record(ctx, "teardown", i, step, res))
     _await_all(ctx, entry)
+    # a daemon whose event stream lags (podman tails its event log file) has delivered what
+    # the teardown did before the after-teardown checks read the events
+    time.sleep(ctx.engine.event_latency)
     ctx.take_snapshot("after teardown", host_state=True)
     for c in checks_for:
         if c.timing == ("after", "teardown"):

@@ -94,8 +94,8 @@ class Engine:
     #: Capabilities the engine lacks by design, with why (``{"role:runtime": "..."}``): a scenario
     #: that names the engine but needs one of them is n/a there with the reason, not an error.
     missing: dict[str, str] = {}
-    #: Seconds the daemon's event stream may lag behind what happened (the event collector
-    #: waits this long before it stops).
+    #: Seconds the daemon's event stream may lag behind what happened (the runner waits this
+    #: long after the teardown steps, before the after-teardown checks).
     event_latency: float = 0.0
 
     @classmethod

@@ -86,9 +86,6 @@ class EventCollector:
         return self
 
     def stop(self) -> None:
-        # a daemon whose stream lags (podman tails its event log file) still delivers what
-        # happened just before the stop
-        time.sleep(getattr(self.engine, "event_latency", 0.0))
         self._stop.set()
         stream = self._stream
         if stream is not None:
