@@ -149,6 +149,7 @@ class PodmanStack:
         self._had_cni_cache = os.path.lexists(CNI_CACHE)
         self._had_image_cache = os.path.lexists(IMAGE_CACHE)
         self._cgroups_before = cleanup.top_cgroups()
+        self._container_cgroups_before = set(self.container_cgroups())
         self._proc: subprocess.Popen | None = None
         self._netns_inode: int | None = None
         self._clients: list = []
@@ -404,6 +405,10 @@ class PodmanStack:
         return cleanup.find_processes(lambda argv, p: bool(argv) and os.path.basename(argv[0]) == "conmon"
                                       and any(a.startswith(prefix) for a in argv))
 
+    def container_cgroups(self) -> list[str]:
+        """Names of the container cgroups under /libpod_parent (``libpod-<id>``), every hierarchy."""
+        return sorted({e for d in cleanup.cgroup_dirs(CGROUP_PARENT) for e in _listdir(d) if e.startswith("libpod-")})
+
     def new_netns(self) -> list[str]:
         """Entries of /run/netns that appeared since the stack was made."""
         return sorted(cleanup.new_entries(self._netns_before, NETNS_DIR, 1) - {NETNS_DIR})
@@ -432,8 +437,11 @@ class PodmanStack:
             except DeadlineExceeded:
                 pass
         problems += cleanup.kill_processes(self.conmons())
-        for cid in ids:
-            problems += cleanup.kill_cgroup(f"/{CGROUP_PARENT}/libpod-{cid}")
+        # every container cgroup made since the start, also of containers podman removed without
+        # its clean-up (a killed conmon leaves the cgroup)
+        made = {f"libpod-{cid}" for cid in ids} | (set(self.container_cgroups()) - self._container_cgroups_before)
+        for name in sorted(made):
+            problems += cleanup.kill_cgroup(f"/{CGROUP_PARENT}/{name}")
         if self._netns_inode and self.netns_path in cleanup.mounts_under(self.netns_path):
             problems += cleanup.kill_netns_processes(self._netns_inode)
         for path in self.new_netns():
@@ -470,8 +478,10 @@ class PodmanStack:
         if self.service_running:
             found.append(f"podman service pid {self._proc.pid}")
         found += [f"conmon pid {p.pid}" for p in self.conmons()]
-        for cid in ids if ids is not None else self.container_ids():
-            found += [f"cgroup {d}" for d in cleanup.cgroup_dirs(f"/{CGROUP_PARENT}/libpod-{cid}")]
+        names = {f"libpod-{cid}" for cid in (ids if ids is not None else self.container_ids())}
+        names |= set(self.container_cgroups()) - self._container_cgroups_before
+        for name in sorted(names):
+            found += [f"cgroup {d}" for d in cleanup.cgroup_dirs(f"/{CGROUP_PARENT}/{name}")]
         found += [f"netns file {p}" for p in self.new_netns()]
         found += [f"mount {m}" for m in cleanup.mounts_under(self.workdir)]
         if os.path.lexists(self.workdir):
