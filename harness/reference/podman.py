@@ -67,7 +67,7 @@ import time
 
 from harness.reference import cleanup
 from harness.reference.containerd import MAX_SOCKET_PATH, last_error_line
-from harness.reference.docker import API_VERSION, ping
+from harness.reference.docker import API_VERSION, make_netns, ping, signal_and_wait
 from runtime.errors import CapsizeError, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from runtime.runtimes import which
 
@@ -279,12 +279,7 @@ class PodmanStack:
     def _ensure_netns(self) -> None:
         if self.netns_path in cleanup.mounts_under(self.netns_path):
             return
-        open(self.netns_path, "a").close()
-        r = subprocess.run([which("unshare"), f"--net={self.netns_path}", which("ip"), "link", "set", "lo", "up"],
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            raise CapsizeError(f"cannot create the stack's network namespace: {r.stderr.strip()}")
-        self._netns_inode = os.stat(self.netns_path).st_ino
+        self._netns_inode = make_netns(self.netns_path)
 
     def service_argv(self) -> list[str]:
         """The service's command line (after ``nsenter --net=<netns> --``)."""
@@ -347,14 +342,7 @@ class PodmanStack:
         return self._signal(signal.SIGKILL, 10.0)
 
     def _signal(self, sig: int, timeout: float) -> int | None:
-        if not self.service_running:
-            return None
-        self._proc.send_signal(sig)
-        try:
-            return self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            return self._proc.wait()
+        return signal_and_wait(self._proc if self.service_running else None, sig, timeout)
 
     # -- clients -----------------------------------------------------------------------------
     def client(self, timeout: float = 60.0):
