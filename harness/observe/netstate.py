@@ -143,7 +143,9 @@ def live_view(engine) -> dict:
     "addresses": {ip: container name}, "bridges": {device: network name}}``; ``{"error"}``
     when the daemon cannot be asked. Bridge devices: the network's
     ``com.docker.network.bridge.name`` option, the engine's default bridge for ``bridge``,
-    else ``br-<id[:12]>`` (dockerd's and capsized's naming)."""
+    else ``br-<id[:12]>`` (dockerd's and capsized's naming); an engine whose ``GET /networks``
+    answers 501 has its default bridge only."""
+    import docker
     try:
         client = engine.client(timeout=10)
     except Exception as e:  # noqa: BLE001 - daemon down
@@ -160,7 +162,15 @@ def live_view(engine) -> dict:
             for net in (info.get("NetworkSettings") or {}).get("Networks", {}).values():
                 if net.get("IPAddress"):
                     view["addresses"][net["IPAddress"]] = info["Name"].lstrip("/")
-        for n in client.api.networks():
+        try:
+            networks = client.api.networks()
+        except docker.errors.APIError as e:
+            if e.status_code != 501:
+                raise
+            # no networks API (an engine without user-defined networks): its default bridge only
+            networks = [{"Name": "bridge", "Id": "", "Driver": "bridge",
+                         "Options": {"com.docker.network.bridge.name": engine.default_bridge}}]
+        for n in networks:
             if n.get("Driver") != "bridge":
                 continue
             device = (n.get("Options") or {}).get("com.docker.network.bridge.name")

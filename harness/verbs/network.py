@@ -243,8 +243,12 @@ def _bridge_device(client, engine, network: str) -> str:
     import docker
     try:
         n = client.api.inspect_network(network)
-    except docker.errors.NotFound:
-        raise CapsizeError(f"network {network} does not exist") from None
+    except docker.errors.APIError as e:
+        if network == "bridge" and e.status_code in (404, 501):
+            return engine.default_bridge   # an engine without a networks API: its default bridge
+        if e.status_code == 404:
+            raise CapsizeError(f"network {network} does not exist") from None
+        raise CapsizeError(f"network {network}: {e.explanation or e}") from None
     if n.get("Driver") != "bridge":
         raise CapsizeError(f"network {network} has driver {n.get('Driver')}, not bridge")
     return (n.get("Options") or {}).get("com.docker.network.bridge.name") or \
