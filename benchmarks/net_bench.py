@@ -6,9 +6,9 @@ Median of *runs* (default 10) of:
 
 * ``docker run -d --network NET busybox sleep 1000`` (until the CLI returns; removed afterwards, untimed);
 * ``docker run --rm --network NET busybox true`` (end to end);
-* container-to-container TCP throughput on NET's bridge: *mb* MiB from ``dd | nc`` in one
-  container to ``nc -l > /dev/null`` in another, by address, timed around the ``docker exec``
-  (SDK) minus the same exec sending nothing (the exec's own cost);
+* container-to-container TCP throughput on NET's bridge: *mb* MiB from a socket in one
+  container's network namespace (entered by the harness: the bytes take the containers' path,
+  veth - bridge - veth) to busybox ``nc -l > /dev/null`` in another, by address, until it closes;
 * host-to-published-port throughput: *mb* MiB sent from the engine's namespace (a Python socket
   there) to ``127.0.0.1:<host port>`` (the userland proxy: docker-proxy, capsize-proxy) until the
   server closes.
@@ -72,76 +72,64 @@ def m_run_rm(b: Bench) -> float:
     return b.timed("run", "--rm", "--network", b.network, "busybox", "true")
 
 
-def _exec_seconds(b: Bench, cid: str, cmd: str) -> float:
-    api = b.client.api
-    e = api.exec_create(cid, ["sh", "-c", cmd])
-    t0 = time.perf_counter()
-    api.exec_start(e["Id"])
-    t = time.perf_counter() - t0
-    code = api.exec_inspect(e["Id"])["ExitCode"]
-    if code != 0:
-        raise RuntimeError(f"{b.name}: exec {cmd!r} exited {code}")
-    return t
+def _send(host: str, port: int, mb: int, timeout: float = 10.0) -> float:
+    """Seconds to send *mb* MiB to *host*:*port* and see the receiver close (its nc exits at EOF);
+    retried while the receiver does not listen yet."""
+    chunk = b"\0" * (1 << 20)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s = socket.create_connection((host, port), timeout=30)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+            continue
+        t0 = time.perf_counter()
+        try:
+            for _ in range(mb):
+                s.sendall(chunk)
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(65536):
+                pass
+            return time.perf_counter() - t0
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+        finally:
+            s.close()
+
+
+def _sent(netns_path: str, host: str, port: int, mb: int) -> float:
+    """:func:`_send` from the network namespace at *netns_path*, once to warm up, then timed: MiB/s."""
+    from runtime import netns
+    netns.run_in(netns_path, _send, host, port, mb)
+    return mb / netns.run_in(netns_path, _send, host, port, mb)
 
 
 def c2c_mib_per_s(b: Bench, mb: int) -> float:
-    """MiB/s from a sender container to a receiver container on the bench network."""
+    """MiB/s from a sender container to a receiver container on the bench network, by address:
+    the sender is a socket in the sender container's network namespace (the path is the
+    containers': veth, bridge, veth), the receiver busybox ``nc -l > /dev/null``."""
     srv = b.client.containers.run("busybox", SERVER, detach=True, network=b.network)
     snd = b.client.containers.run("busybox", ["sleep", "1000"], detach=True, network=b.network)
     try:
         srv.reload()
+        snd.reload()
         addr = next(iter(srv.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
-        _wait_listen(b, snd.id, addr)
-        send = f"dd if=/dev/zero bs=1048576 count={mb} 2>/dev/null | nc {addr} 5001"
-        empty = f"dd if=/dev/zero bs=1048576 count=0 2>/dev/null | nc {addr} 5001"
-        _exec_seconds(b, snd.id, send)   # warm-up
-        t = _exec_seconds(b, snd.id, send) - _exec_seconds(b, snd.id, empty)
-        return mb / max(t, 1e-6)
+        return _sent(f"/proc/{snd.attrs['State']['Pid']}/ns/net", addr, 5001, mb)
     finally:
         for c in (srv, snd):
             c.remove(force=True)
 
 
-def _wait_listen(b: Bench, cid: str, addr: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _exec_seconds(b, cid, f"nc -w 1 {addr} 5001 </dev/null")
-            return
-        except RuntimeError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def published_mib_per_s(b: Bench, mb: int) -> float:
     """MiB/s from the engine's namespace to 127.0.0.1:HOST_PORT (published to the receiver's 5001)."""
-    from runtime import netns
     srv = b.client.containers.run("busybox", SERVER, detach=True, network=b.network,
                                   ports={"5001/tcp": HOST_PORT})
     try:
-        def send():
-            chunk = b"\0" * (1 << 20)
-            deadline = time.monotonic() + 10
-            while True:   # the proxy listens at once, the server in the container a moment later
-                s = socket.create_connection(("127.0.0.1", HOST_PORT), timeout=30)
-                s.sendall(b"")
-                t0 = time.perf_counter()
-                try:
-                    for _ in range(mb):
-                        s.sendall(chunk)
-                    s.shutdown(socket.SHUT_WR)
-                    while s.recv(65536):
-                        pass
-                    return time.perf_counter() - t0
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
-                finally:
-                    s.close()
-        netns.run_in(b.engine.netns_path, send)   # warm-up
-        return mb / netns.run_in(b.engine.netns_path, send)
+        return _sent(b.engine.netns_path, "127.0.0.1", HOST_PORT, mb)
     finally:
         srv.remove(force=True)
 
