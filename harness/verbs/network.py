@@ -239,6 +239,17 @@ def _container(ctx, client, name: str) -> tuple[str, dict]:
     return cid, _inspect(client, cid)
 
 
+def _netns_and_container(ctx, name: str) -> tuple[str, str, dict]:
+    """The engine's namespace (:func:`engine_netns`), scenario container *name*'s id and inspect."""
+    path = engine_netns(ctx)
+    client = ctx.engine.client(timeout=10)
+    try:
+        cid, info = _container(ctx, client, name)
+    finally:
+        client.close()
+    return path, cid, info
+
+
 def _bridge_device(client, engine, network: str) -> str:
     import docker
     try:
@@ -294,12 +305,7 @@ def fault_proxy_kill(ctx, step) -> dict:
 
     from harness.pids import identify
     p = step.params
-    path = engine_netns(ctx)
-    client = ctx.engine.client(timeout=10)
-    try:
-        _, info = _container(ctx, client, p.container)
-    finally:
-        client.close()
+    path, _, info = _netns_and_container(ctx, p.container)
     mine = set(addresses(info).values())
     found = [x for x in netstate.proxies(os.stat(path).st_ino) if x["container_ip"] in mine
              and (p.port is None or x["container_port"] == str(p.port))]
@@ -322,12 +328,7 @@ def fault_proxy_kill(ctx, step) -> dict:
        container_field="container")
 def fault_veth_delete(ctx, step) -> dict:
     p = step.params
-    path = engine_netns(ctx)
-    client = ctx.engine.client(timeout=10)
-    try:
-        cid, info = _container(ctx, client, p.container)
-    finally:
-        client.close()
+    path, cid, info = _netns_and_container(ctx, p.container)
     pid = info["State"].get("Pid")
     if not pid:
         raise CapsizeError(f"container {p.container} is not running")
