@@ -23,6 +23,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 from runtime.errors import Unavailable
 from runtime.runtimes import which
@@ -212,6 +213,7 @@ def leftovers(engine, base: dict) -> dict[str, list[str]]:
     except (Unavailable, OSError) as e:
         return {k: [str(e)] for k in KINDS}
     peers = set().union(*(peer_indexes(pid) for pid in view["pids"])) if view["pids"] else set()
+    now = _settled(path, now, peers)
     names = {x["ifname"] for x in now}
     known = set(base.get("links", []))
     for x in now:
@@ -235,6 +237,24 @@ def leftovers(engine, base: dict) -> dict[str, list[str]]:
             out["proxy"].append(f"{p['name']} pid {p['pid']} for {p['container_ip']}:{p['container_port']} "
                                 f"(host port {p['host_port']}): no running container has that address")
     return out
+
+
+#: Seconds to let the kernel finish destroying dead namespaces before a veth counts as left.
+VETH_SETTLE = 3.0
+
+
+def _settled(path: str, now: list[dict], peers: set, timeout: float = VETH_SETTLE) -> list[dict]:
+    """*now* again once the veths of no live peer are gone, or after *timeout* s: the kernel
+    destroys a namespace's devices asynchronously (``cleanup_net`` on a work queue) after its
+    last reference goes, so a just-removed container's veth may outlive it by a moment."""
+    deadline = time.monotonic() + timeout
+    while any(x["kind"] == "veth" and x["ifindex"] not in peers for x in now) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            now = links(path)
+        except Unavailable:
+            break
+    return now
 
 
 def own_addresses(netns_path: str) -> set[str]:
