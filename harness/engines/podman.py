@@ -57,6 +57,8 @@ class PodmanEngine(Engine):
     roles = ("daemon", "shim", "container")
     #: Capabilities Podman lacks by design, with the reason (see :data:`ROLE_NOTES`).
     missing = ROLE_NOTES
+    #: The CNI bridge of podman's default network (in the engine's own netns).
+    default_bridge = "cni-podman0"
     #: The service streams events by tailing its event log file (polled): measured ~0.25 s late.
     event_latency = 1.0
 
@@ -149,6 +151,11 @@ class PodmanEngine(Engine):
         env = super().cli_env()
         env["DOCKER_CONFIG"] = os.path.join(_stack_dir(self.workdir), "cli")
         return env
+
+    @property
+    def netns_path(self) -> str | None:
+        """The stack's network namespace (where the CNI bridge is), while the engine runs."""
+        return self.stack.netns_path if self.stack is not None else None
 
     def api_socket(self) -> str:
         return os.path.join(_stack_dir(self.workdir), "podman.sock")
