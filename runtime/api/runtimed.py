@@ -32,6 +32,7 @@ ROUTES = (
     ("GET", PREFIX + "/namespaces", "namespaces"),
     ("POST", PREFIX + "/gc", "gc"),
     ("GET", PREFIX + "/events", "events"),
+    ("POST", PREFIX + "/registries/login", "registry_login"),
     ("GET", _NS + "/images", "image_list"),
     ("POST", _NS + "/images/import", "image_import"),
     ("POST", _NS + "/images/commit", "image_commit"),
@@ -117,6 +118,12 @@ class Requests:
         if since is not None:
             query.append(("since", str(since)))
         return Call("GET", PREFIX + "/events", query)
+
+    def registry_login(self, server: str, auth: dict) -> Call:
+        """``POST /v1/registries/login``: check *auth* against the registry *server*
+        (``host[:port]``) as ``docker login`` does (``GET /v2/`` with the credentials);
+        ``{"status": "Login Succeeded"}``, PermissionDenied when refused."""
+        return Call("POST", PREFIX + "/registries/login", body={"server": server, "auth": auth})
 
     # -- images ------------------------------------------------------------------------------
     def images(self) -> Call:

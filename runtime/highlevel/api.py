@@ -14,7 +14,7 @@ import os
 
 from runtime.api import topics
 from runtime.api.runtimed import ROUTES
-from runtime.errors import InvalidArgument
+from runtime.errors import InvalidArgument, PermissionDenied
 from runtime.highlevel.httpserver import FileResponse, Router, StreamResponse
 from runtime.shim.paths import check_id
 
@@ -66,6 +66,20 @@ def build(daemon) -> Router:
 
     async def gc(req):
         return await asyncio.to_thread(daemon.collector.run)
+
+    async def registry_login(req):
+        from runtime.highlevel.registry import Client
+        body = await req.json()
+        if not isinstance(body, dict) or not isinstance(body.get("server"), str) \
+                or not isinstance(body.get("auth"), dict):
+            raise InvalidArgument('the request body must be {"server": HOST[:PORT], "auth": {...}}')
+        client = Client(body["server"].removeprefix("http://").removeprefix("https://").rstrip("/"), body["auth"])
+        try:
+            await asyncio.to_thread(client.ping)
+        except PermissionDenied:
+            raise PermissionDenied(f"login attempt to {client.url('/v2/')} failed with status: 401 Unauthorized") \
+                from None
+        return {"status": "Login Succeeded"}
 
     async def events(req):
         topics = req.args("topic")
