@@ -139,6 +139,12 @@ class Engine:
         self.tracked.add(container_id)
 
     # -- clients ------------------------------------------------------------------------------
+    def transfer_netns(self) -> str | None:
+        """The network namespace (a bind mount path) of the daemon that talks to registries, or
+        None for the host's: a registry peer for this engine listens there
+        (:class:`harness.reference.registry.Registry`)."""
+        return None
+
     @property
     def docker_host(self) -> str:
         """``unix://<path>``: the Engine API, for the SDK and ``DOCKER_HOST``."""

@@ -19,7 +19,9 @@ lowlevel   capsize-runc, runc or crun while it runs (``--runtime``; option ``run
 the host's mount namespace. Whatever capsized makes for networks (containers' sandboxes under
 ``<state>/daemon/netns/``, the ``capsize0`` bridge and the containers' veths) is then private to the run;
 the unix sockets are paths, reachable from the host's namespace. The runtime and the shims stay
-in the host's namespace (containers join their sandboxes by path). :meth:`CapsizeEngine.recover`
+in the host's namespace (containers join their sandboxes by path); the runtime does the
+registry transfers, so a registry peer for this engine listens on the host's loopback
+(:meth:`transfer_netns` is None). :meth:`CapsizeEngine.recover`
 unmounts the namespace with the rest of the workdir.
 
 Logs are JSON lines (``time, level, msg, component``); the runtime's events are its event

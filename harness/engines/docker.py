@@ -151,6 +151,10 @@ class DockerEngine(Engine):
     def api_socket(self) -> str:
         return os.path.join(_stack_dir(self.workdir), "docker.sock")
 
+    def transfer_netns(self) -> str | None:
+        """dockerd pulls and pushes itself, in the stack's namespace (None with network none)."""
+        return self.stack.netns_path if self.stack is not None else None
+
     # -- components ---------------------------------------------------------------------------
     def _live(self):
         if self.stack is None:
