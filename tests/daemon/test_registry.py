@@ -92,3 +92,28 @@ def test_login_push_logout(engine, registry):
     engine.ok("logout", reg.address)
     r = engine.cli("pull", ref)
     assert r.returncode == 1 and "may require 'docker login'" in r.stderr
+
+
+@pytest.mark.reference
+@pytest.mark.skipif(not __import__("shutil").which("dockerd"), reason="dockerd not installed")
+def test_round_trips_with_real_docker(engine, registry, tmp_path):
+    """Pushed by capsize, pulled and run by a private dockerd; and the other way round. dockerd
+    runs in the host's namespace (network none) to share the host-loopback registry."""
+    from harness.reference.docker import DockerStack
+    reg = registry()
+    mine, theirs = f"{reg.address}/from/capsize:1", f"{reg.address}/from/docker:1"
+    engine.ok("tag", "busybox:latest", mine)
+    engine.ok("push", mine)
+    with DockerStack(str(tmp_path / "ref"), network="none") as ref:
+        r = ref.cli("pull", mine)
+        assert r.returncode == 0, r.stderr
+        r = ref.cli("run", "--rm", "--network", "none", mine, "echo", "capsize-made")
+        assert r.returncode == 0 and r.stdout.strip() == "capsize-made", r.stderr
+        ref.import_busybox("busybox:latest")
+        assert ref.cli("tag", "busybox:latest", theirs).returncode == 0
+        r = ref.cli("push", theirs)
+        assert r.returncode == 0, r.stderr
+    out = engine.ok("pull", theirs)
+    assert f"Status: Downloaded newer image for {theirs}" in out
+    assert engine.ok("run", "--rm", theirs, "echo", "docker-made") == "docker-made"
+    engine.ok("rmi", mine, theirs)
