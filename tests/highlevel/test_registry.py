@@ -208,3 +208,64 @@ def test_stale_partial_ingest_collected(runtimed):
         json.dump({"expected": "sha256:" + "cd" * 32, "size": 2, "ref": "r", "updated": time.time()}, f)
     d.client().gc()
     assert ingest_files(d) == ["cd" * 32 + ".json", "cd" * 32 + ".partial"]
+
+
+def verify_store(d) -> None:
+    """Every blob has the digest it is named by; no partial ingest left."""
+    import hashlib
+    base = os.path.join(d.root, "runtimed", "content", "blobs", "sha256")
+    for name in os.listdir(base):
+        h = hashlib.sha256()
+        with open(os.path.join(base, name), "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        assert h.hexdigest() == name
+    assert ingest_files(d) == []
+
+
+def test_runtimed_killed_mid_pull_then_resumed(runtimed, registry, tmp_path):
+    import threading
+    from harness.reference.throttle import Throttle
+    from tests.highlevel.conftest import wait_until
+    reg = registry()
+    d = runtimed()
+    rt = d.client()
+    tar = str(tmp_path / "m.tar")
+    multi_layer_image(tar, f"{reg.address}/big:v1", n=2, size=3 << 20)
+    rt.import_image(tar)
+    rt.push(f"{reg.address}/big:v1")
+    rt.delete_image(f"{reg.address}/big:v1", sync=True)
+    slow = Throttle(("127.0.0.1", reg.port), rate=1 << 20)   # 1 MiB/s: a pull takes ~6 s
+    try:
+        name = f"{slow.address}/big:v1"
+        failed = []
+        t = threading.Thread(target=lambda: _pull_expecting_failure(rt, name, failed), daemon=True)
+        t.start()
+        partial = os.path.join(d.root, "runtimed", "content", "ingest")
+
+        def some_bytes():
+            return any(f.endswith(".partial") and os.path.getsize(os.path.join(partial, f)) > (256 << 10)
+                       for f in os.listdir(partial))
+        wait_until(some_bytes, timeout=20, what="a partial ingest with bytes in it")
+        d.kill()
+        t.join(30)
+        assert failed and isinstance(failed[0], Unavailable)
+        assert rt is not None and any(f.endswith(".partial") for f in ingest_files(d))
+        d.start()
+        slow.rate = None
+        res = d.client().pull(name)
+        assert res["action"] == "create"
+        resumed = d.messages(msg="resuming download")
+        assert resumed and all(r["offset"] > 0 for r in resumed)
+        assert [i["name"] for i in d.client().images()] == [name]
+        d.client().gc()
+        verify_store(d)
+    finally:
+        slow.close()
+
+
+def _pull_expecting_failure(rt, name, failed):
+    try:
+        rt.pull(name)
+    except Exception as e:  # noqa: BLE001 - the test looks at it
+        failed.append(e)
