@@ -345,29 +345,36 @@ class ContentStore:
         """Every blob's digest."""
         return sorted("sha256:" + name for name in os.listdir(self.blobs_dir) if len(name) == 64)
 
-    def clean_ingest(self, max_age: float = INGEST_EXPIRY) -> int:
-        """Remove ingest files no writer owns (a crash's leftovers), keeping resumable ingests
-        updated less than *max_age* seconds ago; returns how many files went."""
+    def orphan_ingests(self, max_age: float = INGEST_EXPIRY) -> list[str]:
+        """Ingest file names no writer in this process owns and no resume will use: a plain
+        writer's leftovers, a partial without its record (or the reverse), a resumable ingest
+        not updated for *max_age* seconds."""
         import time
-        removed = 0
         with self._lock:
-            owned = set(self._ingesting)
+            owned = {os.path.basename(p) for p in self._ingesting}
         now = time.time()
-        for name in os.listdir(self.ingest_dir):
-            path = os.path.join(self.ingest_dir, name)
-            if name.endswith(RECORD):
-                partial = path[:-len(RECORD)] + PARTIAL
-                if partial in owned or (os.path.exists(partial) and
-                                        now - ((_read_json(path) or {}).get("updated") or 0) < max_age):
+        names = set(os.listdir(self.ingest_dir))
+        out = []
+        for name in sorted(names):
+            stem = name[:-len(RECORD)] if name.endswith(RECORD) else \
+                name[:-len(PARTIAL)] if name.endswith(PARTIAL) else None
+            if stem is not None and stem + PARTIAL in owned:
+                continue
+            if stem is not None and {stem + PARTIAL, stem + RECORD} <= names:
+                updated = (_read_json(os.path.join(self.ingest_dir, stem + RECORD)) or {}).get("updated") or 0
+                if now - updated < max_age:
                     continue
-            elif name.endswith(PARTIAL):
-                record = _read_json(path[:-len(PARTIAL)] + RECORD)
-                if record is not None and now - (record.get("updated") or 0) < max_age:
-                    continue
-            if path not in owned:
-                try:
-                    os.unlink(path)
-                    removed += 1
-                except OSError:
-                    pass
+            if name not in owned:
+                out.append(name)
+        return out
+
+    def clean_ingest(self, max_age: float = INGEST_EXPIRY) -> int:
+        """Remove :meth:`orphan_ingests` (a crash's leftovers, stale partials); returns how many."""
+        removed = 0
+        for name in self.orphan_ingests(max_age):
+            try:
+                os.unlink(os.path.join(self.ingest_dir, name))
+                removed += 1
+            except OSError:
+                pass
         return removed
