@@ -70,7 +70,7 @@ def _script(name: str) -> str:
 
 class CapsizeEngine(Engine):
     name = "capsize"
-    roles = ("daemon", "runtime", "shim", "container", "lowlevel")
+    roles = ("daemon", "runtime", "shim", "container", "lowlevel", "registry")
     failpoints = True
     labels_exit_provenance = True
 
@@ -130,6 +130,7 @@ class CapsizeEngine(Engine):
             raise
 
     def close(self) -> list[str]:
+        self.close_registry()
         problems = []
         for role in ("daemon", "runtime"):
             p = self._procs.pop(role, None)
@@ -166,6 +167,8 @@ class CapsizeEngine(Engine):
 
     # -- components ---------------------------------------------------------------------------
     def pids(self, role: str, container_id: str | None = None) -> list[int]:
+        if role == "registry":
+            return self.registry_pids()
         if role in ("daemon", "runtime"):
             p = self._procs.get(role)
             return [p.pid] if p is not None and p.poll() is None and not still_activator(p.pid) else []

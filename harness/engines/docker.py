@@ -41,7 +41,7 @@ def _stack_dir(workdir: str) -> str:
 
 class DockerEngine(Engine):
     name = "docker"
-    roles = ("daemon", "runtime", "shim", "container")
+    roles = ("daemon", "runtime", "shim", "container", "registry")
 
     def __init__(self, workdir: str, options):
         super().__init__(workdir, options)
@@ -97,6 +97,7 @@ class DockerEngine(Engine):
             raise
 
     def close(self) -> list[str]:
+        self.close_registry()
         if self.stack is None:
             return []
         try:
@@ -162,6 +163,8 @@ class DockerEngine(Engine):
         return self.stack
 
     def pids(self, role: str, container_id: str | None = None) -> list[int]:
+        if role == "registry":
+            return self.registry_pids()
         st = self._live()
         if role == "daemon":
             return [st.dockerd_pid] if st.dockerd_pid and not still_activator(st.dockerd_pid) else []

@@ -206,6 +206,7 @@ async def remove_image(request: web.Request):
         await d.backend.image_delete_id(img["Id"])
     except NotFound:
         pass
+    await d.backend.gc()   # dockerd deletes the image's layers with it: a pull after an rmi downloads them
     out.append({"Deleted": img["Id"]})
     d.events.publish("image", "delete", img["Id"], {"name": img["Id"]})
     return json_response(out)

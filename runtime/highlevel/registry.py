@@ -146,6 +146,11 @@ class Response:
     def read(self, n: int = -1) -> bytes:
         return self.raw.read(n) if n >= 0 else self.raw.read()
 
+    def read_some(self, n: int) -> bytes:
+        """Up to *n* bytes, as soon as some have arrived (b"" at the end): a slow transfer
+        reaches the disk as it comes, so an interruption leaves what was received."""
+        return self.raw.read1(n)
+
     def close(self) -> None:
         self.conn.close()
 

@@ -96,7 +96,7 @@ def fetch_layer(images: ImageStore, client: Client, path: str, desc: dict, progr
                 ing.restart()
             last = -1
             while True:
-                chunk = resp.read(CHUNK)
+                chunk = resp.read_some(CHUNK)
                 if not chunk:
                     break
                 ing.write(chunk)
