@@ -33,7 +33,7 @@ from harness.context import ActionResult
 from harness.outcome import classify_exception
 from harness.pids import identify
 from harness.scenario.types import Model
-from harness.verbs.registry import action
+from harness.verbs.registry import action, fault
 from harness.verbs.syscall import undo_terminate
 from runtime.errors import CapsizeError, FailedPrecondition
 
@@ -58,6 +58,14 @@ class ImagePush(Model):
     auth: Credentials | None = None
     #: after a successful push, remove the pushed tag (``docker rmi``): the local image keeps its other names
     untag: bool = False
+
+
+class RegistryCorrupt(Model):
+    """Which stored blob of ``<repository>:<tag>`` (a layer by index, or the config)."""
+
+    repository: str = Field(pattern=r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*$")
+    tag: str = "latest"
+    layer: int = Field(0, ge=0)
 
 
 class ImagePull(Model):
@@ -154,3 +162,49 @@ def image_pull(ctx, step) -> ActionResult:
                                decode=True, auth_config=_auth(p))
     return _transfer(ctx, step, call)
 
+
+
+def _blob_data(reg, digest: str) -> str:
+    """distribution 2.8's filesystem layout: ``docker/registry/v2/blobs/sha256/<2 hex>/<hex>/data``."""
+    hexd = digest.split(":", 1)[1]
+    return os.path.join(reg.data_dir, "docker", "registry", "v2", "blobs", "sha256", hexd[:2], hexd, "data")
+
+
+def undo_flip(spec: dict, engine=None) -> str:
+    """Flip the byte at ``offset`` of ``path`` back (XOR 0xff again)."""
+    if not os.path.exists(spec["path"]):
+        return f"{spec['path']} is gone: nothing to do"
+    with open(spec["path"], "r+b") as f:
+        f.seek(spec["offset"])
+        b = f.read(1)
+        f.seek(spec["offset"])
+        f.write(bytes([b[0] ^ 0xFF]))
+    return f"restored byte {spec['offset']} of {spec['path']}"
+
+
+@fault("fault.registry.corrupt", RegistryCorrupt, "flip one byte in the middle of a layer blob the registry stores "
+       "for `<repository>:<tag>` (`layer` index): same size, wrong digest; undone by flipping it back",
+       undo={"flip": undo_flip})
+def registry_corrupt(ctx, step) -> dict:
+    import json
+    p, eng = step.params, ctx.engine
+    if eng.registry is None:
+        raise FailedPrecondition("no registry: add a registry.start step first")
+    link = os.path.join(eng.registry.data_dir, "docker", "registry", "v2", "repositories", p.repository,
+                        "_manifests", "tags", p.tag, "current", "link")
+    try:
+        with open(link) as f:
+            manifest_digest = f.read().strip()
+        with open(_blob_data(eng.registry, manifest_digest)) as f:
+            layers = json.load(f).get("layers") or []
+    except (OSError, ValueError) as e:
+        raise FailedPrecondition(f"the registry has no manifest for {p.repository}:{p.tag}: {e}") from None
+    if p.layer >= len(layers):
+        raise FailedPrecondition(f"{p.repository}:{p.tag} has {len(layers)} layers, no layer {p.layer}")
+    digest = layers[p.layer]["digest"]
+    path = _blob_data(eng.registry, digest)
+    offset = os.path.getsize(path) // 2
+    ctx.ledger.apply(ctx.run, step.action, {"role": "registry", "blob": digest},
+                     {"kind": "flip", "path": path, "offset": offset})
+    undo_flip({"path": path, "offset": offset})
+    return {"digest": digest, "offset": offset}
