@@ -51,6 +51,25 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _verify(digest: str, written: int, expected: str | None, size: int | None) -> None:
+    """InvalidArgument when *digest* / *written* bytes are not the *expected* digest / *size*."""
+    if expected is not None and digest != expected:
+        raise InvalidArgument(f"digest mismatch: content has {digest}, expected {expected}",
+                              expected=expected, actual=digest)
+    if size is not None and size != written:
+        raise InvalidArgument(f"size mismatch for {digest}: {written} bytes, expected {size}", digest=digest)
+
+
+def _place(store: "ContentStore", path: str, digest: str) -> None:
+    """Rename the verified, closed file at *path* to the blob's place (dropped when it is there)."""
+    target = store.path(digest)
+    if os.path.exists(target):
+        os.unlink(path)
+    else:
+        os.rename(path, target)
+        fsync_dir(os.path.dirname(target))
+
+
 class Writer:
     """One blob being written; use :meth:`ContentStore.writer`. ``write(bytes)`` then
     ``commit(expected=None, size=None) -> digest``; ``abort()`` (or leaving the ``with``
@@ -78,21 +97,11 @@ class Writer:
         digest or size mismatch (the ingest file is removed)."""
         digest = "sha256:" + self._hash.hexdigest()
         try:
-            if expected is not None and digest != expected:
-                raise InvalidArgument(f"digest mismatch: content has {digest}, expected {expected}",
-                                      expected=expected, actual=digest)
-            if size is not None and size != self.size:
-                raise InvalidArgument(f"size mismatch for {digest}: {self.size} bytes, expected {size}",
-                                      digest=digest)
+            _verify(digest, self.size, expected, size)
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
-            target = self.store.path(digest)
-            if os.path.exists(target):
-                os.unlink(self.path)
-            else:
-                os.rename(self.path, target)
-                fsync_dir(os.path.dirname(target))
+            _place(self.store, self.path, digest)
         except BaseException:
             self.abort()
             raise
@@ -179,21 +188,11 @@ class Ingest:
     def commit(self) -> str:
         digest = "sha256:" + self._hash.hexdigest()
         try:
-            if digest != self.expected:
-                raise InvalidArgument(f"digest mismatch: content has {digest}, expected {self.expected}",
-                                      expected=self.expected, actual=digest)
-            if self.expected_size is not None and self.offset != self.expected_size:
-                raise InvalidArgument(f"size mismatch for {digest}: {self.offset} bytes, expected "
-                                      f"{self.expected_size}", digest=digest)
+            _verify(digest, self.offset, self.expected, self.expected_size)
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
-            target = self.store.path(digest)
-            if os.path.exists(target):
-                os.unlink(self.path)
-            else:
-                os.rename(self.path, target)
-                fsync_dir(os.path.dirname(target))
+            _place(self.store, self.path, digest)
             _unlink(self.record_path)
         except BaseException:
             self.discard()

@@ -48,6 +48,21 @@ def short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
+def in_parallel(fn, items: list, concurrency: int, name: str) -> None:
+    """``fn(item)`` for every item, *concurrency* at a time; every one runs to its end, then the
+    first error (in the items' order) is raised."""
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=name) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        errors = []
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as e:  # noqa: BLE001 - the first error is raised below
+                errors.append(e)
+    if errors:
+        raise errors[0]
+
+
 def fetch_manifest(client: Client, path: str, reference: str, want: str | None = None) -> tuple[bytes, str, str]:
     """(bytes, media type, digest) of manifest *reference* of *path*, verified (see the module)."""
     with client.request("GET", f"{repo_path(path)}/manifests/{reference}", scope(path),
@@ -173,17 +188,8 @@ def pull(images: ImageStore, namespace: str, reference: str, credentials: dict |
                                       f"{len(diff_ids)} diff IDs")
             for layer in layers:
                 lease.blobs.add(layer["digest"])
-            with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="pull") as pool:
-                futures = [pool.submit(fetch_layer, images, client, ref.path, layer, progress, name)
-                           for layer in layers]
-                errors = []
-                for f in futures:
-                    try:
-                        f.result()
-                    except BaseException as e:  # noqa: BLE001 - the first error is raised below
-                        errors.append(e)
-                if errors:
-                    raise errors[0]
+            in_parallel(lambda layer: fetch_layer(images, client, ref.path, layer, progress, name), layers,
+                        concurrency, "pull")
             for layer in layers:
                 progress({"id": short(layer["digest"]), "status": "Extracting"})
             images._unpack(layers, diff_ids, lease)
@@ -256,16 +262,7 @@ def push(images: ImageStore, namespace: str, name: str, reference: str | None = 
     layers = list(manifest.get("layers") or [])
     for layer in layers:
         progress({"id": short(layer["digest"]), "status": "Preparing"})
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="push") as pool:
-        futures = [pool.submit(upload_blob, images, client, ref.path, d, progress) for d in layers]
-        errors = []
-        for f in futures:
-            try:
-                f.result()
-            except BaseException as e:  # noqa: BLE001 - the first error is raised below
-                errors.append(e)
-        if errors:
-            raise errors[0]
+    in_parallel(lambda d: upload_blob(images, client, ref.path, d, progress), layers, concurrency, "push")
     upload_blob(images, client, ref.path, manifest["config"], lambda ev: None)
     tag = ref.tag or "latest"
     with client.request("PUT", f"{repo_path(ref.path)}/manifests/{tag}", scope(ref.path, "pull,push"),

@@ -9,8 +9,9 @@ import os
 
 import pytest
 
-from harness.reference.registry import Registry, unavailable
+from harness.reference.registry import unavailable
 from tests.daemon.stack import Stack
+from tests.highlevel.test_registry import registry  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.privileged,
               pytest.mark.skipif(unavailable() is not None, reason=unavailable() or "")]
@@ -25,20 +26,6 @@ def engine(tmp_path_factory):
         yield s
     finally:
         s.close()
-
-
-@pytest.fixture
-def registry(tmp_path):
-    made = []
-
-    def make(**kw) -> Registry:
-        r = Registry(str(tmp_path / f"registry{len(made)}"), **kw)
-        made.append(r)
-        r.start()
-        return r
-    yield make
-    for r in made:
-        r.close()
 
 
 def test_push_rmi_pull_run(engine, registry):

@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.privileged,
 
 @pytest.fixture
 def registry(tmp_path):
+    """Factory ``registry(users=..., netns=...)`` -> a started private registry; closed afterwards."""
     made = []
 
     def make(**kw) -> Registry:
@@ -54,6 +55,23 @@ def multi_layer_image(path: str, tag: str, n: int = 3, size: int = 256 << 10) ->
 def registry_blob_path(reg: Registry, digest: str) -> str:
     hexd = digest.split(":", 1)[1]
     return os.path.join(reg.data_dir, "docker", "registry", "v2", "blobs", "sha256", hexd[:2], hexd, "data")
+
+
+def pushed_away(runtimed, registry, tmp_path, repo: str, **image):
+    """A registry and a daemon; a :func:`multi_layer_image` ``<registry>/<repo>`` imported, pushed
+    and deleted locally (with a GC). Returns (registry, daemon, client, name, pushed manifest, its digest)."""
+    reg, d = registry(), runtimed()
+    rt = d.client()
+    name = f"{reg.address}/{repo}"
+    tar = str(tmp_path / "m.tar")
+    multi_layer_image(tar, name, **image)
+    rt.import_image(tar)
+    rt.push(name)
+    digest = rt.image(name)["target"]["digest"]
+    with open(os.path.join(d.root, "runtimed", "content", "blobs", "sha256", digest.split(":")[1])) as f:
+        manifest = json.load(f)
+    rt.delete_image(name, sync=True)
+    return reg, d, rt, name, manifest, digest
 
 
 def test_push_then_pull_round_trip_runs(runtimed, registry, tmp_path):
@@ -89,15 +107,7 @@ def test_push_then_pull_round_trip_runs(runtimed, registry, tmp_path):
 
 
 def test_multi_layer_gzip_parallel_and_by_digest(runtimed, registry, tmp_path):
-    reg = registry()
-    d = runtimed()
-    rt = d.client()
-    name = f"{reg.address}/multi/layers:v1"
-    tar = str(tmp_path / "m.tar")
-    multi_layer_image(tar, name, n=4)
-    rt.import_image(tar)
-    digest = rt.push(name)["pushed"]["digest"]
-    rt.delete_image(name, sync=True)
+    reg, d, rt, name, _, digest = pushed_away(runtimed, registry, tmp_path, "multi/layers:v1", n=4)
     res = rt.pull(f"{reg.address}/multi/layers@{digest}")
     assert res["digest"] == digest and res["name"] == f"{reg.address}/multi/layers@{digest}"
     assert len(res["image"]["diff_ids"]) == 4
@@ -145,17 +155,8 @@ def test_basic_auth(runtimed, registry, tmp_path):
 
 
 def test_partial_ingest_resumed_with_range(runtimed, registry, tmp_path):
-    reg = registry()
-    d = runtimed()
-    rt = d.client()
-    name = f"{reg.address}/resume:v1"
-    tar = str(tmp_path / "m.tar")
-    multi_layer_image(tar, name, n=2, size=2 << 20)
-    rt.import_image(tar)
-    rt.push(name)
-    layer = json.loads(open(os.path.join(d.root, "runtimed", "content", "blobs", "sha256",
-                                         rt.image(name)["target"]["digest"].split(":")[1])).read())["layers"][0]
-    rt.delete_image(name, sync=True)
+    reg, d, rt, name, manifest, _ = pushed_away(runtimed, registry, tmp_path, "resume:v1", n=2, size=2 << 20)
+    layer = manifest["layers"][0]
     d.stop()
     # what a pull killed half-way leaves: the first half of the blob and its record
     data = open(registry_blob_path(reg, layer["digest"]), "rb").read()
@@ -174,17 +175,7 @@ def test_partial_ingest_resumed_with_range(runtimed, registry, tmp_path):
 
 
 def test_corrupted_blob_is_refused_and_nothing_stored(runtimed, registry, tmp_path):
-    reg = registry()
-    d = runtimed()
-    rt = d.client()
-    name = f"{reg.address}/corrupt:v1"
-    tar = str(tmp_path / "m.tar")
-    multi_layer_image(tar, name, n=2)
-    rt.import_image(tar)
-    rt.push(name)
-    manifest = json.loads(open(os.path.join(d.root, "runtimed", "content", "blobs", "sha256",
-                                            rt.image(name)["target"]["digest"].split(":")[1])).read())
-    rt.delete_image(name, sync=True)
+    reg, d, rt, name, manifest, _ = pushed_away(runtimed, registry, tmp_path, "corrupt:v1", n=2)
     path = registry_blob_path(reg, manifest["layers"][1]["digest"])
     data = bytearray(open(path, "rb").read())
     data[100] ^= 0xFF   # same size, other bytes
@@ -227,14 +218,7 @@ def test_runtimed_killed_mid_pull_then_resumed(runtimed, registry, tmp_path):
     import threading
     from harness.reference.throttle import Throttle
     from tests.highlevel.conftest import wait_until
-    reg = registry()
-    d = runtimed()
-    rt = d.client()
-    tar = str(tmp_path / "m.tar")
-    multi_layer_image(tar, f"{reg.address}/big:v1", n=2, size=3 << 20)
-    rt.import_image(tar)
-    rt.push(f"{reg.address}/big:v1")
-    rt.delete_image(f"{reg.address}/big:v1", sync=True)
+    reg, d, rt, _, _, _ = pushed_away(runtimed, registry, tmp_path, "big:v1", n=2, size=3 << 20)
     slow = Throttle(("127.0.0.1", reg.port), rate=1 << 20)   # 1 MiB/s: a pull takes ~6 s
     try:
         name = f"{slow.address}/big:v1"
