@@ -152,9 +152,14 @@ class DockerEngine(Engine):
     def api_socket(self) -> str:
         return os.path.join(_stack_dir(self.workdir), "docker.sock")
 
-    def transfer_netns(self) -> str | None:
-        """dockerd pulls and pushes itself, in the stack's namespace (None with network none)."""
+    @property
+    def netns_path(self) -> str | None:
+        """dockerd's network namespace (``dk/netns``; None with option ``network: none``)."""
         return self.stack.netns_path if self.stack is not None else None
+
+    def transfer_netns(self) -> str | None:
+        """dockerd pulls and pushes itself, in its namespace (None with network none)."""
+        return self.netns_path
 
     # -- components ---------------------------------------------------------------------------
     def _live(self):

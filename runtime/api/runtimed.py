@@ -126,8 +126,10 @@ class Requests:
         return Call("POST", PREFIX + "/registries/login", body={"server": server, "auth": auth})
 
     # -- images ------------------------------------------------------------------------------
-    def images(self) -> Call:
-        return Call("GET", self.ns_path("images"))
+    def images(self, image_id: str | None = None) -> Call:
+        """``GET .../images``; with *image_id* (``sha256:<hex>``, an image config digest) only the
+        images (names) of that id."""
+        return Call("GET", self.ns_path("images"), query_pairs({"id": image_id}))
 
     def image(self, name: str) -> Call:
         return Call("GET", self.ns_path("images", name))
