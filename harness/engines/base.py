@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from runtime.errors import Unimplemented
 
 #: Every role a scenario can name (an engine has some of them: :attr:`Engine.roles`).
-ALL_ROLES = ("daemon", "runtime", "shim", "container", "lowlevel")
+ALL_ROLES = ("daemon", "runtime", "shim", "container", "lowlevel", "registry")
 #: Why an engine may lack a capability, for the loader's messages (capability -> remark).
 CAPABILITY_NOTES = {"role:lowlevel": "runc exits after create/start"}
 
@@ -123,6 +123,10 @@ class Engine:
         self.options = options
         #: Ids of the containers the scenario made (:meth:`track_container`).
         self.tracked: set[str] = set()
+        #: The scenario's registry peer (role ``registry``, :mod:`harness.verbs.transfer`) and the
+        #: throttling proxy in front of it, if any.
+        self.registry = None
+        self.throttle = None
 
     # -- availability and lifecycle -----------------------------------------------------------
     @classmethod
@@ -156,7 +160,26 @@ class Engine:
         (the system's, under systemd) remove exactly these on :meth:`close`."""
         self.tracked.add(container_id)
 
+    def registry_pids(self) -> list[int]:
+        """Role ``registry``: the scenario's registry peer while it runs."""
+        return [self.registry.proc.pid] if self.registry is not None and self.registry.running() else []
+
+    def close_registry(self) -> None:
+        """Stop the registry peer and its proxy (the engines' :meth:`close` call it first)."""
+        if self.throttle is not None:
+            self.throttle.close()
+            self.throttle = None
+        if self.registry is not None:
+            self.registry.close()
+            self.registry = None
+
     # -- clients ------------------------------------------------------------------------------
+    def transfer_netns(self) -> str | None:
+        """The network namespace (a bind mount path) of the daemon that talks to registries, or
+        None for the host's: a registry peer for this engine listens there
+        (:class:`harness.reference.registry.Registry`)."""
+        return None
+
     @property
     def docker_host(self) -> str:
         """``unix://<path>``: the Engine API, for the SDK and ``DOCKER_HOST``."""
