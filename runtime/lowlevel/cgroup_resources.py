@@ -77,16 +77,6 @@ def _is_unified_key(key: str) -> bool:
 _UNIFIED_FORBIDDEN = {"cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "cgroup.type",
                       "cgroup.kill", "cgroup.freeze"}
 
-_KNOWN = {
-    "": {"devices", "memory", "cpu", "pids", "blockIO", "hugepageLimits", "network", "rdma", "unified"},
-    "memory": {"limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness", "disableOOMKiller",
-               "useHierarchy", "checkBeforeUpdate"},
-    "cpu": {"shares", "quota", "burst", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems", "idle"},
-    "pids": {"limit"},
-    "blockIO": {"weight", "leafWeight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
-                "throttleReadIOPSDevice", "throttleWriteIOPSDevice"},
-}
-
 
 class Write(tuple):
     """One cgroup file write: ``(field, path, value)``; *field* is the OCI field it comes from."""
@@ -118,10 +108,7 @@ def _section(resources: dict, name: str) -> dict:
         return {}
     if not isinstance(value, dict):
         raise _bad(field, "must be an object")
-    for key in value:
-        if key not in _KNOWN[name]:
-            raise _bad(f"{field}.{key}", "unknown field")
-    return value
+    return value   # unknown properties are ignored (config.md: runtimes MUST ignore them)
 
 
 def _int(section: dict, name: str, field: str, lo: int, hi: int = _INT64_MAX, special=()) -> int:
@@ -169,9 +156,6 @@ def _device_rule(i: int, rule) -> tuple[bool, str, int | None, int | None, str]:
     field = f"{PREFIX}.devices[{i}]"
     if not isinstance(rule, dict):
         raise _bad(field, "must be an object")
-    for key in rule:
-        if key not in ("allow", "type", "major", "minor", "access"):
-            raise _bad(f"{field}.{key}", "unknown field")
     allow = rule.get("allow")
     if not isinstance(allow, bool):
         raise _bad(f"{field}.allow", "is required and must be true or false")
@@ -198,17 +182,16 @@ def validate(resources) -> dict:
     (``None`` when unset), "blkio": {"weight"}, "devices": [(allow, type, major, minor, access)],
     "unified": {key: value}}`` with 0 / "" / None for unset values.
 
+    Unknown properties are ignored (config.md: a runtime MUST ignore them); kernel memory limits
+    (``memory.kernel``, ``kernelTCP``) are ignored with a warning on the log, as runc 1.1 does.
     Raises InvalidArgument naming the first bad field, Unimplemented for valid values of fields
-    capsize-runc does not act on (kernel memory, realtime CPU, CPU burst/idle, block I/O
+    capsize-runc does not act on (realtime CPU, CPU burst/idle, block I/O
     leaf weight / per-device weights / throttling, hugepage limits, network classes, rdma).
     """
     if resources is None:
         resources = {}
     if not isinstance(resources, dict):
         raise _bad(PREFIX, "must be an object")
-    for key in resources:
-        if key not in _KNOWN[""]:
-            raise _bad(f"{PREFIX}.{key}", "unknown field")
 
     mem = _section(resources, "memory")
     p = f"{PREFIX}.memory"
@@ -232,7 +215,10 @@ def validate(resources) -> dict:
     if oom is not None and not isinstance(oom, bool):
         raise _bad(f"{p}.disableOOMKiller", f"must be true or false, not {oom!r}")
     memory["disable_oom_killer"] = bool(oom)
-    _unimplemented_if_set(mem, ("kernel", "kernelTCP"), p, "kernel memory limits are deprecated")
+    if any(mem.get(k) not in (None, 0) for k in ("kernel", "kernelTCP")):
+        # runc 1.1 specconv: "Kernel memory settings are ignored and will be removed" (a warning)
+        from runtime.lowlevel import log
+        log.warning(f"{p}.kernel/kernelTCP: kernel memory settings are ignored and will be removed")
     _unimplemented_if_set(mem, ("useHierarchy", "checkBeforeUpdate"), p, "only the default (false) is supported")
 
     c = _section(resources, "cpu")

@@ -141,10 +141,37 @@ def _check_console(proc: dict, console_socket: str | None) -> None:
         raise InvalidArgument("cannot use console socket if capsize-runc will not detach or allocate tty")
 
 
+def _check_existing_cgroup(cg) -> None:
+    """As runc 1.1's Create: a cgroup that already has processes gets a warning ("container's
+    cgroup is not empty"); a frozen one is refused at once, FailedPrecondition("container's
+    cgroup unexpectedly frozen"), and left as it was."""
+    if not cg.exists():
+        return
+    if cg.frozen():
+        raise FailedPrecondition("container's cgroup unexpectedly frozen", field="linux.cgroupsPath")
+    n = len(cg.pids())
+    if n:
+        _warn(f"container's cgroup is not empty: {n} process(es) found")
+
+
+def _listen_fds() -> int:
+    """The number of socket-activation fds (3 onwards) systemd passed to this process:
+    ``LISTEN_FDS`` when ``LISTEN_PID`` is our pid, else 0 (sd_listen_fds(3); runc 1.1 passes
+    them into the container's init with ``LISTEN_FDS=N LISTEN_PID=1``)."""
+    try:
+        if int(os.environ.get("LISTEN_PID", "")) == os.getpid():
+            return max(0, int(os.environ.get("LISTEN_FDS", "0")))
+    except ValueError:
+        pass
+    return 0
+
+
 def create(root: str, container_id: str, bundle: str, pid_file: str | None = None,
            console_socket: str | None = None, preserve_fds: int = 0, host: h.Host = h.HOST) -> State:
     """Create a container from *bundle*; on any failure nothing is left behind (state, cgroup, process).
 
+    Only stdio, the ``LISTEN_FDS`` of socket activation (:func:`_listen_fds`) and then
+    *preserve_fds* more of the caller's fds reach the container's process (runc 1.1).
     Raises AlreadyExists ("container with id exists: ID"), NotFound (bundle, rootfs, executable),
     InvalidArgument (config fields, terminal without console socket), and the init's errors.
     """
@@ -159,6 +186,10 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
     config = load_config(bundle)
     proc = config["process"]
     _check_console(proc, console_socket)
+    listen = _listen_fds()
+    if listen:   # socket activation: runc passes them first, then the --preserve-fds ones
+        proc["env"] = list(proc.get("env") or []) + [f"LISTEN_FDS={listen}", "LISTEN_PID=1"]
+        preserve_fds += listen
     st = _reserve(root, container_id, host)
     st.bundle, st.rootfs, st.config = bundle, rootfs_path(bundle, config), config
     st.annotations = config.get("annotations") or {}
@@ -169,7 +200,9 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
     parent, child = Channel.pair()
     console = None
     try:
-        cgroup = Cgroup.for_container(container_id, linux.get("cgroupsPath"), host=host)
+        found = Cgroup.for_container(container_id, linux.get("cgroupsPath"), host=host)
+        _check_existing_cgroup(found)
+        cgroup = found   # from here on, a failure removes it
         st.cgroup = cgroup.to_state()
         st.save()
         os.mkfifo(st.fifo, 0o622)
@@ -286,8 +319,12 @@ def start(root: str, container_id: str, timeout: float = 10.0) -> State:
 
 
 def parse_signal(sig: str | int) -> int:
-    """``KILL``, ``SIGKILL``, ``kill`` or ``9`` -> 9 (:func:`runtime.signals.parse`); InvalidArgument
-    for anything else (``invalid signal: N`` for a number out of range, ``unknown signal 'X'``)."""
+    """``KILL``, ``SIGKILL``, ``kill`` or ``9`` -> 9 (:func:`runtime.signals.parse`), and ``0``
+    -> 0 (runc 1.1's parseSignal takes any number: signal 0 checks that the init exists);
+    InvalidArgument for anything else (``invalid signal: N`` for a number out of range,
+    ``unknown signal 'X'``)."""
+    if sig == 0 or sig == "0":
+        return 0
     try:
         return signals.parse(sig if isinstance(sig, int) else str(sig))
     except ValueError:
@@ -299,19 +336,24 @@ def parse_signal(sig: str | int) -> int:
 def kill(root: str, container_id: str, sig: int = SIGTERM, all_processes: bool = False,
          host: h.Host = h.HOST) -> None:
     """Send *sig* to the init, or with *all_processes* to every process in the container's cgroup
-    (its cgroup writes through *host*).
+    (its cgroup writes through *host*), as runc 1.1's ``linuxContainer.Signal``.
 
-    Raises NotFound, FailedPrecondition("container not running") for a stopped container.
+    Raises NotFound, FailedPrecondition("container not running") for a stopped container
+    without *all_processes*; with it, a stopped container is signalled through its cgroup if
+    processes are left there and otherwise succeeds doing nothing (runc returns 0 too).
     """
     st = State.load(root, container_id)
     status = st.status()
     if status == "stopped":
-        if all_processes and st.cgroup_obj(host) is not None and st.cgroup_obj(host).pids():
-            st.cgroup_obj(host).kill_all(sig)
+        if all_processes:
+            cg = st.cgroup_obj(host)
+            if cg is not None and cg.pids() and sig:
+                cg.kill_all(sig)
             return
         raise FailedPrecondition("container not running", id=container_id)
     if all_processes:
-        st.cgroup_obj(host).kill_all(sig)
+        if sig:
+            st.cgroup_obj(host).kill_all(sig)
     else:
         try:
             os.kill(st.pid, sig)
@@ -432,12 +474,13 @@ def pids(root: str, container_id: str) -> list[int]:
 
 def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
                  pid_file: str | None = None, console_socket: str | None = None,
-                 host: h.Host = h.HOST) -> int:
+                 preserve_fds: int = 0, host: h.Host = h.HOST) -> int:
     """Run *proc* (an OCI ``process``) inside a running container; its exit status, or 0 with *detach*.
 
     The process joins every namespace of the init (/proc/<pid>/ns/*) and the container's cgroup.
     With ``proc["terminal"]`` it gets a new pty of the container, whose master goes to
-    *console_socket* (:mod:`runtime.lowlevel.console`). Raises NotFound,
+    *console_socket* (:mod:`runtime.lowlevel.console`). Of the caller's fds above stdio only the
+    next *preserve_fds* reach it (runc exec ``--preserve-fds``). Raises NotFound,
     FailedPrecondition("cannot exec in a stopped container"), InvalidArgument (a terminal
     without a console socket, or the reverse), Unavailable (nothing listens on the socket), and
     set-up errors.
@@ -465,7 +508,7 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
     if child_pid == 0:
         parent.close()
         init.intermediate(child, config, host, lambda: init.exec_init(
-            child, proc, seccomp_filter, host, console.fileno() if console else None))
+            child, proc, seccomp_filter, host, console.fileno() if console else None, preserve_fds))
     child.close()
     if console:
         console.close()

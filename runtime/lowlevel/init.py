@@ -136,6 +136,20 @@ def intermediate(chan, config: dict, host: h.Host, child) -> None:
     os._exit(0)
 
 
+def keep_fds(preserve_fds: int) -> None:
+    """Of the fds above stdio, only 3 .. 3+*preserve_fds*-1 survive the execve: they become
+    inheritable, every other open fd close-on-exec (runc 1.1's ``--preserve-fds`` and
+    libcontainer's ``utils.CloseExecFrom(3 + len(ExtraFiles))``), so the caller's descriptors do
+    not leak into the container. Reads /proc/self/fd; an fd closed meanwhile is skipped."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, fd < 3 + preserve_fds)
+            except OSError:
+                pass
+
+
 def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str, cgroup,
                    console_sock: int | None, preserve_fds: int, seccomp_filter, host: h.Host) -> None:
     """The init's whole set-up (runs as PID 1 of the new pid namespace); execs the user's process.
@@ -162,6 +176,7 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
                                                 "status": "creating", "pid": os.getpid()})
     fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     rfs.pivot(rootfs, host)
+    rfs.propagate_root(config, host)
     proc = config["process"]
     if console_sock is not None:
         # the pty of the container's own devpts (runc's setupConsole, after pivot_root)
@@ -186,11 +201,7 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
     rfs.finalize(config, host)
     if proc.get("oomScoreAdj") is not None:
         process.set_oom_score_adj(proc["oomScoreAdj"], host=host)
-    for fd in range(3, 3 + preserve_fds):
-        try:
-            os.set_inheritable(fd, True)
-        except OSError:
-            pass
+    keep_fds(preserve_fds)
     # The exec FIFO is reopened for writing through /proc/self/fd (its host path is out of
     # reach after pivot_root). Without a proc mount in the container that would fail only
     # after `create` had reported success, leaving a dead init: fail `create` now, as runc
@@ -215,9 +226,11 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
     os._exit(127)
 
 
-def exec_init(chan, proc: dict, seccomp_filter, host: h.Host, console_sock: int | None = None) -> None:
+def exec_init(chan, proc: dict, seccomp_filter, host: h.Host, console_sock: int | None = None,
+              preserve_fds: int = 0) -> None:
     """A process joining a running container (``capsize-runc exec``): wait for the cgroup, become
-    *proc* (with a new pty of the container when *console_sock* is given), exec."""
+    *proc* (with a new pty of the container when *console_sock* is given), keep only stdio and
+    *preserve_fds* more fds (:func:`keep_fds`), exec."""
     from runtime.lowlevel import process
     chan.expect("continue")
     if console_sock is not None:
@@ -226,4 +239,5 @@ def exec_init(chan, proc: dict, seccomp_filter, host: h.Host, console_sock: int 
     path, argv, env = process.finalize(proc, host=host, seccomp=seccomp_filter)
     chan.send("ready")
     chan.close()
+    keep_fds(preserve_fds)
     os.execve(path, argv, env)

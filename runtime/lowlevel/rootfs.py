@@ -131,10 +131,22 @@ def _mount_cgroup(dest: str, flags: int, cgroup, cgroupns: bool, host: h.Host) -
 
 
 def mount_one(rootfs: str, m: dict, index: int, cgroup, cgroupns: bool, host: h.Host) -> None:
-    """Perform one OCI ``mounts[index]`` entry inside *rootfs*."""
-    dest = secure_join(rootfs, m["destination"])
+    """Perform one OCI ``mounts[index]`` entry inside *rootfs*.
+
+    As runc 1.1's mountToRootfs: ``proc`` and ``sysfs`` go only on an ordinary directory (a
+    symlink there is refused, InvalidArgument, not followed), and a read-only ``/dev`` is mounted
+    read-write, to be filled, and made read-only by :func:`finalize`.
+    """
     mtype = m.get("type") or ""
+    if mtype in ("proc", "sysfs"):
+        plain = os.path.join(rootfs, m["destination"].lstrip("/"))
+        if os.path.lexists(plain) and not stat.S_ISDIR(os.lstat(plain).st_mode):
+            raise InvalidArgument(f"mounts[{index}]: filesystem {mtype!r} must be mounted on ordinary directory "
+                                  f"({m['destination']} is not one)", field=f"mounts[{index}].destination")
+    dest = secure_join(rootfs, m["destination"])
     flags, prop, data = parse_options(m.get("options", []))
+    if m["destination"].rstrip("/") == "/dev" and not is_bind(m):
+        flags &= ~h.MS_RDONLY
     source = m.get("source") or mtype or "none"
     if flags & h.MS_BIND or mtype == "bind":
         flags |= h.MS_BIND
@@ -207,6 +219,7 @@ def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, host: h.Host = h.
     if prop not in _PROPAGATION:
         raise InvalidArgument(f"linux.rootfsPropagation: unknown propagation {prop!r}")
     host.mount(None, "/", None, _PROPAGATION[prop], None)
+    _parent_mount_private(rootfs, host)
     host.mount(rootfs, rootfs, None, h.MS_BIND | h.MS_REC, None)
     dev_is_bound = False
     for i, m in enumerate(config.get("mounts") or []):
@@ -220,6 +233,29 @@ def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, host: h.Host = h.
     if not dev_is_bound:
         _make_devices(rootfs, linux.get("devices") or [], host)
         _dev_symlinks(rootfs)
+
+
+def _parent_mount_private(rootfs: str, host: h.Host) -> None:
+    """Make the mount that holds *rootfs* private if it is shared (runc 1.1's
+    rootfsParentMountPrivate): the rootfs bind must not propagate to other namespaces, and
+    pivot_root refuses a new root whose parent mount is shared (EINVAL) — the case of
+    ``linux.rootfsPropagation`` ``shared``/``rshared``."""
+    from runtime import mountinfo
+    best = None
+    for m in mountinfo.read():
+        p = m.mount_point
+        if (rootfs == p or rootfs.startswith(p.rstrip("/") + "/")) and (best is None or len(p) >= len(best.mount_point)):
+            best = m
+    if best is not None and any(f.startswith("shared:") for f in best.optional):
+        host.mount(None, best.mount_point, None, h.MS_PRIVATE, None)
+
+
+def propagate_root(config: dict, host: h.Host = h.HOST) -> None:
+    """After pivot_root: ``linux.rootfsPropagation`` applied to the new ``/`` (runc 1.1 applies it
+    again there: before, it named the host's root)."""
+    prop = (config.get("linux") or {}).get("rootfsPropagation")
+    if prop:
+        host.mount(None, "/", None, _PROPAGATION[prop], None)
 
 
 def pivot(rootfs: str, host: h.Host = h.HOST) -> None:
@@ -255,6 +291,7 @@ def finalize(config: dict, host: h.Host = h.HOST) -> None:
     # /dev is remounted read-only last, if it was asked to be (runc's finalizeRootfs)
     for m in config.get("mounts") or []:
         if m["destination"].rstrip("/") == "/dev" and "ro" in (m.get("options") or []) and not is_bind(m):
-            host.mount(None, "/dev", None, h.MS_REMOUNT | h.MS_RDONLY, None)
+            flags, _, data = parse_options(m.get("options"))
+            host.mount(None, "/dev", None, flags | h.MS_REMOUNT | h.MS_RDONLY, data or None)
     if (config.get("root") or {}).get("readonly"):
         _remount_bind("/", h.MS_BIND | h.MS_RDONLY, host)

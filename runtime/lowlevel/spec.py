@@ -1,7 +1,9 @@
 """OCI runtime configuration: the default ``config.json`` and its validation.
 
 :func:`default_spec` returns what ``runc spec`` writes (runc 1.1, OCI runtime spec 1.0.2), except
-that the process is non-terminal and the hostname is ``capsize``. :func:`load_config` reads a
+that the process is non-terminal and the hostname is ``capsize`` (what the lab's own bundles
+start from); :func:`runc_spec` is what ``capsize-runc spec`` writes, runc's own default with
+``"terminal": true``. :func:`load_config` reads a
 bundle's ``config.json`` and checks the fields capsize-runc acts on, naming the first bad field
 (config.md, config-linux.md). Errors are :class:`~runtime.errors.InvalidArgument`.
 """
@@ -57,6 +59,15 @@ def default_spec() -> dict:
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
         },
     }
+
+
+def runc_spec() -> dict:
+    """What ``capsize-runc spec`` writes: :func:`default_spec` with ``process.terminal`` true, as
+    ``runc spec`` (runc 1.1 libcontainer/specconv.Example); callers of ``spec`` (runc's own tests)
+    pass ``--console-socket`` for it."""
+    spec = default_spec()
+    spec["process"]["terminal"] = True
+    return spec
 
 
 def _bad(field: str, why: str) -> InvalidArgument:

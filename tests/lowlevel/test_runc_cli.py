@@ -69,7 +69,7 @@ def test_spec_writes_default_config_and_refuses_to_overwrite(runc, tmp_path):
     p = runc("spec", "--bundle", str(tmp_path))
     assert p.returncode == 0, p.stderr
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["process"]["terminal"] is False
+    assert config["process"]["terminal"] is True   # runc spec's default
     assert config["root"] == {"path": "rootfs", "readonly": True}
     assert {ns["type"] for ns in config["linux"]["namespaces"]} == {"pid", "network", "ipc", "uts", "mount"}
     p = runc("spec", "--bundle", str(tmp_path))
@@ -496,7 +496,23 @@ def test_start_of_stopped_container(runc, make_bundle):
 
 def test_usage_errors_are_one_line(runc):
     p = runc("frobnicate")
-    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def _last_log_error(runc) -> dict:
+    return [json.loads(line) for line in runc.log.read_text().splitlines()
+            if json.loads(line)["level"] == "error"][-1]
+
+
+def test_exit_codes_are_runcs_and_the_class_is_in_the_log(runc):
+    # runc 1.1: 1 for its own errors, 255 when exec fails; the class goes to --log as "code"
+    p = runc("state", "no-such-ctr")
+    assert p.returncode == 1 and "no-such-ctr" in p.stderr
+    assert _last_log_error(runc)["code"] == "not-found"
+    p = runc("kill", "no-such-ctr", "BOGUS")
+    assert p.returncode == 1
+    p = runc("exec", "no-such-ctr", "true")
+    assert p.returncode == 255 and _last_log_error(runc)["code"] == "not-found"
 
 
 # -- hooks ------------------------------------------------------------------------------------------
@@ -664,10 +680,11 @@ def test_update_applies_resources_live(runc, make_bundle, tmp_path):
     assert cgroup_value("pids.max") == "23"
     assert State.load(runc.root, "up1").config["linux"]["resources"]["pids"]["limit"] == 23
     p = runc("update", "--pids-limit", "lots", "up1")
-    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "--pids-limit" in p.stderr
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "--pids-limit" in p.stderr
     res.write_text(json.dumps({"memory": {"limit": "big"}}))
     p = runc("update", "-r", str(res), "up1")
-    assert p.returncode == 2 and "linux.resources.memory.limit" in p.stderr
+    assert p.returncode == 1 and "linux.resources.memory.limit" in p.stderr
+    assert _last_log_error(runc)["code"] == "invalid-argument"
     assert cgroup_value("pids.max") == "23"   # bad input changed nothing
     assert runc("kill", "up1", "KILL").returncode == 0
     _wait_status(runc, "up1", "stopped")
