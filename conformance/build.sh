@@ -3,7 +3,8 @@
 #   runtime-tools/   runtimetest + validation/*/*.t (GOFLAGS=-mod=vendor GOPROXY=off)
 #   runc/            runc v1.1.5's tests/integration + contrib/cmd/{recvtty,sd-helper,seccompagent}
 #                    and the testdata images its helpers would download (busybox, "debian"),
-#                    made from runtime-tools' busybox rootfs (no proc/ or sys/, like docker's busybox)
+#                    made from runtime-tools' busybox rootfs laid out like docker's busybox
+#                    (no proc/ or sys/; root/, tmp/, home/, var/)
 #   runtime-spec.git, gopath/   what spec.bats's validator clones and `go get`s, served locally
 # Sources: ../shared/conformance/*.tar.gz (see its README). Idempotent: a stamp per part.
 set -euo pipefail
@@ -33,6 +34,9 @@ if [ ! -e runc/.built ]; then
 	tmp=$(mktemp -d "$OUT/rootfs.XXXXXX")
 	tar xzf runtime-tools/rootfs-amd64.tar.gz -C "$tmp"
 	rm -rf "$tmp/proc" "$tmp/sys"
+	# docker's busybox image has these (cwd.bats chowns /root, tty.bats writes /tmp)
+	mkdir -p "$tmp"/root "$tmp"/tmp "$tmp"/home "$tmp"/var/spool/mail "$tmp"/var/www
+	chmod 700 "$tmp"/root && chmod 1777 "$tmp"/tmp
 	tar cJf "$td/busybox-amd64.tar.xz" -C "$tmp" .
 	cp "$td/busybox-amd64.tar.xz" "$td/debian-amd64.tar.xz"   # no Debian image offline: hooks' library test fails
 	rm -rf "$tmp"

@@ -166,7 +166,7 @@ class Leftovers:
         self.kill_strays()
         for name, path in self.runtimes.items():
             root = DEFAULT_ROOTS.get(name)
-            for cid in self._ids(root) - self.roots[name]:
+            for cid in sorted(c for c in self._ids(root) - self.roots[name] if not c.startswith("@")):
                 subprocess.run([path, "delete", "--force", cid], capture_output=True, timeout=60)
                 removed.append(f"container {name}:{cid}")
         for path in sorted(_cgroup_dirs() - self.cgroups, key=len, reverse=True):
@@ -238,6 +238,7 @@ def run_bats_file(build: str, name: str, runtime: str, env: dict) -> tuple[dict[
     """One runc bats file against *runtime*: ``({test name: Result}, raw output)``."""
     tree = os.path.join(build, "runc", "tests", "integration")
     tmp = tempfile.mkdtemp(prefix=f"bats-{name}-", dir=os.path.join(build, "tmp"))
+    os.chmod(tmp, 0o755)   # a container user other than root (cwd, userns tests) walks into its bundle
     try:
         e = dict(env, RUNC=runtime, TMPDIR=tmp, GOPATH=os.path.join(build, "gopath"),
                  GIT_CONFIG_GLOBAL=os.path.join(build, "gitconfig"), GOFLAGS="", GOPROXY="off",

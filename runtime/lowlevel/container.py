@@ -132,10 +132,11 @@ def _read_creator(state_dir: str):
         return None
 
 
-def _check_console(proc: dict, console_socket: str | None) -> None:
-    """A terminal needs a console socket, and a console socket a terminal (runc's checkTerminal,
-    with its wording); InvalidArgument otherwise."""
-    if proc.get("terminal") and not console_socket:
+def _check_console(proc: dict, console_socket: str | None, detach: bool = True) -> None:
+    """A detached terminal needs a console socket, and a console socket a terminal (runc's
+    checkTerminal, with its wording); InvalidArgument otherwise. In the foreground (*detach*
+    false) a terminal without a socket is capsize-runc's own (console.Relay)."""
+    if proc.get("terminal") and not console_socket and detach:
         raise InvalidArgument("cannot allocate tty if capsize-runc will detach without setting console socket")
     if console_socket and not proc.get("terminal"):
         raise InvalidArgument("cannot use console socket if capsize-runc will not detach or allocate tty")
@@ -167,13 +168,16 @@ def _listen_fds() -> int:
 
 
 def create(root: str, container_id: str, bundle: str, pid_file: str | None = None,
-           console_socket: str | None = None, preserve_fds: int = 0, host: h.Host = h.HOST) -> State:
+           console_socket: str | None = None, preserve_fds: int = 0, host: h.Host = h.HOST,
+           local_console=None) -> State:
     """Create a container from *bundle*; on any failure nothing is left behind (state, cgroup, process).
 
     Only stdio, the ``LISTEN_FDS`` of socket activation (:func:`_listen_fds`) and then
     *preserve_fds* more of the caller's fds reach the container's process (runc 1.1).
     Raises AlreadyExists ("container with id exists: ID"), NotFound (bundle, rootfs, executable),
     InvalidArgument (config fields, terminal without console socket), and the init's errors.
+    *local_console* (a connected socket, :func:`runtime.lowlevel.console.local_pair`) stands in
+    for *console_socket* for a foreground ``run``.
     """
     from runtime.lowlevel.cgroups import Cgroup, warm_migration_lock
     warm_migration_lock()  # the kernel's ~10-20 ms grace period overlaps what follows
@@ -185,7 +189,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
     bundle = os.path.abspath(bundle)
     config = load_config(bundle)
     proc = config["process"]
-    _check_console(proc, console_socket)
+    _check_console(proc, console_socket, detach=local_console is None)
     listen = _listen_fds()
     if listen:   # socket activation: runc passes them first, then the --preserve-fds ones
         proc["env"] = list(proc.get("env") or []) + [f"LISTEN_FDS={listen}", "LISTEN_PID=1"]
@@ -209,7 +213,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         os.chmod(st.fifo, 0o622)  # despite the umask: the init may not be root when it opens it
         if proc.get("terminal"):
             from runtime.lowlevel import console as consolemod
-            console = consolemod.connect(console_socket)
+            console = local_console or consolemod.connect(console_socket)
         seccomp_filter = _seccomp_filter(config, root)
         from runtime.lowlevel import init
         init.preload(config)
@@ -485,7 +489,11 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
     without a console socket, or the reverse), Unavailable (nothing listens on the socket), and
     set-up errors.
     """
-    _check_console(proc, console_socket)
+    local = None
+    if proc.get("terminal") and not console_socket and not detach:
+        from runtime.lowlevel import console as consolemod
+        local, theirs = consolemod.local_pair()   # our own terminal, relayed to our stdio
+    _check_console(proc, console_socket, detach=local is None)
     from runtime.lowlevel.sync import Channel
     from runtime.lowlevel import init
 
@@ -498,7 +506,7 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
         for t in (st.namespaces or {})]}}
     seccomp_filter = _seccomp_filter(st.config or {}, root)
     init.preload({})
-    console = None
+    console = theirs if local else None
     if console_socket:
         from runtime.lowlevel import console as consolemod
         console = consolemod.connect(console_socket)
@@ -530,7 +538,12 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
         _write_pid_file(pid_file, pid)
     if detach:
         return 0
-    return _wait_forwarding(pid)
+    relay = consolemod.Relay(consolemod.receive_master(local)) if local else None
+    try:
+        return _wait_forwarding(pid)
+    finally:
+        if relay:
+            relay.close()
 
 
 def _forwarder():
@@ -578,16 +591,36 @@ def run(root: str, container_id: str, bundle: str, detach: bool = False, pid_fil
         host: h.Host = h.HOST) -> int:
     """create + start; in the foreground, wait for the init, delete the container and return its status."""
     target = None if detach else _forwarder()  # from now on: nothing may kill us and orphan the container
-    st = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
-                preserve_fds=preserve_fds, host=host)
+    local = theirs = None
+    if not detach and not console_socket:
+        from runtime.lowlevel import console as consolemod
+        local, theirs = consolemod.local_pair()   # used only if process.terminal is true
     try:
+        st = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
+                    preserve_fds=preserve_fds, host=host, local_console=theirs)
+    finally:
+        if theirs:
+            theirs.close()
+    relay = None
+    try:
+        if local and (st.config.get("process") or {}).get("terminal"):
+            relay = consolemod.Relay(consolemod.receive_master(local))
         start(root, container_id)
     except BaseException:
+        if relay:
+            relay.close(0)
         delete(root, container_id, force=True)
         raise
+    finally:
+        if local:
+            local.close()
     if detach:
         return 0
-    status = _wait_forwarding(st.pid, target)
+    try:
+        status = _wait_forwarding(st.pid, target)
+    finally:
+        if relay:
+            relay.close()
     if not keep:
         delete(root, container_id, force=True)
     return status
