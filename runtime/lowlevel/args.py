@@ -64,8 +64,11 @@ COMMANDS: dict[str, tuple[list[Opt], list[str], str]] = {
               (("-g", "--additional-gids"), "additional_gids", "multi", None),
               (("-c", "--cap"), "cap", "multi", None), (("--no-new-privs",), "no_new_privs", "flag", False),
               (("-t", "--tty"), "tty", "flag", False), (("--console-socket",), "console_socket", "value", None),
-              (("--preserve-fds",), "preserve_fds", "int", 0)],
+              (("--preserve-fds",), "preserve_fds", "int", 0), (("--cgroup",), "cgroup", "multi", None),
+              (("--ignore-paused",), "ignore_paused", "flag", False)],
              ["id", "*args"], "run a process in a running container"),
+    "events": ([(("--interval",), "interval", "value", "5s"), (("--stats",), "stats", "flag", False)], ["id"],
+               "print the container's resource statistics (every --interval, or once with --stats) and OOM events"),
     "update": ([(("-r", "--resources"), "resources", "value", None), (("-m", "--memory"), "memory", "int", None),
                 (("--memory-swap",), "memory_swap", "int", None), (("--memory-reservation",), "memory_reservation",
                                                                  "int", None),
@@ -83,11 +86,13 @@ class Args:
         return f"Args({vars(self)})"
 
 
-def _parse_options(argv: list[str], i: int, opts: list[Opt], into: Args, where: str) -> int:
-    """Parse options from argv[i:] into *into*; return the index of the first non-option."""
+def _parse_options(argv: list[str], i: int, opts: list[Opt], into: Args, where: str, defaults: bool = True) -> int:
+    """Parse options from argv[i:] into *into* (first setting every default, with *defaults*);
+    return the index of the first non-option."""
     table = {}
     for names, dest, kind, default in opts:
-        setattr(into, dest, [] if kind == "multi" else default)
+        if defaults:
+            setattr(into, dest, [] if kind == "multi" else default)
         for n in names:
             table[n] = (dest, kind)
             if n.startswith("--"):
@@ -134,9 +139,25 @@ def parse(argv: list[str]) -> Args:
     if args.command not in COMMANDS:
         raise InvalidArgument(f"capsize-runc: no such command: {args.command}")
     opts, positionals, _ = COMMANDS[args.command]
-    rest_start = _parse_options(argv, i + 1, opts + [(("-h", "--help"), "help", "flag", args.help)],
-                                args, f"capsize-runc {args.command}")
+    opts = opts + [(("-h", "--help"), "help", "flag", args.help)]
+    where = f"capsize-runc {args.command}"
+    rest_start = _parse_options(argv, i + 1, opts, args, where)
     rest = argv[rest_start:]
+    if not any(p.startswith("*") for p in positionals):
+        # urfave/cli v1 reorders a command's arguments so that flags may follow its positional
+        # ones (``update ID --memory 1M``); runc's exec and ps skip that (SkipArgReorder): their
+        # trailing arguments are the process's.
+        found, j = [], 0
+        while j < len(rest):
+            if rest[j] == "--":
+                found += rest[j + 1:]
+                break
+            if rest[j].startswith("-") and rest[j] != "-":
+                j = _parse_options(rest, j, opts, args, where, defaults=False)
+                continue
+            found.append(rest[j])
+            j += 1
+        rest = found
     for name in positionals:
         if name.startswith("*"):
             setattr(args, name[1:], rest)

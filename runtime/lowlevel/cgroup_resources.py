@@ -185,7 +185,7 @@ def validate(resources) -> dict:
     Unknown properties are ignored (config.md: a runtime MUST ignore them); kernel memory limits
     (``memory.kernel``, ``kernelTCP``) are ignored with a warning on the log, as runc 1.1 does.
     Raises InvalidArgument naming the first bad field, Unimplemented for valid values of fields
-    capsize-runc does not act on (realtime CPU, CPU burst/idle, block I/O
+    capsize-runc does not act on (realtime CPU on cgroup v2, CPU burst/idle, block I/O
     leaf weight / per-device weights / throttling, hugepage limits, network classes, rdma).
     """
     if resources is None:
@@ -229,8 +229,9 @@ def validate(resources) -> dict:
         "period": _int(c, "period", f"{p}.period", lo=1000, hi=1000000),
         "cpus": _cpu_list(c, "cpus", f"{p}.cpus"),
         "mems": _cpu_list(c, "mems", f"{p}.mems"),
+        "rt_period": _int(c, "realtimePeriod", f"{p}.realtimePeriod", lo=1),
+        "rt_runtime": _int(c, "realtimeRuntime", f"{p}.realtimeRuntime", lo=1, special=(-1,)),
     }
-    _unimplemented_if_set(c, ("realtimeRuntime", "realtimePeriod"), p, "realtime CPU scheduling limits")
     _unimplemented_if_set(c, ("burst", "idle"), p, "CPU burst and idle scheduling")
 
     pi = _section(resources, "pids")
@@ -319,7 +320,8 @@ def plan_v1(res: dict, dirs: dict[str, str]) -> tuple[list[Write], list[str]]:
         return d
 
     if res["unified"]:
-        raise _bad(f"{PREFIX}.unified", "unified resources need cgroup v2; this host uses cgroup v1")
+        raise InvalidArgument(f"invalid configuration: {PREFIX}.unified: unified resources need cgroup v2; "
+                              f"this host uses cgroup v1", field=f"{PREFIX}.unified")   # runc's words first
 
     cpu = res["cpu"]
     for name in ("cpus", "mems"):
@@ -372,8 +374,17 @@ def plan_v1(res: dict, dirs: dict[str, str]) -> tuple[list[Write], list[str]]:
         if mem["disable_oom_killer"]:
             writes.append(Write(f"{PREFIX}.memory.disableOOMKiller", os.path.join(d, "memory.oom_control"), "1"))
 
-    for name, file, value in (("shares", "cpu.shares", cpu["shares"]), ("period", "cpu.cfs_period_us", cpu["period"]),
-                              ("quota", "cpu.cfs_quota_us", cpu["quota"])):
+    order = [("shares", "cpu.shares", cpu["shares"]), ("period", "cpu.cfs_period_us", cpu["period"]),
+             ("quota", "cpu.cfs_quota_us", cpu["quota"]),
+             ("realtimePeriod", "cpu.rt_period_us", cpu["rt_period"]),
+             ("realtimeRuntime", "cpu.rt_runtime_us", cpu["rt_runtime"])]
+    if cpu["period"] and cpu["quota"]:
+        # A shorter period with the old quota may exceed the parent's limit (EINVAL): then the
+        # quota goes first (runc 1.1's cpu.Set retries in that order after the kernel refuses).
+        current = _read(os.path.join(need("cpu", f"{PREFIX}.cpu.period"), "cpu.cfs_period_us"))
+        if current is not None and current.isdigit() and cpu["period"] < int(current):
+            order[1], order[2] = order[2], order[1]
+    for name, file, value in order:
         if value:
             field = f"{PREFIX}.cpu.{name}"
             writes.append(Write(field, os.path.join(need("cpu", field), file), str(value)))
@@ -466,6 +477,9 @@ def plan_v2(res: dict, d: str) -> tuple[list[Write], list[str]]:
     """
     writes: list[Write] = []
     notes: list[str] = []
+    for name, key in (("realtimePeriod", "rt_period"), ("realtimeRuntime", "rt_runtime")):
+        if res["cpu"][key]:
+            raise _unsupported(f"{PREFIX}.cpu.{name}", "cgroup v2 has no realtime CPU limits (runc refuses them too)")
     available = set((_read(os.path.join(d, "cgroup.controllers")) or "").split())
 
     def need(controller: str, field: str) -> None:

@@ -5,7 +5,7 @@ FILE``, ``--log-format text|json``, ``--debug``; accepted for compatibility and 
 they ask for something capsize-runc lacks: ``--systemd-cgroup``, ``--rootless true``.
 
 Commands: ``spec``, ``create``, ``start``, ``run``, ``state``, ``kill``, ``delete``, ``list``,
-``ps``, ``pause``, ``resume``, ``exec``, plus ``--version``.
+``ps``, ``pause``, ``resume``, ``exec``, ``update``, ``events``, plus ``--version``.
 
 Every failure prints one line on stderr, writes an ``error`` record to the log file and exits
 with runc's codes: 1 for capsize-runc's own errors, 255 when ``exec`` fails before its process
@@ -98,14 +98,13 @@ def dispatch(args) -> int:
     if args.format not in ("table", "json") if cmd in ("list", "ps") else False:
         raise InvalidArgument(f"{cmd}: invalid format option {args.format!r} (table or json)")
     if cmd in ("create", "run"):
-        if args.no_pivot:
-            raise InvalidArgument("--no-pivot is not supported by capsize-runc")
         if cmd == "create":
             c.create(root, args.id, args.bundle, pid_file=args.pid_file, console_socket=args.console_socket,
-                     preserve_fds=args.preserve_fds)
+                     preserve_fds=args.preserve_fds, no_pivot=args.no_pivot)
             return 0
         return c.run(root, args.id, args.bundle, detach=args.detach, pid_file=args.pid_file,
-                     console_socket=args.console_socket, keep=args.keep, preserve_fds=args.preserve_fds)
+                     console_socket=args.console_socket, keep=args.keep, preserve_fds=args.preserve_fds,
+                     no_pivot=args.no_pivot)
     if cmd == "start":
         c.start(root, args.id)
         return 0
@@ -166,7 +165,12 @@ def dispatch(args) -> int:
         st = State.load(root, args.id)
         proc = _exec_process(args, st)
         return c.exec_process(root, args.id, proc, detach=args.detach, pid_file=args.pid_file,
-                              console_socket=args.console_socket, preserve_fds=args.preserve_fds)
+                              console_socket=args.console_socket, preserve_fds=args.preserve_fds,
+                              sub_cgroups=args.cgroup, ignore_paused=args.ignore_paused)
+    if cmd == "events":
+        from runtime.lowlevel import events
+        events.events(root, args.id, events.parse_duration(args.interval), stats_only=args.stats)
+        return 0
     if cmd == "update":
         c.update(root, args.id, _update_resources(args))
         return 0

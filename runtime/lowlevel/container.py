@@ -169,7 +169,7 @@ def _listen_fds() -> int:
 
 def create(root: str, container_id: str, bundle: str, pid_file: str | None = None,
            console_socket: str | None = None, preserve_fds: int = 0, host: h.Host = h.HOST,
-           local_console=None) -> State:
+           local_console=None, no_pivot: bool = False) -> State:
     """Create a container from *bundle*; on any failure nothing is left behind (state, cgroup, process).
 
     Only stdio, the ``LISTEN_FDS`` of socket activation (:func:`_listen_fds`) and then
@@ -177,7 +177,8 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
     Raises AlreadyExists ("container with id exists: ID"), NotFound (bundle, rootfs, executable),
     InvalidArgument (config fields, terminal without console socket), and the init's errors.
     *local_console* (a connected socket, :func:`runtime.lowlevel.console.local_pair`) stands in
-    for *console_socket* for a foreground ``run``.
+    for *console_socket* for a foreground ``run``. *no_pivot*: runc's ``--no-pivot``
+    (:func:`runtime.lowlevel.rootfs.move_root`).
     """
     from runtime.lowlevel.cgroups import Cgroup, warm_migration_lock
     warm_migration_lock()  # the kernel's ~10-20 ms grace period overlaps what follows
@@ -224,7 +225,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
             parent.close()
             init.intermediate(child, config, host, lambda: init.container_init(
                 child, container_id, config, st.rootfs, st.fifo, cgroup,
-                console.fileno() if console else None, preserve_fds, seccomp_filter, host))
+                console.fileno() if console else None, preserve_fds, seccomp_filter, host, no_pivot))
         child.close()
         # The cgroup is made after the fork: the intermediate unshares its namespaces meanwhile,
         # and the migration lock's grace period (warm_migration_lock) had the longest to pass.
@@ -478,13 +479,16 @@ def pids(root: str, container_id: str) -> list[int]:
 
 def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
                  pid_file: str | None = None, console_socket: str | None = None,
-                 preserve_fds: int = 0, host: h.Host = h.HOST) -> int:
+                 preserve_fds: int = 0, sub_cgroups: list[str] | None = None, ignore_paused: bool = False,
+                 host: h.Host = h.HOST) -> int:
     """Run *proc* (an OCI ``process``) inside a running container; its exit status, or 0 with *detach*.
 
     The process joins every namespace of the init (/proc/<pid>/ns/*) and the container's cgroup.
     With ``proc["terminal"]`` it gets a new pty of the container, whose master goes to
     *console_socket* (:mod:`runtime.lowlevel.console`). Of the caller's fds above stdio only the
-    next *preserve_fds* reach it (runc exec ``--preserve-fds``). Raises NotFound,
+    next *preserve_fds* reach it (runc exec ``--preserve-fds``). *sub_cgroups* are runc exec's
+    ``--cgroup`` specs (:meth:`Cgroup.add_to_sub`); with *ignore_paused* a paused container is
+    joined too (the process starts when it is resumed). Raises NotFound,
     FailedPrecondition("cannot exec in a stopped container"), InvalidArgument (a terminal
     without a console socket, or the reverse), Unavailable (nothing listens on the socket), and
     set-up errors.
@@ -499,7 +503,7 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
 
     st = State.load(root, container_id)
     status = st.status()
-    if status not in ("running", "created"):
+    if status not in ("running", "created") and not (ignore_paused and status == "paused"):
         raise FailedPrecondition(f"cannot exec in a {status} container", id=container_id)
     config = {"linux": {"namespaces": [
         {"type": t, "path": f"/proc/{st.pid}/ns/{h.NAMESPACE_FILES[t]}"}
@@ -526,7 +530,10 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
         pid = parent.expect("pid", INIT_TIMEOUT)["pid"]
         os.waitpid(child_pid, 0)  # the intermediate exits right after reporting the pid
         child_pid = None
-        st.cgroup_obj(host).add(pid)
+        if sub_cgroups:
+            st.cgroup_obj(host).add_to_sub(pid, sub_cgroups)
+        else:
+            st.cgroup_obj(host).add(pid)
         parent.send("continue")
         parent.expect("ready", INIT_TIMEOUT)
     except BaseException:
@@ -588,7 +595,7 @@ def _wait_forwarding(pid: int, target=None) -> int:
 
 def run(root: str, container_id: str, bundle: str, detach: bool = False, pid_file: str | None = None,
         console_socket: str | None = None, keep: bool = False, preserve_fds: int = 0,
-        host: h.Host = h.HOST) -> int:
+        host: h.Host = h.HOST, no_pivot: bool = False) -> int:
     """create + start; in the foreground, wait for the init, delete the container and return its status."""
     target = None if detach else _forwarder()  # from now on: nothing may kill us and orphan the container
     local = theirs = None
@@ -597,7 +604,7 @@ def run(root: str, container_id: str, bundle: str, detach: bool = False, pid_fil
         local, theirs = consolemod.local_pair()   # used only if process.terminal is true
     try:
         st = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
-                    preserve_fds=preserve_fds, host=host, local_console=theirs)
+                    preserve_fds=preserve_fds, host=host, local_console=theirs, no_pivot=no_pivot)
     finally:
         if theirs:
             theirs.close()

@@ -151,12 +151,14 @@ def keep_fds(preserve_fds: int) -> None:
 
 
 def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str, cgroup,
-                   console_sock: int | None, preserve_fds: int, seccomp_filter, host: h.Host) -> None:
+                   console_sock: int | None, preserve_fds: int, seccomp_filter, host: h.Host,
+                   no_pivot: bool = False) -> None:
     """The init's whole set-up (runs as PID 1 of the new pid namespace); execs the user's process.
 
     *seccomp_filter* is built by the parent (runtime/lowlevel/seccomp.py build_filter) while
     libseccomp can still be loaded from the host's filesystem; it is loaded last, by
-    process.finalize.
+    process.finalize. With *no_pivot* the rootfs is moved onto / and chrooted into
+    (rootfs.move_root) instead of pivot_root (runc ``--no-pivot``).
     """
     from runtime.lowlevel import hooks, process, rootfs as rfs
 
@@ -175,7 +177,10 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
     hooks.run_hooks(config, "createContainer", {"ociVersion": config.get("ociVersion"), "id": container_id,
                                                 "status": "creating", "pid": os.getpid()})
     fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-    rfs.pivot(rootfs, host)
+    if no_pivot:
+        rfs.move_root(rootfs, host)
+    else:
+        rfs.pivot(rootfs, host)
     rfs.propagate_root(config, host)
     proc = config["process"]
     if console_sock is not None:

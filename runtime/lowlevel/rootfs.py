@@ -273,6 +273,32 @@ def pivot(rootfs: str, host: h.Host = h.HOST) -> None:
     os.chdir("/")
 
 
+def move_root(rootfs: str, host: h.Host = h.HOST) -> None:
+    """``--no-pivot``: move *rootfs* onto ``/`` and chroot into it (runc 1.1's msMoveRoot), for
+    a rootfs pivot_root cannot take (a ramdisk). First every full procfs/sysfs mount outside the
+    rootfs is detached (made a slave, so the host keeps it), or covered with a tmpfs where that
+    is refused: with one reachable, the kernel would let the container mount a fresh procfs."""
+    from runtime import mountinfo
+    import errno
+    for m in mountinfo.read():
+        if m.root != "/" or m.fstype not in ("proc", "sysfs") or m.mount_point.startswith(rootfs):
+            continue
+        try:
+            host.mount(None, m.mount_point, None, h.MS_SLAVE | h.MS_REC, None)
+        except FileNotFoundError:
+            continue   # under a mount detached already
+        try:
+            host.umount(m.mount_point, h.MNT_DETACH)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM):
+                raise
+            host.mount("tmpfs", m.mount_point, "tmpfs", 0, None)
+    os.chdir(rootfs)
+    host.mount(rootfs, "/", None, h.MS_MOVE, None)
+    os.chroot(".")
+    os.chdir("/")
+
+
 def finalize(config: dict, host: h.Host = h.HOST) -> None:
     """After pivot_root: masked paths, read-only paths, ro remounts, ``root.readonly``."""
     linux = config.get("linux") or {}

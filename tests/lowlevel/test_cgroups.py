@@ -505,7 +505,7 @@ def test_devices_deny_all_then_the_rules_then_runc_defaults(cgname, spawn):
     ({"cpu": {"period": 5000000}}, InvalidArgument, "linux.resources.cpu.period"),
     ({"cpu": {"cpus": "1-0"}}, InvalidArgument, "linux.resources.cpu.cpus"),
     ({"cpu": {"mems": "zero"}}, InvalidArgument, "linux.resources.cpu.mems"),
-    ({"cpu": {"realtimeRuntime": 1000}}, Unimplemented, "linux.resources.cpu.realtimeRuntime"),
+    ({"cpu": {"realtimeRuntime": -5}}, InvalidArgument, "linux.resources.cpu.realtimeRuntime"),
     ({"pids": {"limit": -5}}, InvalidArgument, "linux.resources.pids.limit"),
     ({"blockIO": {"weight": 5}}, InvalidArgument, "linux.resources.blockIO.weight"),
     ({"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1}]}}, Unimplemented,
