@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from runtime.errors import InvalidArgument
 
-# kind: "flag" (boolean), "value" (string), "int", "multi" (repeatable string -> list)
+# kind: "flag" (boolean), "value" (string), "int", "size" (bytes: runc's RAMInBytes, "50M", -1),
+# "multi" (repeatable string -> list)
 Opt = tuple[tuple[str, ...], str, str, object]  # (names, dest, kind, default)
 
 GLOBAL: list[Opt] = [
@@ -69,12 +70,17 @@ COMMANDS: dict[str, tuple[list[Opt], list[str], str]] = {
              ["id", "*args"], "run a process in a running container"),
     "events": ([(("--interval",), "interval", "value", "5s"), (("--stats",), "stats", "flag", False)], ["id"],
                "print the container's resource statistics (every --interval, or once with --stats) and OOM events"),
-    "update": ([(("-r", "--resources"), "resources", "value", None), (("-m", "--memory"), "memory", "int", None),
-                (("--memory-swap",), "memory_swap", "int", None), (("--memory-reservation",), "memory_reservation",
-                                                                 "int", None),
-                (("--cpu-shares",), "cpu_shares", "int", None), (("--cpu-quota",), "cpu_quota", "int", None),
-                (("--cpu-period",), "cpu_period", "int", None), (("--cpuset-cpus",), "cpuset_cpus", "value", None),
-                (("--cpuset-mems",), "cpuset_mems", "value", None), (("--pids-limit",), "pids_limit", "int", None)],
+    "update": ([(("-r", "--resources"), "resources", "value", None), (("-m", "--memory"), "memory", "size", None),
+                (("--memory-swap",), "memory_swap", "size", None),
+                (("--memory-reservation",), "memory_reservation", "size", None),
+                (("--kernel-memory",), "kernel_memory", "size", None),
+                (("--kernel-memory-tcp",), "kernel_memory_tcp", "size", None),
+                (("--cpu-share", "--cpu-shares"), "cpu_shares", "int", None), (("--cpu-quota",), "cpu_quota", "int", None),
+                (("--cpu-period",), "cpu_period", "int", None), (("--cpu-rt-period",), "cpu_rt_period", "int", None),
+                (("--cpu-rt-runtime",), "cpu_rt_runtime", "int", None),
+                (("--cpuset-cpus",), "cpuset_cpus", "value", None),
+                (("--cpuset-mems",), "cpuset_mems", "value", None), (("--pids-limit",), "pids_limit", "int", None),
+                (("--blkio-weight",), "blkio_weight", "int", None)],
                ["id"], "update a running container's cgroup resources (OCI linux.resources JSON, - for stdin)"),
 }
 
@@ -121,12 +127,39 @@ def _parse_options(argv: list[str], i: int, opts: list[Opt], into: Args, where: 
                 value = int(value)
             except ValueError:
                 raise InvalidArgument(f"{where}: invalid value {value!r} for flag {name}: not an integer") from None
+        if kind == "size":
+            value = parse_size(value, f"{where}: invalid value {value!r} for flag {name}")
         if kind == "multi":
             getattr(into, dest).append(value)
         else:
             setattr(into, dest, value)
         i += 1
     return i
+
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_size(text: str, what: str) -> int:
+    """A size in bytes as runc's update flags take it (docker/go-units RAMInBytes: ``1024``,
+    ``50M``, ``1.5g``, ``10KiB``, binary units), or ``-1`` (unlimited). InvalidArgument(*what*)
+    otherwise."""
+    t = text.strip()
+    if t == "-1":
+        return -1
+    low = t.lower()
+    for suffix in ("ib", "b"):
+        if low.endswith(suffix) and (suffix == "ib" or len(low) > 1):
+            low = low[: -len(suffix)]
+            break
+    unit = low[-1:] if low[-1:] in _SIZE_UNITS else ""
+    num = low[: len(low) - len(unit)].strip()
+    try:
+        if not num or not num.replace(".", "", 1).isdigit():
+            raise ValueError
+        return int(float(num) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise InvalidArgument(f"{what}: not a size (bytes, or with a unit: 50M, 1g)") from None
 
 
 def parse(argv: list[str]) -> Args:

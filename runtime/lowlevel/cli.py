@@ -179,9 +179,12 @@ def dispatch(args) -> int:
 
 #: runc update's flags -> (OCI linux.resources section, field)
 _UPDATE_FLAGS = (("memory", "memory", "limit"), ("memory_swap", "memory", "swap"),
-                 ("memory_reservation", "memory", "reservation"), ("cpu_shares", "cpu", "shares"),
-                 ("cpu_quota", "cpu", "quota"), ("cpu_period", "cpu", "period"), ("cpuset_cpus", "cpu", "cpus"),
-                 ("cpuset_mems", "cpu", "mems"), ("pids_limit", "pids", "limit"))
+                 ("memory_reservation", "memory", "reservation"), ("kernel_memory", "memory", "kernel"),
+                 ("kernel_memory_tcp", "memory", "kernelTCP"), ("cpu_shares", "cpu", "shares"),
+                 ("cpu_quota", "cpu", "quota"), ("cpu_period", "cpu", "period"),
+                 ("cpu_rt_period", "cpu", "realtimePeriod"), ("cpu_rt_runtime", "cpu", "realtimeRuntime"),
+                 ("cpuset_cpus", "cpu", "cpus"), ("cpuset_mems", "cpu", "mems"), ("pids_limit", "pids", "limit"),
+                 ("blkio_weight", "blockIO", "weight"))
 
 
 def _update_resources(args) -> dict:

@@ -437,7 +437,8 @@ def resume(root: str, container_id: str, host: h.Host = h.HOST) -> None:
 
 def update(root: str, container_id: str, resources: dict, host: h.Host = h.HOST) -> None:
     """Apply OCI ``linux.resources`` *resources* to a created, running or paused container's
-    cgroup (runc update) and keep them in its state's config. InvalidArgument / Unimplemented
+    cgroup (runc update) and keep them in its state's config; a memory or memory+swap limit is
+    applied together with the container's current other one. InvalidArgument / Unimplemented
     for fields :meth:`runtime.lowlevel.cgroups.Cgroup.apply` refuses; FailedPrecondition for a
     stopped container or one without a cgroup."""
     st = State.load(root, container_id)
@@ -447,10 +448,21 @@ def update(root: str, container_id: str, resources: dict, host: h.Host = h.HOST)
     cg = st.cgroup_obj(host)
     if cg is None:
         raise FailedPrecondition(f"container {container_id} has no cgroup", id=container_id)
-    cg.apply(resources)
     if not isinstance(st.config, dict):
         st.config = {}
     current = st.config.setdefault("linux", {}).setdefault("resources", {})
+    mem = resources.get("memory")
+    if isinstance(mem, dict) and ("limit" in mem or "swap" in mem) and isinstance(current.get("memory"), dict):
+        # memory and memory+swap limits are checked and written as a pair: the one not given is
+        # the container's current one (runc merges update's values into its config the same way)
+        mem = dict(mem)
+        if mem.get("limit") == -1 and "swap" not in mem:
+            mem["swap"] = -1   # no memory limit: no memory+swap limit either (runc 1.1 update)
+        for key in ("limit", "swap"):
+            if key not in mem and current["memory"].get(key):
+                mem[key] = current["memory"][key]
+        resources = {**resources, "memory": mem}
+    cg.apply(resources)
     for section, value in resources.items():
         if isinstance(value, dict) and isinstance(current.get(section), dict):
             current[section].update(value)
