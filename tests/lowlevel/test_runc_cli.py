@@ -543,7 +543,7 @@ def test_failing_prestart_hook_fails_create_and_leaves_nothing(runc, make_bundle
     def edit(c):
         c["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]}
     p = runc("create", "--bundle", make_bundle(["sleep", "100"], edit=edit), "hk2")
-    assert p.returncode != 0 and "prestart hook" in p.stderr and "nope" in p.stderr
+    assert p.returncode != 0 and "error running hook #0 (prestart" in p.stderr and "nope" in p.stderr
     _nothing_left(runc, "hk2")
 
 
