@@ -223,8 +223,10 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         if child_pid == 0:
             from runtime.lowlevel import init
             parent.close()
+            # the FIFO by fd: in a new user namespace the state directory may be out of reach
+            fifo = f"/proc/self/fd/{os.open(st.fifo, os.O_PATH | os.O_CLOEXEC)}"
             init.intermediate(child, config, host, lambda: init.container_init(
-                child, container_id, config, st.rootfs, st.fifo, cgroup,
+                child, container_id, config, st.rootfs, fifo, cgroup,
                 console.fileno() if console else None, preserve_fds, seccomp_filter, host, no_pivot))
         child.close()
         # The cgroup is made after the fork: the intermediate unshares its namespaces meanwhile,
@@ -233,6 +235,9 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         cgroup.apply(linux.get("resources") or {})
         st.cgroup = cgroup.to_state()  # now with the notes of what apply could not enforce
         cgroup.add(child_pid)
+        if any(ns.get("type") == "user" and not ns.get("path") for ns in linux.get("namespaces") or []):
+            parent.expect("userns", INIT_TIMEOUT)
+            init.write_id_maps(child_pid, config)
         parent.send("continue")
         init_pid = parent.expect("pid", INIT_TIMEOUT)["pid"]
         os.waitpid(child_pid, 0)  # the intermediate exits right after reporting the pid

@@ -62,11 +62,15 @@ def _has_new(config: dict, kind: str) -> bool:
 def enter_namespaces(config: dict, host: h.Host, skip_cgroup: bool = True) -> None:
     """setns(2) into every namespace given by path, then unshare(2) the new ones.
 
-    The mount namespace is joined last (setns into it resets root and cwd). The new cgroup
-    namespace is left to the init (it must already be in its cgroup). Raises OSError.
+    A user namespace is joined first, the mount namespace last (setns into it resets root and
+    cwd). New namespaces are made in one unshare(2), which creates a new user namespace first,
+    so that it owns the others. The new cgroup namespace is left to the init (it must already
+    be in its cgroup). Raises OSError.
     """
     namespaces = (config.get("linux") or {}).get("namespaces") or []
-    joins = sorted((ns for ns in namespaces if ns.get("path")), key=lambda ns: ns["type"] == "mount")
+    # a user namespace first (the others are owned by it), the mount namespace last
+    joins = sorted((ns for ns in namespaces if ns.get("path")),
+                   key=lambda ns: (ns["type"] != "user", ns["type"] == "mount"))
     fds = [(ns, os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)) for ns in joins]
     try:
         for ns, fd in fds:
@@ -106,6 +110,41 @@ def _sysctl(config: dict, host: h.Host) -> None:
         host.write(path, str(value))
 
 
+def _open_bind_sources(config: dict) -> None:
+    """Before entering a new user namespace: open every bind mount's source (O_PATH) and name it
+    ``/proc/self/fd/N`` in *config* (this process's copy), since the container's root may not
+    reach it once it is an unprivileged uid on the host (runc 1.1's mountFds)."""
+    from runtime.lowlevel.rootfs import is_bind
+    for m in config.get("mounts") or []:
+        if is_bind(m) and m.get("source") and os.path.exists(m["source"]):
+            m["source"] = f"/proc/self/fd/{os.open(m['source'], os.O_PATH | os.O_CLOEXEC)}"
+
+
+def become_root(host: h.Host) -> None:
+    """In a new user namespace whose maps the parent has written: uid and gid 0 there, no
+    supplementary groups (runc's nsexec after its maps are written)."""
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    try:
+        host.setgroups([])
+    except OSError:
+        pass   # setgroups denied in this namespace: there are none to drop
+
+
+def write_id_maps(pid: int, config: dict) -> None:
+    """``linux.uidMappings`` / ``gidMappings`` ({containerID, hostID, size} each) into
+    /proc/<pid>/uid_map and gid_map, one write each (user_namespaces(7)). Raises OSError."""
+    linux = config.get("linux") or {}
+    for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key) or [])
+        if text:
+            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+
+
 def intermediate(chan, config: dict, host: h.Host, child) -> None:
     """The first child: enter namespaces, fork the init (*child* is its body), report its pid, exit.
 
@@ -115,8 +154,15 @@ def intermediate(chan, config: dict, host: h.Host, child) -> None:
     try:
         # Namespaces first: creating them overlaps with the parent's cgroup writes (the first
         # cgroup.procs write of a migration costs the kernel an RCU grace period, ~10 ms).
+        userns = _has_new(config, "user")
+        if userns:
+            _open_bind_sources(config)
         enter_namespaces(config, host)
+        if userns:
+            chan.send("userns")    # the parent writes our uid_map and gid_map
         chan.expect("continue")  # the parent has put us in the container's cgroup
+        if userns:
+            become_root(host)
         gate_r, gate_w = os.pipe()
         pid = os.fork()
         if pid == 0:

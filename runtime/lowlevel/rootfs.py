@@ -186,8 +186,18 @@ def _make_devices(rootfs: str, devices: list[dict], host: h.Host) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if os.path.lexists(path):
             os.unlink(path)
-        host.mknod(path, mode | (d.get("fileMode") or 0o666),
-                   os.makedev(d.get("major", 0), d.get("minor", 0)) if kind != "p" else 0)
+        try:
+            host.mknod(path, mode | (d.get("fileMode") or 0o666),
+                       os.makedev(d.get("major", 0), d.get("minor", 0)) if kind != "p" else 0)
+        except PermissionError:
+            # in a user namespace mknod is refused: bind the host's node instead (runc's
+            # bindMountDeviceNode), and never chmod/chown it (that would be the host's file)
+            if not os.path.exists(d["path"]):
+                raise
+            with open(path, "a"):
+                pass
+            host.mount(d["path"], path, None, h.MS_BIND, None)
+            continue
         os.chmod(path, d.get("fileMode") or 0o666)
         host.chown(path, d.get("uid", 0), d.get("gid", 0))
 

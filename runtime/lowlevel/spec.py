@@ -113,8 +113,21 @@ def validate(config: dict) -> dict:
         seen.add(t)
         if ns.get("path"):
             _want(os.path.exists(ns["path"]), f"linux.namespaces[{i}].path", f"{ns['path']} does not exist")
-    if "user" in seen:
-        raise _bad("linux.namespaces", "user namespaces are not supported by capsize-runc")
+    new_user = any(isinstance(ns, dict) and ns.get("type") == "user" and not ns.get("path")
+                   for ns in linux.get("namespaces") or [])
+    for key in ("uidMappings", "gidMappings"):
+        maps = linux.get(key)
+        if maps is None:
+            continue
+        _want(isinstance(maps, list), f"linux.{key}", "must be a list")
+        for i, m in enumerate(maps):
+            _want(isinstance(m, dict) and all(isinstance(m.get(f), int) and not isinstance(m.get(f), bool)
+                                              and m.get(f) >= 0 for f in ("containerID", "hostID", "size")),
+                  f"linux.{key}[{i}]", "needs non-negative integers containerID, hostID and size")
+        _want(not maps or new_user, f"linux.{key}", "mappings need a new user namespace (linux.namespaces)")
+    if new_user:
+        _want(bool(linux.get("uidMappings")) and bool(linux.get("gidMappings")), "linux.uidMappings",
+              "a new user namespace needs uidMappings and gidMappings (capsize-runc is not rootless)")
     return config
 
 
