@@ -111,9 +111,10 @@ def _sysctl(config: dict, host: h.Host) -> None:
 
 
 def _open_bind_sources(config: dict) -> None:
-    """Before entering a new user namespace: open every bind mount's source (O_PATH) and name it
-    ``/proc/self/fd/N`` in *config* (this process's copy), since the container's root may not
-    reach it once it is an unprivileged uid on the host (runc 1.1's mountFds)."""
+    """In the new namespaces but still the host's uid 0 (before :func:`become_root`): open every
+    bind mount's source (O_PATH, in the container's mount namespace: a bind from another one is
+    EINVAL) and name it ``/proc/self/fd/N`` in *config* (this process's copy), since the
+    container's root, an unprivileged uid on the host, may not reach it (runc 1.1's mountFds)."""
     from runtime.lowlevel.rootfs import is_bind
     for m in config.get("mounts") or []:
         if is_bind(m) and m.get("source") and os.path.exists(m["source"]):
@@ -155,10 +156,9 @@ def intermediate(chan, config: dict, host: h.Host, child) -> None:
         # Namespaces first: creating them overlaps with the parent's cgroup writes (the first
         # cgroup.procs write of a migration costs the kernel an RCU grace period, ~10 ms).
         userns = _has_new(config, "user")
-        if userns:
-            _open_bind_sources(config)
         enter_namespaces(config, host)
         if userns:
+            _open_bind_sources(config)
             chan.send("userns")    # the parent writes our uid_map and gid_map
         chan.expect("continue")  # the parent has put us in the container's cgroup
         if userns:
