@@ -213,9 +213,11 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
         host.unshare(h.CLONE_NEWCGROUP)
     if _has_new(config, "network"):
         loopback_up()
-    if not any(ns["type"] == "mount" for ns in (config.get("linux") or {}).get("namespaces") or []):
-        raise InvalidArgument("linux.namespaces: capsize-runc needs a mount namespace to set up the rootfs")
-    rfs.prepare(config, rootfs, cgroup, cgroupns, host=host)
+    # Without a mount namespace of its own (linux.namespaces has no "mount") the rootfs is set
+    # up in the caller's, as runc does: its mounts stay there, / keeps its propagation, the
+    # container is chrooted and finalize (masked/read-only paths) is skipped, as in runc.
+    own_mntns = any(ns["type"] == "mount" for ns in (config.get("linux") or {}).get("namespaces") or [])
+    rfs.prepare(config, rootfs, cgroup, cgroupns, host=host, own_namespace=own_mntns)
     cfg_hooks = config.get("hooks") or {}
     if cfg_hooks.get("prestart") or cfg_hooks.get("createRuntime"):
         chan.send("hooks")
@@ -223,11 +225,16 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
     hooks.run_hooks(config, "createContainer", {"ociVersion": config.get("ociVersion"), "id": container_id,
                                                 "status": "creating", "pid": os.getpid()})
     fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-    if no_pivot:
+    if no_pivot and own_mntns:
         rfs.move_root(rootfs, host)
-    else:
+    elif own_mntns:
         rfs.pivot(rootfs, host)
-    rfs.propagate_root(config, host)
+    else:
+        os.chdir(rootfs)
+        os.chroot(".")
+        os.chdir("/")
+    if own_mntns:
+        rfs.propagate_root(config, host)
     proc = config["process"]
     if console_sock is not None:
         # the pty of the container's own devpts (runc's setupConsole, after pivot_root)
@@ -249,7 +256,8 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
         if config.get("domainname"):
             host.setdomainname(config["domainname"])
     _sysctl(config, host)
-    rfs.finalize(config, host)
+    if own_mntns:
+        rfs.finalize(config, host)
     if proc.get("oomScoreAdj") is not None:
         process.set_oom_score_adj(proc["oomScoreAdj"], host=host)
     keep_fds(preserve_fds)

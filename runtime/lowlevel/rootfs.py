@@ -220,16 +220,20 @@ def is_bind(m: dict) -> bool:
     return m.get("type") == "bind" or any(o in ("bind", "rbind") for o in m.get("options") or [])
 
 
-def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, host: h.Host = h.HOST) -> None:
+def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, host: h.Host = h.HOST,
+            own_namespace: bool = True) -> None:
     """Steps before pivot_root: propagation, rootfs bind, ``mounts``, devices, /dev symlinks.
     (The terminal's /dev/console is bound after pivot_root: :mod:`runtime.lowlevel.console`.)
+    Without *own_namespace* (no new mount namespace: the caller's) the propagation of ``/`` and
+    of the rootfs's parent mount is left alone.
     """
     linux = config.get("linux") or {}
     prop = linux.get("rootfsPropagation") or "rslave"
     if prop not in _PROPAGATION:
         raise InvalidArgument(f"linux.rootfsPropagation: unknown propagation {prop!r}")
-    host.mount(None, "/", None, _PROPAGATION[prop], None)
-    _parent_mount_private(rootfs, host)
+    if own_namespace:
+        host.mount(None, "/", None, _PROPAGATION[prop], None)
+        _parent_mount_private(rootfs, host)
     host.mount(rootfs, rootfs, None, h.MS_BIND | h.MS_REC, None)
     dev_is_bound = False
     for i, m in enumerate(config.get("mounts") or []):
