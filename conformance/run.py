@@ -409,7 +409,7 @@ def _compare(suite: str, got: dict[tuple[str, str], Result], manifest: dict[tupl
             out.append(f"{label}: expected {line.verdict}, got {r.verdict}" + (f" ({r.note})" if r.note else ""))
     for key, r in got.items():
         if key not in manifest and r.verdict == "fail":
-            out.append(f"{suite}: {key[0]} {key[1]}: fails and has no manifest line")
+            out.append(f"{suite}: {key[0]}" + (f" {key[1]}" if key[1] else "") + ": fails and has no manifest line")
     return out
 
 

@@ -170,6 +170,8 @@ def parse(argv: list[str]) -> Args:
     if args.command is None:
         return args
     if args.command not in COMMANDS:
+        if args.help or "-h" in argv[i + 1:] or "--help" in argv[i + 1:]:
+            raise InvalidArgument(f"No help topic for '{args.command}'")   # urfave/cli's words
         raise InvalidArgument(f"capsize-runc: no such command: {args.command}")
     opts, positionals, _ = COMMANDS[args.command]
     opts = opts + [(("-h", "--help"), "help", "flag", args.help)]
@@ -207,16 +209,21 @@ def parse(argv: list[str]) -> Args:
 
 
 def usage(command: str | None = None) -> str:
-    """Help text for the whole tool or one command."""
+    """Help text for the whole tool or one command, laid out as urfave/cli's (runc's ``-h``):
+    ``NAME:``, ``USAGE:``, then the commands or options."""
+    def opt_lines(opts):
+        return [f"   {', '.join(n)}" + (" value" if k != "flag" else "") for n, _, k, _ in opts]
     if command in COMMANDS:
         opts, positionals, what = COMMANDS[command]
         pos = " ".join(f"[{p[1:]}...]" if p[0] in "*?" else f"<{p}>" for p in positionals)
-        lines = [f"usage: capsize-runc [global options] {command} [options] {pos}".rstrip(), "", what, ""]
-        lines += [f"   {', '.join(n)}" + (" VALUE" if k != "flag" else "") for n, _, k, _ in opts]
+        lines = ["NAME:", f"   capsize-runc {command} - {what}", "", "USAGE:",
+                 f"   capsize-runc {command} [command options] {pos}".rstrip(), ""]
+        if opts:
+            lines += ["OPTIONS:"] + opt_lines(opts)
         return "\n".join(lines) + "\n"
-    lines = ["usage: capsize-runc [global options] COMMAND [options] [arguments...]", "",
-             "capsize's low-level OCI runtime: runc's command line.", "", "commands:"]
+    lines = ["NAME:", "   capsize-runc - Open Container Initiative runtime (capsize's, with runc's command line)",
+             "", "USAGE:", "   capsize-runc [global options] command [command options] [arguments...]", "",
+             "COMMANDS:"]
     lines += [f"   {name:<8} {spec[2]}" for name, spec in COMMANDS.items()]
-    lines += ["", "global options:"] + [f"   {', '.join(n)}" + (" VALUE" if k != "flag" else "")
-                                        for n, _, k, _ in GLOBAL]
+    lines += ["", "GLOBAL OPTIONS:"] + opt_lines(GLOBAL)
     return "\n".join(lines) + "\n"

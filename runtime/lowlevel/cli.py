@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     log.configure(args.log, args.log_format, args.debug)
     if args.version:
-        sys.stdout.write(f"capsize-runc version {VERSION}\nspec: 1.0.2-dev\n")
+        # runc's three lines (version, commit, spec); capsize-runc has no build commit to give
+        sys.stdout.write(f"capsize-runc version {VERSION}\ncommit: none (capsize {VERSION})\nspec: 1.0.2-dev\n")
         return 0
     if args.help or args.command is None:
         (sys.stdout if args.help else sys.stderr).write(usage(args.command))

@@ -155,6 +155,18 @@ def _check_existing_cgroup(cg) -> None:
         _warn(f"container's cgroup is not empty: {n} process(es) found")
 
 
+def _warn_ignored_labels(config: dict) -> None:
+    """A warning on the log for each security label capsize-runc does not apply (it has no
+    AppArmor or SELinux support): ``process.apparmorProfile``, ``process.selinuxLabel``,
+    ``linux.mountLabel`` — said, not silently dropped."""
+    proc, linux = config.get("process") or {}, config.get("linux") or {}
+    for field, value, what in (("process.apparmorProfile", proc.get("apparmorProfile"), "AppArmor profile"),
+                               ("process.selinuxLabel", proc.get("selinuxLabel"), "SELinux label"),
+                               ("linux.mountLabel", linux.get("mountLabel"), "SELinux mount label")):
+        if value:
+            _warn(f"{field} {value!r} is ignored: capsize-runc does not apply the {what}")
+
+
 def _listen_fds() -> int:
     """The number of socket-activation fds (3 onwards) systemd passed to this process:
     ``LISTEN_FDS`` when ``LISTEN_PID`` is our pid, else 0 (sd_listen_fds(3); runc 1.1 passes
@@ -191,6 +203,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
     config = load_config(bundle)
     proc = config["process"]
     _check_console(proc, console_socket, detach=local_console is None)
+    _warn_ignored_labels(config)
     listen = _listen_fds()
     if listen:   # socket activation: runc passes them first, then the --preserve-fds ones
         proc["env"] = list(proc.get("env") or []) + [f"LISTEN_FDS={listen}", "LISTEN_PID=1"]
