@@ -204,6 +204,7 @@ def run_rt_file(build: str, name: str, runtime: str, env: dict) -> Result:
     """One runtime-tools validation file against *runtime*."""
     tree = os.path.join(build, "runtime-tools")
     tmp = tempfile.mkdtemp(prefix=f"rt-{name}-", dir=os.path.join(build, "tmp"))
+    os.chmod(tmp, 0o755)   # a container in a user namespace walks into its bundle as another uid
     try:
         e = dict(env, RUNTIME=runtime, TMPDIR=tmp)
         status, out = _run_bounded(["unshare", "-m", "--propagation", "unchanged",
