@@ -627,15 +627,17 @@ def test_terminal_through_console_socket(runc, make_bundle, tmp_path):
 @pytest.mark.privileged
 def test_exec_with_terminal_through_console_socket(runc, make_bundle, tmp_path):
     """``exec --tty --console-socket``: the exec process gets a new pty of the container (the
-    init has none: /dev/pts/0), the master arrives over the socket; without the socket the
-    exec is refused as runc refuses it."""
+    init has none: /dev/pts/0), the master arrives over the socket; without the socket a
+    detached exec is refused as runc refuses it, a foreground one gets capsize-runc's own relay."""
     bundle = make_bundle(["sleep", "30"])
     assert runc("create", "--bundle", bundle, "tty3").returncode == 0
     init_pid = _status(runc, "tty3")["pid"]
     try:
         assert runc("start", "tty3").returncode == 0
-        p = runc("exec", "--tty", "tty3", "true")
-        assert p.returncode != 0 and "console socket" in p.stderr
+        p = runc("exec", "--detach", "--tty", "tty3", "true")
+        assert p.returncode == 255 and "console socket" in p.stderr
+        p = runc("exec", "--tty", "tty3", "sh", "-c", "tty; exit 4")   # foreground: relayed to our stdout
+        assert p.returncode == 4 and "/dev/pts/0" in p.stdout, (p.stdout, p.stderr)
         cs = _ConsoleSocket(tmp_path / "exec-console.sock")
         pid_file = tmp_path / "exec.pid"
         p = runc("exec", "--detach", "--tty", "--console-socket", cs.path, "--pid-file", str(pid_file),
