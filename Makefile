@@ -25,7 +25,7 @@ fuzz: setup
 
 # runc v1.1.5's bats suite and OCI runtime-tools (pinned in ../shared/conformance) against
 # capsize-runc and runc in the same run, side by side; fails when capsize-runc does worse than
-# conformance/expected-*.txt (about 8 min; conformance/README.md). Built offline into CONFORMANCE_DIR.
+# conformance/expected-*.txt (about 6 min; conformance/README.md). Built offline into CONFORMANCE_DIR.
 CONFORMANCE_DIR ?= /var/tmp/capsize-conformance
 conformance: setup
 	./conformance/build.sh $(CONFORMANCE_DIR)
