@@ -4,7 +4,7 @@
 #   make vm-ci  the CI resilience checks in VMs (vagrant/ci.sh: about 18 min, not part of test)
 #   make reference-report  the seed scenarios on capsize, Docker and Podman, compared, into reports/reference/
 #               (refused unless every check held or is n/a (exit 3: a role Podman lacks); FORCE=1 writes it anyway)
-.PHONY: setup run demo test bench vm-ci reference-report docs fuzz
+.PHONY: setup run demo test bench vm-ci reference-report docs fuzz conformance
 setup:
 	@./scripts/setup.sh
 
@@ -22,6 +22,14 @@ test: setup
 fuzz: setup
 	CAPSIZE_FUZZ_EXAMPLES=200 CAPSIZE_FUZZ_SECONDS=900 .venv/bin/python -m pytest -q -s -p no:cacheprovider \
 		-o timeout=1200 tests/daemon/test_fuzz.py
+
+# runc v1.1.5's bats suite and OCI runtime-tools (pinned in ../shared/conformance) against
+# capsize-runc and runc in the same run, side by side; fails when capsize-runc does worse than
+# conformance/expected-*.txt (about 6 min; conformance/README.md). Built offline into CONFORMANCE_DIR.
+CONFORMANCE_DIR ?= /var/tmp/capsize-conformance
+conformance: setup
+	./conformance/build.sh $(CONFORMANCE_DIR)
+	.venv/bin/python conformance/run.py --build $(CONFORMANCE_DIR)
 
 # each prints capsize next to its reference (runc/crun, containerd-shim-runc-v2, containerd,
 # dockerd) measured in the same run, as ratios; benchmarks/README.md has the targets and results

@@ -21,8 +21,9 @@ class                         exit  HTTP  meaning
 ``Unimplemented``             9     501   capsize does not support this (yet)
 ============================  ====  ====  ==========================================
 
-Note that runc itself exits 1 on every failure; callers of ``capsize-runc`` (containerd's shim,
-dockerd) only look at "non-zero" and at the error text, so the finer codes cost nothing there.
+The exit codes are those of capsize's own commands (``capsize-shim``, ``capsize-runtimed``...).
+``capsize-runc`` is the exception: it exits as runc does (1 for its own errors, 255 when ``exec``
+fails) and puts the class's ``code`` in its ``--log`` error record instead (runtime/lowlevel/cli.py).
 
 This module is imported by the shim, so it must stay free of heavy imports.
 """

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from runtime.errors import InvalidArgument
 
-# kind: "flag" (boolean), "value" (string), "int", "multi" (repeatable string -> list)
+# kind: "flag" (boolean), "value" (string), "int", "size" (bytes: runc's RAMInBytes, "50M", -1),
+# "multi" (repeatable string -> list)
 Opt = tuple[tuple[str, ...], str, str, object]  # (names, dest, kind, default)
 
 GLOBAL: list[Opt] = [
@@ -64,14 +65,22 @@ COMMANDS: dict[str, tuple[list[Opt], list[str], str]] = {
               (("-g", "--additional-gids"), "additional_gids", "multi", None),
               (("-c", "--cap"), "cap", "multi", None), (("--no-new-privs",), "no_new_privs", "flag", False),
               (("-t", "--tty"), "tty", "flag", False), (("--console-socket",), "console_socket", "value", None),
-              (("--preserve-fds",), "preserve_fds", "int", 0)],
+              (("--preserve-fds",), "preserve_fds", "int", 0), (("--cgroup",), "cgroup", "multi", None),
+              (("--ignore-paused",), "ignore_paused", "flag", False)],
              ["id", "*args"], "run a process in a running container"),
-    "update": ([(("-r", "--resources"), "resources", "value", None), (("-m", "--memory"), "memory", "int", None),
-                (("--memory-swap",), "memory_swap", "int", None), (("--memory-reservation",), "memory_reservation",
-                                                                 "int", None),
-                (("--cpu-shares",), "cpu_shares", "int", None), (("--cpu-quota",), "cpu_quota", "int", None),
-                (("--cpu-period",), "cpu_period", "int", None), (("--cpuset-cpus",), "cpuset_cpus", "value", None),
-                (("--cpuset-mems",), "cpuset_mems", "value", None), (("--pids-limit",), "pids_limit", "int", None)],
+    "events": ([(("--interval",), "interval", "value", "5s"), (("--stats",), "stats", "flag", False)], ["id"],
+               "print the container's resource statistics (every --interval, or once with --stats) and OOM events"),
+    "update": ([(("-r", "--resources"), "resources", "value", None), (("-m", "--memory"), "memory", "size", None),
+                (("--memory-swap",), "memory_swap", "size", None),
+                (("--memory-reservation",), "memory_reservation", "size", None),
+                (("--kernel-memory",), "kernel_memory", "size", None),
+                (("--kernel-memory-tcp",), "kernel_memory_tcp", "size", None),
+                (("--cpu-share", "--cpu-shares"), "cpu_shares", "int", None), (("--cpu-quota",), "cpu_quota", "int", None),
+                (("--cpu-period",), "cpu_period", "int", None), (("--cpu-rt-period",), "cpu_rt_period", "int", None),
+                (("--cpu-rt-runtime",), "cpu_rt_runtime", "int", None),
+                (("--cpuset-cpus",), "cpuset_cpus", "value", None),
+                (("--cpuset-mems",), "cpuset_mems", "value", None), (("--pids-limit",), "pids_limit", "int", None),
+                (("--blkio-weight",), "blkio_weight", "int", None)],
                ["id"], "update a running container's cgroup resources (OCI linux.resources JSON, - for stdin)"),
 }
 
@@ -83,11 +92,13 @@ class Args:
         return f"Args({vars(self)})"
 
 
-def _parse_options(argv: list[str], i: int, opts: list[Opt], into: Args, where: str) -> int:
-    """Parse options from argv[i:] into *into*; return the index of the first non-option."""
+def _parse_options(argv: list[str], i: int, opts: list[Opt], into: Args, where: str, defaults: bool = True) -> int:
+    """Parse options from argv[i:] into *into* (first setting every default, with *defaults*);
+    return the index of the first non-option."""
     table = {}
     for names, dest, kind, default in opts:
-        setattr(into, dest, [] if kind == "multi" else default)
+        if defaults:
+            setattr(into, dest, [] if kind == "multi" else default)
         for n in names:
             table[n] = (dest, kind)
             if n.startswith("--"):
@@ -116,12 +127,39 @@ def _parse_options(argv: list[str], i: int, opts: list[Opt], into: Args, where: 
                 value = int(value)
             except ValueError:
                 raise InvalidArgument(f"{where}: invalid value {value!r} for flag {name}: not an integer") from None
+        if kind == "size":
+            value = parse_size(value, f"{where}: invalid value {value!r} for flag {name}")
         if kind == "multi":
             getattr(into, dest).append(value)
         else:
             setattr(into, dest, value)
         i += 1
     return i
+
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_size(text: str, what: str) -> int:
+    """A size in bytes as runc's update flags take it (docker/go-units RAMInBytes: ``1024``,
+    ``50M``, ``1.5g``, ``10KiB``, binary units), or ``-1`` (unlimited). InvalidArgument(*what*)
+    otherwise."""
+    t = text.strip()
+    if t == "-1":
+        return -1
+    low = t.lower()
+    for suffix in ("ib", "b"):
+        if low.endswith(suffix) and (suffix == "ib" or len(low) > 1):
+            low = low[: -len(suffix)]
+            break
+    unit = low[-1:] if low[-1:] in _SIZE_UNITS else ""
+    num = low[: len(low) - len(unit)].strip()
+    try:
+        if not num or not num.replace(".", "", 1).isdigit():
+            raise ValueError
+        return int(float(num) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise InvalidArgument(f"{what}: not a size (bytes, or with a unit: 50M, 1g)") from None
 
 
 def parse(argv: list[str]) -> Args:
@@ -132,11 +170,29 @@ def parse(argv: list[str]) -> Args:
     if args.command is None:
         return args
     if args.command not in COMMANDS:
+        if args.help or "-h" in argv[i + 1:] or "--help" in argv[i + 1:]:
+            raise InvalidArgument(f"No help topic for '{args.command}'")   # urfave/cli's words
         raise InvalidArgument(f"capsize-runc: no such command: {args.command}")
     opts, positionals, _ = COMMANDS[args.command]
-    rest_start = _parse_options(argv, i + 1, opts + [(("-h", "--help"), "help", "flag", args.help)],
-                                args, f"capsize-runc {args.command}")
+    opts = opts + [(("-h", "--help"), "help", "flag", args.help)]
+    where = f"capsize-runc {args.command}"
+    rest_start = _parse_options(argv, i + 1, opts, args, where)
     rest = argv[rest_start:]
+    if not any(p.startswith("*") for p in positionals):
+        # urfave/cli v1 reorders a command's arguments so that flags may follow its positional
+        # ones (``update ID --memory 1M``); runc's exec and ps skip that (SkipArgReorder): their
+        # trailing arguments are the process's.
+        found, j = [], 0
+        while j < len(rest):
+            if rest[j] == "--":
+                found += rest[j + 1:]
+                break
+            if rest[j].startswith("-") and rest[j] != "-":
+                j = _parse_options(rest, j, opts, args, where, defaults=False)
+                continue
+            found.append(rest[j])
+            j += 1
+        rest = found
     for name in positionals:
         if name.startswith("*"):
             setattr(args, name[1:], rest)
@@ -153,16 +209,21 @@ def parse(argv: list[str]) -> Args:
 
 
 def usage(command: str | None = None) -> str:
-    """Help text for the whole tool or one command."""
+    """Help text for the whole tool or one command, laid out as urfave/cli's (runc's ``-h``):
+    ``NAME:``, ``USAGE:``, then the commands or options."""
+    def opt_lines(opts):
+        return [f"   {', '.join(n)}" + (" value" if k != "flag" else "") for n, _, k, _ in opts]
     if command in COMMANDS:
         opts, positionals, what = COMMANDS[command]
         pos = " ".join(f"[{p[1:]}...]" if p[0] in "*?" else f"<{p}>" for p in positionals)
-        lines = [f"usage: capsize-runc [global options] {command} [options] {pos}".rstrip(), "", what, ""]
-        lines += [f"   {', '.join(n)}" + (" VALUE" if k != "flag" else "") for n, _, k, _ in opts]
+        lines = ["NAME:", f"   capsize-runc {command} - {what}", "", "USAGE:",
+                 f"   capsize-runc {command} [command options] {pos}".rstrip(), ""]
+        if opts:
+            lines += ["OPTIONS:"] + opt_lines(opts)
         return "\n".join(lines) + "\n"
-    lines = ["usage: capsize-runc [global options] COMMAND [options] [arguments...]", "",
-             "capsize's low-level OCI runtime: runc's command line.", "", "commands:"]
+    lines = ["NAME:", "   capsize-runc - Open Container Initiative runtime (capsize's, with runc's command line)",
+             "", "USAGE:", "   capsize-runc [global options] command [command options] [arguments...]", "",
+             "COMMANDS:"]
     lines += [f"   {name:<8} {spec[2]}" for name, spec in COMMANDS.items()]
-    lines += ["", "global options:"] + [f"   {', '.join(n)}" + (" VALUE" if k != "flag" else "")
-                                        for n, _, k, _ in GLOBAL]
+    lines += ["", "GLOBAL OPTIONS:"] + opt_lines(GLOBAL)
     return "\n".join(lines) + "\n"

@@ -77,16 +77,6 @@ def _is_unified_key(key: str) -> bool:
 _UNIFIED_FORBIDDEN = {"cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "cgroup.type",
                       "cgroup.kill", "cgroup.freeze"}
 
-_KNOWN = {
-    "": {"devices", "memory", "cpu", "pids", "blockIO", "hugepageLimits", "network", "rdma", "unified"},
-    "memory": {"limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness", "disableOOMKiller",
-               "useHierarchy", "checkBeforeUpdate"},
-    "cpu": {"shares", "quota", "burst", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems", "idle"},
-    "pids": {"limit"},
-    "blockIO": {"weight", "leafWeight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
-                "throttleReadIOPSDevice", "throttleWriteIOPSDevice"},
-}
-
 
 class Write(tuple):
     """One cgroup file write: ``(field, path, value)``; *field* is the OCI field it comes from."""
@@ -118,10 +108,7 @@ def _section(resources: dict, name: str) -> dict:
         return {}
     if not isinstance(value, dict):
         raise _bad(field, "must be an object")
-    for key in value:
-        if key not in _KNOWN[name]:
-            raise _bad(f"{field}.{key}", "unknown field")
-    return value
+    return value   # unknown properties are ignored (config.md: runtimes MUST ignore them)
 
 
 def _int(section: dict, name: str, field: str, lo: int, hi: int = _INT64_MAX, special=()) -> int:
@@ -169,9 +156,6 @@ def _device_rule(i: int, rule) -> tuple[bool, str, int | None, int | None, str]:
     field = f"{PREFIX}.devices[{i}]"
     if not isinstance(rule, dict):
         raise _bad(field, "must be an object")
-    for key in rule:
-        if key not in ("allow", "type", "major", "minor", "access"):
-            raise _bad(f"{field}.{key}", "unknown field")
     allow = rule.get("allow")
     if not isinstance(allow, bool):
         raise _bad(f"{field}.allow", "is required and must be true or false")
@@ -198,17 +182,16 @@ def validate(resources) -> dict:
     (``None`` when unset), "blkio": {"weight"}, "devices": [(allow, type, major, minor, access)],
     "unified": {key: value}}`` with 0 / "" / None for unset values.
 
+    Unknown properties are ignored (config.md: a runtime MUST ignore them); kernel memory limits
+    (``memory.kernel``, ``kernelTCP``) are ignored with a warning on the log, as runc 1.1 does.
     Raises InvalidArgument naming the first bad field, Unimplemented for valid values of fields
-    capsize-runc does not act on (kernel memory, realtime CPU, CPU burst/idle, block I/O
+    capsize-runc does not act on (realtime CPU on cgroup v2, CPU burst/idle, block I/O
     leaf weight / per-device weights / throttling, hugepage limits, network classes, rdma).
     """
     if resources is None:
         resources = {}
     if not isinstance(resources, dict):
         raise _bad(PREFIX, "must be an object")
-    for key in resources:
-        if key not in _KNOWN[""]:
-            raise _bad(f"{PREFIX}.{key}", "unknown field")
 
     mem = _section(resources, "memory")
     p = f"{PREFIX}.memory"
@@ -232,7 +215,10 @@ def validate(resources) -> dict:
     if oom is not None and not isinstance(oom, bool):
         raise _bad(f"{p}.disableOOMKiller", f"must be true or false, not {oom!r}")
     memory["disable_oom_killer"] = bool(oom)
-    _unimplemented_if_set(mem, ("kernel", "kernelTCP"), p, "kernel memory limits are deprecated")
+    if any(mem.get(k) not in (None, 0) for k in ("kernel", "kernelTCP")):
+        # runc 1.1 specconv: "Kernel memory settings are ignored and will be removed" (a warning)
+        from runtime.lowlevel import log
+        log.warning(f"{p}.kernel/kernelTCP: kernel memory settings are ignored and will be removed")
     _unimplemented_if_set(mem, ("useHierarchy", "checkBeforeUpdate"), p, "only the default (false) is supported")
 
     c = _section(resources, "cpu")
@@ -243,8 +229,9 @@ def validate(resources) -> dict:
         "period": _int(c, "period", f"{p}.period", lo=1000, hi=1000000),
         "cpus": _cpu_list(c, "cpus", f"{p}.cpus"),
         "mems": _cpu_list(c, "mems", f"{p}.mems"),
+        "rt_period": _int(c, "realtimePeriod", f"{p}.realtimePeriod", lo=1),
+        "rt_runtime": _int(c, "realtimeRuntime", f"{p}.realtimeRuntime", lo=1, special=(-1,)),
     }
-    _unimplemented_if_set(c, ("realtimeRuntime", "realtimePeriod"), p, "realtime CPU scheduling limits")
     _unimplemented_if_set(c, ("burst", "idle"), p, "CPU burst and idle scheduling")
 
     pi = _section(resources, "pids")
@@ -333,7 +320,8 @@ def plan_v1(res: dict, dirs: dict[str, str]) -> tuple[list[Write], list[str]]:
         return d
 
     if res["unified"]:
-        raise _bad(f"{PREFIX}.unified", "unified resources need cgroup v2; this host uses cgroup v1")
+        raise InvalidArgument(f"invalid configuration: {PREFIX}.unified: unified resources need cgroup v2; "
+                              f"this host uses cgroup v1", field=f"{PREFIX}.unified")   # runc's words first
 
     cpu = res["cpu"]
     for name in ("cpus", "mems"):
@@ -386,8 +374,17 @@ def plan_v1(res: dict, dirs: dict[str, str]) -> tuple[list[Write], list[str]]:
         if mem["disable_oom_killer"]:
             writes.append(Write(f"{PREFIX}.memory.disableOOMKiller", os.path.join(d, "memory.oom_control"), "1"))
 
-    for name, file, value in (("shares", "cpu.shares", cpu["shares"]), ("period", "cpu.cfs_period_us", cpu["period"]),
-                              ("quota", "cpu.cfs_quota_us", cpu["quota"])):
+    order = [("shares", "cpu.shares", cpu["shares"]), ("period", "cpu.cfs_period_us", cpu["period"]),
+             ("quota", "cpu.cfs_quota_us", cpu["quota"]),
+             ("realtimePeriod", "cpu.rt_period_us", cpu["rt_period"]),
+             ("realtimeRuntime", "cpu.rt_runtime_us", cpu["rt_runtime"])]
+    if cpu["period"] and cpu["quota"]:
+        # A shorter period with the old quota may exceed the parent's limit (EINVAL): then the
+        # quota goes first (runc 1.1's cpu.Set retries in that order after the kernel refuses).
+        current = _read(os.path.join(need("cpu", f"{PREFIX}.cpu.period"), "cpu.cfs_period_us"))
+        if current is not None and current.isdigit() and cpu["period"] < int(current):
+            order[1], order[2] = order[2], order[1]
+    for name, file, value in order:
         if value:
             field = f"{PREFIX}.cpu.{name}"
             writes.append(Write(field, os.path.join(need("cpu", field), file), str(value)))
@@ -480,6 +477,9 @@ def plan_v2(res: dict, d: str) -> tuple[list[Write], list[str]]:
     """
     writes: list[Write] = []
     notes: list[str] = []
+    for name, key in (("realtimePeriod", "rt_period"), ("realtimeRuntime", "rt_runtime")):
+        if res["cpu"][key]:
+            raise _unsupported(f"{PREFIX}.cpu.{name}", "cgroup v2 has no realtime CPU limits (runc refuses them too)")
     available = set((_read(os.path.join(d, "cgroup.controllers")) or "").split())
 
     def need(controller: str, field: str) -> None:

@@ -502,6 +502,47 @@ class Cgroup:
                                              f"{h.dir} does not exist") from None
                 raise _os_error(e, f"cannot add process {pid} to cgroup {h.dir}") from None
 
+    def add_to_sub(self, pid: int, specs: list[str]) -> None:
+        """Move *pid* into sub-cgroups of the container's cgroup, as ``runc exec --cgroup``: each
+        spec is ``PATH`` (every hierarchy; then the only spec) or ``CONTROLLER[,CONTROLLER]:PATH``,
+        PATH relative to the container's cgroup; hierarchies not named keep the container's own.
+
+        Raises InvalidArgument ("invalid --cgroup argument", "PATH is not a sub cgroup path",
+        "unknown controller X") and FailedPrecondition for a sub-cgroup that does not exist
+        ("adding pid N to cgroups: DIR/cgroup.procs: no such file or directory")."""
+        subs: dict[str, str] = {}
+        for spec in specs:
+            parts = spec.split(":")
+            if len(parts) > 2:
+                raise InvalidArgument(f"invalid --cgroup argument: {spec}")
+            if len(parts) == 1:
+                if len(specs) != 1:
+                    raise InvalidArgument(f"invalid --cgroup argument: {spec} (missing <controller>: prefix)")
+                subs[""] = spec
+            else:
+                for ctrl in parts[0].split(","):
+                    subs[ctrl] = parts[1]
+        targets = {id(h): h.dir for h in self._hier}
+        for ctrl, sub in subs.items():
+            if ctrl and self.layout != "v2":
+                chosen = [h for h in self._hier if h.has(ctrl)]
+                if not chosen:
+                    raise InvalidArgument(f"unknown controller {ctrl}")
+            else:
+                chosen = self._hier
+            for h in chosen:
+                path = os.path.normpath(os.path.join(h.dir, sub.lstrip("/")))
+                if path != h.dir and not path.startswith(h.dir + "/"):
+                    raise InvalidArgument(f"{sub} is not a sub cgroup path")
+                targets[id(h)] = path
+        for h in self._hier:
+            procs = os.path.join(targets[id(h)], "cgroup.procs")
+            try:
+                self.host.write(procs, str(pid))
+            except OSError as e:
+                raise FailedPrecondition(f"adding pid {pid} to cgroups: {procs}: {os.strerror(e.errno).lower()}") \
+                    from None
+
     def pids(self) -> list[int]:
         """Every process in the cgroup and its sub-cgroups, in any hierarchy, sorted (pids as seen
         from the caller's pid namespace)."""

@@ -5,10 +5,14 @@ FILE``, ``--log-format text|json``, ``--debug``; accepted for compatibility and 
 they ask for something capsize-runc lacks: ``--systemd-cgroup``, ``--rootless true``.
 
 Commands: ``spec``, ``create``, ``start``, ``run``, ``state``, ``kill``, ``delete``, ``list``,
-``ps``, ``pause``, ``resume``, ``exec``, plus ``--version``.
+``ps``, ``pause``, ``resume``, ``exec``, ``update``, ``events``, plus ``--version``.
 
 Every failure prints one line on stderr, writes an ``error`` record to the log file and exits
-non-zero (runtime/errors.py maps the error class to the exit code).
+with runc's codes: 1 for capsize-runc's own errors, 255 when ``exec`` fails before its process
+runs (runc's ``fatalWithCode(err, 255)``), so that a caller cannot mistake it for a process that
+exited 1. The error class (runtime/errors.py's ``code``: ``invalid-argument``, ``not-found``...)
+goes with the message into the ``--log`` record as ``"code"``; callers that need the class read it
+there (:meth:`runtime.shim.ociruntime.OCIRuntime.logged_error`).
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from __future__ import annotations
 import os
 import sys
 
-from runtime.errors import CapsizeError, InvalidArgument, exit_code_for
+from runtime.errors import CapsizeError, InvalidArgument
 from runtime.lowlevel import log
 
 VERSION = "0.1.0"
+#: runc's exit codes for its own failures (runc 1.1 main.go fatal / exec.go fatalWithCode).
+EXIT_ERROR = 1
+EXIT_EXEC_ERROR = 255
 
 
 def _print_json(obj) -> None:
@@ -79,26 +86,25 @@ def dispatch(args) -> int:
     if args.systemd_cgroup:
         raise InvalidArgument("--systemd-cgroup: the systemd cgroup driver is not supported by capsize-runc")
     if cmd == "spec":
-        from runtime.lowlevel.spec import default_spec
+        from runtime.lowlevel.spec import runc_spec
         path = os.path.join(args.bundle, "config.json")
         if os.path.exists(path):
             from runtime.errors import AlreadyExists
             raise AlreadyExists(f"File {path} exists. Remove it first")
         import json
         with open(path, "w") as f:
-            json.dump(default_spec(), f, indent="\t")
+            json.dump(runc_spec(), f, indent="\t")
         return 0
     if args.format not in ("table", "json") if cmd in ("list", "ps") else False:
         raise InvalidArgument(f"{cmd}: invalid format option {args.format!r} (table or json)")
     if cmd in ("create", "run"):
-        if args.no_pivot:
-            raise InvalidArgument("--no-pivot is not supported by capsize-runc")
         if cmd == "create":
             c.create(root, args.id, args.bundle, pid_file=args.pid_file, console_socket=args.console_socket,
-                     preserve_fds=args.preserve_fds)
+                     preserve_fds=args.preserve_fds, no_pivot=args.no_pivot)
             return 0
         return c.run(root, args.id, args.bundle, detach=args.detach, pid_file=args.pid_file,
-                     console_socket=args.console_socket, keep=args.keep, preserve_fds=args.preserve_fds)
+                     console_socket=args.console_socket, keep=args.keep, preserve_fds=args.preserve_fds,
+                     no_pivot=args.no_pivot)
     if cmd == "start":
         c.start(root, args.id)
         return 0
@@ -159,7 +165,12 @@ def dispatch(args) -> int:
         st = State.load(root, args.id)
         proc = _exec_process(args, st)
         return c.exec_process(root, args.id, proc, detach=args.detach, pid_file=args.pid_file,
-                              console_socket=args.console_socket)
+                              console_socket=args.console_socket, preserve_fds=args.preserve_fds,
+                              sub_cgroups=args.cgroup, ignore_paused=args.ignore_paused)
+    if cmd == "events":
+        from runtime.lowlevel import events
+        events.events(root, args.id, events.parse_duration(args.interval), stats_only=args.stats)
+        return 0
     if cmd == "update":
         c.update(root, args.id, _update_resources(args))
         return 0
@@ -168,9 +179,12 @@ def dispatch(args) -> int:
 
 #: runc update's flags -> (OCI linux.resources section, field)
 _UPDATE_FLAGS = (("memory", "memory", "limit"), ("memory_swap", "memory", "swap"),
-                 ("memory_reservation", "memory", "reservation"), ("cpu_shares", "cpu", "shares"),
-                 ("cpu_quota", "cpu", "quota"), ("cpu_period", "cpu", "period"), ("cpuset_cpus", "cpu", "cpus"),
-                 ("cpuset_mems", "cpu", "mems"), ("pids_limit", "pids", "limit"))
+                 ("memory_reservation", "memory", "reservation"), ("kernel_memory", "memory", "kernel"),
+                 ("kernel_memory_tcp", "memory", "kernelTCP"), ("cpu_shares", "cpu", "shares"),
+                 ("cpu_quota", "cpu", "quota"), ("cpu_period", "cpu", "period"),
+                 ("cpu_rt_period", "cpu", "realtimePeriod"), ("cpu_rt_runtime", "cpu", "realtimeRuntime"),
+                 ("cpuset_cpus", "cpu", "cpus"), ("cpuset_mems", "cpu", "mems"), ("pids_limit", "pids", "limit"),
+                 ("blkio_weight", "blockIO", "weight"))
 
 
 def _update_resources(args) -> dict:
@@ -204,36 +218,39 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(argv)
     except InvalidArgument as e:
         sys.stderr.write(f"{e}\n")
-        return e.exit_code
+        return EXIT_ERROR
     if args.log_format not in ("text", "json"):
         sys.stderr.write(f"capsize-runc: invalid log format {args.log_format!r} (text or json)\n")
-        return InvalidArgument.exit_code
+        return EXIT_ERROR
     log.configure(args.log, args.log_format, args.debug)
     if args.version:
-        sys.stdout.write(f"capsize-runc version {VERSION}\nspec: 1.0.2-dev\n")
+        # runc's three lines (version, commit, spec); capsize-runc has no build commit to give
+        sys.stdout.write(f"capsize-runc version {VERSION}\ncommit: none (capsize {VERSION})\nspec: 1.0.2-dev\n")
         return 0
     if args.help or args.command is None:
         (sys.stdout if args.help else sys.stderr).write(usage(args.command))
-        return 0 if args.help else InvalidArgument.exit_code
+        return 0 if args.help else EXIT_ERROR
     log.debug("command", argv=argv)
     if args.command in ("create", "run", "exec"):   # exec moves its process into the cgroup too
         from runtime.lowlevel.cgroups import warm_migration_lock
         warm_migration_lock()  # first thing: the kernel's grace period overlaps all the rest
+    code = EXIT_EXEC_ERROR if args.command == "exec" else EXIT_ERROR
     try:
         return dispatch(args)
     except CapsizeError as e:
-        return _report(e, str(e))
+        return _report(e, str(e), code)
     except OSError as e:
-        return _report(e, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+        return _report(e, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""), code)
     except KeyboardInterrupt:
         return 130
 
 
-def _report(err: BaseException, msg: str) -> int:
+def _report(err: BaseException, msg: str, code: int) -> int:
+    """The one stderr line and the ``--log`` error record (with the error class as ``code``)."""
     if log.has_file():
-        log.error(msg)
+        log.error(msg, code=err.code if isinstance(err, CapsizeError) else CapsizeError.code)
     sys.stderr.write(f"capsize-runc: {msg}\n")
-    return exit_code_for(err)
+    return code
 
 
 if __name__ == "__main__":

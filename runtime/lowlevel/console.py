@@ -83,3 +83,73 @@ def setup(sock_fd: int, proc: dict, mount_console: bool, host=None) -> None:
         os.dup2(slave, fd)
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     os.close(slave)
+
+
+def local_pair() -> tuple[socket.socket, socket.socket]:
+    """For a foreground ``run``/``exec`` with a terminal and no ``--console-socket``: a connected
+    pair ``(ours, theirs)``; *theirs* stands in for the console socket, the master arrives on
+    *ours* (:func:`receive_master`), and :class:`Relay` connects it to our stdio, as runc does
+    (runc 1.1 ``tty.go``: setupProcessPipes/recvtty, console.SetRaw on a terminal stdin)."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    for s in (a, b):
+        s.set_inheritable(False)
+    return a, b
+
+
+def receive_master(sock: socket.socket) -> int:
+    """The pty master fd sent over *sock* (one SCM_RIGHTS message); closes *sock*. OSError when
+    none came (the process failed before making its terminal)."""
+    try:
+        _, fds, _, _ = socket.recv_fds(sock, 64, 1)
+    finally:
+        sock.close()
+    if not fds:
+        raise OSError("no terminal master was received from the container")
+    os.set_inheritable(fds[0], False)
+    return fds[0]
+
+
+class Relay:
+    """Our stdin -> the pty *master* -> our stdout, in two threads, until the terminal closes.
+
+    If our stdin is a terminal it is put into raw mode and its size given to the pty (restored
+    by :meth:`close`), so the container's terminal is the user's. The input side stops at EOF
+    of stdin without closing the master (the process keeps its terminal)."""
+
+    def __init__(self, master: int):
+        import threading
+        self.master = master
+        self.saved = None
+        if os.isatty(0):
+            import tty
+            self.saved = termios.tcgetattr(0)
+            try:
+                fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))
+            except OSError:
+                pass
+            tty.setraw(0)
+        self.out = threading.Thread(target=self._copy, args=(master, 1), daemon=True)
+        self.out.start()
+        threading.Thread(target=self._copy, args=(0, master), daemon=True).start()
+
+    @staticmethod
+    def _copy(src: int, dst: int) -> None:
+        while True:
+            try:
+                data = os.read(src, 1 << 16)
+            except OSError:   # EIO on the master once every slave fd is closed
+                return
+            if not data:
+                return
+            try:
+                while data:
+                    data = data[os.write(dst, data):]
+            except OSError:
+                return
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Wait (up to *timeout* s) for the output to drain, restore our terminal, close the master."""
+        self.out.join(timeout)
+        if self.saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+        os.close(self.master)

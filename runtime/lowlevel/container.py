@@ -132,21 +132,65 @@ def _read_creator(state_dir: str):
         return None
 
 
-def _check_console(proc: dict, console_socket: str | None) -> None:
-    """A terminal needs a console socket, and a console socket a terminal (runc's checkTerminal,
-    with its wording); InvalidArgument otherwise."""
-    if proc.get("terminal") and not console_socket:
+def _check_console(proc: dict, console_socket: str | None, detach: bool = True) -> None:
+    """A detached terminal needs a console socket, and a console socket a terminal (runc's
+    checkTerminal, with its wording); InvalidArgument otherwise. In the foreground (*detach*
+    false) a terminal without a socket is capsize-runc's own (console.Relay)."""
+    if proc.get("terminal") and not console_socket and detach:
         raise InvalidArgument("cannot allocate tty if capsize-runc will detach without setting console socket")
     if console_socket and not proc.get("terminal"):
         raise InvalidArgument("cannot use console socket if capsize-runc will not detach or allocate tty")
 
 
+def _check_existing_cgroup(cg) -> None:
+    """As runc 1.1's Create: a cgroup that already has processes gets a warning ("container's
+    cgroup is not empty"); a frozen one is refused at once, FailedPrecondition("container's
+    cgroup unexpectedly frozen"), and left as it was."""
+    if not cg.exists():
+        return
+    if cg.frozen():
+        raise FailedPrecondition("container's cgroup unexpectedly frozen", field="linux.cgroupsPath")
+    n = len(cg.pids())
+    if n:
+        _warn(f"container's cgroup is not empty: {n} process(es) found")
+
+
+def _warn_ignored_labels(config: dict) -> None:
+    """A warning on the log for each security label capsize-runc does not apply (it has no
+    AppArmor or SELinux support): ``process.apparmorProfile``, ``process.selinuxLabel``,
+    ``linux.mountLabel`` — said, not silently dropped."""
+    proc, linux = config.get("process") or {}, config.get("linux") or {}
+    for field, value, what in (("process.apparmorProfile", proc.get("apparmorProfile"), "AppArmor profile"),
+                               ("process.selinuxLabel", proc.get("selinuxLabel"), "SELinux label"),
+                               ("linux.mountLabel", linux.get("mountLabel"), "SELinux mount label")):
+        if value:
+            _warn(f"{field} {value!r} is ignored: capsize-runc does not apply the {what}")
+
+
+def _listen_fds() -> int:
+    """The number of socket-activation fds (3 onwards) systemd passed to this process:
+    ``LISTEN_FDS`` when ``LISTEN_PID`` is our pid, else 0 (sd_listen_fds(3); runc 1.1 passes
+    them into the container's init with ``LISTEN_FDS=N LISTEN_PID=1``)."""
+    try:
+        if int(os.environ.get("LISTEN_PID", "")) == os.getpid():
+            return max(0, int(os.environ.get("LISTEN_FDS", "0")))
+    except ValueError:
+        pass
+    return 0
+
+
 def create(root: str, container_id: str, bundle: str, pid_file: str | None = None,
-           console_socket: str | None = None, preserve_fds: int = 0, host: h.Host = h.HOST) -> State:
+           console_socket: str | None = None, preserve_fds: int = 0, host: h.Host = h.HOST,
+           local_console=None, no_pivot: bool = False) -> State:
     """Create a container from *bundle*; on any failure nothing is left behind (state, cgroup, process).
 
+    Only stdio, the ``LISTEN_FDS`` of socket activation (:func:`_listen_fds`) and then
+    *preserve_fds* more of the caller's fds reach the container's process (runc 1.1).
     Raises AlreadyExists ("container with id exists: ID"), NotFound (bundle, rootfs, executable),
     InvalidArgument (config fields, terminal without console socket), and the init's errors.
+    *local_console* (a connected socket, :func:`runtime.lowlevel.console.local_pair`) stands in
+    for *console_socket* for a foreground ``run``. *no_pivot*: runc's ``--no-pivot``
+    (:func:`runtime.lowlevel.rootfs.move_root`).
     """
     from runtime.lowlevel.cgroups import Cgroup, warm_migration_lock
     warm_migration_lock()  # the kernel's ~10-20 ms grace period overlaps what follows
@@ -158,7 +202,12 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
     bundle = os.path.abspath(bundle)
     config = load_config(bundle)
     proc = config["process"]
-    _check_console(proc, console_socket)
+    _check_console(proc, console_socket, detach=local_console is None)
+    _warn_ignored_labels(config)
+    listen = _listen_fds()
+    if listen:   # socket activation: runc passes them first, then the --preserve-fds ones
+        proc["env"] = list(proc.get("env") or []) + [f"LISTEN_FDS={listen}", "LISTEN_PID=1"]
+        preserve_fds += listen
     st = _reserve(root, container_id, host)
     st.bundle, st.rootfs, st.config = bundle, rootfs_path(bundle, config), config
     st.annotations = config.get("annotations") or {}
@@ -169,14 +218,16 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
     parent, child = Channel.pair()
     console = None
     try:
-        cgroup = Cgroup.for_container(container_id, linux.get("cgroupsPath"), host=host)
+        found = Cgroup.for_container(container_id, linux.get("cgroupsPath"), host=host)
+        _check_existing_cgroup(found)
+        cgroup = found   # from here on, a failure removes it
         st.cgroup = cgroup.to_state()
         st.save()
         os.mkfifo(st.fifo, 0o622)
         os.chmod(st.fifo, 0o622)  # despite the umask: the init may not be root when it opens it
         if proc.get("terminal"):
             from runtime.lowlevel import console as consolemod
-            console = consolemod.connect(console_socket)
+            console = local_console or consolemod.connect(console_socket)
         seccomp_filter = _seccomp_filter(config, root)
         from runtime.lowlevel import init
         init.preload(config)
@@ -185,9 +236,11 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         if child_pid == 0:
             from runtime.lowlevel import init
             parent.close()
+            # the FIFO by fd: in a new user namespace the state directory may be out of reach
+            fifo = f"/proc/self/fd/{os.open(st.fifo, os.O_PATH | os.O_CLOEXEC)}"
             init.intermediate(child, config, host, lambda: init.container_init(
-                child, container_id, config, st.rootfs, st.fifo, cgroup,
-                console.fileno() if console else None, preserve_fds, seccomp_filter, host))
+                child, container_id, config, st.rootfs, fifo, cgroup,
+                console.fileno() if console else None, preserve_fds, seccomp_filter, host, no_pivot))
         child.close()
         # The cgroup is made after the fork: the intermediate unshares its namespaces meanwhile,
         # and the migration lock's grace period (warm_migration_lock) had the longest to pass.
@@ -195,6 +248,9 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         cgroup.apply(linux.get("resources") or {})
         st.cgroup = cgroup.to_state()  # now with the notes of what apply could not enforce
         cgroup.add(child_pid)
+        if any(ns.get("type") == "user" and not ns.get("path") for ns in linux.get("namespaces") or []):
+            parent.expect("userns", INIT_TIMEOUT)
+            init.write_id_maps(child_pid, config)
         parent.send("continue")
         init_pid = parent.expect("pid", INIT_TIMEOUT)["pid"]
         os.waitpid(child_pid, 0)  # the intermediate exits right after reporting the pid
@@ -294,8 +350,12 @@ def start(root: str, container_id: str, timeout: float = 10.0) -> State:
 
 
 def parse_signal(sig: str | int) -> int:
-    """``KILL``, ``SIGKILL``, ``kill`` or ``9`` -> 9 (:func:`runtime.signals.parse`); InvalidArgument
-    for anything else (``invalid signal: N`` for a number out of range, ``unknown signal 'X'``)."""
+    """``KILL``, ``SIGKILL``, ``kill`` or ``9`` -> 9 (:func:`runtime.signals.parse`), and ``0``
+    -> 0 (runc 1.1's parseSignal takes any number: signal 0 checks that the init exists);
+    InvalidArgument for anything else (``invalid signal: N`` for a number out of range,
+    ``unknown signal 'X'``)."""
+    if sig == 0 or sig == "0":
+        return 0
     try:
         return signals.parse(sig if isinstance(sig, int) else str(sig))
     except ValueError:
@@ -307,19 +367,24 @@ def parse_signal(sig: str | int) -> int:
 def kill(root: str, container_id: str, sig: int = SIGTERM, all_processes: bool = False,
          host: h.Host = h.HOST) -> None:
     """Send *sig* to the init, or with *all_processes* to every process in the container's cgroup
-    (its cgroup writes through *host*).
+    (its cgroup writes through *host*), as runc 1.1's ``linuxContainer.Signal``.
 
-    Raises NotFound, FailedPrecondition("container not running") for a stopped container.
+    Raises NotFound, FailedPrecondition("container not running") for a stopped container
+    without *all_processes*; with it, a stopped container is signalled through its cgroup if
+    processes are left there and otherwise succeeds doing nothing (runc returns 0 too).
     """
     st = State.load(root, container_id)
     status = st.status()
     if status == "stopped":
-        if all_processes and st.cgroup_obj(host) is not None and st.cgroup_obj(host).pids():
-            st.cgroup_obj(host).kill_all(sig)
+        if all_processes:
+            cg = st.cgroup_obj(host)
+            if cg is not None and cg.pids() and sig:
+                cg.kill_all(sig)
             return
         raise FailedPrecondition("container not running", id=container_id)
     if all_processes:
-        st.cgroup_obj(host).kill_all(sig)
+        if sig:
+            st.cgroup_obj(host).kill_all(sig)
     else:
         try:
             os.kill(st.pid, sig)
@@ -398,7 +463,8 @@ def resume(root: str, container_id: str, host: h.Host = h.HOST) -> None:
 
 def update(root: str, container_id: str, resources: dict, host: h.Host = h.HOST) -> None:
     """Apply OCI ``linux.resources`` *resources* to a created, running or paused container's
-    cgroup (runc update) and keep them in its state's config. InvalidArgument / Unimplemented
+    cgroup (runc update) and keep them in its state's config; a memory or memory+swap limit is
+    applied together with the container's current other one. InvalidArgument / Unimplemented
     for fields :meth:`runtime.lowlevel.cgroups.Cgroup.apply` refuses; FailedPrecondition for a
     stopped container or one without a cgroup."""
     st = State.load(root, container_id)
@@ -408,10 +474,21 @@ def update(root: str, container_id: str, resources: dict, host: h.Host = h.HOST)
     cg = st.cgroup_obj(host)
     if cg is None:
         raise FailedPrecondition(f"container {container_id} has no cgroup", id=container_id)
-    cg.apply(resources)
     if not isinstance(st.config, dict):
         st.config = {}
     current = st.config.setdefault("linux", {}).setdefault("resources", {})
+    mem = resources.get("memory")
+    if isinstance(mem, dict) and ("limit" in mem or "swap" in mem) and isinstance(current.get("memory"), dict):
+        # memory and memory+swap limits are checked and written as a pair: the one not given is
+        # the container's current one (runc merges update's values into its config the same way)
+        mem = dict(mem)
+        if mem.get("limit") == -1 and "swap" not in mem:
+            mem["swap"] = -1   # no memory limit: no memory+swap limit either (runc 1.1 update)
+        for key in ("limit", "swap"):
+            if key not in mem and current["memory"].get(key):
+                mem[key] = current["memory"][key]
+        resources = {**resources, "memory": mem}
+    cg.apply(resources)
     for section, value in resources.items():
         if isinstance(value, dict) and isinstance(current.get(section), dict):
             current[section].update(value)
@@ -440,30 +517,38 @@ def pids(root: str, container_id: str) -> list[int]:
 
 def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
                  pid_file: str | None = None, console_socket: str | None = None,
+                 preserve_fds: int = 0, sub_cgroups: list[str] | None = None, ignore_paused: bool = False,
                  host: h.Host = h.HOST) -> int:
     """Run *proc* (an OCI ``process``) inside a running container; its exit status, or 0 with *detach*.
 
     The process joins every namespace of the init (/proc/<pid>/ns/*) and the container's cgroup.
     With ``proc["terminal"]`` it gets a new pty of the container, whose master goes to
-    *console_socket* (:mod:`runtime.lowlevel.console`). Raises NotFound,
+    *console_socket* (:mod:`runtime.lowlevel.console`). Of the caller's fds above stdio only the
+    next *preserve_fds* reach it (runc exec ``--preserve-fds``). *sub_cgroups* are runc exec's
+    ``--cgroup`` specs (:meth:`Cgroup.add_to_sub`); with *ignore_paused* a paused container is
+    joined too (the process starts when it is resumed). Raises NotFound,
     FailedPrecondition("cannot exec in a stopped container"), InvalidArgument (a terminal
     without a console socket, or the reverse), Unavailable (nothing listens on the socket), and
     set-up errors.
     """
-    _check_console(proc, console_socket)
+    local = None
+    if proc.get("terminal") and not console_socket and not detach:
+        from runtime.lowlevel import console as consolemod
+        local, theirs = consolemod.local_pair()   # our own terminal, relayed to our stdio
+    _check_console(proc, console_socket, detach=local is None)
     from runtime.lowlevel.sync import Channel
     from runtime.lowlevel import init
 
     st = State.load(root, container_id)
     status = st.status()
-    if status not in ("running", "created"):
+    if status not in ("running", "created") and not (ignore_paused and status == "paused"):
         raise FailedPrecondition(f"cannot exec in a {status} container", id=container_id)
     config = {"linux": {"namespaces": [
         {"type": t, "path": f"/proc/{st.pid}/ns/{h.NAMESPACE_FILES[t]}"}
         for t in (st.namespaces or {})]}}
     seccomp_filter = _seccomp_filter(st.config or {}, root)
     init.preload({})
-    console = None
+    console = theirs if local else None
     if console_socket:
         from runtime.lowlevel import console as consolemod
         console = consolemod.connect(console_socket)
@@ -473,7 +558,7 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
     if child_pid == 0:
         parent.close()
         init.intermediate(child, config, host, lambda: init.exec_init(
-            child, proc, seccomp_filter, host, console.fileno() if console else None))
+            child, proc, seccomp_filter, host, console.fileno() if console else None, preserve_fds))
     child.close()
     if console:
         console.close()
@@ -483,7 +568,10 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
         pid = parent.expect("pid", INIT_TIMEOUT)["pid"]
         os.waitpid(child_pid, 0)  # the intermediate exits right after reporting the pid
         child_pid = None
-        st.cgroup_obj(host).add(pid)
+        if sub_cgroups:
+            st.cgroup_obj(host).add_to_sub(pid, sub_cgroups)
+        else:
+            st.cgroup_obj(host).add(pid)
         parent.send("continue")
         parent.expect("ready", INIT_TIMEOUT)
     except BaseException:
@@ -495,7 +583,12 @@ def exec_process(root: str, container_id: str, proc: dict, detach: bool = False,
         _write_pid_file(pid_file, pid)
     if detach:
         return 0
-    return _wait_forwarding(pid)
+    relay = consolemod.Relay(consolemod.receive_master(local)) if local else None
+    try:
+        return _wait_forwarding(pid)
+    finally:
+        if relay:
+            relay.close()
 
 
 def _forwarder():
@@ -540,19 +633,39 @@ def _wait_forwarding(pid: int, target=None) -> int:
 
 def run(root: str, container_id: str, bundle: str, detach: bool = False, pid_file: str | None = None,
         console_socket: str | None = None, keep: bool = False, preserve_fds: int = 0,
-        host: h.Host = h.HOST) -> int:
+        host: h.Host = h.HOST, no_pivot: bool = False) -> int:
     """create + start; in the foreground, wait for the init, delete the container and return its status."""
     target = None if detach else _forwarder()  # from now on: nothing may kill us and orphan the container
-    st = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
-                preserve_fds=preserve_fds, host=host)
+    local = theirs = None
+    if not detach and not console_socket:
+        from runtime.lowlevel import console as consolemod
+        local, theirs = consolemod.local_pair()   # used only if process.terminal is true
     try:
+        st = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
+                    preserve_fds=preserve_fds, host=host, local_console=theirs, no_pivot=no_pivot)
+    finally:
+        if theirs:
+            theirs.close()
+    relay = None
+    try:
+        if local and (st.config.get("process") or {}).get("terminal"):
+            relay = consolemod.Relay(consolemod.receive_master(local))
         start(root, container_id)
     except BaseException:
+        if relay:
+            relay.close(0)
         delete(root, container_id, force=True)
         raise
+    finally:
+        if local:
+            local.close()
     if detach:
         return 0
-    status = _wait_forwarding(st.pid, target)
+    try:
+        status = _wait_forwarding(st.pid, target)
+    finally:
+        if relay:
+            relay.close()
     if not keep:
         delete(root, container_id, force=True)
     return status

@@ -58,8 +58,12 @@ def run_hooks(config: dict, kind: str, state: dict) -> None:
             raise HookError(f"{kind} hook #{i} ({path}): {e.strerror}") from None
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
-            raise HookError(f"{kind} hook #{i} ({path}) exited with status {proc.returncode}"
-                            + (f": {detail[-1]}" if detail else ""))
+            if proc.returncode < 0:   # Go's exec.ExitError wording, as runc prints it
+                import signal
+                how = f"signal: {signal.strsignal(-proc.returncode) or -proc.returncode}".lower()
+            else:
+                how = f"exit status {proc.returncode}"
+            raise HookError(f"error running hook #{i} ({kind}, {path}): {how}" + (f": {detail[-1]}" if detail else ""))
 
 
 def run_hooks_warn(config: dict, kind: str, state: dict, warn) -> None:

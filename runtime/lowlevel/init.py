@@ -62,11 +62,15 @@ def _has_new(config: dict, kind: str) -> bool:
 def enter_namespaces(config: dict, host: h.Host, skip_cgroup: bool = True) -> None:
     """setns(2) into every namespace given by path, then unshare(2) the new ones.
 
-    The mount namespace is joined last (setns into it resets root and cwd). The new cgroup
-    namespace is left to the init (it must already be in its cgroup). Raises OSError.
+    A user namespace is joined first, the mount namespace last (setns into it resets root and
+    cwd). New namespaces are made in one unshare(2), which creates a new user namespace first,
+    so that it owns the others. The new cgroup namespace is left to the init (it must already
+    be in its cgroup). Raises OSError.
     """
     namespaces = (config.get("linux") or {}).get("namespaces") or []
-    joins = sorted((ns for ns in namespaces if ns.get("path")), key=lambda ns: ns["type"] == "mount")
+    # a user namespace first (the others are owned by it), the mount namespace last
+    joins = sorted((ns for ns in namespaces if ns.get("path")),
+                   key=lambda ns: (ns["type"] != "user", ns["type"] == "mount"))
     fds = [(ns, os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)) for ns in joins]
     try:
         for ns, fd in fds:
@@ -106,6 +110,42 @@ def _sysctl(config: dict, host: h.Host) -> None:
         host.write(path, str(value))
 
 
+def _open_bind_sources(config: dict) -> None:
+    """In the new namespaces but still the host's uid 0 (before :func:`become_root`): open every
+    bind mount's source (O_PATH, in the container's mount namespace: a bind from another one is
+    EINVAL) and name it ``/proc/self/fd/N`` in *config* (this process's copy), since the
+    container's root, an unprivileged uid on the host, may not reach it (runc 1.1's mountFds)."""
+    from runtime.lowlevel.rootfs import is_bind
+    for m in config.get("mounts") or []:
+        if is_bind(m) and m.get("source") and os.path.exists(m["source"]):
+            m["source"] = f"/proc/self/fd/{os.open(m['source'], os.O_PATH | os.O_CLOEXEC)}"
+
+
+def become_root(host: h.Host) -> None:
+    """In a new user namespace whose maps the parent has written: uid and gid 0 there, no
+    supplementary groups (runc's nsexec after its maps are written)."""
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    try:
+        host.setgroups([])
+    except OSError:
+        pass   # setgroups denied in this namespace: there are none to drop
+
+
+def write_id_maps(pid: int, config: dict) -> None:
+    """``linux.uidMappings`` / ``gidMappings`` ({containerID, hostID, size} each) into
+    /proc/<pid>/uid_map and gid_map, one write each (user_namespaces(7)). Raises OSError."""
+    linux = config.get("linux") or {}
+    for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key) or [])
+        if text:
+            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+
+
 def intermediate(chan, config: dict, host: h.Host, child) -> None:
     """The first child: enter namespaces, fork the init (*child* is its body), report its pid, exit.
 
@@ -115,8 +155,14 @@ def intermediate(chan, config: dict, host: h.Host, child) -> None:
     try:
         # Namespaces first: creating them overlaps with the parent's cgroup writes (the first
         # cgroup.procs write of a migration costs the kernel an RCU grace period, ~10 ms).
+        userns = _has_new(config, "user")
         enter_namespaces(config, host)
+        if userns:
+            _open_bind_sources(config)
+            chan.send("userns")    # the parent writes our uid_map and gid_map
         chan.expect("continue")  # the parent has put us in the container's cgroup
+        if userns:
+            become_root(host)
         gate_r, gate_w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -136,13 +182,29 @@ def intermediate(chan, config: dict, host: h.Host, child) -> None:
     os._exit(0)
 
 
+def keep_fds(preserve_fds: int) -> None:
+    """Of the fds above stdio, only 3 .. 3+*preserve_fds*-1 survive the execve: they become
+    inheritable, every other open fd close-on-exec (runc 1.1's ``--preserve-fds`` and
+    libcontainer's ``utils.CloseExecFrom(3 + len(ExtraFiles))``), so the caller's descriptors do
+    not leak into the container. Reads /proc/self/fd; an fd closed meanwhile is skipped."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, fd < 3 + preserve_fds)
+            except OSError:
+                pass
+
+
 def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str, cgroup,
-                   console_sock: int | None, preserve_fds: int, seccomp_filter, host: h.Host) -> None:
+                   console_sock: int | None, preserve_fds: int, seccomp_filter, host: h.Host,
+                   no_pivot: bool = False) -> None:
     """The init's whole set-up (runs as PID 1 of the new pid namespace); execs the user's process.
 
     *seccomp_filter* is built by the parent (runtime/lowlevel/seccomp.py build_filter) while
     libseccomp can still be loaded from the host's filesystem; it is loaded last, by
-    process.finalize.
+    process.finalize. With *no_pivot* the rootfs is moved onto / and chrooted into
+    (rootfs.move_root) instead of pivot_root (runc ``--no-pivot``).
     """
     from runtime.lowlevel import hooks, process, rootfs as rfs
 
@@ -151,9 +213,11 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
         host.unshare(h.CLONE_NEWCGROUP)
     if _has_new(config, "network"):
         loopback_up()
-    if not any(ns["type"] == "mount" for ns in (config.get("linux") or {}).get("namespaces") or []):
-        raise InvalidArgument("linux.namespaces: capsize-runc needs a mount namespace to set up the rootfs")
-    rfs.prepare(config, rootfs, cgroup, cgroupns, host=host)
+    # Without a mount namespace of its own (linux.namespaces has no "mount") the rootfs is set
+    # up in the caller's, as runc does: its mounts stay there, / keeps its propagation, the
+    # container is chrooted and finalize (masked/read-only paths) is skipped, as in runc.
+    own_mntns = any(ns["type"] == "mount" for ns in (config.get("linux") or {}).get("namespaces") or [])
+    rfs.prepare(config, rootfs, cgroup, cgroupns, host=host, own_namespace=own_mntns)
     cfg_hooks = config.get("hooks") or {}
     if cfg_hooks.get("prestart") or cfg_hooks.get("createRuntime"):
         chan.send("hooks")
@@ -161,7 +225,16 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
     hooks.run_hooks(config, "createContainer", {"ociVersion": config.get("ociVersion"), "id": container_id,
                                                 "status": "creating", "pid": os.getpid()})
     fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-    rfs.pivot(rootfs, host)
+    if no_pivot and own_mntns:
+        rfs.move_root(rootfs, host)
+    elif own_mntns:
+        rfs.pivot(rootfs, host)
+    else:
+        os.chdir(rootfs)
+        os.chroot(".")
+        os.chdir("/")
+    if own_mntns:
+        rfs.propagate_root(config, host)
     proc = config["process"]
     if console_sock is not None:
         # the pty of the container's own devpts (runc's setupConsole, after pivot_root)
@@ -183,14 +256,11 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
         if config.get("domainname"):
             host.setdomainname(config["domainname"])
     _sysctl(config, host)
-    rfs.finalize(config, host)
+    if own_mntns:
+        rfs.finalize(config, host)
     if proc.get("oomScoreAdj") is not None:
         process.set_oom_score_adj(proc["oomScoreAdj"], host=host)
-    for fd in range(3, 3 + preserve_fds):
-        try:
-            os.set_inheritable(fd, True)
-        except OSError:
-            pass
+    keep_fds(preserve_fds)
     # The exec FIFO is reopened for writing through /proc/self/fd (its host path is out of
     # reach after pivot_root). Without a proc mount in the container that would fail only
     # after `create` had reported success, leaving a dead init: fail `create` now, as runc
@@ -215,9 +285,11 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
     os._exit(127)
 
 
-def exec_init(chan, proc: dict, seccomp_filter, host: h.Host, console_sock: int | None = None) -> None:
+def exec_init(chan, proc: dict, seccomp_filter, host: h.Host, console_sock: int | None = None,
+              preserve_fds: int = 0) -> None:
     """A process joining a running container (``capsize-runc exec``): wait for the cgroup, become
-    *proc* (with a new pty of the container when *console_sock* is given), exec."""
+    *proc* (with a new pty of the container when *console_sock* is given), keep only stdio and
+    *preserve_fds* more fds (:func:`keep_fds`), exec."""
     from runtime.lowlevel import process
     chan.expect("continue")
     if console_sock is not None:
@@ -226,4 +298,5 @@ def exec_init(chan, proc: dict, seccomp_filter, host: h.Host, console_sock: int 
     path, argv, env = process.finalize(proc, host=host, seccomp=seccomp_filter)
     chan.send("ready")
     chan.close()
+    keep_fds(preserve_fds)
     os.execve(path, argv, env)

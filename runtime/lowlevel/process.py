@@ -401,6 +401,28 @@ def _cwd_error(cwd: str, e: OSError) -> NotFound:
                     field="process.cwd")
 
 
+def fix_stdio_permissions(uid: int, host=HOST) -> None:
+    """Give stdin, stdout and stderr to *uid* (keeping their group), unless already its or
+    /dev/null, so a non-root process can use its terminal (runc 1.1's fixStdioPermissions).
+    EINVAL, EPERM and EROFS are ignored, as runc does."""
+    try:
+        null = os.stat("/dev/null").st_rdev
+    except OSError:
+        null = None
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if st.st_uid == uid or (null is not None and st.st_rdev == null):
+            continue
+        try:
+            host.chown(f"/proc/self/fd/{fd}", uid, st.st_gid)   # the magic link: the fd's own file
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                raise
+
+
 def finalize(process: dict, host=HOST, *, seccomp=None) -> tuple[str, list[str], dict]:
     """Make the calling process the OCI ``process`` and return ``(path, argv, env)`` for os.execve.
 
@@ -443,6 +465,7 @@ def finalize(process: dict, host=HOST, *, seccomp=None) -> tuple[str, list[str],
     if chdir_error is not None and chdir_error.errno not in (errno.EACCES, errno.EPERM):
         raise _cwd_error(cwd, chdir_error)
     drop_bounding_set(caps, host)
+    fix_stdio_permissions(uid, host)
     apply_user(process.get("user"), host)
     if chdir_error is not None:
         retry = _chdir(cwd)

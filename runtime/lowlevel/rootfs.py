@@ -131,10 +131,22 @@ def _mount_cgroup(dest: str, flags: int, cgroup, cgroupns: bool, host: h.Host) -
 
 
 def mount_one(rootfs: str, m: dict, index: int, cgroup, cgroupns: bool, host: h.Host) -> None:
-    """Perform one OCI ``mounts[index]`` entry inside *rootfs*."""
-    dest = secure_join(rootfs, m["destination"])
+    """Perform one OCI ``mounts[index]`` entry inside *rootfs*.
+
+    As runc 1.1's mountToRootfs: ``proc`` and ``sysfs`` go only on an ordinary directory (a
+    symlink there is refused, InvalidArgument, not followed), and a read-only ``/dev`` is mounted
+    read-write, to be filled, and made read-only by :func:`finalize`.
+    """
     mtype = m.get("type") or ""
+    if mtype in ("proc", "sysfs"):
+        plain = os.path.join(rootfs, m["destination"].lstrip("/"))
+        if os.path.lexists(plain) and not stat.S_ISDIR(os.lstat(plain).st_mode):
+            raise InvalidArgument(f"mounts[{index}]: filesystem {mtype!r} must be mounted on ordinary directory "
+                                  f"({m['destination']} is not one)", field=f"mounts[{index}].destination")
+    dest = secure_join(rootfs, m["destination"])
     flags, prop, data = parse_options(m.get("options", []))
+    if m["destination"].rstrip("/") == "/dev" and not is_bind(m):
+        flags &= ~h.MS_RDONLY
     source = m.get("source") or mtype or "none"
     if flags & h.MS_BIND or mtype == "bind":
         flags |= h.MS_BIND
@@ -174,8 +186,18 @@ def _make_devices(rootfs: str, devices: list[dict], host: h.Host) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if os.path.lexists(path):
             os.unlink(path)
-        host.mknod(path, mode | (d.get("fileMode") or 0o666),
-                   os.makedev(d.get("major", 0), d.get("minor", 0)) if kind != "p" else 0)
+        try:
+            host.mknod(path, mode | (d.get("fileMode") or 0o666),
+                       os.makedev(d.get("major", 0), d.get("minor", 0)) if kind != "p" else 0)
+        except PermissionError:
+            # in a user namespace mknod is refused: bind the host's node instead (runc's
+            # bindMountDeviceNode), and never chmod/chown it (that would be the host's file)
+            if not os.path.exists(d["path"]):
+                raise
+            with open(path, "a"):
+                pass
+            host.mount(d["path"], path, None, h.MS_BIND, None)
+            continue
         os.chmod(path, d.get("fileMode") or 0o666)
         host.chown(path, d.get("uid", 0), d.get("gid", 0))
 
@@ -198,15 +220,20 @@ def is_bind(m: dict) -> bool:
     return m.get("type") == "bind" or any(o in ("bind", "rbind") for o in m.get("options") or [])
 
 
-def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, host: h.Host = h.HOST) -> None:
+def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, host: h.Host = h.HOST,
+            own_namespace: bool = True) -> None:
     """Steps before pivot_root: propagation, rootfs bind, ``mounts``, devices, /dev symlinks.
     (The terminal's /dev/console is bound after pivot_root: :mod:`runtime.lowlevel.console`.)
+    Without *own_namespace* (no new mount namespace: the caller's) the propagation of ``/`` and
+    of the rootfs's parent mount is left alone.
     """
     linux = config.get("linux") or {}
     prop = linux.get("rootfsPropagation") or "rslave"
     if prop not in _PROPAGATION:
         raise InvalidArgument(f"linux.rootfsPropagation: unknown propagation {prop!r}")
-    host.mount(None, "/", None, _PROPAGATION[prop], None)
+    if own_namespace:
+        host.mount(None, "/", None, _PROPAGATION[prop], None)
+        _parent_mount_private(rootfs, host)
     host.mount(rootfs, rootfs, None, h.MS_BIND | h.MS_REC, None)
     dev_is_bound = False
     for i, m in enumerate(config.get("mounts") or []):
@@ -222,6 +249,29 @@ def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, host: h.Host = h.
         _dev_symlinks(rootfs)
 
 
+def _parent_mount_private(rootfs: str, host: h.Host) -> None:
+    """Make the mount that holds *rootfs* private if it is shared (runc 1.1's
+    rootfsParentMountPrivate): the rootfs bind must not propagate to other namespaces, and
+    pivot_root refuses a new root whose parent mount is shared (EINVAL) — the case of
+    ``linux.rootfsPropagation`` ``shared``/``rshared``."""
+    from runtime import mountinfo
+    best = None
+    for m in mountinfo.read():
+        p = m.mount_point
+        if (rootfs == p or rootfs.startswith(p.rstrip("/") + "/")) and (best is None or len(p) >= len(best.mount_point)):
+            best = m
+    if best is not None and any(f.startswith("shared:") for f in best.optional):
+        host.mount(None, best.mount_point, None, h.MS_PRIVATE, None)
+
+
+def propagate_root(config: dict, host: h.Host = h.HOST) -> None:
+    """After pivot_root: ``linux.rootfsPropagation`` applied to the new ``/`` (runc 1.1 applies it
+    again there: before, it named the host's root)."""
+    prop = (config.get("linux") or {}).get("rootfsPropagation")
+    if prop:
+        host.mount(None, "/", None, _PROPAGATION[prop], None)
+
+
 def pivot(rootfs: str, host: h.Host = h.HOST) -> None:
     """pivot_root into *rootfs* with runc's trick (new and old root the same dir), then detach the old root."""
     old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
@@ -234,6 +284,32 @@ def pivot(rootfs: str, host: h.Host = h.HOST) -> None:
         host.umount(".", h.MNT_DETACH)
     finally:
         os.close(old)
+    os.chdir("/")
+
+
+def move_root(rootfs: str, host: h.Host = h.HOST) -> None:
+    """``--no-pivot``: move *rootfs* onto ``/`` and chroot into it (runc 1.1's msMoveRoot), for
+    a rootfs pivot_root cannot take (a ramdisk). First every full procfs/sysfs mount outside the
+    rootfs is detached (made a slave, so the host keeps it), or covered with a tmpfs where that
+    is refused: with one reachable, the kernel would let the container mount a fresh procfs."""
+    from runtime import mountinfo
+    import errno
+    for m in mountinfo.read():
+        if m.root != "/" or m.fstype not in ("proc", "sysfs") or m.mount_point.startswith(rootfs):
+            continue
+        try:
+            host.mount(None, m.mount_point, None, h.MS_SLAVE | h.MS_REC, None)
+        except FileNotFoundError:
+            continue   # under a mount detached already
+        try:
+            host.umount(m.mount_point, h.MNT_DETACH)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM):
+                raise
+            host.mount("tmpfs", m.mount_point, "tmpfs", 0, None)
+    os.chdir(rootfs)
+    host.mount(rootfs, "/", None, h.MS_MOVE, None)
+    os.chroot(".")
     os.chdir("/")
 
 
@@ -255,6 +331,7 @@ def finalize(config: dict, host: h.Host = h.HOST) -> None:
     # /dev is remounted read-only last, if it was asked to be (runc's finalizeRootfs)
     for m in config.get("mounts") or []:
         if m["destination"].rstrip("/") == "/dev" and "ro" in (m.get("options") or []) and not is_bind(m):
-            host.mount(None, "/dev", None, h.MS_REMOUNT | h.MS_RDONLY, None)
+            flags, _, data = parse_options(m.get("options"))
+            host.mount(None, "/dev", None, flags | h.MS_REMOUNT | h.MS_RDONLY, data or None)
     if (config.get("root") or {}).get("readonly"):
         _remount_bind("/", h.MS_BIND | h.MS_RDONLY, host)

@@ -32,8 +32,12 @@ pays for pyseccomp and libseccomp (about 40 ms measured here); crun caches its f
 ``listenerPath`` and raises :class:`~runtime.errors.Unimplemented`; so does a missing libseccomp
 ("seccomp not supported: ..."): a configured filter is never silently ignored.
 
-Not done (runc 1.1 does it): the -ENOSYS patch of the BPF program (``patchbpf``), which makes
-syscalls newer than the profile fail with ENOSYS rather than the default action.
+The -ENOSYS patch (runc 1.1's ``patchbpf``): on x86_64, with a default action other than
+ALLOW, the compiled program starts with a stub that makes a native syscall numbered above every
+syscall the profile names fail with ENOSYS (a syscall newer than the profile: the caller's libc
+then falls back, as it would on an older kernel) instead of the default action
+(:func:`enosys_stub`). Not done for other architectures, x32 numbers or the uncached
+:func:`build_filter` path.
 
 Import cost: this module is pure Python; ``pyseccomp`` (ctypes, and an ``ldconfig -p`` run to
 find libseccomp) is imported on first use only. Inside a container that import cannot find the
@@ -123,7 +127,7 @@ _NR_SECCOMP = {"x86_64": 317, "aarch64": 277, "i686": 354, "armv7l": 383, "riscv
 _SECCOMP_SET_MODE_FILTER = 1
 #: Cache directory under the runtime root, and the version of what its files hold.
 CACHE_DIR = "@seccomp"
-_CACHE_FORMAT = "capsize-bpf/1"
+_CACHE_FORMAT = "capsize-bpf/2"   # 2: with the -ENOSYS stub
 
 _NR_SCMP_ERROR = -1  # what seccomp_syscall_resolve_name() returns for an unknown name
 _MAX_ARGS = 6
@@ -307,6 +311,39 @@ def build_filter(seccomp, field: str = FIELD):
     return filt
 
 
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_X32_SYSCALL_BIT = 0x40000000
+_SECCOMP_RET_ERRNO = 0x00050000
+
+
+def enosys_stub(profile: Profile) -> bytes:
+    """The BPF prefix of the -ENOSYS patch (module docstring), or b"" when it does not apply:
+    ``ld arch; jne x86_64 -> prog; ld nr; jge X32 bit -> prog; jgt MAX -> ret ERRNO(ENOSYS)``,
+    MAX being the highest native number of a syscall the profile names."""
+    import struct
+    if os.uname().machine != "x86_64" or profile.default == ACT_ALLOW:
+        return b""
+    lib = _pyseccomp()
+    top = -1
+    for _, names, _, _ in profile.rules:
+        for name in names:
+            top = max(top, lib.resolve_syscall(lib.Arch.NATIVE, name))
+    if top < 0:
+        return b""
+
+    def ins(code, jt, jf, k):
+        return struct.pack("=HBBI", code, jt, jf, k)
+    ld_abs, jeq_k, jge_k, jgt_k, ret_k = 0x20, 0x15, 0x35, 0x25, 0x06
+    return b"".join((
+        ins(ld_abs, 0, 0, 4),                          # 0: A = seccomp_data.arch
+        ins(jeq_k, 0, 4, _AUDIT_ARCH_X86_64),          # 1: not x86_64 -> 6
+        ins(ld_abs, 0, 0, 0),                          # 2: A = seccomp_data.nr
+        ins(jge_k, 2, 0, _X32_SYSCALL_BIT),            # 3: x32 -> 6
+        ins(jgt_k, 0, 1, top),                         # 4: nr <= MAX -> 6
+        ins(ret_k, 0, 0, _SECCOMP_RET_ERRNO | _errno.ENOSYS),   # 5
+    ))                                                 # 6: the profile's program
+
+
 class CompiledFilter:
     """A BPF program libseccomp generated (seccomp_export_bpf(3)), loadable without libseccomp.
 
@@ -380,7 +417,7 @@ def compiled_filter(seccomp, cache_root: str, field: str = FIELD):
         os.close(rfd)
         if wfd >= 0:
             os.close(wfd)
-    compiled = CompiledFilter(b"".join(chunks), flags)
+    compiled = CompiledFilter(enosys_stub(profile) + b"".join(chunks), flags)
     try:
         os.makedirs(cache, mode=0o700, exist_ok=True)
         atomicfile.write(path, compiled.program, durable=False)

@@ -1,7 +1,9 @@
 """OCI runtime configuration: the default ``config.json`` and its validation.
 
 :func:`default_spec` returns what ``runc spec`` writes (runc 1.1, OCI runtime spec 1.0.2), except
-that the process is non-terminal and the hostname is ``capsize``. :func:`load_config` reads a
+that the process is non-terminal and the hostname is ``capsize`` (what the lab's own bundles
+start from); :func:`runc_spec` is what ``capsize-runc spec`` writes, runc's own default with
+``"terminal": true``. :func:`load_config` reads a
 bundle's ``config.json`` and checks the fields capsize-runc acts on, naming the first bad field
 (config.md, config-linux.md). Errors are :class:`~runtime.errors.InvalidArgument`.
 """
@@ -59,6 +61,15 @@ def default_spec() -> dict:
     }
 
 
+def runc_spec() -> dict:
+    """What ``capsize-runc spec`` writes: :func:`default_spec` with ``process.terminal`` true, as
+    ``runc spec`` (runc 1.1 libcontainer/specconv.Example); callers of ``spec`` (runc's own tests)
+    pass ``--console-socket`` for it."""
+    spec = default_spec()
+    spec["process"]["terminal"] = True
+    return spec
+
+
 def _bad(field: str, why: str) -> InvalidArgument:
     return InvalidArgument(f"invalid config.json: {field}: {why}", field=field)
 
@@ -102,8 +113,21 @@ def validate(config: dict) -> dict:
         seen.add(t)
         if ns.get("path"):
             _want(os.path.exists(ns["path"]), f"linux.namespaces[{i}].path", f"{ns['path']} does not exist")
-    if "user" in seen:
-        raise _bad("linux.namespaces", "user namespaces are not supported by capsize-runc")
+    new_user = any(isinstance(ns, dict) and ns.get("type") == "user" and not ns.get("path")
+                   for ns in linux.get("namespaces") or [])
+    for key in ("uidMappings", "gidMappings"):
+        maps = linux.get(key)
+        if maps is None:
+            continue
+        _want(isinstance(maps, list), f"linux.{key}", "must be a list")
+        for i, m in enumerate(maps):
+            _want(isinstance(m, dict) and all(isinstance(m.get(f), int) and not isinstance(m.get(f), bool)
+                                              and m.get(f) >= 0 for f in ("containerID", "hostID", "size")),
+                  f"linux.{key}[{i}]", "needs non-negative integers containerID, hostID and size")
+        _want(not maps or new_user, f"linux.{key}", "mappings need a new user namespace (linux.namespaces)")
+    if new_user:
+        _want(bool(linux.get("uidMappings")) and bool(linux.get("gidMappings")), "linux.uidMappings",
+              "a new user namespace needs uidMappings and gidMappings (capsize-runc is not rootless)")
     return config
 
 

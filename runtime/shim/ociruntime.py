@@ -104,20 +104,33 @@ class OCIRuntime:
 
     def logged_error(self, offset: int = 0) -> str:
         """The last error message the runtime logged to ``log.json`` after byte *offset*."""
+        return str(self._logged_error_record(offset).get("msg") or "")
+
+    def _logged_error_record(self, offset: int) -> dict:
+        """The last ``error``/``fatal``/``panic`` record of ``log.json`` after byte *offset*, or {}."""
         try:
             with open(self.log_path, "rb") as f:
                 f.seek(max(offset, os.fstat(f.fileno()).st_size - (256 << 10)))
                 lines = f.read().splitlines()
         except OSError:
-            return ""
+            return {}
         for line in reversed(lines):
             try:
                 entry = jsonfast.loads(line)
             except ValueError:
                 continue
             if isinstance(entry, dict) and entry.get("level") in ("error", "fatal", "panic") and entry.get("msg"):
-                return str(entry["msg"])
-        return ""
+                return entry
+        return {}
+
+    def error_for(self, inv: Invocation, code: int, **fields) -> CapsizeError:
+        """The failure of a finished invocation as an error of its class: the ``code`` (error
+        class, runtime/errors.py) capsize-runc puts in its ``log.json`` record — runc and crun
+        log none and exit 1, giving a plain :class:`CapsizeError` — with :meth:`error_text`."""
+        from runtime.errors import from_dict
+        cls = self._logged_error_record(inv.log_offset).get("code")
+        return from_dict({"code": cls if isinstance(cls, str) else CapsizeError.code,
+                          "message": self.error_text(inv, code), **fields})
 
     def error_text(self, inv: Invocation, code: int) -> str:
         """The one-line failure message of a finished invocation (see the module docstring)."""

@@ -43,7 +43,7 @@ from collections import deque
 from runtime import atomicfile, jsonfast, signals
 from runtime.api import topics
 from runtime.api.states import SHIM
-from runtime.errors import (AlreadyExists, CapsizeError, FailedPrecondition, InvalidArgument, error_for_exit_code,
+from runtime.errors import (AlreadyExists, CapsizeError, FailedPrecondition, InvalidArgument,
                             NotFound)
 from runtime.rfc3339 import format_nano
 from runtime.shim import exitfile
@@ -395,10 +395,10 @@ class Task:
         inv = self.runtime.spawn("update", "--resources", path, self.id)
 
         def updated(code, _t):
-            error = self.runtime.error_text(inv, code) if code else ""
+            error = self.runtime.error_for(inv, code, id=self.id) if code else None
             inv.close()
-            if error:   # capsize-runc's own exit code names the class (2: a bad value); runc's is 1
-                done(error_for_exit_code(code, error, id=self.id))
+            if error:   # capsize-runc's log record names the class (invalid-argument: a bad value)
+                done(error)
             else:
                 self.log.info("task updated", resources=sorted(resources))
                 done({})

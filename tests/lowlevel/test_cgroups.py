@@ -498,16 +498,14 @@ def test_devices_deny_all_then_the_rules_then_runc_defaults(cgname, spawn):
     ({"memory": {"limit": -2}}, InvalidArgument, "linux.resources.memory.limit"),
     ({"memory": {"limit": 64 * MiB, "swap": 32 * MiB}}, InvalidArgument, "linux.resources.memory.swap"),
     ({"memory": {"swap": 32 * MiB}}, InvalidArgument, "linux.resources.memory.swap"),
-    ({"memory": {"limits": 1}}, InvalidArgument, "linux.resources.memory.limits"),
     ({"memory": {"swappiness": 101}}, InvalidArgument, "linux.resources.memory.swappiness"),
-    ({"memory": {"kernel": 1 << 20}}, Unimplemented, "linux.resources.memory.kernel"),
     ({"cpu": {"shares": 1}}, InvalidArgument, "linux.resources.cpu.shares"),
     ({"cpu": {"shares": True}}, InvalidArgument, "linux.resources.cpu.shares"),
     ({"cpu": {"quota": 10}}, InvalidArgument, "linux.resources.cpu.quota"),
     ({"cpu": {"period": 5000000}}, InvalidArgument, "linux.resources.cpu.period"),
     ({"cpu": {"cpus": "1-0"}}, InvalidArgument, "linux.resources.cpu.cpus"),
     ({"cpu": {"mems": "zero"}}, InvalidArgument, "linux.resources.cpu.mems"),
-    ({"cpu": {"realtimeRuntime": 1000}}, Unimplemented, "linux.resources.cpu.realtimeRuntime"),
+    ({"cpu": {"realtimeRuntime": -5}}, InvalidArgument, "linux.resources.cpu.realtimeRuntime"),
     ({"pids": {"limit": -5}}, InvalidArgument, "linux.resources.pids.limit"),
     ({"blockIO": {"weight": 5}}, InvalidArgument, "linux.resources.blockIO.weight"),
     ({"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1}]}}, Unimplemented,
@@ -517,7 +515,6 @@ def test_devices_deny_all_then_the_rules_then_runc_defaults(cgname, spawn):
     ({"devices": [{"allow": True, "type": "x"}]}, InvalidArgument, "linux.resources.devices[0].type"),
     ({"devices": [{"allow": True, "access": "rwx"}]}, InvalidArgument, "linux.resources.devices[0].access"),
     ({"unified": {"memory.max": "1"}}, InvalidArgument, "linux.resources.unified"),
-    ({"bogus": {}}, InvalidArgument, "linux.resources.bogus"),
 ])
 def test_bad_values_name_the_field_and_change_nothing(cgname, resources, exc, field):
     cg = Cgroup.for_container("c1", f"/{cgname}/c1")
@@ -533,6 +530,16 @@ def test_bad_values_name_the_field_and_change_nothing(cgname, resources, exc, fi
     assert files == {f: _read(f"{cg.dirs[c]}/{f}") for c, f in (
         ("memory", "memory.limit_in_bytes"), ("cpu", "cpu.shares"), ("pids", "pids.max"), ("devices", "devices.list"))}
     cg.destroy()
+
+
+def test_unknown_properties_are_ignored_and_kernel_memory_only_warns(capsys):
+    # config.md: a runtime MUST ignore unknown properties; runc 1.1 warns and ignores kmem limits.
+    norm = cr.validate({"bogus": {}, "memory": {"limit": 64 * MiB, "limits": 1, "kernel": MiB, "kernelTCP": MiB},
+                        "devices": [{"allow": False, "access": "rwm", "extra": 1}]})
+    assert norm["memory"]["limit"] == 64 * MiB and norm["devices"][0][0] is False
+    err = capsys.readouterr().err
+    assert "level=warning" in err and "kernel memory settings are ignored" in err
+    assert cr.validate({"memory": {"kernel": 0}}) and "warning" not in capsys.readouterr().err
 
 
 @v1_only

@@ -461,15 +461,9 @@ def test_the_same_mistakes_fail(rt):
     assert "no-such-binary" in p.stderr and "not found" in p.stderr
     rt.nothing_left(noexe)
 
-    assert all(code != 0 for code in codes.values()), codes
-    if rt.capsize:
-        # capsize-runc's exit codes name the error class (runtime/errors.py); runc and crun exit 1
-        # on every failure. Shims and dockerd only look at "non-zero" and the message.
-        assert codes == {"start twice": 5, "delete running": 5, "state missing": 3, "start missing": 3,
-                         "kill missing": 3, "delete missing": 3, "pause missing": 3, "missing rootfs": 3,
-                         "executable not found": 3}
-    else:
-        assert set(codes.values()) == {1}, codes
+    # runc 1.1 exits 1 on each of its own failures; capsize-runc and crun do the same (capsize-runc
+    # puts the error class in its --log record instead: test_runc_cli).
+    assert set(codes.values()) == {1}, codes
 
 
 @pytest.mark.privileged

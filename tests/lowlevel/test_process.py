@@ -301,7 +301,16 @@ def test_finalize_follows_runcs_order(nnp, tmp_path):
             "capabilities": {s: DEFAULT for s in caps.SETS}}
     out = run_in_child(_finalize_recorded, proc, _docker_profile())
     assert out.error is None, out
-    assert out.value["calls"] == _expected_sequence(nnp, UID, GID)
+    calls = out.value["calls"]
+    # runc's fixStdioPermissions: stdio not /dev/null and not the user's is given to the user
+    # (keeping its group) just before the user changes
+    chowns = [i for i, c in enumerate(calls) if c[0] == "chown"]
+    assert all(calls[i][1][0] in ("/proc/self/fd/0", "/proc/self/fd/1", "/proc/self/fd/2")
+               and calls[i][1][1] == UID for i in chowns), calls
+    if chowns:
+        assert calls[chowns[-1] + 1] == ["prctl", [PR_SET_KEEPCAPS, 1]] and chowns == list(
+            range(chowns[0], chowns[-1] + 1))
+    assert [c for c in calls if c[0] != "chown"] == _expected_sequence(nnp, UID, GID)
     assert out.value["path"] == "/usr/bin/sh" and out.value["argv"] == ["sh", "-c", "true"]
     assert out.value["env"] == {"PATH": PATH[5:], "X": "1", "HOME": "/"}
     assert out.value["cwd"] == str(tmp_path)

@@ -69,7 +69,7 @@ def test_spec_writes_default_config_and_refuses_to_overwrite(runc, tmp_path):
     p = runc("spec", "--bundle", str(tmp_path))
     assert p.returncode == 0, p.stderr
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["process"]["terminal"] is False
+    assert config["process"]["terminal"] is True   # runc spec's default
     assert config["root"] == {"path": "rootfs", "readonly": True}
     assert {ns["type"] for ns in config["linux"]["namespaces"]} == {"pid", "network", "ipc", "uts", "mount"}
     p = runc("spec", "--bundle", str(tmp_path))
@@ -496,7 +496,23 @@ def test_start_of_stopped_container(runc, make_bundle):
 
 def test_usage_errors_are_one_line(runc):
     p = runc("frobnicate")
-    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def _last_log_error(runc) -> dict:
+    return [json.loads(line) for line in runc.log.read_text().splitlines()
+            if json.loads(line)["level"] == "error"][-1]
+
+
+def test_exit_codes_are_runcs_and_the_class_is_in_the_log(runc):
+    # runc 1.1: 1 for its own errors, 255 when exec fails; the class goes to --log as "code"
+    p = runc("state", "no-such-ctr")
+    assert p.returncode == 1 and "no-such-ctr" in p.stderr
+    assert _last_log_error(runc)["code"] == "not-found"
+    p = runc("kill", "no-such-ctr", "BOGUS")
+    assert p.returncode == 1
+    p = runc("exec", "no-such-ctr", "true")
+    assert p.returncode == 255 and _last_log_error(runc)["code"] == "not-found"
 
 
 # -- hooks ------------------------------------------------------------------------------------------
@@ -527,7 +543,7 @@ def test_failing_prestart_hook_fails_create_and_leaves_nothing(runc, make_bundle
     def edit(c):
         c["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]}
     p = runc("create", "--bundle", make_bundle(["sleep", "100"], edit=edit), "hk2")
-    assert p.returncode != 0 and "prestart hook" in p.stderr and "nope" in p.stderr
+    assert p.returncode != 0 and "error running hook #0 (prestart" in p.stderr and "nope" in p.stderr
     _nothing_left(runc, "hk2")
 
 
@@ -611,15 +627,17 @@ def test_terminal_through_console_socket(runc, make_bundle, tmp_path):
 @pytest.mark.privileged
 def test_exec_with_terminal_through_console_socket(runc, make_bundle, tmp_path):
     """``exec --tty --console-socket``: the exec process gets a new pty of the container (the
-    init has none: /dev/pts/0), the master arrives over the socket; without the socket the
-    exec is refused as runc refuses it."""
+    init has none: /dev/pts/0), the master arrives over the socket; without the socket a
+    detached exec is refused as runc refuses it, a foreground one gets capsize-runc's own relay."""
     bundle = make_bundle(["sleep", "30"])
     assert runc("create", "--bundle", bundle, "tty3").returncode == 0
     init_pid = _status(runc, "tty3")["pid"]
     try:
         assert runc("start", "tty3").returncode == 0
-        p = runc("exec", "--tty", "tty3", "true")
-        assert p.returncode != 0 and "console socket" in p.stderr
+        p = runc("exec", "--detach", "--tty", "tty3", "true")
+        assert p.returncode == 255 and "console socket" in p.stderr
+        p = runc("exec", "--tty", "tty3", "sh", "-c", "tty; exit 4")   # foreground: relayed to our stdout
+        assert p.returncode == 4 and "/dev/pts/0" in p.stdout, (p.stdout, p.stderr)
         cs = _ConsoleSocket(tmp_path / "exec-console.sock")
         pid_file = tmp_path / "exec.pid"
         p = runc("exec", "--detach", "--tty", "--console-socket", cs.path, "--pid-file", str(pid_file),
@@ -664,10 +682,11 @@ def test_update_applies_resources_live(runc, make_bundle, tmp_path):
     assert cgroup_value("pids.max") == "23"
     assert State.load(runc.root, "up1").config["linux"]["resources"]["pids"]["limit"] == 23
     p = runc("update", "--pids-limit", "lots", "up1")
-    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "--pids-limit" in p.stderr
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "--pids-limit" in p.stderr
     res.write_text(json.dumps({"memory": {"limit": "big"}}))
     p = runc("update", "-r", str(res), "up1")
-    assert p.returncode == 2 and "linux.resources.memory.limit" in p.stderr
+    assert p.returncode == 1 and "linux.resources.memory.limit" in p.stderr
+    assert _last_log_error(runc)["code"] == "invalid-argument"
     assert cgroup_value("pids.max") == "23"   # bad input changed nothing
     assert runc("kill", "up1", "KILL").returncode == 0
     _wait_status(runc, "up1", "stopped")
