@@ -19,6 +19,7 @@ import os
 import re
 import threading
 
+from runtime.api import failpoints
 from runtime.atomicfile import fsync_dir
 from runtime.errors import InvalidArgument, NotFound
 
@@ -77,8 +78,10 @@ class Writer:
             if os.path.exists(target):
                 os.unlink(self.path)
             else:
+                failpoints.hit("runtimed.content.commit.before-rename")
                 os.rename(self.path, target)
                 fsync_dir(os.path.dirname(target))
+                failpoints.hit("runtimed.content.commit.after-rename")
         except BaseException:
             self.abort()
             raise
