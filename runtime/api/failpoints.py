@@ -217,10 +217,25 @@ _armed_stamp = None
 _terms: dict[str, list[Term]] = {}
 
 
+_PROC: list[str] = []
+
+
 def _proc() -> str:
-    import sys
-    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    return name if name in PROC_TIERS else (name or "python")
+    """This process's tier command (``capsize-shim``...): argv[0], else the first argument of
+    /proc/self/cmdline naming one (a shim forked by the ``python -c`` template); cached."""
+    if not _PROC:
+        import sys
+        name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+        if name not in PROC_TIERS:
+            try:
+                with open("/proc/self/cmdline", "rb") as f:
+                    args = [os.path.basename(a.decode(errors="replace")) for a in f.read().split(b"\0")]
+                name = next((a for a in args if a in PROC_TIERS), None) or next(
+                    (t for a in args for t in PROC_TIERS if t in a), name or "python")
+            except OSError:
+                pass
+        _PROC.append(name)
+    return _PROC[0]
 
 
 def _append(name: str, record: dict, sync: bool = False) -> None:
