@@ -5,7 +5,8 @@
     {"workload", "file", "engine", "seed", "depth", "started", "duration",
      "known": [ids registered], "reached": [ids the trace passed], "trace": [[id, proc, hits]],
      "schedules": [{"key", "kills": [[id, hit]], "tier", "status": pass|fail|unknown,
-                    "reason", "failed": [...], "scenario": file, "dir": run dir, "seconds"}],
+                    "reason", "failed": [...], "scenario": file, "dir": run dir (entry.json: the
+                    run's journal entry), "seconds", "fired": [fired.jsonl records]}],
      "shrunk": [{"from", "scenario", "key", "steps"}], "throughput_per_minute"}
 
 ``unknown``: the schedule's kill never fired (the point was not reached on that run: a path
@@ -49,6 +50,8 @@ def run_doc(doc: dict, directory: str, name: str, ledger) -> dict:
         yaml.safe_dump(doc, f, sort_keys=False, width=110)
     entry = run_scenario(load(path), "capsize", directory, ledger)
     entry["file"] = path
+    with open(os.path.join(directory, entry["run"], "entry.json"), "w") as f:
+        json.dump(entry, f, indent=1, default=str)
     return entry
 
 
@@ -112,7 +115,9 @@ def explore(path: str, out: str, depth: int = 1, seed: int = 0, budget: float | 
                "status": status, "reason": reason, "failed": failed,
                "scenario": os.path.relpath(entry["file"], run_dir),
                "dir": os.path.relpath(os.path.join(sched_dir, entry["run"]), run_dir),
-               "seconds": round(time.monotonic() - t1, 2)}
+               "seconds": round(time.monotonic() - t1, 2),
+               "fired": [ev for c in entry["checks"] if c["check"].startswith("failpoint.fired")
+                         for ev in c.get("evidence") or []]}
         doc["schedules"].append(rec)
         _progress(i + 1, len(schedules), rec, time.monotonic() - t0, quiet)
     ran = len(doc["schedules"])

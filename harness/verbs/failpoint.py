@@ -139,6 +139,15 @@ def failpoint_recover(ctx, step) -> dict:
             started[role] = ctx.engine.start_component(role)
     deadline = time.monotonic() + 30
     from harness.reference.docker import ping
+    from runtime.highlevel.client import RuntimeClient
+    while True:  # a killed runtime leaves its socket file: wait until the new one answers
+        try:
+            RuntimeClient(ctx.engine.runtime_address, timeout=2).version()
+            break
+        except CapsizeError:
+            if time.monotonic() > deadline:
+                raise CapsizeError("the runtime daemon did not answer within 30s after recovery") from None
+            time.sleep(0.05)
     while not ping(ctx.engine.api_socket()):
         if time.monotonic() > deadline:
             raise CapsizeError("the engine daemon did not answer within 30s after recovery")
