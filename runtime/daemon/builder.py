@@ -16,7 +16,11 @@ time on the image of the step before, each step committed as an image through ca
 * ``ENV``, ``LABEL``, ``EXPOSE``, ``VOLUME``, ``CMD``, ``ENTRYPOINT``, ``STOPSIGNAL``, ``SHELL``,
   ``USER``, ``WORKDIR``, ``ARG``, ``MAINTAINER``, ``ONBUILD``: config only
   (:class:`runtime.daemon.instructions.ConfigApplier`), committed without a layer
-  (``empty_layer``).
+  (``empty_layer``). Unlike dockerd's classic builder, which creates (and never starts) a
+  container to commit such a step and so prints `` ---> Running in <id>`` for it, capsize
+  commits the config alone: no ``Running in`` line for these steps.
+* A base image's ``ONBUILD`` triggers run right after its ``FROM`` (`` # Executing N build
+  triggers``), each as an instruction of this Dockerfile; they are not inherited.
 
 The build cache: each step's image is found again by a key of (parent image id, the step's text
 after expansion, the run config, and for COPY/ADD :func:`runtime.daemon.buildcontext.checksum` of
@@ -28,7 +32,8 @@ container <id>``, `` ---> <id>``, ``{"aux": {"ID": "sha256:..."}}``, ``Successfu
 
 Crash safety: every container a build makes is listed first in ``<root>/daemon/builds/<build
 id>.json`` (fsync'ed); the build removes them and the file when it ends, and
-:func:`cleanup_interrupted` (at capsized's start) removes what a crashed build left. Images are
+:func:`cleanup_interrupted` (at capsized's start, or at the runtime's first reconnect when it
+was down then) removes what a crashed build left. Images are
 only ever recorded whole by runtimed, so an interrupted build lists no half-made image.
 """
 
@@ -182,6 +187,7 @@ class Build:
         stages: list[Stage] = []
         stage: Stage | None = None
         self._record()
+        self.d.builds.add(self.id)
         try:
             for n, (ins, value, original) in enumerate(steps, 1):
                 await self.say(f"Step {n}/{total} : {original}\n")
@@ -190,17 +196,14 @@ class Build:
                         break
                     stage = await self._from(value, meta_args, stages)
                     stages.append(stage)
+                    await self._on_build(stage, stages)
                 elif stage is None:   # ARG before the first FROM
                     name, eq, default = value.partition("=")
                     meta_args[name] = self.build_args.get(name, default if eq else "")
                     if name in self.build_args:
                         self.used_args.add(name)
-                elif ins == "RUN":
-                    await self._run(stage, value)
-                elif ins in ("COPY", "ADD"):
-                    await self._copy(stage, ins, value, stages)
                 else:
-                    await self._config(stage, ins, value, original)
+                    await self._dispatch(stage, ins, value, original, stages)
             if self.target and not any(s.name == self.target for s in stages):
                 raise BuildError(f"failed to reach build target {self.target} in Dockerfile")
             unused = sorted(set(self.build_args) - self.used_args)
@@ -217,7 +220,10 @@ class Build:
                     f"{k}={v}" for k, v in self.labels.items()), self._key(stage, "labels", json.dumps(self.labels)))
             return stage.image
         finally:
-            await self._remove_made()
+            try:
+                await self._remove_made()
+            finally:
+                self.d.builds.discard(self.id)
 
     async def _remove_made(self) -> None:
         """Remove the build's containers; the journal goes only once they all went (else the
@@ -247,6 +253,30 @@ class Build:
                                                        "ended": True}), durable=True)
 
     # -- instructions ------------------------------------------------------------------------
+    async def _dispatch(self, stage: Stage, ins: str, value: str, original: str, stages: list[Stage]) -> None:
+        """One instruction after FROM (a Dockerfile line or an ONBUILD trigger) on *stage*."""
+        if ins == "RUN":
+            await self._run(stage, value)
+        elif ins in ("COPY", "ADD"):
+            await self._copy(stage, ins, value, stages)
+        else:
+            await self._config(stage, ins, value, original)
+
+    async def _on_build(self, stage: Stage, stages: list[Stage]) -> None:
+        """The base image's ``ONBUILD`` triggers, run right after FROM in their order, as dockerd's
+        processOnBuild: `` # Executing N build trigger(s)``, each dispatched as an instruction
+        of this Dockerfile; the triggers leave the stage's config (they are not inherited)."""
+        triggers = list(stage.config.get("OnBuild") or [])
+        stage.config["OnBuild"] = None
+        if not triggers:
+            return
+        await self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
+        for raw in triggers:
+            ins, value = split_line(raw)
+            if ins not in INSTRUCTIONS or ins in ("ONBUILD", "FROM", "MAINTAINER"):
+                raise BuildError(f"{ins} isn't allowed as an ONBUILD trigger")
+            await self._dispatch(stage, ins, value, raw, stages)
+
     async def _from(self, value: str, meta_args: dict, stages: list[Stage]) -> Stage:
         opts, rest = flags("FROM", value)
         parts = rest.split()
@@ -480,11 +510,15 @@ def _env(config: dict) -> dict:
 
 
 async def cleanup_interrupted(daemon) -> int:
-    """Remove the containers of builds a crash interrupted (their journals); returns how many."""
+    """Remove the containers of builds a crash interrupted (their journals), their copy mounts
+    and work dirs; returns how many containers went. At boot, or at the first reconnect of a
+    runtime that was down at boot: builds of this process (``daemon.builds``) are left alone, and
+    while one runs the mounts and work dirs are too (their names do not say whose they are)."""
     from runtime.host import HOST, MNT_DETACH
     from runtime.mountinfo import is_mount_point
     jdir = os.path.join(daemon.config.data_root, "daemon", "builds")
-    removed = 0
+    if daemon.builds:
+        return await _clean_journals(daemon, jdir, ended_only=False)
     mdir = os.path.join(daemon.config.exec_root, "build")
     for name in os.listdir(mdir) if os.path.isdir(mdir) else []:
         path = os.path.join(mdir, name)
@@ -512,6 +546,8 @@ async def _clean_journals(daemon, jdir: str, ended_only: bool) -> int:
     except FileNotFoundError:
         return 0
     for name in names:
+        if name[:-len(".json")] in daemon.builds:
+            continue   # running now, in this process
         path = os.path.join(jdir, name)
         try:
             with open(path) as f:
