@@ -3,7 +3,7 @@
 * :func:`trace_doc` — ``failpoint.arm {trace: true}``, the workload, ``failpoint.disarm``;
 * :func:`schedule_doc` — the workload's ``setup``; ``failpoint.arm`` with the schedule's kill
   terms; the workload's steps, each allowed any outcome (``expect: {outcome: [ok, fail, unknown]}``: a
-  kill makes a client call fail); ``failpoint.disarm``; ``failpoint.recover`` (restart a killed
+  kill makes a client call fail); ``failpoint.disarm``; ``fault.recover`` (restart a killed
   daemon, as a user would); ``container.rm --force`` of each container the workload names
   (outcome ok or fail: it may be gone); the workload again with its own expectations (a name is
   reusable, the engine works); ``container.rm --force`` again; checks ``failpoint.fired`` for
@@ -53,7 +53,7 @@ def schedule_doc(workload: dict, schedule, steps: list[dict] | None = None) -> d
     rm = [{"container.rm": {"name": n, "force": True}, "expect": dict(ANY)} for n in names]
     body = [{"failpoint.arm": {"points": schedule.terms()}, "id": "armed"}]
     body += [_lenient(s) for s in steps]
-    body += [{"failpoint.disarm": {}, "id": "disarmed"}, {"failpoint.recover": {}, "id": "recovered"}]
+    body += [{"failpoint.disarm": {}, "id": "disarmed"}, {"fault.recover": {}, "id": "recovered"}]
     body += copy.deepcopy(rm)
     again = []
     for i, s in enumerate(steps):

@@ -5,12 +5,12 @@
   re-reads it at its next point); the ledger's undo (``disarm``) clears it;
 * ``failpoint.disarm`` — nothing armed, no trace; the step's value holds what was passed
   (``trace``: ``[[id, proc, hits]]`` in first-passage order) and what fired (``fired``);
-* ``failpoint.recover`` — bring the engine back as a user would: start each daemon (daemon,
-  runtime) that is not running (a killed tier), and wait until the API answers;
+* ``fault.recover`` — bring the engine back as a user would: start each daemon (daemon,
+  runtime) that is not running (a killed tier), and wait until the API answers (any engine);
 * check ``failpoint.fired`` — the point fired (``fired.jsonl``: its id, hit, pid, process), so a
   kill is known to have happened there and not elsewhere.
 
-capsize's engines only (capability ``failpoints``).
+The failpoint verbs need capsize's engines (capability ``failpoints``).
 """
 
 from __future__ import annotations
@@ -129,10 +129,9 @@ def failpoint_disarm(ctx, step) -> dict:
             "fired": read_jsonl(os.path.join(d, fp.FIRED))}
 
 
-@fault("failpoint.recover", FailpointEmpty, "bring the engine back as a user would: start the daemon and the "
-       "runtime if either is not running (a killed tier), and wait until the API answers", needs=("failpoints",),
-       params_doc="`{}`")
-def failpoint_recover(ctx, step) -> dict:
+@fault("fault.recover", FailpointEmpty, "bring the engine back as a user would: start the daemon and the "
+       "runtime if either is not running (a killed tier), and wait until the API answers", params_doc="`{}`")
+def fault_recover(ctx, step) -> dict:
     started = {}
     for role in ("runtime", "daemon"):
         if not ctx.engine.pids(role):
@@ -140,7 +139,8 @@ def failpoint_recover(ctx, step) -> dict:
     deadline = time.monotonic() + 30
     from harness.reference.docker import ping
     from runtime.highlevel.client import RuntimeClient
-    while True:  # a killed runtime leaves its socket file: wait until the new one answers
+    while getattr(ctx.engine, "runtime_address", None):  # capsize: a killed runtime leaves its socket
+        # file, so wait until the new one answers
         try:
             RuntimeClient(ctx.engine.runtime_address, timeout=2).version()
             break
