@@ -327,6 +327,7 @@ class TaskManager:
             except CapsizeError:
                 pass
             if await conn.wait_closed(SHUTDOWN_TIMEOUT):
+                self._remove_dead_shim_socket(task)
                 return
         pid = self._kill_shim(task)
         for _ in range(100):
@@ -335,6 +336,18 @@ class TaskManager:
             await asyncio.sleep(0.02)
         if task.shim_address or os.path.exists(os.path.join(task.dir, shim_paths.SHIM_PID)):
             await self._delete_action(task, readopt=False)
+
+    def _remove_dead_shim_socket(self, task: Task) -> None:
+        """A shim that died during its shutdown (crash point shim.shutdown.*) leaves its socket in
+        the shared socket dir; remove it once no shim of the task lives (a live one removes its own)."""
+        if not task.shim_address or self._shim_pid_from_dir(task):
+            return
+        try:
+            os.unlink(shim_paths.path_of(task.shim_address))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self.log.warning("cannot remove a dead shim's socket", id=task.id, error=str(e))
 
     def _shim_pid_from_dir(self, task: Task) -> int:
         """The live shim's pid from ``shim.pid``, checked by its working directory (not a reused pid)."""
@@ -870,6 +883,7 @@ class TaskManager:
                 if not await conn.wait_closed(SHUTDOWN_TIMEOUT):
                     self._kill_shim(task)
                     await conn.wait_closed(SHUTDOWN_TIMEOUT)
+                self._remove_dead_shim_socket(task)
             self.log.debug("shim gone", id=task_id, namespace=namespace)
             self._publish_delete(task)
             self._remove_dir(task)
