@@ -49,7 +49,7 @@ import shutil
 from runtime import atomicfile
 from runtime.daemon import buildcontext
 from runtime.daemon.backend import PARENT_LABEL
-from runtime.daemon.instructions import CONFIG_INSTRUCTIONS, ConfigApplier, expand, json_args, split_line, words
+from runtime.daemon.instructions import CONFIG_INSTRUCTIONS, ConfigApplier, env_map, expand, json_args, split_line, words
 from runtime.errors import CapsizeError, InvalidArgument, NotFound
 
 INSTRUCTIONS = CONFIG_INSTRUCTIONS | {"FROM", "RUN", "COPY", "ADD", "ARG"}
@@ -170,13 +170,16 @@ class Build:
         os.makedirs(self.cache_dir, exist_ok=True)
         atomicfile.write(os.path.join(self.cache_dir, key), json.dumps({"Id": image["Id"]}), durable=True)
 
-    async def _commit(self, stage: Stage, snapshot: str | None, created_by: str, key: str) -> None:
+    async def _commit(self, stage: Stage, source: str | None, created_by: str, key: str, say: bool = True) -> None:
+        """Commit *stage*'s next image: the changes of container *source*'s snapshot as a layer (None:
+        the config alone), remembered in the cache under *key*; `` ---> <id>`` unless not *say*."""
         parent = stage.image["Names"][0] if stage.image else None
         labels = {PARENT_LABEL: stage.image_id} if stage.image else {}
-        stage.image = await self.d.backend.commit(parent, snapshot, dict(stage.config), {"created_by": created_by},
+        stage.image = await self.d.backend.commit(parent, source, dict(stage.config), {"created_by": created_by},
                                                   None, labels=labels)
         self._remember(key, stage.image)
-        await self.say(f" ---> {stage.image_id[7:19]}\n")
+        if say:
+            await self.say(f" ---> {stage.image_id[7:19]}\n")
 
     # -- run ---------------------------------------------------------------------------------
     async def run(self) -> dict:
@@ -212,10 +215,7 @@ class Build:
             if stage.image is None:
                 raise BuildError("No image was generated. Is your Dockerfile empty?")
             if self.labels:
-                applier = ConfigApplier(stage.config)
-                for k, v in self.labels.items():
-                    applier.config.setdefault("Labels", {})
-                    applier.config["Labels"] = {**(applier.config.get("Labels") or {}), k: v}
+                stage.config["Labels"] = {**(stage.config.get("Labels") or {}), **self.labels}
                 await self._commit(stage, None, "/bin/sh -c #(nop)  LABEL " + " ".join(
                     f"{k}={v}" for k, v in self.labels.items()), self._key(stage, "labels", json.dumps(self.labels)))
             return stage.image
@@ -368,54 +368,32 @@ class Build:
         code = await self._stream_until_exit(c)
         if code != 0:
             raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}", code)
-        await self._commit_container(stage, c.ID, text, key)
+        await self._commit(stage, c.ID, text, key, say=False)
         await self.d.remove(c, force=True, volumes=True)
         self.made[0].remove(c.ID)
         self._record()
         await self.say(f"Removing intermediate container {c.ID[:12]}\n")
         await self.say(f" ---> {stage.image_id[7:19]}\n")
 
-    async def _commit_container(self, stage: Stage, cid: str, text: str, key: str) -> None:
-        parent = stage.image["Names"][0] if stage.image else None
-        labels = {PARENT_LABEL: stage.image_id} if stage.image else {}
-        stage.image = await self.d.backend.commit(parent, cid, dict(stage.config), {"created_by": text}, None,
-                                                  labels=labels)
-        self._remember(key, stage.image)
-
     async def _stream_until_exit(self, c) -> int:
+        """The RUN container's output streamed as it is logged (its json-file log followed, one
+        open file) until it exits and the log is drained; returns its exit code."""
+        from runtime.daemon import logs
         waiter = asyncio.ensure_future(self.d.wait(c, "not-running"))
-        pos = 0
         try:
-            while True:
-                done = waiter.done()
-                pos = await self._pump_log(c.LogPath, pos)
-                if done:
-                    return waiter.result()
-                await asyncio.wait([waiter], timeout=0.05)
+            async for _stream, data, _ns, _text in logs.read_entries(c.LogPath, follow=True,
+                                                                     is_running=lambda: not waiter.done()):
+                await self.say(data.decode(errors="replace"))
+            return await waiter
         finally:
             if not waiter.done():
                 waiter.cancel()
-
-    async def _pump_log(self, path: str, pos: int) -> int:
-        try:
-            with open(path, "rb") as f:
-                f.seek(pos)
-                data = f.read()
-        except FileNotFoundError:
-            return pos
-        end = data.rfind(b"\n") + 1
-        for line in data[:end].splitlines():
-            try:
-                await self.say(json.loads(line)["log"])
-            except (ValueError, KeyError):
-                continue
-        return pos + end
 
     async def _copy(self, stage: Stage, ins: str, value: str, stages: list[Stage]) -> None:
         from runtime.host import HOST, MNT_DETACH
         opts, rest = flags(ins, value)
         args = json_args(rest)
-        args = args if args is not None else words(expand(rest, {**stage.args, **_env(stage.config)}))
+        args = args if args is not None else words(expand(rest, {**stage.args, **env_map(stage.config.get("Env"))}))
         if len(args) < 2:
             raise InvalidArgument(f"{ins} requires at least two arguments, but only one was provided. "
                                   f"Destination could not be determined.")
@@ -429,13 +407,13 @@ class Build:
                 raise BuildError(f"invalid from flag value {opts['from']}: capsize copies from earlier stages only")
             context = await self._stage_root(src_stage)
         try:
-            rels = buildcontext.sources(context, srcs, ins)
+            rels = await asyncio.to_thread(buildcontext.sources, context, srcs, ins)   # a walk: off the loop
             if len(rels) > 1 and not dest.endswith("/"):
                 raise BuildError("When using COPY with more than one source file, the destination must be a "
                                  "directory and end with a /")
             if not dest.startswith("/"):
                 dest = (stage.config.get("WorkingDir") or "/").rstrip("/") + "/" + dest
-            digest = buildcontext.checksum(context, rels)
+            digest = await asyncio.to_thread(buildcontext.checksum, context, rels)
             text = f"/bin/sh -c #(nop) {ins} {'--chown=' + opts['chown'] + ' ' if opts.get('chown') else ''}" \
                    f"{'dir' if len(rels) > 1 else 'file'}:{digest[7:]} in {dest} "
             key = self._key(stage, text, digest)
@@ -457,8 +435,7 @@ class Build:
                     HOST.umount(mnt, MNT_DETACH)
             finally:
                 os.rmdir(mnt)
-            await self._commit_container(stage, cid, text, key)
-            await self.say(f" ---> {stage.image_id[7:19]}\n")
+            await self._commit(stage, cid, text, key)
         finally:
             if context != self.context:
                 shutil.rmtree(context, ignore_errors=True)
@@ -502,11 +479,6 @@ class Build:
             self.made[1].remove(cid)
             self._record()
         return out
-
-
-def _env(config: dict) -> dict:
-    from runtime.daemon.instructions import env_map
-    return env_map(config.get("Env"))
 
 
 async def cleanup_interrupted(daemon) -> int:

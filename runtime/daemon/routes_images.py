@@ -38,9 +38,9 @@ import tempfile
 from aiohttp import web
 
 from runtime.daemon import images as imgs
-from runtime.daemon.api import json_response, query_bool, tar_file_response
+from runtime.daemon.api import json_response, query_bool, spool_body, tar_file_response
 from runtime.daemon.filters import match_labels, parse_filters
-from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, NotFound
+from runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 IMAGE_FILTERS = {"reference", "dangling", "label", "before", "since"}
 
@@ -81,14 +81,8 @@ async def _spool(request: web.Request, d) -> str:
     """The request body in a temporary file under the data root (the caller removes it)."""
     tmpdir = os.path.join(d.config.data_root, "daemon", "tmp")
     os.makedirs(tmpdir, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix="upload-", suffix=".tar", dir=tmpdir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            async for chunk in request.content.iter_chunked(1 << 16):
-                f.write(chunk)
-    except BaseException:
-        os.unlink(path)
-        raise
+    path = os.path.join(tmpdir, f"upload-{os.urandom(8).hex()}.tar")
+    await spool_body(request, path)
     return path
 
 

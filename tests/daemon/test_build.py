@@ -154,6 +154,27 @@ def test_sdk_and_the_newer_cli(stack, tmp_path):
         assert r.returncode == 0 and stack.ok("run", "--rm", "newcli:1") == "sdk", r.stderr
 
 
+def test_dockerignore_symlink_is_read_inside_the_context(stack, tmp_path):
+    """A context whose .dockerignore is a symlink out of it (to a host file) is read inside the
+    context, as the Dockerfile is: the host file's lines never reach the build (nor its errors)."""
+    outside = tmp_path / "host-secret"
+    outside.write_text("[host-secret-line\n")   # a bad pattern: it would come back in the error
+    df = b"FROM busybox\nCMD [\"true\"]\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(df)
+        t.addfile(info, io.BytesIO(df))
+        link = tarfile.TarInfo(".dockerignore")
+        link.type, link.linkname = tarfile.SYMTYPE, str(outside)
+        t.addfile(link)
+    buf.seek(0)
+    logs = list(stack.client().api.build(fileobj=buf, custom_context=True, tag="ign:1", decode=True))
+    text = json.dumps(logs)
+    assert "host-secret-line" not in text, text
+    assert any("Successfully built" in x.get("stream", "") for x in logs), text
+
+
 def test_from_scratch(stack, tmp_path):
     ctx = tmp_path / "s"
     ctx.mkdir()
