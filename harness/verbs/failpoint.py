@@ -21,6 +21,7 @@ import time
 
 from pydantic import field_validator
 
+from harness.ledger import read as read_jsonl  # JSON lines, a torn last line skipped
 from harness.scenario.types import Model
 from harness.verbs.registry import FAIL, PASS, Verdict, check, fault, undo_outstanding
 from runtime.api import failpoints as fp
@@ -74,21 +75,6 @@ def write_armed(directory: str, armed: dict) -> None:
     with open(tmp, "w") as f:
         json.dump(armed, f)
     os.replace(tmp, os.path.join(directory, fp.ARMED))
-
-
-def read_jsonl(path: str) -> list[dict]:
-    """The JSON lines of *path* ([] if none; a torn last line is skipped)."""
-    out = []
-    try:
-        with open(path) as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
-    except OSError:
-        pass
-    return out
 
 
 def trace_summary(records: list[dict]) -> list[list]:
