@@ -21,7 +21,6 @@ import time
 
 from pydantic import field_validator
 
-from harness.ledger import read as read_jsonl  # JSON lines, a torn last line skipped
 from harness.scenario.types import Model
 from harness.verbs.registry import FAIL, PASS, Verdict, check, fault, undo_outstanding
 from runtime.api import failpoints as fp
@@ -75,6 +74,12 @@ def write_armed(directory: str, armed: dict) -> None:
     with open(tmp, "w") as f:
         json.dump(armed, f)
     os.replace(tmp, os.path.join(directory, fp.ARMED))
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """The JSON lines of *path* (:func:`harness.ledger.read`: [] if none, a torn last line skipped)."""
+    from harness.ledger import read  # not at import: harness.ledger imports the verbs
+    return read(path)
 
 
 def trace_summary(records: list[dict]) -> list[list]:
