@@ -45,6 +45,8 @@ def add_parsers(sub) -> None:
     e.add_argument("--root", metavar="DIR", help=f"its private root (default {ENGINE_ROOT}/<engine>)")
     e.add_argument("--live-restore", action="store_true", help="engine option live_restore (up)")
     e.add_argument("--runtime", choices=("capsize-runc", "runc", "crun"), help="engine option runtime (up)")
+    e.add_argument("--registry", action="store_true", help="also start a private registry (docker-registry) "
+                                                           "the engine's daemons reach; env prints CAPSIZE_REGISTRY")
     rc = sub.add_parser("recover", help="undo what a crashed harness left applied, remove its engines")
     rc.add_argument("run", nargs="?", metavar="RUN", help="run directory (default: every run under reports/runs "
                                                           "with something left)")
@@ -235,18 +237,32 @@ def cmd_engine(args) -> int:
         ledger = Ledger(os.path.join(root, LEDGER))
         ledger.engine_up("engine", engine.prepare())
         engine.start()
+        registry = None
+        if args.registry:
+            from harness.reference.registry import Registry
+            registry = Registry(os.path.join(root, "registry"), netns=engine.transfer_netns())
+            try:
+                registry.start()
+            except BaseException:
+                registry.close()
+                recover(root)
+                raise
         # The daemons run on in their own sessions; when this process exits they go to init.
         with open(os.path.join(root, "engine.json"), "w") as f:
             json.dump({"engine": args.engine, "docker_host": engine.docker_host, "workdir": workdir,
-                       "options": options.model_dump()}, f)
+                       "options": options.model_dump(), "registry": registry.record() if registry else None}, f)
         sys.stderr.write(f"engine {args.engine} is up in {root}; `{_engine_cmd('down', args.engine, args)}` "
                          f"removes it\n")
         sys.stdout.write(f"export DOCKER_HOST={engine.docker_host}\n")
+        if registry:
+            sys.stdout.write(f"export CAPSIZE_REGISTRY={registry.address}\n")
         return 0
     if args.verb == "env":
         if not state:
             raise NotFound(f"no engine is up in {root} ({_engine_cmd('up', args.engine, args)})")
         sys.stdout.write(f"export DOCKER_HOST={state['docker_host']}\n")
+        if state.get("registry"):
+            sys.stdout.write(f"export CAPSIZE_REGISTRY={state['registry']['address']}\n")
         return 0
     if args.verb == "status":
         if not state:
@@ -262,7 +278,12 @@ def cmd_engine(args) -> int:
     if not os.path.isdir(root):
         sys.stdout.write(f"engine {args.engine}: nothing to remove in {root}\n")
         return 0
-    done, problems = recover(root) if os.path.exists(os.path.join(root, LEDGER)) else ([], [])
+    problems = []
+    if state and state.get("registry"):
+        from harness.reference.registry import Registry
+        problems += Registry.recover(state["registry"])
+    done, more = recover(root) if os.path.exists(os.path.join(root, LEDGER)) else ([], [])
+    problems += more
     for line in done:
         sys.stdout.write(line + "\n")
     import shutil

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from runtime.errors import Unimplemented
 
 #: Every role a scenario can name (an engine has some of them: :attr:`Engine.roles`).
-ALL_ROLES = ("daemon", "runtime", "shim", "container", "lowlevel")
+ALL_ROLES = ("daemon", "runtime", "shim", "container", "lowlevel", "registry")
 #: Why an engine may lack a capability, for the loader's messages (capability -> remark).
 CAPABILITY_NOTES = {"role:lowlevel": "runc exits after create/start"}
 
@@ -98,6 +98,12 @@ class Engine:
     #: ``exitCodeSource``, ``State.Error``; runtime.api.exits). Where not (dockerd), the
     #: ``container.exit`` check derives the provenance from the runtime's exit event.
     labels_exit_provenance = False
+    #: Capabilities the engine lacks by design, with why (``{"role:runtime": "..."}``): a scenario
+    #: that names the engine but needs one of them is n/a there with the reason, not an error.
+    missing: dict[str, str] = {}
+    #: Seconds the daemon's event stream may lag behind what happened (the runner waits this
+    #: long after the teardown steps, before the after-teardown checks).
+    event_latency: float = 0.0
     #: The default ``bridge`` network's device (dockerd's ``docker0``, capsized's ``capsize0``).
     default_bridge = "docker0"
     #: The engine's own network namespace (an nsfs bind mount) when it runs in one, else None:
@@ -117,6 +123,10 @@ class Engine:
         self.options = options
         #: Ids of the containers the scenario made (:meth:`track_container`).
         self.tracked: set[str] = set()
+        #: The scenario's registry peer (role ``registry``, :mod:`harness.verbs.transfer`) and the
+        #: throttling proxy in front of it, if any.
+        self.registry = None
+        self.throttle = None
 
     # -- availability and lifecycle -----------------------------------------------------------
     @classmethod
@@ -150,7 +160,26 @@ class Engine:
         (the system's, under systemd) remove exactly these on :meth:`close`."""
         self.tracked.add(container_id)
 
+    def registry_pids(self) -> list[int]:
+        """Role ``registry``: the scenario's registry peer while it runs."""
+        return [self.registry.proc.pid] if self.registry is not None and self.registry.running() else []
+
+    def close_registry(self) -> None:
+        """Stop the registry peer and its proxy (the engines' :meth:`close` call it first)."""
+        if self.throttle is not None:
+            self.throttle.close()
+            self.throttle = None
+        if self.registry is not None:
+            self.registry.close()
+            self.registry = None
+
     # -- clients ------------------------------------------------------------------------------
+    def transfer_netns(self) -> str | None:
+        """The network namespace (a bind mount path) of the daemon that talks to registries, or
+        None for the host's: a registry peer for this engine listens there
+        (:class:`harness.reference.registry.Registry`)."""
+        return None
+
     @property
     def docker_host(self) -> str:
         """``unix://<path>``: the Engine API, for the SDK and ``DOCKER_HOST``."""

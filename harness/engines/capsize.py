@@ -19,7 +19,9 @@ lowlevel   capsize-runc, runc or crun while it runs (``--runtime``; option ``run
 the host's mount namespace. Whatever capsized makes for networks (containers' sandboxes under
 ``<state>/daemon/netns/``, the ``capsize0`` bridge and the containers' veths) is then private to the run;
 the unix sockets are paths, reachable from the host's namespace. The runtime and the shims stay
-in the host's namespace (containers join their sandboxes by path). :meth:`CapsizeEngine.recover`
+in the host's namespace (containers join their sandboxes by path); the runtime does the
+registry transfers, so a registry peer for this engine listens on the host's loopback
+(:meth:`transfer_netns` is None). :meth:`CapsizeEngine.recover`
 unmounts the namespace with the rest of the workdir.
 
 Logs are JSON lines (``time, level, msg, component``); the runtime's events are its event
@@ -68,7 +70,7 @@ def _script(name: str) -> str:
 
 class CapsizeEngine(Engine):
     name = "capsize"
-    roles = ("daemon", "runtime", "shim", "container", "lowlevel")
+    roles = ("daemon", "runtime", "shim", "container", "lowlevel", "registry")
     failpoints = True
     labels_exit_provenance = True
     default_bridge = "capsize0"
@@ -132,6 +134,7 @@ class CapsizeEngine(Engine):
             raise
 
     def close(self) -> list[str]:
+        self.close_registry()
         problems = []
         for role in ("daemon", "runtime"):
             p = self._procs.pop(role, None)
@@ -168,6 +171,8 @@ class CapsizeEngine(Engine):
 
     # -- components ---------------------------------------------------------------------------
     def pids(self, role: str, container_id: str | None = None) -> list[int]:
+        if role == "registry":
+            return self.registry_pids()
         if role in ("daemon", "runtime"):
             p = self._procs.get(role)
             return [p.pid] if p is not None and p.poll() is None and not still_activator(p.pid) else []

@@ -41,7 +41,7 @@ def _stack_dir(workdir: str) -> str:
 
 class DockerEngine(Engine):
     name = "docker"
-    roles = ("daemon", "runtime", "shim", "container")
+    roles = ("daemon", "runtime", "shim", "container", "registry")
 
     def __init__(self, workdir: str, options):
         super().__init__(workdir, options)
@@ -97,6 +97,7 @@ class DockerEngine(Engine):
             raise
 
     def close(self) -> list[str]:
+        self.close_registry()
         if self.stack is None:
             return []
         try:
@@ -156,6 +157,10 @@ class DockerEngine(Engine):
         """dockerd's network namespace (``dk/netns``; None with option ``network: none``)."""
         return self.stack.netns_path if self.stack is not None else None
 
+    def transfer_netns(self) -> str | None:
+        """dockerd pulls and pushes itself, in its namespace (None with network none)."""
+        return self.netns_path
+
     # -- components ---------------------------------------------------------------------------
     def _live(self):
         if self.stack is None:
@@ -163,6 +168,8 @@ class DockerEngine(Engine):
         return self.stack
 
     def pids(self, role: str, container_id: str | None = None) -> list[int]:
+        if role == "registry":
+            return self.registry_pids()
         st = self._live()
         if role == "daemon":
             return [st.dockerd_pid] if st.dockerd_pid and not still_activator(st.dockerd_pid) else []

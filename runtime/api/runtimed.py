@@ -32,12 +32,15 @@ ROUTES = (
     ("GET", PREFIX + "/namespaces", "namespaces"),
     ("POST", PREFIX + "/gc", "gc"),
     ("GET", PREFIX + "/events", "events"),
+    ("POST", PREFIX + "/registries/login", "registry_login"),
     ("GET", _NS + "/images", "image_list"),
     ("POST", _NS + "/images/import", "image_import"),
     ("POST", _NS + "/images/commit", "image_commit"),
+    ("POST", _NS + "/images/pull", "image_pull"),
     ("GET", _NS + "/images/{name}", "image_get"),
     ("GET", _NS + "/images/{name}/export", "image_export"),
     ("POST", _NS + "/images/{name}/tag", "image_tag"),
+    ("POST", _NS + "/images/{name}/push", "image_push"),
     ("DELETE", _NS + "/images/{name}", "image_delete"),
     ("GET", _NS + "/containers", "container_list"),
     ("POST", _NS + "/containers", "container_create"),
@@ -116,6 +119,12 @@ class Requests:
             query.append(("since", str(since)))
         return Call("GET", PREFIX + "/events", query)
 
+    def registry_login(self, server: str, auth: dict) -> Call:
+        """``POST /v1/registries/login``: check *auth* against the registry *server*
+        (``host[:port]``) as ``docker login`` does (``GET /v2/`` with the credentials);
+        ``{"status": "Login Succeeded"}``, PermissionDenied when refused."""
+        return Call("POST", PREFIX + "/registries/login", body={"server": server, "auth": auth})
+
     # -- images ------------------------------------------------------------------------------
     def images(self, image_id: str | None = None) -> Call:
         """``GET .../images``; with *image_id* (``sha256:<hex>``, an image config digest) only the
@@ -146,6 +155,20 @@ class Requests:
         under its digest with *keep_replaced*)."""
         return Call("POST", self.ns_path("images", name, "tag"),
                     body={"name": new_name, "keep_replaced": keep_replaced})
+
+    def pull_image(self, ref: str, auth: dict | None = None) -> Call:
+        """``POST .../images/pull`` (:mod:`runtime.highlevel.transfer`): *ref* from its registry
+        with *auth* (``{"username", "password"}`` | ``{"identitytoken"}``). Errors before the
+        transfer starts (bad reference, registry down, missing manifest, refused credentials)
+        are error replies; then the answer streams JSON lines: progress ``{"id", "status",
+        "current"?, "total"?}``, and last ``{"image": Image, "action", "digest", "name"}`` or
+        ``{"error": {"code", "message"}}``."""
+        return Call("POST", self.ns_path("images", "pull"), body={"ref": ref, "auth": auth})
+
+    def push_image(self, name: str, ref: str | None = None, auth: dict | None = None) -> Call:
+        """``POST .../images/{name}/push``: the image *name* to *ref* (default: its name); the
+        answer as for :meth:`pull_image`, last ``{"pushed": {"digest", "size", "tag"}}``."""
+        return Call("POST", self.ns_path("images", name, "push"), body={"ref": ref, "auth": auth})
 
     def export_image(self, name: str) -> Call:
         return Call("GET", self.ns_path("images", name, "export"))

@@ -353,6 +353,36 @@ class Backend:
             raise Unimplemented("capsize saves one image per docker save (capsize-runtimed exports one name)")
         await self._call(RT.export_image(names[0]), timeout=IMAGE_TIMEOUT, to_file=out_path)
 
+    async def transfer(self, call: Call):
+        """A pull or push (:meth:`runtime.api.runtimed.Requests.pull_image`): an async iterator of
+        its JSON lines. An error reply raises before the first line (the shared error classes)."""
+        t = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=IMAGE_TIMEOUT)
+        try:
+            resp = await self._sess().request(call.method, self._url(call), data=call.json_body(), timeout=t,
+                                              headers={"Content-Type": "application/json"})
+        except (aiohttp.ClientConnectionError, OSError) as e:
+            raise Unavailable(f"capsize-runtimed is not reachable at {self.address}: "
+                              f"{getattr(e, 'strerror', None) or e}") from None
+        if resp.status >= 400:
+            try:
+                raise error_from_reply(resp.status, resp.reason or "", await resp.read())
+            finally:
+                resp.release()
+
+        async def lines():
+            try:
+                async for line in resp.content:
+                    if line.strip():
+                        yield json.loads(line)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+                yield {"error": {"code": "unavailable", "message": f"capsize-runtimed ended the transfer: {e}"}}
+            finally:
+                resp.release()
+        return lines()
+
+    async def registry_login(self, server: str, auth: dict) -> dict:
+        return await self._call(RT.registry_login(server, auth), timeout=IMAGE_TIMEOUT)
+
     async def image_tag(self, img: dict, new_ref: str) -> None:
         """Give image *img* the name *new_ref* (runtimed's tag: the same target under a new name);
         an image *new_ref* named before stays as a dangling image, as with dockerd."""

@@ -7,8 +7,7 @@
 ``POST /images/create?fromSrc=-&repo=&tag=``    ``docker import``: the body is a rootfs tar;
                                                 answers a JSON message stream
                                                 ``{"status": "sha256:<id>"}``
-``POST /images/create?fromImage=``              ``docker pull``: capsize has no registry
-                                                access: 404 with a clear message
+``POST /images/create?fromImage=``              ``docker pull``: :mod:`runtime.daemon.routes_registry`
 ``POST /images/load``                           ``docker load``: ``{"stream": "Loaded image: X\\n"}``
 ``GET /images/get?names=``, ``/images/{n}/get``  ``docker save``: an ``application/x-tar`` stream
 ``POST /images/{name}/tag?repo=&tag=``          201
@@ -90,9 +89,8 @@ async def create_image(request: web.Request):
     d = _d(request)
     q = request.query
     if q.get("fromImage"):
-        ref = q["fromImage"] + (":" + q["tag"] if q.get("tag") and "@" not in q["fromImage"] else "")
-        raise NotFound(f"pull access denied for {q['fromImage']}: capsize does not pull from registries; "
-                       f"use docker load or docker import (wanted {ref})")
+        from runtime.daemon.routes_registry import pull
+        return await pull(request)
     if q.get("fromSrc") != "-":
         raise InvalidArgument("capsize imports from the request body only (fromSrc=-)")
     if q.getall("changes", []) and any(c.strip() for c in q.getall("changes", [])):
@@ -211,6 +209,7 @@ async def remove_image(request: web.Request):
         await d.backend.image_delete_id(img["Id"])
     except NotFound:
         pass
+    await d.backend.gc()   # dockerd deletes the image's layers with it: a pull after an rmi downloads them
     out.append({"Deleted": img["Id"]})
     d.events.publish("image", "delete", img["Id"], {"name": img["Id"]})
     if not query_bool(request, "noprune"):

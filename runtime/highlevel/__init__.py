@@ -64,6 +64,13 @@ Endpoints
                                                        "history", "name"?, "labels"?, "keep_replaced"?}``:
                                                        an active snapshot's upper dir as a new layer
                                                        (:mod:`runtime.highlevel.commit`). ``Image``
+``POST .../images/pull``                               body ``{"ref", "auth"?}``: from a registry
+                                                       (:mod:`runtime.highlevel.transfer`); JSON lines
+                                                       of progress, last ``{"image": Image, ...}`` or
+                                                       ``{"error"}``; ``/images/create``|``update``
+``POST .../images/{name}/push``                        body ``{"ref"?, "auth"?}``: to a registry; as pull,
+                                                       last ``{"pushed": {"digest", "size", "tag"}}``
+``POST /v1/registries/login``                          body ``{"server", "auth"}``: ``docker login``'s check
 ``DELETE .../images/{name}?sync=1``                    ``{"name", "gc"}``; ``/images/delete``; with
                                                        ``sync``, garbage collection runs before the reply
                                                        (else blobs stay until ``POST /v1/gc``)
@@ -190,7 +197,8 @@ Modules
 
 cli (command line), daemon (locks, start-up, shutdown), api (routes), httpserver (HTTP/1.1 on
 asyncio + h11), client (the synchronous client), content (content store), metadata (sqlite3),
-images (import/export formats), unpack (safe layer unpack, whiteouts), snapshots (overlayfs),
+images (import/export formats), registry (registry client: references, auth, HTTP), transfer
+(pull and push), unpack (safe layer unpack, whiteouts), snapshots (overlayfs),
 gc (leases, garbage collection), containers, tasks (shims, task lifecycle, dead-shim cleanup),
 shimconn (a shim's connection), events (bus, replay, the shim event socket), recovery, layout
 (paths), fsutil (crash-safe JSON files), log (JSON lines / journald).

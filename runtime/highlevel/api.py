@@ -14,7 +14,7 @@ import os
 
 from runtime.api import topics
 from runtime.api.runtimed import ROUTES
-from runtime.errors import InvalidArgument
+from runtime.errors import InvalidArgument, PermissionDenied
 from runtime.highlevel.httpserver import FileResponse, Router, StreamResponse
 from runtime.shim.paths import check_id
 
@@ -66,6 +66,20 @@ def build(daemon) -> Router:
 
     async def gc(req):
         return await asyncio.to_thread(daemon.collector.run)
+
+    async def registry_login(req):
+        from runtime.highlevel.registry import Client
+        body = await req.json()
+        if not isinstance(body, dict) or not isinstance(body.get("server"), str) \
+                or not isinstance(body.get("auth"), dict):
+            raise InvalidArgument('the request body must be {"server": HOST[:PORT], "auth": {...}}')
+        client = Client(body["server"].removeprefix("http://").removeprefix("https://").rstrip("/"), body["auth"])
+        try:
+            await asyncio.to_thread(client.ping)
+        except PermissionDenied:
+            raise PermissionDenied(f"login attempt to {client.url('/v2/')} failed with status: 401 Unauthorized") \
+                from None
+        return {"status": "Login Succeeded"}
 
     async def events(req):
         topics = req.args("topic")
@@ -128,6 +142,65 @@ def build(daemon) -> Router:
         body = check_body(await req.json())
         res = await asyncio.to_thread(commit, images, ns, body)
         return named(ns, res["image"], res["action"], res["replaced"])
+
+    async def transfer(fn, *args, done):
+        """``fn(*args, progress)`` in a thread (a pull or a push): what it raises before its first
+        progress event is the reply's error; then progress lines, and last ``done(result)`` or
+        ``{"error": {...}}`` (:meth:`runtime.api.runtimed.Requests.pull_image`)."""
+        from runtime.highlevel.transfer import dumps
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        job = asyncio.ensure_future(asyncio.to_thread(
+            fn, *args, lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev)))
+        first = asyncio.ensure_future(queue.get())
+        await asyncio.wait({job, first}, return_when=asyncio.FIRST_COMPLETED)
+        if not first.done():
+            first.cancel()
+            job.result()   # raises the transfer's error as the reply
+        head = [first.result()] if first.done() and not first.cancelled() else []
+
+        async def lines():
+            for ev in head:
+                yield dumps(ev)
+            while not (job.done() and queue.empty()):
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield dumps(getter.result())
+                else:
+                    getter.cancel()
+            try:
+                res = job.result()
+            except Exception as e:  # noqa: BLE001 - reported on the stream, as dockerd does
+                daemon.log.error("transfer failed", call=fn.__name__, error=str(e))
+                yield dumps({"error": e.to_dict() if hasattr(e, "to_dict") else
+                             {"code": "internal", "message": f"{type(e).__name__}: {e}"}})
+                return
+            yield dumps(done(res))
+        return StreamResponse(lines())
+
+    def transfer_body(body) -> tuple[str | None, dict | None]:
+        if not isinstance(body, dict) or not (body.get("ref") is None or isinstance(body.get("ref"), str)):
+            raise InvalidArgument('the request body must be {"ref": REFERENCE, "auth"?: {...}}')
+        return body.get("ref"), (body.get("auth") if isinstance(body.get("auth"), dict) else None)
+
+    async def image_pull(req, ns):
+        from runtime.highlevel.transfer import pull
+        ns = _ns(ns)
+        ref, auth = transfer_body(await req.json())
+        if not ref:
+            raise InvalidArgument("a pull needs a reference", field="ref")
+        return await transfer(pull, images, ns, ref, auth, done=lambda res: {
+            "image": named(ns, res["row"], res["action"], None), "action": res["action"],
+            "digest": res["digest"], "name": res["name"]})
+
+    async def image_push(req, ns, name):
+        from runtime.highlevel.images import normalize_name
+        from runtime.highlevel.transfer import push
+        ns = _ns(ns)
+        ref, auth = transfer_body(await req.json())
+        images.md.get_image(ns, normalize_name(name))   # 404 before anything streams
+        return await transfer(push, images, ns, name, ref, auth, done=lambda res: {"pushed": res})
 
     async def image_tag(req, ns, name):
         ns = _ns(ns)

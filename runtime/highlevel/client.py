@@ -160,6 +160,28 @@ class RuntimeClient:
                 return self.call(call, timeout=timeout, body=f)["images"]
         return self.call(call, timeout=timeout, body=source)["images"]
 
+    def _transfer(self, call: Call, progress=None) -> dict:
+        raw = self.request(call.method, call.path, call.body, call.query, raw=True)
+        lines = [json.loads(line) for line in raw.splitlines() if line.strip()]
+        for ev in lines[:-1]:
+            if progress is not None:
+                progress(ev)
+        last = lines[-1] if lines else {"error": {"code": "unavailable", "message": "the transfer stream ended early"}}
+        if "error" in last:
+            from runtime.errors import from_dict
+            raise from_dict(last["error"])
+        return last
+
+    def pull(self, ref: str, auth: dict | None = None, progress=None) -> dict:
+        """Pull *ref* (:meth:`runtime.api.runtimed.Requests.pull_image`); returns the last line
+        (``{"image", "action", "digest", "name"}``), raising the stream's error; *progress(ev)*
+        sees every progress line (after the end: this client reads the whole answer)."""
+        return self._transfer(self.calls.pull_image(ref, auth), progress)
+
+    def push(self, name: str, ref: str | None = None, auth: dict | None = None, progress=None) -> dict:
+        """Push *name* (:meth:`runtime.api.runtimed.Requests.push_image`); ``{"pushed": {...}}``."""
+        return self._transfer(self.calls.push_image(name, ref, auth), progress)
+
     def export_image(self, name: str, out) -> None:
         """Write the image as a docker-save tarball to *out* (a path or a binary file)."""
         if isinstance(out, (str, os.PathLike)):

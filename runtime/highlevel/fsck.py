@@ -12,7 +12,11 @@ database opened ``mode=ro``, the content store's blobs, the snapshot directories
   after a GC (capsize-runtimed runs one at start and after removals) there are none. Objects of
   an operation in flight are leased in the daemon's memory, unseen here: check a quiet store;
 * ``orphan_dirs`` / ``missing_dirs`` — snapshot directories with no record, records with no directory;
-* ``ingest`` — blobs half written (files left in ``content/ingest``).
+* ``ingest`` — blobs half written that nothing will resume (:meth:`ContentStore.orphan_ingests`:
+  a writer's leftovers, a partial without its record, a partial older than
+  :data:`runtime.highlevel.content.INGEST_EXPIRY`); GC removes them. Not a problem, and listed
+  apart as ``partial_ingests`` (``[{"digest", "offset", "size"}]``): resumable downloads an
+  interrupted pull left, kept for its retry.
 """
 
 from __future__ import annotations
@@ -93,7 +97,9 @@ def verify(root: str) -> dict:
                 report["missing_dirs"].append({"key": r["key"], "dir": r["dir"]})
         known = {r["dir"] for r in rows}
         report["orphan_dirs"] = sorted(n for n in os.listdir(layout.snapshots) if n not in known)
-        report["ingest"] = sorted(os.listdir(content.ingest_dir))
+        report["ingest"] = content.orphan_ingests()
+        report["partial_ingests"] = [{k: p[k] for k in ("digest", "offset", "size")}
+                                     for p in content.partial_ingests() if p["digest"]]
         report.update(blobs=len(stored), images=len(images), snapshots=len(rows))
         return report
     finally:

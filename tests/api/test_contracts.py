@@ -163,7 +163,8 @@ def test_every_request_the_clients_build_is_a_route_of_the_server():
              rq.delete_task("c", force=True), rq.exec_process("c", "e", {"args": ["true"]}),
              rq.exec_state("c", "e"), rq.resize("c", 24, 80, "e"), rq.snapshot_mounts("c"),
              rq.commit_image(None, "c", {}), rq.tag_image("a", "b"), rq.snapshot_changes("c"),
-             rq.snapshot_export("c"), rq.update_task("c", {"pids": {"limit": 5}})]
+             rq.snapshot_export("c"), rq.update_task("c", {"pids": {"limit": 5}}),
+             rq.pull_image("127.0.0.1:5000/a:b"), rq.push_image("a:b"), rq.registry_login("127.0.0.1:5000", {})]
     names = [_route_of(c) for c in built]
     assert None not in names, built[names.index(None)]
     assert sorted(set(names)) == sorted(name for _, _, name in runtimed.ROUTES)

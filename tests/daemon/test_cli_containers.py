@@ -106,7 +106,7 @@ def test_errors_are_dockers(stack):
     r = stack.cli("stop", "nosuch")
     assert r.returncode == 1 and r.stderr.strip() == "Error response from daemon: No such container: nosuch"
     r = stack.cli("run", "nosuch:tag", "true")
-    assert r.returncode == 125 and "capsize does not pull from registries" in r.stderr
+    assert r.returncode == 125 and "capsize never contacts Docker Hub" in r.stderr
     r = stack.cli("run", "busybox", "/no/such/binary")
     assert r.returncode == 127, r.stderr
     assert "Traceback" not in r.stderr
