@@ -71,11 +71,11 @@ def _register(tier: str, operation: str, steps: tuple[str, ...], doc: str) -> No
 # listed literally so that this module imports nothing; tests compare them with those contracts.
 SHIM_METHODS = ("connect", "create", "start", "state", "kill", "wait", "pids", "pause", "resume", "delete",
                 "exec", "resize", "shutdown", "update")
-RUNTIMED_ROUTES = ("version", "namespaces", "gc", "events", "image_list", "image_import", "image_commit",
-                   "image_get", "image_export", "image_tag", "image_delete", "container_list",
-                   "container_create", "container_get", "container_update", "container_delete",
-                   "snapshot_mounts", "snapshot_changes", "snapshot_export", "task_list", "task_create",
-                   "task_get", "task_start", "task_kill", "task_wait", "task_pause", "task_resume",
+RUNTIMED_ROUTES = ("version", "namespaces", "gc", "events", "registry_login", "image_list", "image_import",
+                   "image_commit", "image_pull", "image_get", "image_export", "image_tag", "image_push",
+                   "image_delete", "container_list", "container_create", "container_get", "container_update",
+                   "container_delete", "snapshot_mounts", "snapshot_changes", "snapshot_export", "task_list",
+                   "task_create", "task_get", "task_start", "task_kill", "task_wait", "task_pause", "task_resume",
                    "task_pids", "task_update", "task_exec", "task_exec_get", "task_resize", "task_delete")
 #: runtime.host's operations (the names its ``Host._fault`` takes)
 HOST_OPS = ("capset", "chown", "mkdir", "mknod", "mount", "pivot_root", "prctl", "rmdir", "seccomp_load",
