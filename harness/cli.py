@@ -15,6 +15,8 @@
 * ``capsize report RUN`` / ``capsize compare RUN...`` — reports (harness.report.cli); ``capsize run``
   writes ``report.md``/``report.html`` (and ``compare.*`` for several engines or repeats) at its end;
 * ``capsize image rootfs --out FILE`` / ``capsize image bundle DIR [-- CMD...]`` — the lab's busybox;
+* ``capsize explore WORKLOAD.yaml [--depth N] [--budget T] [--seed S] [--out DIR] [--shard i/n]`` —
+  kill each tier at each named crash point of a workload (harness.explore.cli);
 * ``capsize demo [--runtime capsize-runc|runc|crun]`` — one container through a low-level runtime.
 
 Errors print one line (scenario errors as ``file:line:column: ...``), start nothing, and exit
@@ -55,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parsers(sub)
     from harness.report import cli as report_cli  # reports: `report`, `compare`
     report_cli.add_parsers(sub)
+    from harness.explore import cli as explore_cli  # `explore`
+    explore_cli.add_parsers(sub)
     return p
 
 
@@ -73,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             from harness import commands
             from harness.report import cli as report_cli
             return report_cli.after_run(args, lambda: commands.dispatch(args))
+        if args.command == "explore":
+            from harness.explore import cli as explore_cli
+            return explore_cli.dispatch(args)
         if args.command in ("validate", "list", "schema", "docs", "engine", "recover", "doctor"):
             from harness import commands
             return commands.dispatch(args)

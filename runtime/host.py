@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 
+from runtime.api import failpoints
+
 # Namespace clone flags (<linux/sched.h>), as used by unshare(2) and setns(2).
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -128,6 +130,7 @@ class Host:
         self._points = _failpoints()
 
     def _fault(self, op: str, *args) -> None:
+        failpoints.hit("host." + op)  # the named crash point host.<op> (runtime.api.failpoints)
         point = self._points.get(op)
         if point is None:
             return

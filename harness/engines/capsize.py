@@ -85,6 +85,9 @@ class CapsizeEngine(Engine):
         self._procs: dict[str, subprocess.Popen] = {}
         #: the daemon's network namespace (module docstring)
         self.netns_path = os.path.join(workdir, "netns")
+        #: the crash points' lab dir (runtime.api.failpoints: armed.json, trace.jsonl, fired.jsonl),
+        #: given to both daemons as CAPSIZE_FAILPOINTS_DIR (the shims and capsize-runc inherit it)
+        self.failpoint_dir = os.path.join(workdir, "failpoints")
 
     @classmethod
     def unavailable(cls, options=None) -> str | None:
@@ -213,8 +216,10 @@ class CapsizeEngine(Engine):
                     os.unlink(self.socket)
                 argv = [act, "-l", self.socket] + argv
         t0 = time.monotonic()
+        os.makedirs(self.failpoint_dir, exist_ok=True)
+        env = dict(os.environ, CAPSIZE_FAILPOINTS_DIR=self.failpoint_dir)
         with open(os.path.join(self.logs, f"{role}.out"), "ab") as out:
-            self._procs[role] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+            self._procs[role] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, env=env,
                                                  stderr=subprocess.STDOUT, start_new_session=True)
         if not wait:
             return {"pid": self._procs[role].pid}

@@ -11,6 +11,7 @@ module listed here).
 
 # isort: off -- the order of registration is the order of the tables and of the Step fields
 from harness.verbs import container, build, cli, terminal, flow, faults, syscall, checks, lifecycle_checks, storage_checks, systemd, network, transfer  # noqa: F401
+from harness.verbs import failpoint  # noqa: F401
 # isort: on
 from harness.verbs.registry import check_verbs, get, step_verbs, verbs
 

@@ -1,9 +1,10 @@
 """Syscall faults: strace's fault injection on a component's processes (``strace -f -e inject=...``).
 
-Two registrations (:mod:`harness.verbs.registry`): ``fault.syscall.delay`` attaches strace
+Three registrations (:mod:`harness.verbs.registry`): ``fault.syscall.delay`` attaches strace
 (undo kind ``untrace``: detach the strace tracing the recorded ``processes``; ``terminate``:
-end a helper such as strace, SIGTERM then SIGKILL after 5 s) and ``fault.syscall.clear``
-detaches every one (teardown does too).
+end a helper such as strace, SIGTERM then SIGKILL after 5 s), ``fault.syscall.kill`` (the same
+undo) SIGKILLs the component on the Nth call of a syscall, and ``fault.syscall.clear`` detaches
+every one (teardown does too).
 """
 
 from __future__ import annotations
@@ -123,14 +124,44 @@ def strace_argv(pids: list[int], p) -> list[str]:
        "detaches it", needs=role_needs, container_field="container",
        undo={"untrace": undo_untrace, "terminate": undo_terminate})
 def fault_syscall_delay(ctx, step) -> dict:
+    return _attach(ctx, step, strace_argv)
+
+
+class FaultSyscallKill(FaultTarget):
+    """``fault.syscall.kill``: SIGKILL the component's process on the *when*-th call of *syscall*
+    by it or any of its threads and children (strace ``-f -e inject=SYSCALL:signal=SIGKILL:when=N``):
+    the generic crash point "the Nth call of syscall S by component C" of any engine."""
+
+    syscall: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
+    when: Annotated[int, Field(ge=1)] = 1
+
+
+def strace_kill_argv(pids: list[int], p) -> list[str]:
+    """strace's command line for a ``fault.syscall.kill``: only the *when*-th call is hit."""
+    argv = [which("strace") or "strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={p.syscall}",
+            "-e", f"inject={p.syscall}:signal=SIGKILL:when={p.when}"]
+    for pid in pids:
+        argv += ["-p", str(pid)]
+    return argv
+
+
+@fault("fault.syscall.kill", FaultSyscallKill, "strace's fault injection: SIGKILL the component on the `when`-th "
+       "call of `syscall` (by it, its threads and children: `-f`); `fault.syscall.clear` (or teardown) detaches it",
+       needs=role_needs, container_field="container", undo={"untrace": undo_untrace, "terminate": undo_terminate})
+def fault_syscall_kill(ctx, step) -> dict:
+    return _attach(ctx, step, strace_kill_argv)
+
+
+def _attach(ctx, step, make_argv) -> dict:
     p = step.params
     if not which("strace"):
         raise CapsizeError("strace is not installed: syscall faults need it (apt-get install strace)")
     pids, cid = targets(ctx, p.component, p.container)
     ident = identify(pids)
     ctx.ledger.apply(ctx.run, step.action, {"role": p.component, "container": p.container, "processes": ident,
-                                             "syscall": p.syscall}, {"kind": "untrace", "processes": ident})
-    argv = strace_argv(pids, p)
+                                             "syscall": getattr(p, "syscall", None) or p.syscalls},
+                    {"kind": "untrace", "processes": ident})
+    argv = make_argv(pids, p)
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     own(proc.pid)
@@ -144,11 +175,66 @@ def fault_syscall_delay(ctx, step) -> dict:
             raise CapsizeError("strace did not attach within 10s")
         time.sleep(0.01)
     ctx.tracers.append(proc)
-    return {"strace_pid": proc.pid, "pids": pids, "argv": argv}
+    return {"strace_pid": proc.pid, "pids": pids, "argv": argv, "processes": ident}
 
 
-@fault("fault.syscall.clear", Empty, "detach every strace of `fault.syscall.delay`", params_doc="`{}`")
+class FaultSyscallCount(FaultTarget):
+    """``fault.syscall.count``: count the component's calls of *syscalls* (``strace -f -c``), for an
+    explorer's trace run; ``fault.syscall.clear`` ends it and returns the counts."""
+
+    syscalls: Annotated[str, Field(pattern=r"^[a-z0-9_]+(,[a-z0-9_]+)*$")]
+
+
+def parse_strace_summary(text: str) -> dict[str, int]:
+    """strace ``-c``'s table -> ``{syscall: calls}`` (rows ``% time, seconds, usecs/call, calls,
+    [errors,] syscall``; the ``total`` row is left out)."""
+    counts = {}
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) >= 5 and cols[-1] != "total" and cols[0].replace(".", "", 1).isdigit():
+            try:
+                counts[cols[-1]] = int(cols[3])
+            except ValueError:
+                continue
+    return counts
+
+
+@fault("fault.syscall.count", FaultSyscallCount, "count the component's calls of `syscalls` (`strace -f -c`: "
+       "threads and children too); `fault.syscall.clear` ends it, its value's `counts` has them by role",
+       needs=role_needs, container_field="container", undo={"untrace": undo_untrace, "terminate": undo_terminate})
+def fault_syscall_count(ctx, step) -> dict:
+    p = step.params
+    out = os.path.join(ctx.dir, f"strace-count-{p.component}-{len(getattr(ctx, 'syscall_counts', []))}.txt")
+
+    def argv(pids, p):
+        a = [which("strace") or "strace", "-f", "-c", "-qq", "-o", out, "-e", f"trace={p.syscalls}"]
+        for pid in pids:
+            a += ["-p", str(pid)]
+        return a
+    facts = _attach(ctx, step, argv)
+    if not hasattr(ctx, "syscall_counts"):
+        ctx.syscall_counts = []
+    ctx.syscall_counts.append((p.component, out))
+    return {**facts, "file": out}
+
+
+@fault("fault.syscall.clear", Empty, "detach every strace of `fault.syscall.delay`, `.kill` and `.count`; the "
+       "value's `gone` lists the traced processes that died meanwhile, `counts` the counted calls by role",
+       params_doc="`{}`")
 def fault_syscall_clear(ctx, step) -> dict:
-    done = undo_outstanding(ctx, "fault.syscall.delay")
+    traced = [proc for e in ctx.ledger.outstanding(ctx.run) if e["fault"].startswith("fault.syscall.")
+              for proc in e["target"].get("processes") or []]
+    gone = [proc for proc in traced if not same_process(proc["pid"], proc.get("create_time"))]
+    done = [line for name in ("fault.syscall.delay", "fault.syscall.kill", "fault.syscall.count")
+            for line in undo_outstanding(ctx, name)]
     stop_tracers(ctx)
-    return {"undone": done}
+    counts: dict[str, dict[str, int]] = {}
+    for role, path in getattr(ctx, "syscall_counts", []):
+        try:
+            with open(path) as f:
+                for name, n in parse_strace_summary(f.read()).items():
+                    counts.setdefault(role, {})[name] = counts.get(role, {}).get(name, 0) + n
+        except OSError:
+            pass
+    ctx.syscall_counts = []
+    return {"undone": done, "gone": gone, "counts": counts}

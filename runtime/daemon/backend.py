@@ -49,6 +49,7 @@ import time
 import aiohttp
 from yarl import URL
 
+from runtime.api import failpoints
 from runtime.api import topics
 from runtime.api import exits
 from runtime.api.runtimed import Call, Requests, error_from_reply
@@ -134,6 +135,7 @@ class Backend:
             kw["headers"] = {"Content-Type": "application/json"}
         t = aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT)
         t0 = time.monotonic()
+        failpoints.hit_runtimed_call(method, path, "before-call")
         try:
             async with self._sess().request(method, url, timeout=t, **kw) as resp:
                 self.log.debug("runtime call", method=method, path=path, status=resp.status,
@@ -146,6 +148,7 @@ class Backend:
                             f.write(chunk)
                     return None
                 raw = await resp.read()
+                failpoints.hit_runtimed_call(method, path, "after-call")
                 return json.loads(raw) if raw.strip() else {}
         except asyncio.TimeoutError:
             raise DeadlineExceeded(f"capsize-runtimed at {self.address} did not answer {method} {path} "

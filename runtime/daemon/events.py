@@ -23,6 +23,7 @@ import asyncio
 import collections
 import time
 
+from runtime.api import failpoints
 from runtime.daemon.filters import match_labels, parse_filters
 
 HISTORY = 1024
@@ -93,6 +94,7 @@ class EventBus:
 
     def publish(self, etype: str, action: str, actor_id: str, attributes: dict | None = None,
                 image: str | None = None) -> dict:
+        failpoints.hit("daemon.event.publish")
         ev = make_event(etype, action, actor_id, attributes, image)
         self.history.append(ev)
         for sub in list(self._subs):

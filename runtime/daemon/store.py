@@ -24,6 +24,7 @@ import os
 import shutil
 
 from runtime import atomicfile
+from runtime.api import failpoints
 
 RECORD = "config.v2.json"
 
@@ -54,13 +55,17 @@ class Store:
         os.makedirs(staging, mode=0o710, exist_ok=True)
         # the log exists from the start, so that an attach made before the start holds it open
         os.close(os.open(os.path.join(staging, f"{cid}-json.log"), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640))
+        failpoints.hit("daemon.container.store.before-write")
         atomic_write_json(os.path.join(staging, RECORD), record, self.durable)
         os.rename(staging, self.dir_of(cid))
         if self.durable:
             atomicfile.fsync_dir(self.root)
+        failpoints.hit("daemon.container.store.after-write")
 
     def save(self, cid: str, record: dict) -> None:
+        failpoints.hit("daemon.container.store.before-write")
         atomic_write_json(os.path.join(self.dir_of(cid), RECORD), record, self.durable)
+        failpoints.hit("daemon.container.store.after-write")
 
     def delete(self, cid: str) -> None:
         """Remove the container's directory (record and log). A rename first makes it atomic."""
@@ -73,6 +78,7 @@ class Store:
         if self.durable:
             atomicfile.fsync_dir(self.root)
         shutil.rmtree(doomed, ignore_errors=True)
+        failpoints.hit("daemon.container.store.after-delete")
 
     def load_all(self, on_problem=lambda msg: None) -> dict[str, dict]:
         """Every record: ``{id: record}``; leftovers of interrupted creates/deletes are removed."""

@@ -32,6 +32,7 @@ import os
 import socket
 from urllib.parse import urlencode
 
+from runtime.api import failpoints
 from runtime.api.runtimed import Call, Requests, query_pairs, error_from_reply
 from runtime.errors import DeadlineExceeded, Unavailable
 
@@ -102,6 +103,7 @@ class RuntimeClient:
         conn = _UnixConnection(self.address, self.timeout if timeout is _DEFAULT else timeout)
         try:
             try:
+                failpoints.hit_runtimed_call(method, path, "before-call")
                 conn.request(method, path, body=data, headers=headers)
                 resp = conn.getresponse()
             except (FileNotFoundError, ConnectionRefusedError, PermissionError) as e:
@@ -124,6 +126,7 @@ class RuntimeClient:
                 raise DeadlineExceeded(f"capsize-runtimed did not finish {method} {path} in time") from None
             except (ConnectionError, http.client.HTTPException, OSError) as e:
                 raise Unavailable(f"capsize-runtimed at unix://{self.address}: {method} {path}: {e}") from None
+            failpoints.hit_runtimed_call(method, path, "after-call")
             if raw:
                 return content
             return json.loads(content) if content.strip() else None

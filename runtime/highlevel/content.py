@@ -29,6 +29,7 @@ import re
 import threading
 from contextlib import contextmanager
 
+from runtime.api import failpoints
 from runtime.atomicfile import fsync_dir
 from runtime.errors import InvalidArgument, NotFound
 
@@ -66,8 +67,10 @@ def _place(store: "ContentStore", path: str, digest: str) -> None:
     if os.path.exists(target):
         os.unlink(path)
     else:
+        failpoints.hit("runtimed.content.commit.before-rename")
         os.rename(path, target)
         fsync_dir(os.path.dirname(target))
+        failpoints.hit("runtimed.content.commit.after-rename")
 
 
 class Writer:

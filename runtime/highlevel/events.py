@@ -33,6 +33,7 @@ import os
 import socket
 import struct
 
+from runtime.api import failpoints
 from runtime.api import topics
 from runtime.rfc3339 import format_nano
 
@@ -95,6 +96,7 @@ class EventBus:
         self._subs: set[Subscription] = set()
 
     def publish(self, topic: str, namespace: str, event: dict, timestamp: str | None = None) -> dict:
+        failpoints.hit("runtimed.event.publish")
         self.seq += 1
         env = {"seq": self.seq, "boot_id": self.boot_id, "timestamp": timestamp or format_nano(),
                "namespace": namespace, "topic": topic, "event": event}

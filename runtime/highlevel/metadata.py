@@ -29,6 +29,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 
+from runtime.api import failpoints
 from runtime.errors import AlreadyExists, CapsizeError, NotFound
 from runtime.rfc3339 import format_nano
 
@@ -181,6 +182,7 @@ class Metadata:
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"container {cid!r} already exists in namespace {namespace}",
                                 namespace=namespace, id=cid) from None
+        failpoints.hit("runtimed.container.metadata.after-commit")
         return self.get_container(namespace, cid)
 
     def get_container(self, namespace: str, cid: str) -> dict:
@@ -224,6 +226,7 @@ class Metadata:
             db.execute("DELETE FROM containers WHERE namespace=? AND id=?", (namespace, cid))
             if snap:
                 db.execute("DELETE FROM snapshots WHERE namespace=? AND key=?", (namespace, row["snapshot_key"]))
+        failpoints.hit("runtimed.container.metadata.after-commit")
         return {"container": row, "snapshot": snap}
 
     # -- snapshots ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 
+from runtime.api import failpoints
 from runtime.api.shim import Calls
 from runtime.errors import DeadlineExceeded, Unavailable
 from runtime.shim.paths import path_of
@@ -86,6 +87,7 @@ class ShimConnection:
         """Send *method* with *params*; returns the reply's result. *timeout* in seconds."""
         if self.closed.done():
             raise Unavailable(f"shim at {self.address} is disconnected")
+        failpoints.hit(f"runtimed.shim.{method}.before-call")
         rid, line = self._calls.request(method, params)
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
@@ -101,6 +103,7 @@ class ShimConnection:
             self._pending.pop(rid, None)
             raise DeadlineExceeded(f"shim at {self.address} did not answer {method} within {timeout:g}s",
                                    method=method) from None
+        failpoints.hit(f"runtimed.shim.{method}.after-call")
         return self._calls.result(reply)
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ import os
 import shutil
 import threading
 
+from runtime.api import failpoints
 from runtime.errors import AlreadyExists, CapsizeError, InvalidArgument, NotFound
 from runtime.host import HOST, MNT_DETACH
 
@@ -124,7 +125,9 @@ class Snapshotter:
             os.mkdir(os.path.join(self.dir, name, "work"), 0o700)
             if not parent:
                 os.mkdir(os.path.join(self.dir, name, "lower"), 0o755)
+            failpoints.hit("runtimed.snapshot.prepare.before-commit")
             row = self.md.add_snapshot(namespace, key, ACTIVE, parent, name)
+            failpoints.hit("runtimed.snapshot.prepare.after-commit")
             ok = True
             return row
         finally:
@@ -166,6 +169,7 @@ class Snapshotter:
             raise InvalidArgument(f"snapshot {key!r} has too many layers for one overlay mount "
                                   f"({len(data)} bytes of options)")
         self.host.mount(m["source"], target, m["type"], 0, data)
+        failpoints.hit("runtimed.snapshot.mount.after")
 
     def unmount(self, target: str) -> None:
         """Unmount *target* (lazily, so a busy mount cannot block a cleanup); no-op if not mounted."""
@@ -178,9 +182,11 @@ class Snapshotter:
     # -- removal -----------------------------------------------------------------------------
     def remove(self, namespace: str, key: str) -> bool:
         """Forget a snapshot (record first, then the directory); False if it did not exist."""
+        failpoints.hit("runtimed.snapshot.remove.before-commit")
         row = self.md.delete_snapshot(namespace, key)
         if row is None:
             return False
+        failpoints.hit("runtimed.snapshot.remove.after-commit")
         shutil.rmtree(os.path.join(self.dir, row["dir"]), ignore_errors=True)
         return True
 

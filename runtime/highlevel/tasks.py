@@ -45,6 +45,7 @@ import shutil
 import signal
 import time
 
+from runtime.api import failpoints
 from runtime.api import exits, topics
 from runtime.api.states import RUNTIMED
 from runtime.errors import (AlreadyExists, CapsizeError, DeadlineExceeded, FailedPrecondition,
@@ -147,6 +148,7 @@ class Task:
 
     def save_record(self) -> None:
         write_json_atomic(os.path.join(self.dir, RECORD), self.record())
+        failpoints.hit("runtimed.task.record.after-write")
 
 
 class TaskManager:
@@ -219,14 +221,19 @@ class TaskManager:
                                              id=task_id) from None
                 made_dir = True
                 task.save_record()
+                failpoints.hit("runtimed.task.create.after-task-dir")
                 rootfs = os.path.join(task.dir, "rootfs")
                 os.mkdir(rootfs, 0o755)
                 self.snapshots.mount(namespace, container["snapshot_key"], rootfs)
+                failpoints.hit("runtimed.task.create.after-snapshot-mount")
                 root = spec.get("root") if isinstance(spec.get("root"), dict) else {}
                 spec["root"] = {"path": "rootfs", "readonly": bool(root.get("readonly", False))}
                 write_json_atomic(os.path.join(task.dir, shim_paths.CONFIG), spec)
+                failpoints.hit("runtimed.task.create.after-bundle-write")
                 t_shim = time.monotonic()
+                failpoints.hit("runtimed.task.create.before-shim-start")
                 task.shim_address = await self._shim_start(task)
+                failpoints.hit("runtimed.task.create.after-shim-start")
                 t_create = time.monotonic()
                 task.conn = await ShimConnection.connect(task.shim_address)
                 info = await task.conn.call("connect", timeout=CALL_TIMEOUT)
@@ -320,6 +327,7 @@ class TaskManager:
             except CapsizeError:
                 pass
             if await conn.wait_closed(SHUTDOWN_TIMEOUT):
+                self._remove_dead_shim_socket(task)
                 return
         pid = self._kill_shim(task)
         for _ in range(100):
@@ -328,6 +336,18 @@ class TaskManager:
             await asyncio.sleep(0.02)
         if task.shim_address or os.path.exists(os.path.join(task.dir, shim_paths.SHIM_PID)):
             await self._delete_action(task, readopt=False)
+
+    def _remove_dead_shim_socket(self, task: Task) -> None:
+        """A shim that died during its shutdown (crash point shim.shutdown.*) leaves its socket in
+        the shared socket dir; remove it once no shim of the task lives (a live one removes its own)."""
+        if not task.shim_address or self._shim_pid_from_dir(task):
+            return
+        try:
+            os.unlink(shim_paths.path_of(task.shim_address))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self.log.warning("cannot remove a dead shim's socket", id=task.id, error=str(e))
 
     def _shim_pid_from_dir(self, task: Task) -> int:
         """The live shim's pid from ``shim.pid``, checked by its working directory (not a reused pid)."""
@@ -357,6 +377,7 @@ class TaskManager:
     def _remove_dir(self, task: Task) -> None:
         """Unmount the task's rootfs and remove its directory (kept if the rootfs stays mounted)."""
         rootfs = os.path.join(task.dir, "rootfs")
+        failpoints.hit("runtimed.task.delete.before-rootfs-unmount")
         try:
             self.snapshots.unmount(rootfs)
         except OSError as e:
@@ -367,6 +388,7 @@ class TaskManager:
             self.log.error("task rootfs still mounted: directory kept", id=task.id, path=rootfs)
             return
         shutil.rmtree(task.dir, ignore_errors=True)
+        failpoints.hit("runtimed.task.delete.after-task-dir-remove")
 
     # -- the shim's connection ---------------------------------------------------------------
     def _watch(self, task: Task) -> None:
@@ -861,6 +883,7 @@ class TaskManager:
                 if not await conn.wait_closed(SHUTDOWN_TIMEOUT):
                     self._kill_shim(task)
                     await conn.wait_closed(SHUTDOWN_TIMEOUT)
+                self._remove_dead_shim_socket(task)
             self.log.debug("shim gone", id=task_id, namespace=namespace)
             self._publish_delete(task)
             self._remove_dir(task)

@@ -28,6 +28,7 @@ import os
 import time
 
 from runtime import atomicfile, host as h, signals
+from runtime.api import failpoints
 from runtime.errors import (CapsizeError, DeadlineExceeded, FailedPrecondition, InvalidArgument,
                             NotFound)
 from runtime.api.states import LOWLEVEL
@@ -209,6 +210,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         proc["env"] = list(proc.get("env") or []) + [f"LISTEN_FDS={listen}", "LISTEN_PID=1"]
         preserve_fds += listen
     st = _reserve(root, container_id, host)
+    failpoints.hit("lowlevel.create.after-state-dir")
     st.bundle, st.rootfs, st.config = bundle, rootfs_path(bundle, config), config
     st.annotations = config.get("annotations") or {}
     st.created = rfc3339_now()
@@ -242,9 +244,11 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
                 child, container_id, config, st.rootfs, fifo, cgroup,
                 console.fileno() if console else None, preserve_fds, seccomp_filter, host, no_pivot))
         child.close()
+        failpoints.hit("lowlevel.create.after-fork")
         # The cgroup is made after the fork: the intermediate unshares its namespaces meanwhile,
         # and the migration lock's grace period (warm_migration_lock) had the longest to pass.
         cgroup.create()
+        failpoints.hit("lowlevel.create.after-cgroup")
         cgroup.apply(linux.get("resources") or {})
         st.cgroup = cgroup.to_state()  # now with the notes of what apply could not enforce
         cgroup.add(child_pid)
@@ -272,6 +276,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         if msg.get("type") != "ready":
             raise CapsizeError(f"sync: unexpected message {msg.get('type')!r} from the init")
         st.save()
+        failpoints.hit("lowlevel.create.after-state-write")
         os.unlink(os.path.join(st.dir, "creator"))
         if pid_file:
             _write_pid_file(pid_file, init_pid)
@@ -316,6 +321,7 @@ def start(root: str, container_id: str, timeout: float = 10.0) -> State:
     LOWLEVEL.check(status, "running", sources=("created",), id=container_id,
                    message="cannot start a container that has stopped" if status == "stopped"
                    else "cannot start an already running container")
+    failpoints.hit("lowlevel.start.before-exec-fifo")
     try:
         fd = os.open(st.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -374,6 +380,7 @@ def kill(root: str, container_id: str, sig: int = SIGTERM, all_processes: bool =
     processes are left there and otherwise succeeds doing nothing (runc returns 0 too).
     """
     st = State.load(root, container_id)
+    failpoints.hit("lowlevel.kill.before")
     status = st.status()
     if status == "stopped":
         if all_processes:
@@ -441,10 +448,12 @@ def delete(root: str, container_id: str, force: bool = False, host: h.Host = h.H
             os.kill(st.pid, SIGKILL)
         if not _wait_gone(st, 10.0):
             raise DeadlineExceeded(f"container {container_id}: init {st.pid} did not die after SIGKILL")
+    failpoints.hit("lowlevel.delete.before-cgroup-remove")
     if cg is not None:
         cg.destroy()
     hooks.run_hooks_warn(st.config or {}, "poststop", st.hook_state("stopped"), _warn)
     st.remove()
+    failpoints.hit("lowlevel.delete.after-state-remove")
 
 
 def pause(root: str, container_id: str, host: h.Host = h.HOST) -> None:

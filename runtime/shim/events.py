@@ -31,6 +31,7 @@ import json
 import socket
 from collections import deque
 
+from runtime.api import failpoints
 from runtime.rfc3339 import format_nano
 from runtime.shim.paths import path_of
 
@@ -60,6 +61,7 @@ class Publisher:
     # -- public ------------------------------------------------------------------------------
     def publish(self, topic: str, event: dict) -> None:
         """Queue an event for delivery (evicting the oldest queued one if the queue is full)."""
+        failpoints.hit("shim.event.publish")
         self.seq += 1
         line = json.dumps({"topic": topic, "namespace": self.namespace, "timestamp": format_nano(),
                            "seq": self.seq, "event": event}, separators=(",", ":")) + "\n"

@@ -13,6 +13,7 @@ import json
 import os
 
 from runtime import atomicfile
+from runtime.api import failpoints
 from runtime.shim.paths import EXIT
 
 
@@ -20,7 +21,9 @@ def write(task_dir: str, pid: int, exit_status: int, exited_at: str) -> str:
     """Atomically write the exit file in *task_dir*; returns its path. Raises OSError."""
     path = os.path.join(task_dir, EXIT)
     data = json.dumps({"pid": pid, "exit_status": exit_status, "exited_at": exited_at}) + "\n"
+    failpoints.hit("shim.exitfile.write.before")
     atomicfile.write(path, data, durable=True)
+    failpoints.hit("shim.exitfile.write.after")
     return path
 
 

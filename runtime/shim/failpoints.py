@@ -14,7 +14,10 @@ give way to the next term, ``<pct>%`` makes it fire on that share of calls only.
 ``delay(dur)``    the call proceeds after *dur* (``2s``, ``500ms``, or seconds as a number),
                   without blocking the shim's other clients: a window in which a scenario can
                   kill another tier while the call is in flight;
-``panic``         the shim exits at once with status 2, without cleaning up (a shim crash).
+``panic``         the shim exits at once with status 2, without cleaning up (a shim crash);
+``kill``          the shim SIGKILLs itself (a shim crash, as ``kill -9``).
+
+The grammar is :mod:`runtime.api.failpoints`' (the named crash points of every tier use it too).
 
 Examples: ``1*delay(2s)`` delays the first call only; ``1*off->1*error(boom)`` lets the first
 call through and fails the second; ``50%error(flaky)`` fails about half the calls. The
@@ -31,78 +34,31 @@ invocation it makes (so capsize-runc and its container child see it, and no othe
 
 from __future__ import annotations
 
-import os
 import re
 
+from runtime.api.failpoints import KINDS, action_at, parse_duration, parse_terms  # noqa: F401
 from runtime.errors import InvalidArgument
 
 ANNOTATION_PREFIX = "io.capsize.shim.failpoint."
 LOWLEVEL_PREFIX = "io.capsize.lowlevel.failpoint."
 _HOST_TERM = re.compile(r"^(delay\(\s*\d+(\.\d+)?s?\s*\)|error\(\s*[A-Z][A-Z0-9]*\s*\))$")
 _HOST_OP = re.compile(r"^[a-z_]+$")
-KINDS = ("off", "error", "delay", "panic")
-
-_TERM = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)%)?\s*(?:(\d+)\*)?\s*([a-z]+)\s*(?:\((.*)\))?\s*$", re.S)
-
-
-def parse_duration(text: str) -> float:
-    """``"2s"``, ``"500ms"``, ``"1.5"`` (seconds) -> seconds; raises InvalidArgument."""
-    t = text.strip()
-    scale = 1.0
-    for suffix, factor in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0), ("m", 60.0)):
-        if t.endswith(suffix):
-            t, scale = t[:-len(suffix)], factor
-            break
-    try:
-        value = float(t) * scale
-    except ValueError:
-        raise InvalidArgument(f"bad duration {text!r} (e.g. 2s, 500ms)") from None
-    if value < 0:
-        raise InvalidArgument(f"bad duration {text!r}: negative")
-    return value
-
-
-class Term:
-    __slots__ = ("pct", "count", "kind", "arg")
-
-    def __init__(self, pct, count, kind, arg):
-        self.pct, self.count, self.kind, self.arg = pct, count, kind, arg
 
 
 class Failpoint:
-    """A parsed term list with its remaining counts; :meth:`evaluate` consumes one call."""
+    """A parsed term list (:func:`runtime.api.failpoints.parse_terms`) with its own hit count;
+    :meth:`evaluate` consumes one call."""
 
     def __init__(self, spec: str):
         self.spec = spec
-        self.terms: list[Term] = []
-        for raw in spec.split("->"):
-            m = _TERM.match(raw)
-            if not m or m.group(3) not in KINDS:
-                raise InvalidArgument(f"bad failpoint term {raw.strip()!r} in {spec!r}: "
-                                      f"want [pct%][count*]type[(arg)], type one of {', '.join(KINDS)}")
-            pct = float(m.group(1)) if m.group(1) else None
-            count = int(m.group(2)) if m.group(2) else None
-            kind, arg = m.group(3), m.group(4)
-            if kind == "delay":
-                arg = parse_duration(arg or "")
-            elif kind == "error":
-                arg = (arg or "").strip() or "failpoint"
-            self.terms.append(Term(pct, count, kind, arg))
+        self.terms = parse_terms(spec, KINDS)
+        self.calls = 0
 
     def evaluate(self) -> tuple[str, object] | None:
-        """What this call should do: ``("error", msg)``, ``("delay", seconds)``, ``("panic", None)``
-        or None (proceed)."""
-        while self.terms:
-            term = self.terms[0]
-            if term.count is not None:
-                if term.count <= 0:
-                    self.terms.pop(0)
-                    continue
-                term.count -= 1
-            if term.pct is not None and int.from_bytes(os.urandom(2), "little") % 10000 >= term.pct * 100:
-                return None
-            return None if term.kind == "off" else (term.kind, term.arg)
-        return None
+        """What this call should do: ``("error", msg)``, ``("delay", seconds)``, ``("panic", None)``,
+        ``("kill", None)`` or None (proceed)."""
+        self.calls += 1
+        return action_at(self.terms, self.calls)
 
 
 def from_config(config: dict) -> dict[str, Failpoint]:

@@ -16,6 +16,7 @@ import os
 from _signal import SIGKILL, SIGPIPE, SIGXFSZ  # the C module: `signal` costs an enum import per start
 
 from runtime import jsonfast
+from runtime.api import failpoints
 from runtime.errors import CapsizeError
 
 _SIGDEF = (SIGPIPE, SIGXFSZ)
@@ -71,6 +72,7 @@ class OCIRuntime:
     def spawn(self, *args: str, stdin: int = -1, stdout: int = -1, stderr: int = -1) -> Invocation:
         """Start ``<runtime> <args>``; stdio fds default to /dev/null (stdin) and memory files
         (stdout, stderr) read back by :class:`Invocation`. Raises CapsizeError if it cannot start."""
+        failpoints.hit("shim.runtime.invoke.before")
         os.makedirs(self.root, mode=0o711, exist_ok=True)
         try:
             log_offset = os.stat(self.log_path).st_size
@@ -100,6 +102,7 @@ class OCIRuntime:
         finally:
             for fd in own:
                 os.close(fd)
+        failpoints.hit("shim.runtime.invoke.after")
         return Invocation(pid, args[0], out_fd, err_fd, log_offset)
 
     def logged_error(self, offset: int = 0) -> str:

@@ -13,8 +13,10 @@ read (:data:`OUT_HIGH`), so no client grows the shim's memory or holds up the ot
 from __future__ import annotations
 
 import os
+from _signal import SIGKILL  # the C module (`signal` costs an enum import per start)
 
 from runtime import jsonfast
+from runtime.api import failpoints
 from runtime.api import shim as api
 from runtime.api.shim import MAX_LINE, METHODS
 from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, Unimplemented
@@ -187,6 +189,7 @@ class Server:
             return
 
         def done(result):
+            failpoints.hit(f"shim.{method}.after")
             if isinstance(result, CapsizeError):
                 if method not in api.QUIET:
                     self.log.info("request failed", method=method, error=result.message)
@@ -194,6 +197,11 @@ class Server:
             else:
                 reply({"id": rid, "result": result})
 
+        try:
+            failpoints.hit(f"shim.{method}.before")
+        except CapsizeError as e:
+            done(e)
+            return
         point = self.failpoints.get(method)
         action = point.evaluate() if point else None
         if action is None:
@@ -207,6 +215,9 @@ class Server:
         elif action[0] == "panic":
             self.log.error("failpoint: panic", method=method)
             os._exit(2)
+        elif action[0] == "kill":
+            self.log.error("failpoint: kill", method=method)
+            os.kill(os.getpid(), SIGKILL)
 
     def _call(self, method: str, params: dict, done) -> None:
         task = self.task
