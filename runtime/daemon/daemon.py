@@ -21,11 +21,12 @@ import time
 from runtime import atomicfile
 from runtime.api import exits
 from runtime.daemon import copyup, hostconfig, reconcile, restart, sandbox, settings, stdin as stdinmod, stop as stopmod
-from runtime.daemon import volumes as volmod
+from runtime.daemon import bridge as bridgemod, endpoints, hostsfile, volumes as volmod
 from runtime.daemon.backend import Backend
 from runtime.daemon.environ import merge_env
 from runtime.daemon.events import EventBus
 from runtime.daemon.model import Container
+from runtime.daemon.networks import Networks
 from runtime.daemon.names import NameIndex, new_id, random_name, validate_name
 from runtime.daemon.oci import build_spec
 from runtime.daemon.store import Store
@@ -52,8 +53,8 @@ class Daemon:
         from runtime.daemon.execs import ExecStore
         self.execs = ExecStore(self)   # docker exec instances (runtime.daemon.execs)
         self.shutting_down = False
-        #: the default bridge network (runtime.daemon.bridge), when capsized runs in a namespace of its own
-        self.bridge = None
+        #: the networks (runtime.daemon.networks): bridges only when capsized runs in a namespace of its own
+        self.networks = Networks(config.data_root, self.daemon_id, durable=getattr(config, "fsync_state", False))
         #: whether the start-up reconcile (reconcile.at_start) ran: not while the runtime is down
         self.reconciled = False
         self.boot_gave_up = False
@@ -93,13 +94,11 @@ class Daemon:
                              "with lo only; no bridge, address, route or netfilter rule is made here",
                              devices=",".join(foreign))
         else:
-            from runtime.daemon.bridge import Bridge
-            from runtime.daemon.ipam import Ipam
             sandbox.bind_engine(self.config.exec_root)   # what NetworkMode host joins
-            ipam = Ipam(self.config.data_root, durable=getattr(self.config, "fsync_state", False))
-            self.bridge = await asyncio.to_thread(Bridge, ipam, self.daemon_id)
+        await asyncio.to_thread(self.networks.boot, self.network_scope == "private", self.log)
+        if self.network_scope == "private":
             self.log.info("capsized runs in a network namespace of its own", scope=self.network_scope,
-                          bridge=self.bridge.pool["subnet"])
+                          bridge=self.networks.ipam.pools[bridgemod.NETWORK]["subnet"])
         await self.backend.start(self)
         if await self.backend.wait_healthy(self.config.runtime_wait):
             self.reconciled = True
@@ -264,13 +263,14 @@ class Daemon:
         host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
         host.setdefault("AutoRemove", False)
         cid = new_id()
+        networks = endpoints.configure(self.networks, cid, host, body.get("NetworkingConfig"))
         if not merged.get("Hostname"):
             merged["Hostname"] = cid[:12]
         if not name:
             name = "/" + random_name(self.names.names)
         self.names.reserve(name, cid)    # AlreadyExists with Docker's conflict text
         c = Container(ID=cid, Name=name, Created=time.time_ns(), Config=merged, HostConfig=host,
-                      Image=image["Id"], Path=argv[0], Args=argv[1:])
+                      Image=image["Id"], Path=argv[0], Args=argv[1:], Networks=networks)
         c.LogPath = self.store.log_path(cid)
         points = hostconfig.mount_points(host, merged)
         try:
@@ -390,16 +390,11 @@ class Daemon:
         self._release_sandbox(c.ID)
 
     def _release_sandbox(self, cid: str) -> bool:
-        """Container *cid*'s bridge endpoint detached (its address freed) and its network sandbox
+        """Container *cid*'s endpoints detached (their addresses freed) and its network sandbox
         removed (``SandboxKey`` emptied); False when the sandbox could not go (logged)."""
         c = self.containers.get(cid)
-        if c is not None and c.Endpoint and self.bridge is not None:
-            try:
-                self.bridge.detach(c.Endpoint)
-            except CapsizeError as e:
-                self.log.error("cannot detach from the bridge", container=cid, error=e.message)
-            c.Endpoint = {}
         if c is not None:
+            endpoints.detach_all(self, c)
             c.SandboxKey = ""
         try:
             sandbox.release(self.config.exec_root, cid)
@@ -407,6 +402,11 @@ class Daemon:
             self.log.error("cannot remove the network sandbox", container=cid, error=str(e))
             return False
         return True
+
+    def names_changed(self, c: Container) -> None:
+        """Container *c* joined or left networks (or stopped): the /etc/hosts of its peers
+        (and its own) are written again (:mod:`runtime.daemon.hostsfile`)."""
+        hostsfile.refresh(self, c)
 
     # -- exits -------------------------------------------------------------------------------
     async def on_task_exit(self, cid: str, pid: int, exit_status: int, exited_at_ns: int,

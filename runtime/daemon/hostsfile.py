@@ -1,0 +1,3 @@
+"""placeholder"""
+def refresh(daemon, c):
+    pass
