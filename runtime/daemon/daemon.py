@@ -192,6 +192,7 @@ class Daemon:
         path of the network namespace its tasks join (:func:`runtime.daemon.sandbox.place`)."""
         spec = build_spec(c, self.config.cgroup_parent)
         sandbox.place(self, c, spec)
+        hostsfile.mounts(c, spec)   # /etc/hosts, /etc/resolv.conf, /etc/hostname
         return spec
 
     # -- create ------------------------------------------------------------------------------
@@ -211,6 +212,11 @@ class Daemon:
             elif v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
                 raise InvalidArgument(f"{key} must be a list of strings")
         hostconfig.validate(cfg, host)   # mounts; what capsize would otherwise ignore is refused
+        hostsfile.validate(host)   # --add-host, --dns...
+        if any(e.endswith(":" + hostsfile.HOST_GATEWAY) for e in host.get("ExtraHosts") or []) \
+                and not self.networks.private:
+            raise InvalidArgument("unable to derive the IP value for host-gateway: capsized runs in the host's "
+                                  "network namespace, where it has no bridge")
         mode = host.get("NetworkMode") or ""
         if mode.startswith("container:"):
             try:
@@ -334,6 +340,7 @@ class Daemon:
                 if c.Config.get("OpenStdin"):   # docker run -i: the init reads capsized's FIFO
                     stdinmod.open_fifo(c, self.config.exec_root)
                     fifo = stdinmod.fifo_path(self.config.exec_root, c.ID)
+                hostsfile.write_all(self, c)   # its names files, before its endpoints rewrite /etc/hosts
                 own_sandbox = sandbox.apply(self, c, spec)   # the netns the task joins, by path
                 try:
                     if sandbox.joins(c):   # container:<ref>: that container's netns, known only now
@@ -402,6 +409,11 @@ class Daemon:
             self.log.error("cannot remove the network sandbox", container=cid, error=str(e))
             return False
         return True
+
+    def attach_endpoints(self, c: Container, sandbox_key: str) -> None:
+        """*c*'s endpoints on each of its networks, in its sandbox at *sandbox_key*
+        (:func:`runtime.daemon.endpoints.attach_all`; what :func:`runtime.daemon.sandbox.apply` calls)."""
+        endpoints.attach_all(self, c, sandbox_key)
 
     def names_changed(self, c: Container) -> None:
         """Container *c* joined or left networks (or stopped): the /etc/hosts of its peers

@@ -30,8 +30,7 @@ Inspect's ``Mounts`` lists the binds and the ``Mounts`` entries (not ``Tmpfs``, 
 but that capsize cannot honour are refused (:func:`validate`) instead of being ignored: port
 publishing without ``--network host`` (a container's network namespace has only ``lo``),
 ``Devices``,
-``DeviceRequests``, ``DeviceCgroupRules``, ``ExtraHosts``, ``Dns``/``DnsSearch``/``DnsOptions``
-(capsize writes no /etc/hosts or /etc/resolv.conf), ``Links``, ``VolumeDriver`` other than
+``DeviceRequests``, ``DeviceCgroupRules``, ``Links``, ``VolumeDriver`` other than
 ``local``, ``PidMode`` other than ``host`` (``container:X`` 501, anything else 400 ``invalid PID
 mode``), ``IpcMode`` other than private/shareable, ``UTSMode``, ``UsernsMode`` other than host,
 ``Privileged``. ``Init`` must be a boolean (:mod:`runtime.daemon.initproc`). ``Sysctls`` become
@@ -314,13 +313,10 @@ def prepare_sources(host: dict) -> None:
     _check_sources(mount_points(host), make=True)
 
 
-_NO_FILES = " (capsize writes no /etc/hosts or /etc/resolv.conf)"
 #: HostConfig fields refused when set: (field, docker run flag, why)
 _REFUSED = [
     ("Devices", "--device", ""), ("DeviceRequests", "--gpus", ""),
-    ("DeviceCgroupRules", "--device-cgroup-rule", ""), ("ExtraHosts", "--add-host", _NO_FILES),
-    ("Dns", "--dns", _NO_FILES), ("DnsSearch", "--dns-search", _NO_FILES),
-    ("DnsOptions", "--dns-option", _NO_FILES), ("Links", "--link", ""),
+    ("DeviceCgroupRules", "--device-cgroup-rule", ""), ("Links", "--link", ""),
     ("VolumesFrom", "--volumes-from", ""), ("UTSMode", "--uts", ""),
     ("Privileged", "--privileged", ""),
 ]

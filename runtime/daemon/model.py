@@ -205,7 +205,7 @@ class Container:
         return {
             "Id": self.ID, "Created": rfc3339(self.Created), "Path": self.Path, "Args": list(self.Args),
             "State": self.State.view(), "Image": self.Image,
-            "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": self.LogPath,
+            **_names_paths(self), "LogPath": self.LogPath,
             "Name": self.Name, "RestartCount": self.RestartCount, "Driver": "overlay",
             "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
             "ExecIDs": None, "HostConfig": {**HOST_CONFIG_DEFAULTS, **self.HostConfig},
@@ -249,3 +249,9 @@ def _networks_of_old(r: dict) -> dict:
         return {name: {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", **RUNTIME_FIELDS,
                        "DriverOpts": None}}
     return {}
+
+
+def _names_paths(c) -> dict:
+    from runtime.daemon.hostsfile import inspect_paths
+    p = inspect_paths(c)
+    return {"ResolvConfPath": p["ResolvConfPath"], "HostnamePath": p["HostnamePath"], "HostsPath": p["HostsPath"]}

@@ -6,7 +6,9 @@ user-defined networks only (the predefined ones are made again at every start, w
 derived from the engine id so that they never change), written atomically (a rename) before a
 call returns; a record is the Engine API ``Network`` without ``Containers``. Each bridge network
 has a :class:`runtime.daemon.bridge.Bridge` (device ``capsize0`` or ``br-<id[:12]>``), made at
-create and found again (or made again) at start-up.
+create and found again (or made again) at start-up; after each change of the bridges the
+netfilter table is written again (:meth:`Networks.sync_rules`, :mod:`runtime.daemon.netfilter`:
+isolation between bridges, ``--internal``, masquerade).
 
 * :meth:`Networks.get` — by full id, full name, then unique id prefix (dockerd's order);
   404 ``network X not found``; an ambiguous prefix is 400 ``network X is ambiguous (N matches found
@@ -120,12 +122,20 @@ class Networks:
                     self.bridges[nid] = self._bridge(rec)
                 except CapsizeError as e:
                     log.error("cannot set up the bridge of a network", network=rec["Name"], error=e.message)
+        self.sync_rules()   # a crash's table replaced by one made from what is found
 
     def _bridge(self, rec: dict) -> bridgemod.Bridge:
         cfg = (rec["IPAM"]["Config"] or [{}])[0]
         device = rec["Options"].get(OPTION_DEVICE) or "br-" + rec["Id"][:12]
         return bridgemod.Bridge(self.ipam, rec["Id"], rec["Id"], device, internal=rec["Internal"],
                                 subnet=cfg.get("Subnet"), gateway=cfg.get("Gateway"))
+
+    def sync_rules(self) -> None:
+        """``table inet capsize`` made again for the bridges there are now (:mod:`runtime.daemon.netfilter`)."""
+        from runtime.daemon import netfilter
+        if self.private:
+            netfilter.apply([netfilter.Rule(br.device, br.pool["subnet"], br.internal)
+                             for br in self.bridges.values()])
 
     def _save(self) -> None:
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
@@ -222,9 +232,11 @@ class Networks:
         self.records[nid] = rec
         try:
             self._save()
+            self.sync_rules()
         except BaseException:
             self.records.pop(nid)
             self.bridges.pop(nid).remove()
+            self._save()
             raise
         return rec
 
@@ -240,6 +252,7 @@ class Networks:
         self._save()
         if br is not None:
             br.remove()
+            self.sync_rules()
         elif self.ipam is not None:
             self.ipam.release_pool(rec["Id"])
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 
 from runtime import netns
-from runtime.daemon import endpoints
 from runtime.errors import CapsizeError, FailedPrecondition
 
 #: device names capsized may make in its namespace (its bridges and veth ends): see :func:`scope`
@@ -128,7 +127,7 @@ def apply(daemon, c, spec: dict) -> str | None:
         except OSError as e:
             raise CapsizeError(f"failed to create the network sandbox of {c.ID[:12]}: {e}") from None
         try:
-            endpoints.attach_all(daemon, c, path)   # eth0.. on each network's bridge (runtime.daemon.bridge)
+            daemon.attach_endpoints(c, path)   # eth0.. on each network's bridge (runtime.daemon.endpoints)
         except BaseException:
             release(daemon.config.exec_root, c.ID)
             raise

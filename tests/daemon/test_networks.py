@@ -145,6 +145,7 @@ def test_connect_and_disconnect_a_running_container(s):
     assert r.returncode != 0 and "already exists in network two" in r.stderr
     s.ok("network", "disconnect", "two", a)
     assert set(_inspect(s, "inspect", a)["NetworkSettings"]["Networks"]) == {"one"}
+    assert s.cli("exec", a, "ping", "-c", "1", "-W", "1", b_ip).returncode != 0   # bridges isolated (nftables)
     assert "eth1" not in s.ok("exec", a, "ls", "/sys/class/net").split()
     r = s.cli("network", "disconnect", "two", a)
     assert r.returncode != 0 and "is not connected to network two" in r.stderr
@@ -217,3 +218,161 @@ def test_networks_and_addresses_survive_a_daemon_sigkill(tmp_path):
         assert _links(s, "br-") == [] and _links(s, "veth") == []
     finally:
         s.close()
+
+
+def test_names_on_a_user_network_through_etc_hosts(s):
+    """capsized writes /etc/hosts, /etc/resolv.conf, /etc/hostname (inspect's paths, bind mounts);
+    on a user-defined network peers resolve by name and alias, and a peer that stops or
+    disconnects is gone from the others' /etc/hosts; the default bridge has no names."""
+    s.ok("network", "create", "names")
+    a = s.ok("run", "-d", "--network", "names", "--name", "alpha", "--network-alias", "db", "busybox", "sleep", "100")
+    b = s.ok("run", "-d", "--network", "names", "--name", "beta", "--hostname", "bee", "busybox", "sleep", "100")
+    ia = _inspect(s, "inspect", a)
+    ip_a = ia["NetworkSettings"]["Networks"]["names"]["IPAddress"]
+    ip_b = _inspect(s, "inspect", b)["NetworkSettings"]["Networks"]["names"]["IPAddress"]
+    cdir = os.path.join(s.root, "daemon", "containers", a)
+    assert (ia["HostsPath"], ia["ResolvConfPath"], ia["HostnamePath"]) == (
+        os.path.join(cdir, "hosts"), os.path.join(cdir, "resolv.conf"), os.path.join(cdir, "hostname"))
+    hosts_b = s.ok("exec", b, "cat", "/etc/hosts")
+    assert f"{ip_b}\tbee" in hosts_b and f"{ip_a}\talpha db {a[:12]}" in hosts_b
+    assert s.ok("exec", b, "cat", "/etc/hostname") == "bee"
+    for name in ("alpha", "db", a[:12]):
+        assert "0% packet loss" in s.ok("exec", b, "ping", "-c", "1", "-W", "2", name), name
+    assert f"{ip_b}\tbeta" in s.ok("exec", a, "cat", "/etc/hosts")   # a's file was rewritten when b came
+    s.ok("stop", "-t", "0", b)
+    assert "beta" not in s.ok("exec", a, "cat", "/etc/hosts")
+    s.ok("start", b)
+    s.ok("network", "disconnect", "names", b)
+    assert "beta" not in s.ok("exec", a, "cat", "/etc/hosts")
+    c = s.ok("run", "-d", "--name", "gamma", "busybox", "sleep", "100")   # the default bridge: no names
+    d = s.ok("run", "-d", "--name", "delta", "busybox", "sleep", "100")
+    assert "gamma" not in s.ok("exec", d, "cat", "/etc/hosts")
+    assert s.cli("exec", d, "ping", "-c", "1", "-W", "1", "gamma").returncode != 0
+    assert " /etc/hosts " in s.ok("exec", c, "cat", "/proc/mounts")   # a bind mount, not the image's file
+
+
+def test_dns_options_and_add_host(s):
+    out = s.ok("run", "--rm", "--dns", "10.9.9.9", "--dns-search", "lab.example", "--dns-option", "ndots:2",
+               "--add-host", "svc:10.1.2.3", "--add-host", "gw:host-gateway", "busybox", "sh", "-c",
+               "cat /etc/resolv.conf; echo ---; cat /etc/hosts")
+    resolv, hosts = out.split("---")
+    assert resolv.split("\n")[:3] == ["nameserver 10.9.9.9", "search lab.example", "options ndots:2"]
+    assert "10.1.2.3\tsvc" in hosts and "172.17.0.1\tgw" in hosts
+    assert hosts.strip().startswith("127.0.0.1\tlocalhost")
+    import docker   # the CLI checks --add-host itself: the daemon's own check, through the SDK
+    for kw, text in (({"extra_hosts": {"bad": "notanip"}}, "invalid IP address in add-host: notanip"),
+                     ({"dns": ["nope"]}, "nope is not an ip address")):
+        with pytest.raises(docker.errors.APIError) as e:
+            s.client().containers.create("busybox", "true", **kw)
+        assert e.value.status_code == 400 and text in str(e.value)
+    plain = s.ok("run", "--rm", "busybox", "cat", "/etc/resolv.conf")
+    assert "nameserver 127." not in plain and "nameserver" in plain   # localhost servers filtered
+    ro = s.cli("run", "--rm", "--read-only", "busybox", "sh", "-c", "echo x >> /etc/hosts")
+    assert ro.returncode != 0 and "Read-only" in ro.stderr
+
+
+def _nft_table(s) -> str:
+    from tests.conftest import run
+    r = run(["nsenter", f"--net={s.netns_path}", "--", "nft", "list", "table", "inet", "capsize"], timeout=20)
+    return r.stdout if r.returncode == 0 else ""
+
+
+def _uplink(s, outside: str) -> None:
+    """A veth from the engine's namespace (10.250.0.1/30, named veth* as capsized's own) to a test
+    namespace *outside* (10.250.0.2/30) that has no route back to any bridge: only masqueraded
+    traffic can get an answer there."""
+    def make():
+        from pyroute2 import IPRoute
+        with IPRoute() as ip:
+            ip.link("add", ifname="vethupl0", kind="veth", peer={"ifname": "vethupl1"})
+            i = ip.link_lookup(ifname="vethupl0")[0]
+            ip.addr("add", index=i, address="10.250.0.1", prefixlen=30)
+            ip.link("set", index=i, state="up")
+            with open(outside) as ns:
+                ip.link("set", index=ip.link_lookup(ifname="vethupl1")[0], net_ns_fd=ns.fileno())
+
+    def far():
+        from pyroute2 import IPRoute
+        with IPRoute() as ip:
+            i = ip.link_lookup(ifname="vethupl1")[0]
+            ip.addr("add", index=i, address="10.250.0.2", prefixlen=30)
+            ip.link("set", index=i, state="up")
+
+    netns.run_in(s.netns_path, make)
+    netns.run_in(outside, far)
+
+
+def _listener(outside: str):
+    def bind():
+        ls = socket.socket()
+        ls.bind(("10.250.0.2", 8080))
+        ls.listen(4)
+        ls.settimeout(8)
+        return ls
+    return netns.run_in(outside, bind)
+
+
+def test_isolation_internal_and_masquerade_with_nftables(s, tmp_path):
+    """table inet capsize in the engine's namespace: bridges cannot reach each other, --internal
+    has no route or forward out, traffic leaving a bridge is masqueraded (a far namespace with no
+    route back answers it, and sees the engine's address); none of it in the host's namespace."""
+    outside = str(tmp_path / "outside")
+    netns.create(outside)
+    try:
+        pub_id = s.ok("network", "create", "pub")
+        s.ok("network", "create", "--internal", "priv")
+        table = _nft_table(s)
+        assert "masquerade" in table and f'"br-{pub_id[:12]}"' in table and '"capsize0"' in table, table
+        a = s.ok("run", "-d", "--network", "pub", "busybox", "sleep", "100")
+        c = s.ok("run", "-d", "--network", "priv", "busybox", "sleep", "100")
+        d = s.ok("run", "-d", "busybox", "sleep", "100")   # the default bridge
+        ip = {x: _inspect(s, "inspect", x)["NetworkSettings"]["Networks"] for x in (a, c, d)}
+        ip_d = ip[d]["bridge"]["IPAddress"]
+        assert s.cli("exec", a, "ping", "-c", "1", "-W", "1", ip_d).returncode != 0   # bridge to bridge: dropped
+        assert s.cli("exec", d, "ping", "-c", "1", "-W", "1", ip[a]["pub"]["IPAddress"]).returncode != 0
+        assert "0% packet loss" in s.ok("exec", a, "ping", "-c", "1", "-W", "2", ip[a]["pub"]["Gateway"])
+        assert "default" not in s.ok("exec", c, "ip", "route")   # --internal: no route out
+        _uplink(s, outside)
+        ls = _listener(outside)
+        peers = []
+
+        def serve():
+            try:
+                conn, peer = ls.accept()
+            except OSError:
+                return
+            peers.append((peer, conn.recv(16)))
+            conn.close()
+        import threading
+        t = threading.Thread(target=serve)
+        t.start()
+        try:
+            assert s.cli("exec", a, "sh", "-c", "echo hi | nc -w 3 10.250.0.2 8080", timeout=30).returncode == 0
+            t.join(10)
+            assert peers and peers[0][0][0] == "10.250.0.1", peers   # masqueraded to the uplink's address
+            assert peers[0][1] == b"hi\n"
+            r = s.cli("exec", c, "sh", "-c", "echo hi | nc -w 2 10.250.0.2 8080", timeout=30)
+            assert r.returncode != 0
+        finally:
+            ls.close()
+            t.join(10)
+        s.ok("rm", "-f", a, c, d)
+        s.ok("network", "rm", "pub", "priv")
+        table = _nft_table(s)
+        assert "br-" not in table and '"capsize0"' in table
+    finally:
+        netns.remove(outside)
+    assert _links(s, "vethupl") == []
+
+
+def test_netfilter_refuses_the_hosts_namespace():
+    """The test process runs in the host's namespace: the rule writer refuses before nft runs."""
+    from runtime.daemon import netfilter
+    from runtime.daemon.sandbox import scope
+    from runtime.errors import CapsizeError
+    if scope()[0] != "host":
+        pytest.skip("this test process is not in a namespace with foreign devices")
+    with pytest.raises(CapsizeError, match="refusing to touch the host's netfilter rules"):
+        netfilter.apply([netfilter.Rule("capsize0", "172.17.0.0/16")])
+    assert "172.17.0.0/16" not in netfilter.ruleset([]) and "masquerade" in netfilter.ruleset(
+        [netfilter.Rule("capsize0", "172.17.0.0/16")])
