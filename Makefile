@@ -33,6 +33,7 @@ bench: setup
 	.venv/bin/python -m benchmarks.tty_bench --runs 15
 	.venv/bin/python -m benchmarks.build_bench --runs 10
 	.venv/bin/python -m benchmarks.api_load
+	.venv/bin/python -m benchmarks.net_bench --runs 10
 
 # scenarios/README.md's verb tables and scenarios/scenario.schema.json, from the verb registry
 docs: setup

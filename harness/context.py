@@ -68,6 +68,8 @@ class RunContext:
         self.zombies_seen: dict[tuple[int, float], float] = {}
         #: volume name -> scenario container name that mounted it (seen in inspect's ``Mounts``)
         self.volumes_seen: dict[str, str] = {}
+        #: the engine's network namespace at the run's start (:meth:`remember_network_baseline`)
+        self.net_baseline: dict = {}
         self.background: dict[str, Background] = {}
         self.snapshots: list[dict] = []
         self.snapshot_sink = None
@@ -144,9 +146,18 @@ class RunContext:
 
     def host_state(self) -> dict[str, list[str]]:
         """:meth:`Engine.host_state` of every scenario container, plus the volumes they left."""
+        from harness.observe import netstate
         hs = self.engine.host_state(self.all_container_ids())
         hs.volume = self.leftover_volumes()
+        for kind, found in netstate.leftovers(self.engine, self.net_baseline).items():
+            setattr(hs, kind, found)
         return hs.as_dict()
+
+    def remember_network_baseline(self) -> None:
+        """What the engine's network namespace holds before the scenario's first step (its own
+        bridge, default devices and rules): the base of the network kinds of cleanup.complete."""
+        from harness.observe import netstate
+        self.net_baseline = netstate.baseline(self.engine.netns_path)
 
     def container_ids(self, name: str) -> list[str]:
         """Every id scenario container *name* has had, oldest first (the current one last)."""

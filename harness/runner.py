@@ -222,6 +222,7 @@ def run_scenario(loaded, engine_name: str, out_dir: str, ledger: ledger_mod.Ledg
     during_done = False
     try:
         ctx.take_snapshot("start")
+        ctx.remember_network_baseline()
         deadline = time.monotonic() + sc.timeout
         for section in ("setup", "steps"):
             items = getattr(sc, section)

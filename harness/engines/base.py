@@ -64,8 +64,15 @@ class HostState:
     #: volumes the scenario's containers mounted, still known to the engine (filled by the run
     #: context, engine-agnostic: :meth:`harness.context.RunContext.host_state`)
     volume: list[str] = field(default_factory=list)
+    #: in the engine's network namespace, against the run's start (engine-agnostic, filled by
+    #: the run context: :func:`harness.observe.netstate.leftovers`): veths of no running
+    #: container, bridges of no network, netfilter rules and port proxies of containers gone
+    veth: list[str] = field(default_factory=list)
+    bridge: list[str] = field(default_factory=list)
+    rule: list[str] = field(default_factory=list)
+    proxy: list[str] = field(default_factory=list)
 
-    KINDS = ("process", "mount", "cgroup", "netns", "socket", "state", "volume")
+    KINDS = ("process", "mount", "cgroup", "netns", "socket", "state", "volume", "veth", "bridge", "rule", "proxy")
 
     def as_dict(self) -> dict[str, list[str]]:
         return {k: list(getattr(self, k)) for k in self.KINDS}
@@ -91,6 +98,11 @@ class Engine:
     #: ``exitCodeSource``, ``State.Error``; runtime.api.exits). Where not (dockerd), the
     #: ``container.exit`` check derives the provenance from the runtime's exit event.
     labels_exit_provenance = False
+    #: The default ``bridge`` network's device (dockerd's ``docker0``, capsized's ``capsize0``).
+    default_bridge = "docker0"
+    #: The engine's own network namespace (an nsfs bind mount) when it runs in one, else None:
+    #: network faults and checks act in it, never in the host's.
+    netns_path: str | None = None
 
     @classmethod
     def capabilities(cls) -> frozenset[str]:

@@ -71,6 +71,7 @@ class CapsizeEngine(Engine):
     roles = ("daemon", "runtime", "shim", "container", "lowlevel")
     failpoints = True
     labels_exit_provenance = True
+    default_bridge = "capsize0"
 
     def __init__(self, workdir: str, options):
         super().__init__(workdir, options)

@@ -151,6 +151,11 @@ class DockerEngine(Engine):
     def api_socket(self) -> str:
         return os.path.join(_stack_dir(self.workdir), "docker.sock")
 
+    @property
+    def netns_path(self) -> str | None:
+        """dockerd's network namespace (``dk/netns``; None with option ``network: none``)."""
+        return self.stack.netns_path if self.stack is not None else None
+
     # -- components ---------------------------------------------------------------------------
     def _live(self):
         if self.stack is None:

@@ -147,14 +147,15 @@ class ConsistencyCheck(Model):
 
 class CleanupCheck(Model):
     """After teardown: no processes, mounts, cgroups, netns, sockets, state dirs or volumes of the
-    scenario's containers; ``ignore``: kinds not to count (process, mount, cgroup, netns, socket,
-    state, volume);
+    scenario's containers, nor, in the engine's network namespace, veths, bridges, netfilter rules
+    or port proxies of containers and networks gone (against the run's start); ``ignore``: kinds
+    not to count (process, mount, cgroup, netns, socket, state, volume, veth, bridge, rule, proxy);
     ``leaks``: kinds that must be left over (a known leak, recorded as the engine's expectation)."""
 
-    ignore: list[Literal["process", "mount", "cgroup", "netns", "socket", "state", "volume"]] = []
+    ignore: list[Literal["process", "mount", "cgroup", "netns", "socket", "state", "volume", "veth", "bridge", "rule", "proxy"]] = []
     #: Kinds the engine is known to leak here (e.g. Docker's shim socket after a killed shim): each
     #: must be left (the leak is asserted, so a fix shows up as a failure); the rest must be clean.
-    leaks: list[Literal["process", "mount", "cgroup", "netns", "socket", "state", "volume"]] = []
+    leaks: list[Literal["process", "mount", "cgroup", "netns", "socket", "state", "volume", "veth", "bridge", "rule", "proxy"]] = []
 
 
 
@@ -552,7 +553,8 @@ def consistency(ctx, p: ConsistencyCheck) -> Verdict:
 
 
 @check("cleanup.complete", CleanupCheck, "nothing of the scenario's containers is left: processes, mounts, "
-       "cgroups, netns, shim sockets, state dirs, the volumes they mounted; a kind in `leaks` is a known leak of the engine and must be "
+       "cgroups, netns, shim sockets, state dirs, the volumes they mounted, and in the engine's netns veths, "
+       "bridges, netfilter rules and port proxies of containers/networks gone; a kind in `leaks` is a known leak of the engine and must be "
        "left (per engine: `leaks: \"${leaks}\"`)", after_teardown=True, during=False)
 def cleanup_complete(ctx, p: CleanupCheck) -> Verdict:
     return _cleanup(ctx, p)

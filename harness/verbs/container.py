@@ -12,7 +12,7 @@ import re
 import time
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.context import ActionResult
 from harness.outcome import classify_exception
@@ -43,6 +43,30 @@ class ContainerSpec(Model):
     #: failpoint (runtime/host.py), ``delay(SECONDS)`` or ``error(ERRNO)``: the shim passes it to the
     #: low-level runtime only, as ``CAPSIZE_HOST_FAILPOINTS`` (e.g. ``{"lowlevel.pivot_root": "delay(3)"}``).
     failpoints: dict[str, str] = {}
+    #: ``docker run --network``: a network name, ``bridge``, ``host``, ``none``, ``container:<name>``
+    network: str | None = None
+    #: ``--network-alias`` on ``network`` (a user-defined network)
+    network_aliases: list[str] = []
+    #: ``--ip`` on ``network`` (a user-defined network with a ``--subnet``)
+    ip: str | None = None
+    hostname: str | None = None
+    #: published ports as ``docker run -p``: ``{"8080/tcp": 18080}`` (container port -> host
+    #: port; null: a free host port), bound on the engine's namespace
+    ports: dict[str, int | None] = {}
+
+    @model_validator(mode="after")
+    def _on_network(self):
+        if (self.network_aliases or self.ip) and not self.network:
+            raise ValueError("network_aliases and ip need a network")
+        return self
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, v):
+        for key in v:
+            if not re.match(r"^\d{1,5}(/(tcp|udp))?$", key):
+                raise ValueError(f"port {key!r}: use PORT or PORT/tcp or PORT/udp")
+        return v
 
     @field_validator("failpoints")
     @classmethod
@@ -137,6 +161,16 @@ def _create_kwargs(ctx, spec) -> dict:
         kw["init"] = True
     if spec.volumes:
         kw["volumes"] = list(spec.volumes)
+    if spec.network:
+        kw["network"] = spec.network
+        if spec.network_aliases or spec.ip:
+            from docker.types import EndpointConfig
+            kw["networking_config"] = {spec.network: EndpointConfig(
+                "1.41", aliases=list(spec.network_aliases) or None, ipv4_address=spec.ip)}
+    if spec.hostname:
+        kw["hostname"] = spec.hostname
+    if spec.ports:
+        kw["ports"] = dict(spec.ports)
     return kw
 
 
@@ -149,7 +183,9 @@ _CREATE_DOC = ("`failpoints` (capsize's engines: `{shim.delete: \"1*delay(2s)\"}
                "`io.capsize.shim.failpoint.delete`; `{lowlevel.pivot_root: \"delay(3)\"}` (a host operation of "
                "runtime/host.py, `delay(N)` or `error(ERRNO)`) → the shim runs the low-level runtime with "
                "`CAPSIZE_HOST_FAILPOINTS=pivot_root=delay(3)`); `pid_mode: host` (`--pid host`), `init: true` "
-               "(`--init`: docker-init/tini as pid 1) on both engines; `volumes` (`-v NAME:/dst`, `-v /dst`)")
+               "(`--init`: docker-init/tini as pid 1) on both engines; `volumes` (`-v NAME:/dst`, `-v /dst`); "
+               "`network`, `network_aliases`, `ip`, `hostname`, `ports` (`--network`, `--network-alias`, `--ip`, `--hostname`, "
+               "`-p HOST:CONTAINER`)")
 
 
 def _target(ctx, p) -> str:

@@ -117,8 +117,10 @@ class Requests:
         return Call("GET", PREFIX + "/events", query)
 
     # -- images ------------------------------------------------------------------------------
-    def images(self) -> Call:
-        return Call("GET", self.ns_path("images"))
+    def images(self, image_id: str | None = None) -> Call:
+        """``GET .../images``; with *image_id* (``sha256:<hex>``, an image config digest) only the
+        images (names) of that id."""
+        return Call("GET", self.ns_path("images"), query_pairs({"id": image_id}))
 
     def image(self, name: str) -> Call:
         return Call("GET", self.ns_path("images", name))

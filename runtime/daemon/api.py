@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 from aiohttp import web
 
@@ -70,6 +71,21 @@ def query_int(request: web.Request, key: str, default: int | None = None) -> int
 MAX_JSON_BODY = jsonfast.JSON_LIMIT
 #: Bodies at least this big are parsed and checked in a worker thread, off the event loop.
 THREAD_THRESHOLD = jsonfast.THREAD_THRESHOLD
+
+
+async def spool_body(request: web.Request, path: str) -> None:
+    """Write the request body (any length, in 64 KiB chunks) to a new file *path*; on any
+    failure, the client going away included, the file is removed and the error raised."""
+    try:
+        with open(path, "xb") as f:
+            async for chunk in request.content.iter_chunked(1 << 16):
+                f.write(chunk)
+    except BaseException:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 async def read_body(request: web.Request, limit: int = MAX_JSON_BODY) -> bytes:

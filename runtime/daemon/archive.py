@@ -62,6 +62,9 @@ def _error(line: bytes, path: str, name: str) -> CapsizeError:
         return NotFound(f"Could not find the file {path} in container {name}")
     if code == "invalid":
         return InvalidArgument(message)
+    if code == "bad_tar":
+        return InvalidArgument(f"the request body is not a valid tar archive: copying {path} in container "
+                               f"{name}: {message}")
     return CapsizeError(f"copying {path} in container {name}: {message}")
 
 
@@ -200,9 +203,5 @@ async def put(daemon, c, path: str, body, no_overwrite_dir_non_dir: bool, copy_u
         out, err = await proc.communicate()
     if proc.returncode != 0:
         line = err.strip().splitlines()[-1] if err.strip() else b""
-        e = _error(line, path, c.name)
-        if type(e) is CapsizeError and any(w in line for w in (b"ReadError", b"truncated", b"invalid header",
-                                                               b"empty file", b"bad checksum")):
-            raise InvalidArgument(f"the request body is not a valid tar archive: {e.message}")
-        raise e
+        raise _error(line, path, c.name)
 

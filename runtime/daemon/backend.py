@@ -299,7 +299,10 @@ class Backend:
         """The image *ref* names: ``repo[:tag]``, ``sha256:<id>`` or an id prefix; NotFound otherwise."""
         if imgs.is_image_id(ref):
             want = ref if ref.startswith("sha256:") else "sha256:" + ref
-            matches = [i for i in await self.image_list() if i["Id"].startswith(want)]
+            if len(want) == len("sha256:") + 64:   # a whole id: only its rows (the builder's cache hits)
+                matches = self._group((await self._call(RT.images(want))).get("images") or [])
+            else:
+                matches = [i for i in await self.image_list() if i["Id"].startswith(want)]
             if len(matches) == 1:
                 return matches[0]
         try:

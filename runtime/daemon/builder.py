@@ -16,7 +16,11 @@ time on the image of the step before, each step committed as an image through ca
 * ``ENV``, ``LABEL``, ``EXPOSE``, ``VOLUME``, ``CMD``, ``ENTRYPOINT``, ``STOPSIGNAL``, ``SHELL``,
   ``USER``, ``WORKDIR``, ``ARG``, ``MAINTAINER``, ``ONBUILD``: config only
   (:class:`runtime.daemon.instructions.ConfigApplier`), committed without a layer
-  (``empty_layer``).
+  (``empty_layer``). Unlike dockerd's classic builder, which creates (and never starts) a
+  container to commit such a step and so prints `` ---> Running in <id>`` for it, capsize
+  commits the config alone: no ``Running in`` line for these steps.
+* A base image's ``ONBUILD`` triggers run right after its ``FROM`` (`` # Executing N build
+  triggers``), each as an instruction of this Dockerfile; they are not inherited.
 
 The build cache: each step's image is found again by a key of (parent image id, the step's text
 after expansion, the run config, and for COPY/ADD :func:`runtime.daemon.buildcontext.checksum` of
@@ -28,7 +32,8 @@ container <id>``, `` ---> <id>``, ``{"aux": {"ID": "sha256:..."}}``, ``Successfu
 
 Crash safety: every container a build makes is listed first in ``<root>/daemon/builds/<build
 id>.json`` (fsync'ed); the build removes them and the file when it ends, and
-:func:`cleanup_interrupted` (at capsized's start) removes what a crashed build left. Images are
+:func:`cleanup_interrupted` (at capsized's start, or at the runtime's first reconnect when it
+was down then) removes what a crashed build left. Images are
 only ever recorded whole by runtimed, so an interrupted build lists no half-made image.
 """
 
@@ -44,7 +49,7 @@ import shutil
 from runtime import atomicfile
 from runtime.daemon import buildcontext
 from runtime.daemon.backend import PARENT_LABEL
-from runtime.daemon.instructions import CONFIG_INSTRUCTIONS, ConfigApplier, expand, json_args, split_line, words
+from runtime.daemon.instructions import CONFIG_INSTRUCTIONS, ConfigApplier, env_map, expand, json_args, split_line, words
 from runtime.errors import CapsizeError, InvalidArgument, NotFound
 
 INSTRUCTIONS = CONFIG_INSTRUCTIONS | {"FROM", "RUN", "COPY", "ADD", "ARG"}
@@ -165,13 +170,16 @@ class Build:
         os.makedirs(self.cache_dir, exist_ok=True)
         atomicfile.write(os.path.join(self.cache_dir, key), json.dumps({"Id": image["Id"]}), durable=True)
 
-    async def _commit(self, stage: Stage, snapshot: str | None, created_by: str, key: str) -> None:
+    async def _commit(self, stage: Stage, source: str | None, created_by: str, key: str, say: bool = True) -> None:
+        """Commit *stage*'s next image: the changes of container *source*'s snapshot as a layer (None:
+        the config alone), remembered in the cache under *key*; `` ---> <id>`` unless not *say*."""
         parent = stage.image["Names"][0] if stage.image else None
         labels = {PARENT_LABEL: stage.image_id} if stage.image else {}
-        stage.image = await self.d.backend.commit(parent, snapshot, dict(stage.config), {"created_by": created_by},
+        stage.image = await self.d.backend.commit(parent, source, dict(stage.config), {"created_by": created_by},
                                                   None, labels=labels)
         self._remember(key, stage.image)
-        await self.say(f" ---> {stage.image_id[7:19]}\n")
+        if say:
+            await self.say(f" ---> {stage.image_id[7:19]}\n")
 
     # -- run ---------------------------------------------------------------------------------
     async def run(self) -> dict:
@@ -182,6 +190,7 @@ class Build:
         stages: list[Stage] = []
         stage: Stage | None = None
         self._record()
+        self.d.builds.add(self.id)
         try:
             for n, (ins, value, original) in enumerate(steps, 1):
                 await self.say(f"Step {n}/{total} : {original}\n")
@@ -190,17 +199,14 @@ class Build:
                         break
                     stage = await self._from(value, meta_args, stages)
                     stages.append(stage)
+                    await self._on_build(stage, stages)
                 elif stage is None:   # ARG before the first FROM
                     name, eq, default = value.partition("=")
                     meta_args[name] = self.build_args.get(name, default if eq else "")
                     if name in self.build_args:
                         self.used_args.add(name)
-                elif ins == "RUN":
-                    await self._run(stage, value)
-                elif ins in ("COPY", "ADD"):
-                    await self._copy(stage, ins, value, stages)
                 else:
-                    await self._config(stage, ins, value, original)
+                    await self._dispatch(stage, ins, value, original, stages)
             if self.target and not any(s.name == self.target for s in stages):
                 raise BuildError(f"failed to reach build target {self.target} in Dockerfile")
             unused = sorted(set(self.build_args) - self.used_args)
@@ -209,15 +215,15 @@ class Build:
             if stage.image is None:
                 raise BuildError("No image was generated. Is your Dockerfile empty?")
             if self.labels:
-                applier = ConfigApplier(stage.config)
-                for k, v in self.labels.items():
-                    applier.config.setdefault("Labels", {})
-                    applier.config["Labels"] = {**(applier.config.get("Labels") or {}), k: v}
+                stage.config["Labels"] = {**(stage.config.get("Labels") or {}), **self.labels}
                 await self._commit(stage, None, "/bin/sh -c #(nop)  LABEL " + " ".join(
                     f"{k}={v}" for k, v in self.labels.items()), self._key(stage, "labels", json.dumps(self.labels)))
             return stage.image
         finally:
-            await self._remove_made()
+            try:
+                await self._remove_made()
+            finally:
+                self.d.builds.discard(self.id)
 
     async def _remove_made(self) -> None:
         """Remove the build's containers; the journal goes only once they all went (else the
@@ -247,6 +253,30 @@ class Build:
                                                        "ended": True}), durable=True)
 
     # -- instructions ------------------------------------------------------------------------
+    async def _dispatch(self, stage: Stage, ins: str, value: str, original: str, stages: list[Stage]) -> None:
+        """One instruction after FROM (a Dockerfile line or an ONBUILD trigger) on *stage*."""
+        if ins == "RUN":
+            await self._run(stage, value)
+        elif ins in ("COPY", "ADD"):
+            await self._copy(stage, ins, value, stages)
+        else:
+            await self._config(stage, ins, value, original)
+
+    async def _on_build(self, stage: Stage, stages: list[Stage]) -> None:
+        """The base image's ``ONBUILD`` triggers, run right after FROM in their order, as dockerd's
+        processOnBuild: `` # Executing N build trigger(s)``, each dispatched as an instruction
+        of this Dockerfile; the triggers leave the stage's config (they are not inherited)."""
+        triggers = list(stage.config.get("OnBuild") or [])
+        stage.config["OnBuild"] = None
+        if not triggers:
+            return
+        await self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
+        for raw in triggers:
+            ins, value = split_line(raw)
+            if ins not in INSTRUCTIONS or ins in ("ONBUILD", "FROM", "MAINTAINER"):
+                raise BuildError(f"{ins} isn't allowed as an ONBUILD trigger")
+            await self._dispatch(stage, ins, value, raw, stages)
+
     async def _from(self, value: str, meta_args: dict, stages: list[Stage]) -> Stage:
         opts, rest = flags("FROM", value)
         parts = rest.split()
@@ -338,54 +368,32 @@ class Build:
         code = await self._stream_until_exit(c)
         if code != 0:
             raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}", code)
-        await self._commit_container(stage, c.ID, text, key)
+        await self._commit(stage, c.ID, text, key, say=False)
         await self.d.remove(c, force=True, volumes=True)
         self.made[0].remove(c.ID)
         self._record()
         await self.say(f"Removing intermediate container {c.ID[:12]}\n")
         await self.say(f" ---> {stage.image_id[7:19]}\n")
 
-    async def _commit_container(self, stage: Stage, cid: str, text: str, key: str) -> None:
-        parent = stage.image["Names"][0] if stage.image else None
-        labels = {PARENT_LABEL: stage.image_id} if stage.image else {}
-        stage.image = await self.d.backend.commit(parent, cid, dict(stage.config), {"created_by": text}, None,
-                                                  labels=labels)
-        self._remember(key, stage.image)
-
     async def _stream_until_exit(self, c) -> int:
+        """The RUN container's output streamed as it is logged (its json-file log followed, one
+        open file) until it exits and the log is drained; returns its exit code."""
+        from runtime.daemon import logs
         waiter = asyncio.ensure_future(self.d.wait(c, "not-running"))
-        pos = 0
         try:
-            while True:
-                done = waiter.done()
-                pos = await self._pump_log(c.LogPath, pos)
-                if done:
-                    return waiter.result()
-                await asyncio.wait([waiter], timeout=0.05)
+            async for _stream, data, _ns, _text in logs.read_entries(c.LogPath, follow=True,
+                                                                     is_running=lambda: not waiter.done()):
+                await self.say(data.decode(errors="replace"))
+            return await waiter
         finally:
             if not waiter.done():
                 waiter.cancel()
-
-    async def _pump_log(self, path: str, pos: int) -> int:
-        try:
-            with open(path, "rb") as f:
-                f.seek(pos)
-                data = f.read()
-        except FileNotFoundError:
-            return pos
-        end = data.rfind(b"\n") + 1
-        for line in data[:end].splitlines():
-            try:
-                await self.say(json.loads(line)["log"])
-            except (ValueError, KeyError):
-                continue
-        return pos + end
 
     async def _copy(self, stage: Stage, ins: str, value: str, stages: list[Stage]) -> None:
         from runtime.host import HOST, MNT_DETACH
         opts, rest = flags(ins, value)
         args = json_args(rest)
-        args = args if args is not None else words(expand(rest, {**stage.args, **_env(stage.config)}))
+        args = args if args is not None else words(expand(rest, {**stage.args, **env_map(stage.config.get("Env"))}))
         if len(args) < 2:
             raise InvalidArgument(f"{ins} requires at least two arguments, but only one was provided. "
                                   f"Destination could not be determined.")
@@ -399,13 +407,13 @@ class Build:
                 raise BuildError(f"invalid from flag value {opts['from']}: capsize copies from earlier stages only")
             context = await self._stage_root(src_stage)
         try:
-            rels = buildcontext.sources(context, srcs, ins)
+            rels = await asyncio.to_thread(buildcontext.sources, context, srcs, ins)   # a walk: off the loop
             if len(rels) > 1 and not dest.endswith("/"):
                 raise BuildError("When using COPY with more than one source file, the destination must be a "
                                  "directory and end with a /")
             if not dest.startswith("/"):
                 dest = (stage.config.get("WorkingDir") or "/").rstrip("/") + "/" + dest
-            digest = buildcontext.checksum(context, rels)
+            digest = await asyncio.to_thread(buildcontext.checksum, context, rels)
             text = f"/bin/sh -c #(nop) {ins} {'--chown=' + opts['chown'] + ' ' if opts.get('chown') else ''}" \
                    f"{'dir' if len(rels) > 1 else 'file'}:{digest[7:]} in {dest} "
             key = self._key(stage, text, digest)
@@ -427,8 +435,7 @@ class Build:
                     HOST.umount(mnt, MNT_DETACH)
             finally:
                 os.rmdir(mnt)
-            await self._commit_container(stage, cid, text, key)
-            await self.say(f" ---> {stage.image_id[7:19]}\n")
+            await self._commit(stage, cid, text, key)
         finally:
             if context != self.context:
                 shutil.rmtree(context, ignore_errors=True)
@@ -474,17 +481,16 @@ class Build:
         return out
 
 
-def _env(config: dict) -> dict:
-    from runtime.daemon.instructions import env_map
-    return env_map(config.get("Env"))
-
-
 async def cleanup_interrupted(daemon) -> int:
-    """Remove the containers of builds a crash interrupted (their journals); returns how many."""
+    """Remove the containers of builds a crash interrupted (their journals), their copy mounts
+    and work dirs; returns how many containers went. At boot, or at the first reconnect of a
+    runtime that was down at boot: builds of this process (``daemon.builds``) are left alone, and
+    while one runs the mounts and work dirs are too (their names do not say whose they are)."""
     from runtime.host import HOST, MNT_DETACH
     from runtime.mountinfo import is_mount_point
     jdir = os.path.join(daemon.config.data_root, "daemon", "builds")
-    removed = 0
+    if daemon.builds:
+        return await _clean_journals(daemon, jdir, ended_only=False)
     mdir = os.path.join(daemon.config.exec_root, "build")
     for name in os.listdir(mdir) if os.path.isdir(mdir) else []:
         path = os.path.join(mdir, name)
@@ -512,6 +518,8 @@ async def _clean_journals(daemon, jdir: str, ended_only: bool) -> int:
     except FileNotFoundError:
         return 0
     for name in names:
+        if name[:-len(".json")] in daemon.builds:
+            continue   # running now, in this process
         path = os.path.join(jdir, name)
         try:
             with open(path) as f:

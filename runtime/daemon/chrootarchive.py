@@ -157,7 +157,9 @@ def main(argv: list[str]) -> int:
         return 0
     except Failure as e:
         sys.stderr.write(json.dumps({"code": e.code, "message": e.message}) + "\n")
-    except (OSError, tarfile.TarError, ValueError) as e:
+    except (tarfile.TarError, EOFError) as e:   # the given archive is not a (whole) tar
+        sys.stderr.write(json.dumps({"code": "bad_tar", "message": str(e) or type(e).__name__}) + "\n")
+    except (OSError, ValueError) as e:
         sys.stderr.write(json.dumps({"code": "failed", "message": str(e)}) + "\n")
     return 2
 

@@ -57,6 +57,9 @@ class Daemon:
         self.networks = Networks(config.data_root, self.daemon_id, durable=getattr(config, "fsync_state", False))
         #: whether the start-up reconcile (reconcile.at_start) ran: not while the runtime is down
         self.reconciled = False
+        #: ids of the builds running in this process (:class:`runtime.daemon.builder.Build`): what
+        #: the clean-up of interrupted builds must leave alone
+        self.builds: set[str] = set()
         self.boot_gave_up = False
         self._bg: set[asyncio.Task] = set()
         self._image_cache: dict[str, dict] = {}
@@ -119,10 +122,12 @@ class Daemon:
             self.reconciled = True
             self.log.info("capsize-runtimed is reachable: reconciling containers as at start-up")
             await reconcile.at_start(self)
+            from runtime.daemon.builder import cleanup_interrupted
+            await cleanup_interrupted(self)   # builds a crash interrupted before this boot
         else:
             await reconcile.resync(self)
-        from runtime.daemon.builder import cleanup_ended
-        await cleanup_ended(self)
+            from runtime.daemon.builder import cleanup_ended
+            await cleanup_ended(self)
 
     async def shutdown(self) -> None:
         """SIGTERM: without live-restore, stop running containers (bounded by --shutdown-timeout)."""

@@ -13,6 +13,7 @@ with ``DOCKER_BUILDKIT=0``). Events: image ``tag`` for each tag.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import shutil
 from aiohttp import web
 
 from runtime.daemon import buildcontext, images as imgs
-from runtime.daemon.api import query_bool
+from runtime.daemon.api import query_bool, spool_body
 from runtime.daemon.builder import Build, BuildError
 from runtime.errors import CapsizeError, InvalidArgument
 from runtime.securejoin import secure_join
@@ -54,10 +55,8 @@ async def build(request: web.Request):
     os.makedirs(context, 0o700)
     try:
         archive = os.path.join(work, "context.tar")
-        with open(archive, "wb") as f:
-            async for chunk in request.content.iter_chunked(1 << 16):
-                f.write(chunk)
-        buildcontext.extract(archive, context)
+        await spool_body(request, archive)
+        await asyncio.to_thread(buildcontext.extract, archive, context)   # file work: off the loop
         os.unlink(archive)
         name = q.get("dockerfile") or "Dockerfile"
         try:
@@ -66,11 +65,14 @@ async def build(request: web.Request):
         except (OSError, UnicodeDecodeError):
             raise InvalidArgument(f"Cannot locate specified Dockerfile: {name}") from None
         try:
-            with open(os.path.join(context, ".dockerignore")) as f:
+            # within the context: a .dockerignore symlinked out of it resolves inside it, as the Dockerfile
+            with open(secure_join(context, ".dockerignore")) as f:
                 ignore = buildcontext.DockerIgnore(f.read())
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             ignore = buildcontext.DockerIgnore()
-        ignore.apply(context)
+        except UnicodeDecodeError:
+            raise InvalidArgument("cannot read .dockerignore: not UTF-8 text") from None
+        await asyncio.to_thread(ignore.apply, context)
 
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         await resp.prepare(request)

@@ -19,7 +19,11 @@
                                                 when a container uses it (Docker's texts);
                                                 forced, its last tag is only untagged and the
                                                 image stays as ``<none>:<none>`` (event
-                                                ``untag``) while containers use it
+                                                ``untag``) while containers use it; its
+                                                untagged parents left without child or
+                                                container are deleted too unless
+                                                ``noprune`` (dockerd's imageDeleteHelper);
+                                                by id, an image with children is 409
 ==============================================  ==============================================
 
 Events: ``import``, ``load``, ``tag``, ``untag``, ``delete``, ``save`` (Type ``image``).
@@ -34,9 +38,9 @@ import tempfile
 from aiohttp import web
 
 from runtime.daemon import images as imgs
-from runtime.daemon.api import json_response, query_bool, tar_file_response
+from runtime.daemon.api import json_response, query_bool, spool_body, tar_file_response
 from runtime.daemon.filters import match_labels, parse_filters
-from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, NotFound
+from runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 IMAGE_FILTERS = {"reference", "dangling", "label", "before", "since"}
 
@@ -77,14 +81,8 @@ async def _spool(request: web.Request, d) -> str:
     """The request body in a temporary file under the data root (the caller removes it)."""
     tmpdir = os.path.join(d.config.data_root, "daemon", "tmp")
     os.makedirs(tmpdir, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix="upload-", suffix=".tar", dir=tmpdir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            async for chunk in request.content.iter_chunked(1 << 16):
-                f.write(chunk)
-    except BaseException:
-        os.unlink(path)
-        raise
+    path = os.path.join(tmpdir, f"upload-{os.urandom(8).hex()}.tar")
+    await spool_body(request, path)
     return path
 
 
@@ -189,8 +187,13 @@ async def remove_image(request: web.Request):
         d.events.publish("image", "untag", img["Id"], {"name": img["Id"]})
         if len(tags) > 1 or users:
             return json_response(out)
+        if await _children(d, img["Id"]):
+            return json_response(out)   # a parent of another image: only untagged (dockerd's soft conflict)
     else:
         running = [c for c in users if c.State.running]
+        if await _children(d, img["Id"]):
+            raise FailedPrecondition(f"conflict: unable to delete {img['Id'][7:19]} (cannot be forced) - image "
+                                     f"has dependent child images")
         if running:
             raise FailedPrecondition(f"conflict: unable to delete {img['Id'][7:19]} (cannot be forced) - image is "
                                      f"being used by running container {running[0].ID[:12]}")
@@ -210,7 +213,37 @@ async def remove_image(request: web.Request):
         pass
     out.append({"Deleted": img["Id"]})
     d.events.publish("image", "delete", img["Id"], {"name": img["Id"]})
+    if not query_bool(request, "noprune"):
+        out += await _prune_parents(d, img.get("Parent") or "")
     return json_response(out)
+
+
+async def _children(d, image_id: str) -> list[str]:
+    """Ids of the images whose ``Parent`` is *image_id*."""
+    return [i["Id"] for i in await d.backend.image_list() if i.get("Parent") == image_id]
+
+
+async def _prune_parents(d, parent: str) -> list[dict]:
+    """After an image is deleted, its parent chain as dockerd's ``imageDeleteHelper`` with prune:
+    each parent with no tag, no other child and no container (running or not) using it is
+    deleted (``{"Deleted": id}``, event ``delete``), up to the first that is kept."""
+    out = []
+    used = {c.Image for c in d.containers.values()}
+    while parent:
+        try:
+            img = await d.backend.image_get(parent)
+        except NotFound:
+            break
+        if img.get("RepoTags") or img.get("RepoDigests") or parent in used or await _children(d, parent):
+            break
+        try:
+            await d.backend.image_delete_id(parent)
+        except NotFound:
+            break
+        out.append({"Deleted": parent})
+        d.events.publish("image", "delete", parent, {"name": parent})
+        parent = img.get("Parent") or ""
+    return out
 
 
 async def prune_images(request: web.Request):

@@ -47,7 +47,8 @@ Endpoints
                                                        "snapshots_removed", "dirs_removed", "bytes_freed"}``
 ``GET /v1/events?topic=T&namespace=N&since=SEQ``       the event stream (below); ``topic`` and
                                                        ``namespace`` repeatable
-``GET  .../images``                                    ``{"images": [Image]}``
+``GET  .../images?id=CONFIG_DIGEST``                    ``{"images": [Image]}`` (with ``id``: those of
+                                                       that image config digest only)
 ``POST .../images/import?format=F&name=N&label=K=V``   body: the archive (any length; optionally
                                                        gzip/bzip2/xz). F = ``auto`` (default),
                                                        ``docker-archive`` (docker save), ``oci-archive``

@@ -83,7 +83,7 @@ def build(daemon) -> Router:
 
     # -- images ------------------------------------------------------------------------------
     async def image_list(req, ns):
-        rows = daemon.md.list_images(_ns(ns))
+        rows = daemon.md.list_images(_ns(ns), config_digest=req.arg("id"))
         return {"images": [images.describe(row) for row in rows]}
 
     async def image_get(req, ns, name):

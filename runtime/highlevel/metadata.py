@@ -146,7 +146,15 @@ class Metadata:
     def find_image(self, namespace: str, name: str) -> dict | None:
         return self._one("SELECT * FROM images WHERE namespace=? AND name=?", namespace, name)
 
-    def list_images(self, namespace: str | None = None) -> list[dict]:
+    def list_images(self, namespace: str | None = None, config_digest: str | None = None) -> list[dict]:
+        """Image rows, ordered by (namespace,) name: of *namespace* (else all), of the image
+        config *config_digest* only when given."""
+        if config_digest is not None:
+            if namespace is None:
+                return self._all("SELECT * FROM images WHERE config_digest=? ORDER BY namespace, name",
+                                 config_digest)
+            return self._all("SELECT * FROM images WHERE namespace=? AND config_digest=? ORDER BY name",
+                             namespace, config_digest)
         if namespace is None:
             return self._all("SELECT * FROM images ORDER BY namespace, name")
         return self._all("SELECT * FROM images WHERE namespace=? ORDER BY name", namespace)

@@ -274,6 +274,14 @@ def start(root: str, container_id: str, timeout: float = 10.0) -> State:
             if data:
                 break
             if not st.alive():
+                # the init may have written its byte, exec'ed and exited (a short command on a busy
+                # machine) between the read above and this check: read once more before saying so
+                try:
+                    data = os.read(fd, 1)
+                except BlockingIOError:
+                    data = None
+                if data:
+                    break
                 raise Unavailable(f"container init exited before it was started: {container_id}")
             if time.monotonic() > deadline:
                 raise DeadlineExceeded(f"container init did not answer on the exec FIFO within {timeout}s")

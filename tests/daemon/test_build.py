@@ -154,6 +154,27 @@ def test_sdk_and_the_newer_cli(stack, tmp_path):
         assert r.returncode == 0 and stack.ok("run", "--rm", "newcli:1") == "sdk", r.stderr
 
 
+def test_dockerignore_symlink_is_read_inside_the_context(stack, tmp_path):
+    """A context whose .dockerignore is a symlink out of it (to a host file) is read inside the
+    context, as the Dockerfile is: the host file's lines never reach the build (nor its errors)."""
+    outside = tmp_path / "host-secret"
+    outside.write_text("[host-secret-line\n")   # a bad pattern: it would come back in the error
+    df = b"FROM busybox\nCMD [\"true\"]\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(df)
+        t.addfile(info, io.BytesIO(df))
+        link = tarfile.TarInfo(".dockerignore")
+        link.type, link.linkname = tarfile.SYMTYPE, str(outside)
+        t.addfile(link)
+    buf.seek(0)
+    logs = list(stack.client().api.build(fileobj=buf, custom_context=True, tag="ign:1", decode=True))
+    text = json.dumps(logs)
+    assert "host-secret-line" not in text, text
+    assert any("Successfully built" in x.get("stream", "") for x in logs), text
+
+
 def test_from_scratch(stack, tmp_path):
     ctx = tmp_path / "s"
     ctx.mkdir()
@@ -186,10 +207,73 @@ def test_rebuild_dangling_intermediates_hidden_and_image_prune(stack, tmp_path):
     assert stack.ok("run", "--rm", "pr:1") == "2"
 
 
-@pytest.mark.parametrize("victim", ["daemon", "runtime"])
+def test_onbuild_triggers_run_in_the_child_build(stack, tmp_path):
+    """A base image's ONBUILD triggers run right after the child's FROM, in order, as dockerd's
+    ("# Executing 2 build triggers"); the child does not inherit them."""
+    base, child = tmp_path / "base", tmp_path / "child"
+    base.mkdir()
+    child.mkdir()
+    (base / "Dockerfile").write_text("FROM busybox\nONBUILD ENV T=one\nONBUILD RUN echo triggered $T > /t\n")
+    r = build(stack, base, "-t", "ob:base")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "# Executing" not in r.stdout
+    assert json.loads(stack.ok("inspect", "-f", "{{json .Config.OnBuild}}", "ob:base")) == [
+        "ENV T=one", "RUN echo triggered $T > /t"]
+    (child / "Dockerfile").write_text('FROM ob:base\nCMD ["cat", "/t"]\n')
+    r = build(stack, child, "-t", "ob:child")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "# Executing 2 build triggers" in r.stdout, r.stdout
+    assert stack.ok("run", "--rm", "ob:child") == "triggered one"
+    assert stack.ok("inspect", "-f", "{{json .Config.OnBuild}}", "ob:child") in ("null", "[]")
+    r = build(stack, child, "-t", "ob:child")   # again: the triggers' steps come from the cache
+    assert r.returncode == 0 and r.stdout.count("Using cache") >= 3, r.stdout
+
+
+def test_rmi_removes_untagged_parents_as_dockerd(stack, tmp_path):
+    """``docker rmi`` of a built image deletes its untagged parents (the builder's steps) up to
+    the first one kept (busybox, tagged); ``--no-prune`` keeps them; deleting by id an image with
+    children is a 409 that cannot be forced; by name, only the tag goes."""
+    ctx = tmp_path / "r"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nENV A=1\nRUN echo x > /x\nCMD [\"cat\", \"/x\"]\n")
+    before = set(stack.ok("images", "-aq", "--no-trunc").split())
+    assert build(stack, ctx, "-t", "rm:1").returncode == 0
+    made = set(stack.ok("images", "-aq", "--no-trunc").split()) - before
+    assert len(made) == 3
+    top = stack.ok("images", "-q", "--no-trunc", "rm:1")
+    middle = sorted(made - {top})
+    for iid in middle:   # each has a child
+        r = stack.cli("rmi", "-f", iid)
+        assert r.returncode != 0 and "image has dependent child images" in r.stderr, r.stderr
+    out = stack.ok("rmi", "rm:1").splitlines()
+    assert out[0] in ("Untagged: rm:1", "Untagged: rm:1:latest"), out
+    assert {line.split(": ", 1)[1] for line in out[1:]} == made, out
+    assert set(stack.ok("images", "-aq", "--no-trunc").split()) == before
+    # --no-prune: only the image itself; its parent stays
+    assert build(stack, ctx, "-t", "rm:2").returncode == 0
+    top = stack.ok("images", "-q", "--no-trunc", "rm:2")
+    out = stack.ok("rmi", "--no-prune", "rm:2").splitlines()
+    assert [line.split(": ", 1)[1] for line in out[1:]] == [top]
+    assert len(set(stack.ok("images", "-aq", "--no-trunc").split()) - before) == 2
+    # by name, an image that is another's parent is only untagged
+    parent = sorted(set(stack.ok("images", "-aq", "--no-trunc").split()) - before)
+    child = [i for i in parent if stack.ok("inspect", "-f", "{{.Parent}}", i) in parent][0]
+    stack.ok("tag", child, "rm:child")
+    mid = stack.ok("inspect", "-f", "{{.Parent}}", child)
+    stack.ok("tag", mid, "rm:mid")
+    assert [line.split(": ")[0] for line in stack.ok("rmi", "rm:mid").splitlines()] == ["Untagged"]
+    assert mid in stack.ok("images", "-aq", "--no-trunc").split()
+    out = stack.ok("rmi", "rm:child").splitlines()
+    assert {line.split(": ", 1)[1] for line in out[1:]} == {child, mid}
+    assert set(stack.ok("images", "-aq", "--no-trunc").split()) == before
+
+
+@pytest.mark.parametrize("victim", ["daemon", "runtime", "both"])
 def test_sigkill_mid_run_leaves_nothing_and_the_build_reruns(fresh, tmp_path, victim):
     """capsized SIGKILLed while a RUN runs: after its restart no half-made image is listed, no
     build container, runtime container or snapshot is left, and the same build succeeds again.
+    Both daemons SIGKILLed and capsized back first (runtimed still down): the same once runtimed
+    comes back (the first reconnect cleans what the build left).
     capsize-runtimed SIGKILLed (and restarted) while a RUN runs: the RUN's container lives on
     (its shim does), the runtime adopts it again and the build finishes; nothing is left."""
     import time
@@ -197,7 +281,7 @@ def test_sigkill_mid_run_leaves_nothing_and_the_build_reruns(fresh, tmp_path, vi
     s = fresh
     ctx = tmp_path / "k"
     ctx.mkdir()
-    nap = "30" if victim == "daemon" else "3"
+    nap = "3" if victim == "runtime" else "30"
     (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo step1 > /one\nRUN touch /started; sleep {nap}\n"
                                     "CMD [\"cat\", \"/one\"]\n")
     before = s.ok("images", "-aq").split()
@@ -208,7 +292,17 @@ def test_sigkill_mid_run_leaves_nothing_and_the_build_reruns(fresh, tmp_path, vi
         time.sleep(0.1)
     assert s.ok("ps", "-q"), "the RUN container is running"
     time.sleep(0.5)
-    if victim == "daemon":
+    if victim == "both":
+        s.kill_daemon()
+        s.kill_runtime()
+        proc.wait(timeout=60)
+        s.start_daemon("--runtime-wait", "1")
+        s.start_runtime()
+        deadline = time.monotonic() + 30   # the backend's watcher reconnects, then cleans
+        while time.monotonic() < deadline and (s.ok("ps", "-aq") or os.listdir(os.path.join(s.root, "daemon", "builds"))):
+            time.sleep(0.2)
+        assert "crash:1" not in s.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
+    elif victim == "daemon":
         s.kill_daemon()
         proc.wait(timeout=60)
         s.start_daemon()
