@@ -17,7 +17,7 @@ isolation between bridges, ``--internal``, masquerade).
   ``Driver`` (``bridge``, the default; others 501), ``Internal``, ``Labels``, ``IPAM``
   ``{"Driver": "default", "Config": [{"Subnet", "Gateway"}]}`` (one IPv4 config at most; an
   ``IPRange`` or ``AuxiliaryAddresses`` is 501), ``Options`` (``com.docker.network.bridge.name``
-  names the device; others 501 rather than ignored), ``EnableIPv6`` (501), ``CheckDuplicate``
+  names the device; others 501 rather than ignored), ``EnableIPv6`` (501), ``Attachable`` (kept, as dockerd's local bridge), ``CheckDuplicate``
   (always: a taken name is 409 ``network with name NAME already exists``). In the host's network
   namespace (:func:`runtime.daemon.sandbox.scope` ``host``) capsized makes no bridge: 501.
 * :meth:`Networks.remove` — the bridge device goes and its pool is released; a predefined network
@@ -188,8 +188,12 @@ class Networks:
             raise Unimplemented(f"capsize has the bridge network driver only, not {driver!r}")
         if body.get("EnableIPv6"):
             raise Unimplemented("capsize has IPv4 networks only (--ipv6)")
-        if body.get("Attachable") or body.get("Ingress") or body.get("ConfigOnly") or body.get("ConfigFrom"):
-            raise Unimplemented("capsize has no swarm networks (--attachable, --ingress, --config-only, --config-from)")
+        config_from = body.get("ConfigFrom") or {}
+        if body.get("Ingress") or body.get("ConfigOnly") or (isinstance(config_from, dict) and config_from.get("Network")):
+            raise Unimplemented("capsize has no swarm networks (--ingress, --config-only, --config-from)")
+        attachable = body.get("Attachable", False)   # a local bridge takes it as dockerd does (swarm's flag)
+        if not isinstance(attachable, bool):
+            raise InvalidArgument("Attachable must be a boolean")
         labels = _str_dict(body.get("Labels"), "Labels")
         options = _str_dict(body.get("Options"), "Options")
         extra = sorted(k for k in options if k != OPTION_DEVICE)
@@ -221,6 +225,7 @@ class Networks:
         rec = record(name, nid, "bridge", time.time_ns(), [], internal=internal, options=options, labels=labels,
                      ipam_options=_str_dict(ipam.get("Options"), "IPAM.Options"))
         rec["IPAM"]["Config"] = [{k: cfg[k] for k in ("Subnet", "Gateway") if cfg.get(k)}]
+        rec["Attachable"] = attachable
         try:
             br = self._bridge(rec)
         except BaseException:
