@@ -168,11 +168,27 @@ class DuringMonitor:
 
 # -- the run --------------------------------------------------------------------------------------
 
+def _not_applicable(loaded, engine_name: str, why: str, repeat: int, repeats: int, progress) -> dict:
+    """The journal entry of a scenario that is n/a on *engine_name* (it lacks a capability by design)."""
+    run = f"{loaded.name}--{engine_name}" + (f"--r{repeat + 1}" if repeats > 1 else "")
+    sc = loaded.any if loaded.by_engine else None
+    entry = {"scenario": loaded.name, "file": loaded.path, "engine": engine_name, "repeat": repeat + 1, "run": run,
+             "dir": run, "description": sc.description if sc else "", "tags": sc.tags if sc else [],
+             "options": sc.options.model_dump() if sc else {}, "status": "n/a", "reason": why, "steps": [], "duration": 0.0, "started": time.time(),
+             "checks": [{"check": c.label, "kind": c.kind, "status": "n/a", "reason": why}
+                        for c in (sc.checks if sc else []) if not c.engines or engine_name in c.engines]}
+    if progress:
+        progress.scenario_end(entry)
+    return entry
+
+
 def run_scenario(loaded, engine_name: str, out_dir: str, ledger: ledger_mod.Ledger, *, repeat: int = 0,
                  repeats: int = 1, keep_going: bool = False, progress=None) -> dict:
     """Run *loaded* (a LoadedScenario) on *engine_name*; results go under *out_dir*. Returns the
     journal entry. Raises nothing for engine trouble (it is in the entry); KeyboardInterrupt is
     recorded and re-raised after teardown as :class:`Interrupted` (carrying the entry)."""
+    if engine_name in loaded.not_applicable:
+        return _not_applicable(loaded, engine_name, loaded.not_applicable[engine_name], repeat, repeats, progress)
     sc: m.Scenario = loaded.by_engine[engine_name]
     run = f"{sc.name}--{engine_name}" + (f"--r{repeat + 1}" if repeats > 1 else "")
     entry = {"scenario": sc.name, "file": loaded.path, "engine": engine_name, "repeat": repeat + 1, "run": run,
@@ -417,6 +433,9 @@ def _teardown(ctx, entry, sc, checks_for, progress) -> None:
         res = execute(ctx, step)
         entry["steps"].append(step_record(ctx, "teardown", i, step, res))
     _await_all(ctx, entry)
+    # a daemon whose event stream lags (podman tails its event log file) has delivered what
+    # the teardown did before the after-teardown checks read the events
+    time.sleep(ctx.engine.event_latency)
     ctx.take_snapshot("after teardown", host_state=True)
     for c in checks_for:
         if c.timing == ("after", "teardown"):

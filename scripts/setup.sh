@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES="busybox-static libsystemd-dev pkg-config gcc python3-dev python3-venv runc crun \
 docker.io containerd iproute2 jq strace libseccomp2 procps util-linux systemd tini \
 vagrant vagrant-libvirt shellcheck chromium tesseract-ocr \
-nftables docker-registry apache2-utils podman golang-go bats gawk"
+nftables docker-registry apache2-utils podman containernetworking-plugins golang-go bats gawk"
 
 missing=""
 for p in $APT_PACKAGES; do

@@ -1,12 +1,12 @@
 """Engine adapters by name: ``capsize`` (capsize's own tiers), ``docker`` (Debian's Docker stack,
 private), ``docker-systemd`` and ``capsize-systemd`` (the system's units, in the VMs; shared parts in
-:mod:`.systemd`). See :mod:`.base` for the interface."""
+:mod:`.systemd`), ``podman`` (Debian's podman API service with conmon, private). See :mod:`.base` for the interface."""
 
 from __future__ import annotations
 
 from harness.engines.base import Engine, HostState, LogSource
 
-NAMES = ("capsize", "docker", "docker-systemd", "capsize-systemd")
+NAMES = ("capsize", "docker", "docker-systemd", "capsize-systemd", "podman")
 DEFAULT = "capsize"
 
 
@@ -24,6 +24,9 @@ def engine_class(name: str) -> type[Engine]:
     if name == "capsize-systemd":
         from harness.engines.capsize_systemd import CapsizeSystemdEngine
         return CapsizeSystemdEngine
+    if name == "podman":
+        from harness.engines.podman import PodmanEngine
+        return PodmanEngine
     from harness.suggest import nearest
     from runtime.errors import InvalidArgument
     raise InvalidArgument(f"unknown engine {name!r}{nearest(name, NAMES)}: one of {', '.join(NAMES)}")

@@ -98,6 +98,12 @@ class Engine:
     #: ``exitCodeSource``, ``State.Error``; runtime.api.exits). Where not (dockerd), the
     #: ``container.exit`` check derives the provenance from the runtime's exit event.
     labels_exit_provenance = False
+    #: Capabilities the engine lacks by design, with why (``{"role:runtime": "..."}``): a scenario
+    #: that names the engine but needs one of them is n/a there with the reason, not an error.
+    missing: dict[str, str] = {}
+    #: Seconds the daemon's event stream may lag behind what happened (the runner waits this
+    #: long after the teardown steps, before the after-teardown checks).
+    event_latency: float = 0.0
     #: The default ``bridge`` network's device (dockerd's ``docker0``, capsized's ``capsize0``).
     default_bridge = "docker0"
     #: The engine's own network namespace (an nsfs bind mount) when it runs in one, else None:

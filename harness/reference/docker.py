@@ -77,6 +77,29 @@ def ping(socket_path: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def signal_and_wait(proc: subprocess.Popen | None, sig: int, timeout: float) -> int | None:
+    """Send *sig* to the daemon *proc* (None: not running) and reap it; SIGKILL after *timeout* s.
+    Returns its exit status (negative: the signal), None when it was not running."""
+    if proc is None:
+        return None
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def make_netns(path: str) -> int:
+    """A new network namespace pinned at *path* (``unshare --net=<path>``) with ``lo`` up; its inode."""
+    open(path, "a").close()
+    r = subprocess.run([which("unshare"), f"--net={path}", which("ip"), "link", "set", "lo", "up"],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise CapsizeError(f"cannot create the stack's network namespace: {r.stderr.strip()}")
+    return os.stat(path).st_ino
+
+
 class DockerStack:
     """A private dockerd + containerd under *workdir* (created if missing; removed by :meth:`close`).
 
@@ -193,12 +216,7 @@ class DockerStack:
     def _ensure_netns(self) -> None:
         if not self.netns_path or self._netns_mounted():
             return
-        open(self.netns_path, "a").close()
-        r = subprocess.run([which("unshare"), f"--net={self.netns_path}", which("ip"), "link", "set", "lo", "up"],
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            raise CapsizeError(f"cannot create the stack's network namespace: {r.stderr.strip()}")
-        self._netns_inode = os.stat(self.netns_path).st_ino
+        self._netns_inode = make_netns(self.netns_path)
 
     def _netns_mounted(self) -> bool:
         return bool(self.netns_path) and self.netns_path in cleanup.mounts_under(self.netns_path)
@@ -276,14 +294,7 @@ class DockerStack:
         return self._signal(signal.SIGKILL, 10.0)
 
     def _signal(self, sig: int, timeout: float) -> int | None:
-        if not self.dockerd_running:
-            return None
-        self._proc.send_signal(sig)
-        try:
-            return self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            return self._proc.wait()
+        return signal_and_wait(self._proc if self.dockerd_running else None, sig, timeout)
 
     def start_containerd(self, timeout: float = 10.0, wait: bool = True) -> float | None:
         """Start (restart) the stack's containerd; see :meth:`ContainerdStack.start`."""

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from harness.engines import DEFAULT, capabilities, engines_with
+from harness.engines import DEFAULT, capabilities, engine_class, engines_with
 from harness.engines.base import CAPABILITY_NOTES
 from harness.scenario import models as m
 from harness.suggest import nearest
@@ -37,13 +37,20 @@ class ScenarioError(InvalidArgument):
         self.path, self.line, self.column, self.detail = path, line, column, message
 
 
+class NotApplicable(Exception):
+    """The scenario needs a capability that an engine it names lacks by design (the engine class
+    declares why: :attr:`harness.engines.base.Engine.missing`): n/a there, not an error."""
+
+
 @dataclass
 class LoadedScenario:
-    """A validated scenario file: ``by_engine[engine]`` is the Scenario with that engine's values."""
+    """A validated scenario file: ``by_engine[engine]`` is the Scenario with that engine's values;
+    ``not_applicable[engine]`` is why it is n/a on a named engine that lacks a capability by design."""
 
     path: str
     data: dict
     by_engine: dict[str, m.Scenario] = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -51,7 +58,9 @@ class LoadedScenario:
 
     @property
     def engines(self) -> list[str]:
-        return list(self.by_engine)
+        """Every engine the file names, n/a ones included (in the file's order)."""
+        order = self.data.get("engines") or list(self.by_engine)
+        return [e for e in dict.fromkeys(order) if e in self.by_engine or e in self.not_applicable]
 
     @property
     def any(self) -> m.Scenario:
@@ -296,9 +305,12 @@ def _missing_capability(path: str, root: yaml.Node, loc: tuple, verb, params, en
     """Raise ScenarioError for the first capability *verb* with *params* needs that *engine*
     lacks (its class declares them: :meth:`harness.engines.base.Engine.capabilities`)."""
     have = capabilities(engine)
+    lacks = engine_class(engine).missing
     for need in verb.needs_of(params):
         if need.capability in have:
             continue
+        if need.capability in lacks:
+            raise NotApplicable(f"{where}: {need.what}: engine {engine} lacks it ({lacks[need.capability]})")
         only = engines_with(need.capability)
         note = CAPABILITY_NOTES.get(need.capability)
         node = node_at(root, loc + (verb.name, need.field)) if need.field else \
@@ -398,16 +410,43 @@ def load(path: str) -> LoadedScenario:
         if engine not in m.ENGINES:
             raise ScenarioError(path, *_pos(node_at(root, ("engines", engines.index(engine)))),
                                 f"engines: unknown engine {engine!r}{nearest(engine, m.ENGINES)}")
-        subst = {k: (_substitute(path, v, _child(root, k), expected, engine) if k != "expected" else v)
-                 for k, v in data.items()}
         try:
-            sc = m.Scenario.model_validate(subst)
-        except ValidationError as err:
-            raise _validation_error(path, root, err, engine, len(engines)) from None
-        _crossref(path, root, sc, engine)
+            subst = {k: (_substitute(path, v, _child(root, k), expected, engine) if k != "expected" else v)
+                     for k, v in data.items()}
+            try:
+                sc = m.Scenario.model_validate(subst)
+            except ValidationError as err:
+                raise _validation_error(path, root, err, engine, len(engines)) from None
+        except ScenarioError:
+            # an engine lacking a capability by design needs no expected values for a scenario
+            # that is n/a there: judge it on another engine's reading of the file
+            why = _not_applicable_on(path, root, loaded, engine)
+            if why is None:
+                raise
+            loaded.not_applicable[engine] = why
+            continue
+        try:
+            _crossref(path, root, sc, engine)
+        except NotApplicable as e:
+            loaded.not_applicable[engine] = str(e)
+            continue
         _place(path, root, sc)
         loaded.by_engine[engine] = sc
     return loaded
+
+
+def _not_applicable_on(path: str, root: yaml.Node, loaded: LoadedScenario, engine: str) -> str | None:
+    """Why the scenario is n/a on *engine* (a capability it lacks by design), judged on the first
+    engine's reading of it; None when it applies (or no other engine read it)."""
+    if not engine_class(engine).missing or not loaded.by_engine:
+        return None
+    try:
+        _crossref(path, root, loaded.any, engine)
+    except NotApplicable as e:
+        return str(e)
+    except ScenarioError:
+        return None
+    return None
 
 
 def _place(path: str, root: yaml.Node, sc: m.Scenario) -> None:
