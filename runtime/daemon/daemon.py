@@ -21,11 +21,12 @@ import time
 from runtime import atomicfile
 from runtime.api import exits
 from runtime.daemon import copyup, hostconfig, reconcile, restart, sandbox, settings, stdin as stdinmod, stop as stopmod
-from runtime.daemon import volumes as volmod
+from runtime.daemon import bridge as bridgemod, endpoints, hostsfile, volumes as volmod
 from runtime.daemon.backend import Backend
 from runtime.daemon.environ import merge_env
 from runtime.daemon.events import EventBus
 from runtime.daemon.model import Container
+from runtime.daemon.networks import Networks
 from runtime.daemon.names import NameIndex, new_id, random_name, validate_name
 from runtime.daemon.oci import build_spec
 from runtime.daemon.store import Store
@@ -52,8 +53,8 @@ class Daemon:
         from runtime.daemon.execs import ExecStore
         self.execs = ExecStore(self)   # docker exec instances (runtime.daemon.execs)
         self.shutting_down = False
-        #: the default bridge network (runtime.daemon.bridge), when capsized runs in a namespace of its own
-        self.bridge = None
+        #: the networks (runtime.daemon.networks): bridges only when capsized runs in a namespace of its own
+        self.networks = Networks(config.data_root, self.daemon_id, durable=getattr(config, "fsync_state", False))
         #: whether the start-up reconcile (reconcile.at_start) ran: not while the runtime is down
         self.reconciled = False
         #: ids of the builds running in this process (:class:`runtime.daemon.builder.Build`): what
@@ -96,13 +97,11 @@ class Daemon:
                              "with lo only; no bridge, address, route or netfilter rule is made here",
                              devices=",".join(foreign))
         else:
-            from runtime.daemon.bridge import Bridge
-            from runtime.daemon.ipam import Ipam
             sandbox.bind_engine(self.config.exec_root)   # what NetworkMode host joins
-            ipam = Ipam(self.config.data_root, durable=getattr(self.config, "fsync_state", False))
-            self.bridge = await asyncio.to_thread(Bridge, ipam, self.daemon_id)
+        await asyncio.to_thread(self.networks.boot, self.network_scope == "private", self.log)
+        if self.network_scope == "private":
             self.log.info("capsized runs in a network namespace of its own", scope=self.network_scope,
-                          bridge=self.bridge.pool["subnet"])
+                          bridge=self.networks.ipam.pools[bridgemod.NETWORK]["subnet"])
         await self.backend.start(self)
         if await self.backend.wait_healthy(self.config.runtime_wait):
             self.reconciled = True
@@ -198,6 +197,7 @@ class Daemon:
         path of the network namespace its tasks join (:func:`runtime.daemon.sandbox.place`)."""
         spec = build_spec(c, self.config.cgroup_parent)
         sandbox.place(self, c, spec)
+        hostsfile.mounts(c, spec)   # /etc/hosts, /etc/resolv.conf, /etc/hostname
         return spec
 
     # -- create ------------------------------------------------------------------------------
@@ -217,6 +217,11 @@ class Daemon:
             elif v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
                 raise InvalidArgument(f"{key} must be a list of strings")
         hostconfig.validate(cfg, host)   # mounts; what capsize would otherwise ignore is refused
+        hostsfile.validate(host)   # --add-host, --dns...
+        if any(e.endswith(":" + hostsfile.HOST_GATEWAY) for e in host.get("ExtraHosts") or []) \
+                and not self.networks.private:
+            raise InvalidArgument("unable to derive the IP value for host-gateway: capsized runs in the host's "
+                                  "network namespace, where it has no bridge")
         mode = host.get("NetworkMode") or ""
         if mode.startswith("container:"):
             try:
@@ -269,13 +274,14 @@ class Daemon:
         host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
         host.setdefault("AutoRemove", False)
         cid = new_id()
+        networks = endpoints.configure(self.networks, cid, host, body.get("NetworkingConfig"))
         if not merged.get("Hostname"):
             merged["Hostname"] = cid[:12]
         if not name:
             name = "/" + random_name(self.names.names)
         self.names.reserve(name, cid)    # AlreadyExists with Docker's conflict text
         c = Container(ID=cid, Name=name, Created=time.time_ns(), Config=merged, HostConfig=host,
-                      Image=image["Id"], Path=argv[0], Args=argv[1:])
+                      Image=image["Id"], Path=argv[0], Args=argv[1:], Networks=networks)
         c.LogPath = self.store.log_path(cid)
         points = hostconfig.mount_points(host, merged)
         try:
@@ -339,6 +345,7 @@ class Daemon:
                 if c.Config.get("OpenStdin"):   # docker run -i: the init reads capsized's FIFO
                     stdinmod.open_fifo(c, self.config.exec_root)
                     fifo = stdinmod.fifo_path(self.config.exec_root, c.ID)
+                hostsfile.write_all(self, c)   # its names files, before its endpoints rewrite /etc/hosts
                 own_sandbox = sandbox.apply(self, c, spec)   # the netns the task joins, by path
                 try:
                     if sandbox.joins(c):   # container:<ref>: that container's netns, known only now
@@ -395,16 +402,11 @@ class Daemon:
         self._release_sandbox(c.ID)
 
     def _release_sandbox(self, cid: str) -> bool:
-        """Container *cid*'s bridge endpoint detached (its address freed) and its network sandbox
+        """Container *cid*'s endpoints detached (their addresses freed) and its network sandbox
         removed (``SandboxKey`` emptied); False when the sandbox could not go (logged)."""
         c = self.containers.get(cid)
-        if c is not None and c.Endpoint and self.bridge is not None:
-            try:
-                self.bridge.detach(c.Endpoint)
-            except CapsizeError as e:
-                self.log.error("cannot detach from the bridge", container=cid, error=e.message)
-            c.Endpoint = {}
         if c is not None:
+            endpoints.detach_all(self, c)
             c.SandboxKey = ""
         try:
             sandbox.release(self.config.exec_root, cid)
@@ -412,6 +414,16 @@ class Daemon:
             self.log.error("cannot remove the network sandbox", container=cid, error=str(e))
             return False
         return True
+
+    def attach_endpoints(self, c: Container, sandbox_key: str) -> None:
+        """*c*'s endpoints on each of its networks, in its sandbox at *sandbox_key*
+        (:func:`runtime.daemon.endpoints.attach_all`; what :func:`runtime.daemon.sandbox.apply` calls)."""
+        endpoints.attach_all(self, c, sandbox_key)
+
+    def names_changed(self, c: Container) -> None:
+        """Container *c* joined or left networks (or stopped): the /etc/hosts of its peers
+        (and its own) are written again (:mod:`runtime.daemon.hostsfile`)."""
+        hostsfile.refresh(self, c)
 
     # -- exits -------------------------------------------------------------------------------
     async def on_task_exit(self, cid: str, pid: int, exit_status: int, exited_at_ns: int,

@@ -29,15 +29,14 @@ Inspect's ``Mounts`` lists the binds and the ``Mounts`` entries (not ``Tmpfs``, 
 ``VolumesFrom`` is 501. Fields that would change what the container sees
 but that capsize cannot honour are refused (:func:`validate`) instead of being ignored: port
 publishing without ``--network host`` (a container's network namespace has only ``lo``),
-a network name (400 ``network X not found``), ``Devices``,
-``DeviceRequests``, ``DeviceCgroupRules``, ``ExtraHosts``, ``Dns``/``DnsSearch``/``DnsOptions``
-(capsize writes no /etc/hosts or /etc/resolv.conf), ``Links``, ``VolumeDriver`` other than
+``Devices``,
+``DeviceRequests``, ``DeviceCgroupRules``, ``Links``, ``VolumeDriver`` other than
 ``local``, ``PidMode`` other than ``host`` (``container:X`` 501, anything else 400 ``invalid PID
 mode``), ``IpcMode`` other than private/shareable, ``UTSMode``, ``UsernsMode`` other than host,
 ``Privileged``. ``Init`` must be a boolean (:mod:`runtime.daemon.initproc`). ``Sysctls`` become
 ``linux.sysctl``.
 
-Errors: InvalidArgument (400) with dockerd's texts for malformed input (and an unknown network),
+Errors: InvalidArgument (400) with dockerd's texts for malformed input,
 Unimplemented (501) for what capsize lacks.
 """
 
@@ -314,13 +313,10 @@ def prepare_sources(host: dict) -> None:
     _check_sources(mount_points(host), make=True)
 
 
-_NO_FILES = " (capsize writes no /etc/hosts or /etc/resolv.conf)"
 #: HostConfig fields refused when set: (field, docker run flag, why)
 _REFUSED = [
     ("Devices", "--device", ""), ("DeviceRequests", "--gpus", ""),
-    ("DeviceCgroupRules", "--device-cgroup-rule", ""), ("ExtraHosts", "--add-host", _NO_FILES),
-    ("Dns", "--dns", _NO_FILES), ("DnsSearch", "--dns-search", _NO_FILES),
-    ("DnsOptions", "--dns-option", _NO_FILES), ("Links", "--link", ""),
+    ("DeviceCgroupRules", "--device-cgroup-rule", ""), ("Links", "--link", ""),
     ("VolumesFrom", "--volumes-from", ""), ("UTSMode", "--uts", ""),
     ("Privileged", "--privileged", ""),
 ]
@@ -334,10 +330,6 @@ def validate(cfg: dict, host: dict) -> None:
     if mode.startswith("container:"):
         if not mode.split(":", 1)[1]:
             raise InvalidArgument("invalid container format container:<name|id>")
-    elif mode not in ("default", "bridge", "none", "host"):
-        # dockerd's text; 400, not its 404: the CLI takes a 404 at create for a missing image and
-        # tries to pull it, which capsize cannot, hiding this message
-        raise InvalidArgument(f"network {mode} not found")
     exposed = cfg.get("ExposedPorts") or {}
     publishing = bool(host.get("PortBindings")) or (host.get("PublishAllPorts") and exposed)
     if publishing and mode != "host":

@@ -129,8 +129,9 @@ class Container:
     #: The network sandbox the task runs in while it exists (``NetworkSettings.SandboxKey``:
     #: ``<exec-root>/netns/<id>``, :mod:`runtime.daemon.sandbox`), "" without one of its own.
     SandboxKey: str = ""
-    #: its endpoint on the default bridge while it runs (runtime.daemon.bridge.Bridge.attach), or {}
-    Endpoint: dict = field(default_factory=dict)
+    #: network name -> EndpointSettings (:mod:`runtime.daemon.endpoints`): the networks it is
+    #: on, their runtime fields filled while it runs
+    Networks: dict = field(default_factory=dict)
     # runtime-side facts (not part of the API)
     TaskExists: bool = False
 
@@ -153,7 +154,7 @@ class Container:
                 "HasBeenStartedBefore": self.HasBeenStartedBefore,
                 "HasBeenManuallyStopped": self.HasBeenManuallyStopped, "LogPath": self.LogPath,
                 "MountPoints": self.MountPoints, "TaskExists": self.TaskExists, "SandboxKey": self.SandboxKey,
-                "Endpoint": self.Endpoint}
+                "Networks": self.Networks}
 
     @classmethod
     def from_record(cls, r: dict) -> "Container":
@@ -165,7 +166,7 @@ class Container:
                    HasBeenManuallyStopped=r.get("HasBeenManuallyStopped", False),
                    LogPath=r.get("LogPath", ""), MountPoints=r.get("MountPoints") or [],
                    TaskExists=r.get("TaskExists", False), SandboxKey=r.get("SandboxKey", ""),
-                   Endpoint=r.get("Endpoint") or {})
+                   Networks=r.get("Networks") if "Networks" in r else _networks_of_old(r))
 
     def notify(self) -> None:
         """Wake everything waiting on :attr:`changed`."""
@@ -204,7 +205,7 @@ class Container:
         return {
             "Id": self.ID, "Created": rfc3339(self.Created), "Path": self.Path, "Args": list(self.Args),
             "State": self.State.view(), "Image": self.Image,
-            "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": self.LogPath,
+            **_names_paths(self), "LogPath": self.LogPath,
             "Name": self.Name, "RestartCount": self.RestartCount, "Driver": "overlay",
             "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
             "ExecIDs": None, "HostConfig": {**HOST_CONFIG_DEFAULTS, **self.HostConfig},
@@ -213,15 +214,18 @@ class Container:
         }
 
     def network_settings(self) -> dict:
-        """Inspect's ``NetworkSettings``: the bridge endpoint's address, gateway and MAC while it runs."""
-        ep = {k: v for k, v in self.Endpoint.items() if k != "HostIfName"}
+        """Inspect's ``NetworkSettings``: ``Networks`` (name -> EndpointSettings); the top-level
+        address, gateway and MAC are those of the default ``bridge`` network's endpoint (dockerd's)."""
+        from runtime.daemon.endpoints import view
+        nets = {name: view(ep) for name, ep in self.Networks.items()}
+        ep = nets.get("bridge") or {}
         return {"Bridge": "", "SandboxID": "", "HairpinMode": False,
                 "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
                 "SandboxKey": self.SandboxKey, "SecondaryIPAddresses": None,
                 "SecondaryIPv6Addresses": None, "EndpointID": ep.get("EndpointID", ""),
                 "Gateway": ep.get("Gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
                 "IPAddress": ep.get("IPAddress", ""), "IPPrefixLen": ep.get("IPPrefixLen", 0), "IPv6Gateway": "",
-                "MacAddress": ep.get("MacAddress", ""), "Networks": {"bridge": ep} if ep else {}}
+                "MacAddress": ep.get("MacAddress", ""), "Networks": nets}
 
     def summary(self) -> dict:
         """One ``GET /containers/json`` item (ContainerSummary)."""
@@ -229,4 +233,25 @@ class Container:
                 "Command": self.command_text(), "Created": self.Created // 1_000_000_000, "Ports": [],
                 "Labels": dict(self.labels), "State": self.State.Status, "Status": self.State.status_text(),
                 "HostConfig": {"NetworkMode": self.HostConfig.get("NetworkMode") or "default"},
-                "NetworkSettings": {"Networks": {}}, "Mounts": self.mounts()}  # no networks: capsize gives a netns with lo only
+                "NetworkSettings": {"Networks": self.network_settings()["Networks"]}, "Mounts": self.mounts()}
+
+
+def _networks_of_old(r: dict) -> dict:
+    """``Networks`` of a record written before networks were objects: its default-bridge
+    ``Endpoint`` (running) or, for a container of the default mode, the ``bridge`` network."""
+    from runtime.daemon.endpoints import RUNTIME_FIELDS
+    ep = r.get("Endpoint") or {}
+    mode = (r.get("HostConfig") or {}).get("NetworkMode") or "default"
+    if ep:
+        return {"bridge": {"IPAMConfig": None, "Links": None, "Aliases": None, "DriverOpts": None, **ep}}
+    if mode in ("default", "bridge", "host", "none"):
+        name = "bridge" if mode == "default" else mode
+        return {name: {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", **RUNTIME_FIELDS,
+                       "DriverOpts": None}}
+    return {}
+
+
+def _names_paths(c) -> dict:
+    from runtime.daemon.hostsfile import inspect_paths
+    p = inspect_paths(c)
+    return {"ResolvConfPath": p["ResolvConfPath"], "HostnamePath": p["HostnamePath"], "HostsPath": p["HostsPath"]}

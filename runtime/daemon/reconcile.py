@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 
 from runtime.api import exits
-from runtime.daemon import bridge as bridgemod, restart, sandbox, stop as stopmod
+from runtime.daemon import restart, sandbox, stop as stopmod
 from runtime.daemon.backend import exit_provenance
 from runtime.errors import CapsizeError, NotFound
 
@@ -95,13 +95,13 @@ async def at_start(daemon) -> None:
         daemon.log.info("removed a leftover network sandbox", container=cid)
         if cid in daemon.containers:
             await daemon.save(daemon.containers[cid])   # its endpoint detached, SandboxKey empty
-    if daemon.bridge is not None:
+    for nid, br in daemon.networks.bridges.items():
         # a running or paused container's endpoint (after the sweep, no other holds one; one
         # being started right now, when this runs late in on_runtime_up, holds its own already)
-        keep = {c.Endpoint["IPAddress"] for c in daemon.containers.values()
-                if c.Endpoint.get("IPAddress")}
-        for address in daemon.bridge.ipam.retain(bridgemod.NETWORK, keep):
-            daemon.log.info("freed a leftover address", network=bridgemod.NETWORK, address=address)
+        keep = {ep["IPAddress"] for c in daemon.containers.values() for ep in c.Networks.values()
+                if ep.get("NetworkID") == nid and ep.get("IPAddress")}
+        for address in br.ipam.retain(br.pool_key, keep):
+            daemon.log.info("freed a leftover address", network=br.pool_key, address=address)
     for c in list(daemon.containers.values()):
         if c.removed:
             continue

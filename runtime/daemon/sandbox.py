@@ -23,8 +23,8 @@ Where capsized runs (:func:`scope`): ``private`` when its network namespace has 
 ``capsize engine up`` or the harness; ``host`` otherwise (a real NIC: the machine's namespace).
 In ``host`` scope capsized makes sandboxes only (new, empty namespaces: nothing in the host's
 namespace changes) and never a bridge, address, route or netfilter rule; in ``private`` scope a
-container of ``NetworkMode`` ``default``/``bridge`` also gets its endpoint on the default bridge
-(:mod:`runtime.daemon.bridge`), detached before its sandbox goes.
+container also gets an endpoint on each of its networks' bridges (:mod:`runtime.daemon.endpoints`),
+detached before its sandbox goes.
 
 Errors: FailedPrecondition (409) for ``container:<ref>`` naming a container that is not running;
 CapsizeError (500) when the kernel refuses a namespace (the errno's text).
@@ -103,7 +103,7 @@ def place(daemon, c, spec: dict) -> None:
     namespace (the containers' host is the engine's, not the machine's)."""
     namespaces = spec["linux"]["namespaces"]
     if not any(ns["type"] == "network" for ns in namespaces):
-        if daemon.bridge is not None:
+        if daemon.networks.private:
             namespaces.append({"type": "network", "path": engine_key(daemon.config.exec_root)})
     elif not joins(c):
         _set_path(spec, key(daemon.config.exec_root, c.ID))
@@ -126,12 +126,11 @@ def apply(daemon, c, spec: dict) -> str | None:
             netns.create(path)
         except OSError as e:
             raise CapsizeError(f"failed to create the network sandbox of {c.ID[:12]}: {e}") from None
-        if daemon.bridge is not None and mode in ("default", "bridge"):
-            try:
-                c.Endpoint = daemon.bridge.attach(c.ID, path)   # eth0 on capsize0 (runtime.daemon.bridge)
-            except BaseException:
-                release(daemon.config.exec_root, c.ID)
-                raise
+        try:
+            daemon.attach_endpoints(c, path)   # eth0.. on each network's bridge (runtime.daemon.endpoints)
+        except BaseException:
+            release(daemon.config.exec_root, c.ID)
+            raise
     _set_path(spec, path)
     return own
 

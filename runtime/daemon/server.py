@@ -36,7 +36,7 @@ from aiohttp import web, web_protocol
 from runtime import atomicfile
 from runtime.api import LISTEN_BACKLOG
 from runtime.daemon import routes_containers, routes_exec, routes_images, routes_system, unimplemented
-from runtime.daemon import routes_build, routes_commit, routes_inside, routes_registry, routes_volumes
+from runtime.daemon import routes_build, routes_commit, routes_inside, routes_networks, routes_registry, routes_volumes
 from runtime.daemon.log import Logger
 from runtime.errors import CapsizeError, FailedPrecondition, InvalidArgument, RequestTooLarge, Unavailable
 from runtime.host import HOST
@@ -152,7 +152,7 @@ def make_app(daemon, log: Logger) -> web.Application:
     app["daemon"] = daemon
     implemented = (routes_system.routes() + routes_containers.routes() + routes_exec.routes()
                    + routes_images.routes())
-    implemented += routes_volumes.routes() + routes_registry.routes()
+    implemented += routes_volumes.routes() + routes_registry.routes() + routes_networks.routes()
     implemented += routes_commit.routes() + routes_build.routes() + routes_inside.routes()
     # the Engine API's other endpoints answer 501 (registered last: an implemented route wins)
     for method, path, handler in implemented + unimplemented.routes(implemented):

@@ -41,9 +41,9 @@ def _no_images_left(request):
 
 def test_commit_diff_history_inspect_with_the_cli(stack):
     stack.ok("run", "--name", "c1", "busybox", "sh", "-c",
-             "mkdir /data && echo one > /data/f && rm /etc/hostname && echo x >> /etc/group")
+             "mkdir /data && echo one > /data/f && rm /etc/nsswitch.conf && echo x >> /etc/group")
     diff = stack.ok("diff", "c1").splitlines()
-    assert {"A /data", "A /data/f", "C /etc", "D /etc/hostname", "C /etc/group"} <= set(diff), diff
+    assert {"A /data", "A /data/f", "C /etc", "D /etc/nsswitch.conf", "C /etc/group"} <= set(diff), diff
     out = stack.ok("commit", "-m", "first", "-a", "me", "-c", "ENV STAGE=one", "-c", 'CMD ["cat", "/data/f"]',
                    "-c", "EXPOSE 8080", "-c", "WORKDIR /data", "-c", "LABEL tier=test", "c1", "made:v1")
     assert out.startswith("sha256:") and len(out) == 71
@@ -56,10 +56,10 @@ def test_commit_diff_history_inspect_with_the_cli(stack):
     assert cfg["Cmd"] == ["cat", "/data/f"] and "STAGE=one" in cfg["Env"] and cfg["WorkingDir"] == "/data"
     assert cfg["ExposedPorts"] == {"8080/tcp": {}} and cfg["Labels"] == {"tier": "test"}
     assert stack.ok("run", "--rm", "made:v1") == "one"
-    assert stack.ok("run", "--rm", "made:v1", "sh", "-c", "test -e /etc/hostname || pwd") == "/data"
+    assert stack.ok("run", "--rm", "made:v1", "sh", "-c", "test -e /etc/nsswitch.conf || pwd") == "/data"
     hist = stack.ok("history", "--no-trunc", "--format", "{{.ID}}|{{.CreatedBy}}|{{.Comment}}", "made:v1")
     top = hist.splitlines()[0].split("|")
-    assert top == [out, "sh -c mkdir /data && echo one > /data/f && rm /etc/hostname && echo x >> /etc/group",
+    assert top == [out, "sh -c mkdir /data && echo one > /data/f && rm /etc/nsswitch.conf && echo x >> /etc/group",
                    "first"], hist
     base_hist = stack.ok("history", "-q", "busybox").splitlines()
     assert len(hist.splitlines()) == 1 + len(base_hist) and hist.splitlines()[1].startswith("<missing>|")
@@ -127,7 +127,7 @@ def test_export_and_sdk(stack, tmp_path):
 @pytest.mark.skipif(not shutil.which("dockerd"), reason="dockerd not installed")
 def test_committed_image_round_trips_through_real_docker(stack, tmp_path):
     from harness.reference.docker import DockerStack
-    stack.ok("run", "--name", "rt", "busybox", "sh", "-c", "echo built-by-capsize > /msg && rm /etc/hostname")
+    stack.ok("run", "--name", "rt", "busybox", "sh", "-c", "echo built-by-capsize > /msg && rm /etc/nsswitch.conf")
     iid = stack.ok("commit", "-c", 'CMD ["cat", "/msg"]', "rt", "roundtrip:1")
     save = tmp_path / "cap.tar"
     stack.ok("save", "-o", str(save), "roundtrip:1")
@@ -140,12 +140,12 @@ def test_committed_image_round_trips_through_real_docker(stack, tmp_path):
             assert insp["RootFS"]["Layers"] == json.loads(stack.ok("image", "inspect", "roundtrip:1"))[0]["RootFS"]["Layers"]
             r = ref.cli("run", "--rm", "--network", "none", "roundtrip:1")
             assert (r.returncode, r.stdout) == (0, "built-by-capsize\n"), r.stderr
-            # the deletion travels as a whiteout in the committed layer (docker run would not show
-            # it: dockerd bind-mounts its own /etc/hostname)
+            # the deletion travels as a whiteout in the committed layer (not /etc/hostname: capsized
+            # and dockerd bind-mount their own there, which rm cannot remove)
             with tarfile.open(save) as tar:
                 top = json.load(tar.extractfile("manifest.json"))[0]["Layers"][-1]
                 with tarfile.open(fileobj=tar.extractfile(top)) as layer:
-                    assert "etc/.wh.hostname" in layer.getnames(), layer.getnames()
+                    assert "etc/.wh.nsswitch.conf" in layer.getnames(), layer.getnames()
             # the other way: an image dockerd committed loads into capsize and runs the same
             r = ref.cli("run", "--name", "dk", "--network", "none", "roundtrip:1", "sh", "-c",
                         "echo from-dockerd > /other && rm /msg")
