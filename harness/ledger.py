@@ -34,6 +34,7 @@ import os
 import threading
 import time
 
+from harness import jsonlines
 from harness.verbs import registry
 
 LEDGER = "ledger.jsonl"
@@ -87,18 +88,8 @@ class Ledger:
 
 
 def read(path: str) -> list[dict]:
-    """The ledger's entries; a torn last line (a harness killed mid-write) is ignored."""
-    entries = []
-    try:
-        with open(path) as f:
-            for line in f:
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    continue
-    except FileNotFoundError:
-        pass
-    return entries
+    """The ledger's entries (:func:`harness.jsonlines.read`: a torn last line is ignored)."""
+    return jsonlines.read(path)
 
 
 def outstanding(entries: list[dict], run: str | None = None) -> list[dict]:

@@ -126,7 +126,8 @@ def explore(path: str, out: str, depth: int = 1, seed: int = 0, budget: float | 
     if do_shrink:
         from harness.explore.shrink import shrink
         for rec in [r for r in doc["schedules"] if r["status"] == "fail"][:3]:
-            doc["shrunk"].append(shrink(workload, Schedule.parse(rec["key"]), run_dir, ledger, rec["key"]))
+            doc["shrunk"].append(shrink(workload, Schedule.parse(rec["key"]), run_dir, ledger, rec["key"],
+                                        lambda d, directory, name, lg: classify(run_doc(d, directory, name, lg))[0] == "fail"))
     with open(os.path.join(run_dir, "explore.json"), "w") as f:
         json.dump(doc, f, indent=1)
     with open(os.path.join(run_dir, "report.md"), "w") as f:

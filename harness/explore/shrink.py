@@ -15,14 +15,13 @@ from harness.explore import build
 from harness.explore.schedule import Schedule
 
 
-def _fails(workload, sch, steps, directory, ledger, n) -> bool:
-    from harness.explore.run import classify, run_doc
-    entry = run_doc(build.schedule_doc(workload, sch, steps), directory, f"try-{n:03d}", ledger)
-    return classify(entry)[0] == "fail"
+def shrink(workload: dict, schedule: Schedule, run_dir: str, ledger, origin: str, fails, max_tries: int = 12) -> dict:
+    """Shrink *schedule* on *workload*; returns ``{"from", "key", "steps", "scenario", "fails"}``.
+    *fails(doc, directory, name, ledger) -> bool* runs one scenario document and says whether it
+    failed (:mod:`harness.explore.run` gives its runner: this module does not import it)."""
+    def _fails(workload, sch, steps, directory, ledger, n) -> bool:
+        return fails(build.schedule_doc(workload, sch, steps), directory, f"try-{n:03d}", ledger)
 
-
-def shrink(workload: dict, schedule: Schedule, run_dir: str, ledger, origin: str, max_tries: int = 12) -> dict:
-    """Shrink *schedule* on *workload*; returns ``{"from", "key", "steps", "scenario", "fails"}``."""
     directory = os.path.join(run_dir, "shrink", origin.replace("@", "-at-")[:120])
     steps = list(workload["steps"])
     tries = 0

@@ -77,8 +77,8 @@ def write_armed(directory: str, armed: dict) -> None:
 
 
 def read_jsonl(path: str) -> list[dict]:
-    """The JSON lines of *path* (:func:`harness.ledger.read`: [] if none, a torn last line skipped)."""
-    from harness.ledger import read  # not at import: harness.ledger imports the verbs
+    """The JSON lines of *path* (:func:`harness.jsonlines.read`: [] if none, a torn last line skipped)."""
+    from harness.jsonlines import read
     return read(path)
 
 
