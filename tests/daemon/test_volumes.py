@@ -130,7 +130,9 @@ def test_copy_up_of_image_content(stack):
     # an existing, non-empty volume is not filled again
     assert "extra:x:9:9" in stack.ok("run", "--rm", "-v", "etcvol:/etc", "busybox", "cat", "/etc/passwd")
     # nocopy: an empty volume
-    assert stack.ok("run", "--rm", "-v", "empty1:/etc:nocopy", "busybox", "ls", "-A", "/etc") == ""
+    # (only the mount points of the engine's /etc/hostname, hosts, resolv.conf, as under dockerd)
+    assert set(stack.ok("run", "--rm", "-v", "empty1:/etc:nocopy", "busybox", "ls", "-A", "/etc").split()) <= {
+        "hostname", "hosts", "resolv.conf"}
     # an anonymous volume over /bin (a directory of the image) gets its content too
     assert stack.ok("run", "--rm", "-v", "/bin", "busybox", "/bin/busybox", "true") == ""
     # a mount point the image lacks: an empty volume
