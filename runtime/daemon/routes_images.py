@@ -228,17 +228,21 @@ async def _prune_parents(d, parent: str) -> list[dict]:
     deleted (``{"Deleted": id}``, event ``delete``), up to the first that is kept."""
     out = []
     used = {c.Image for c in d.containers.values()}
-    while parent:
-        try:
-            img = await d.backend.image_get(parent)
-        except NotFound:
-            break
-        if img.get("RepoTags") or img.get("RepoDigests") or parent in used or await _children(d, parent):
+    images = {i["Id"]: i for i in await d.backend.image_list()}   # one listing for the whole chain
+    children = {}
+    for i in images.values():
+        if i.get("Parent"):
+            children.setdefault(i["Parent"], set()).add(i["Id"])
+    gone: set[str] = set()
+    while parent in images:
+        img = images[parent]
+        if img.get("RepoTags") or img.get("RepoDigests") or parent in used or children.get(parent, set()) - gone:
             break
         try:
             await d.backend.image_delete_id(parent)
         except NotFound:
             break
+        gone.add(parent)
         out.append({"Deleted": parent})
         d.events.publish("image", "delete", parent, {"name": parent})
         parent = img.get("Parent") or ""
