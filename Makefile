@@ -15,7 +15,7 @@ demo: setup
 	.venv/bin/capsize demo
 
 test: setup
-	.venv/bin/python -m pytest -q -p no:cacheprovider tests
+	.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 tests
 
 # the Engine API fuzz test of the suite (tests/daemon/test_fuzz.py), longer: 200 examples per
 # operation, up to 15 minutes
