@@ -13,9 +13,9 @@ containerd's): pull, push, login.
                                                 D size: N`` and ``{"aux": {"Tag", "Digest",
                                                 "Size"}}``; no tag: every tag of the repository
 ``POST /auth``                                  ``docker login``: ``{"Status": "Login
-                                                Succeeded"}``; refused: 401 ``login attempt to
-                                                http://H/v2/ failed with status: 401
-                                                Unauthorized``
+                                                Succeeded"}``; refused: 500 (as dockerd 20.10)
+                                                ``login attempt to http://H/v2/ failed with
+                                                status: 401 Unauthorized``
 ==============================================  ==============================================
 
 Credentials come in ``X-Registry-Auth`` (:mod:`runtime.daemon.registry_auth`); ``docker logout``
@@ -36,7 +36,7 @@ from runtime.api.runtimed import Requests
 from runtime.daemon import images as imgs
 from runtime.daemon.api import json_response, read_json
 from runtime.daemon.registry_auth import decode_auth
-from runtime.errors import InvalidArgument, NotFound, PermissionDenied
+from runtime.errors import CapsizeError, InvalidArgument, NotFound, PermissionDenied, Unavailable
 
 NAMESPACE = "capsize"
 
@@ -54,9 +54,19 @@ def message(ev: dict) -> dict:
     return out
 
 
+async def _transfer(d, call):
+    """capsize-runtimed's transfer lines; an error before the first line is the reply's, with
+    dockerd's status: a registry that cannot be reached or refuses the credentials is a 500 for
+    dockerd (measured: tests/daemon/data/registry-errors.json), not a 503/403."""
+    try:
+        return await d.backend.transfer(call)
+    except (Unavailable, PermissionDenied) as e:
+        raise CapsizeError(e.message) from None
+
+
 async def _stream(request: web.Request, call, finish) -> web.StreamResponse:
     d = _d(request)
-    lines = await d.backend.transfer(call)   # errors before the first line: the reply's status
+    lines = await _transfer(d, call)   # errors before the first line: the reply's status
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     await resp.prepare(request)
 
@@ -123,7 +133,7 @@ async def push(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     for n in names:
         current[0] = n
-        lines = await d.backend.transfer(Requests(NAMESPACE).push_image(n, None, auth))
+        lines = await _transfer(d, Requests(NAMESPACE).push_image(n, None, auth))
         async for ev in lines:
             if "error" in ev:
                 text = (ev["error"] or {}).get("message", "unknown error")
@@ -147,8 +157,8 @@ async def auth(request: web.Request) -> web.Response:
     creds = {k: body[k] for k in ("username", "password") if isinstance(body.get(k), str)}
     try:
         await d.backend.registry_login(server, creds)
-    except PermissionDenied as e:
-        return json_response({"message": str(e)}, status=401)
+    except (PermissionDenied, Unavailable) as e:   # dockerd 20.10 answers a refused login with a 500
+        raise CapsizeError(e.message) from None
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 

@@ -49,6 +49,8 @@ TIMEOUT = 30.0
 _PATH = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+#: Go's distribution client's ErrNoBasicAuthCredentials, as dockerd shows it.
+NO_BASIC_AUTH = "no basic auth credentials"
 
 
 class RegistryError(CapsizeError):
@@ -213,9 +215,14 @@ class Client:
             if hasattr(body, "seek") and attempt:
                 body.seek(0)
             resp = self._send(method, url, h, body)
-            if resp.status == 401 and attempt == 0 and self._authorize(resp, scope):
-                resp.close()
-                continue
+            if resp.status == 401 and attempt == 0:
+                if 401 not in ok and self._needs_basic_credentials(resp):
+                    resp.close()
+                    raise PermissionDenied(f'{method.capitalize()} "{url}": {NO_BASIC_AUTH}', status=401,
+                                           cause=NO_BASIC_AUTH)
+                if self._authorize(resp, scope):
+                    resp.close()
+                    continue
             break
         if follow and resp.status in (301, 302, 303, 307, 308) and "location" in resp.headers:
             target = urljoin(url, resp.headers["location"])
@@ -240,6 +247,12 @@ class Client:
         return RegistryError(text, status=status, registry_codes=sorted(codes))
 
     # -- authentication -----------------------------------------------------------------------
+    def _needs_basic_credentials(self, resp: Response) -> bool:
+        """A ``Basic`` challenge and no username to answer it with (Go's distribution client's
+        ``ErrNoBasicAuthCredentials``: dockerd reports it without asking the registry again)."""
+        kind = resp.headers.get("www-authenticate", "").partition(" ")[0].lower()
+        return kind == "basic" and not (self.credentials and "username" in self.credentials)
+
     def _authorize(self, resp: Response, scope: str) -> bool:
         """Answer a 401's challenge; True when there is something new to retry with."""
         challenge = resp.headers.get("www-authenticate", "")
@@ -283,9 +296,13 @@ class Client:
         except (ValueError, KeyError, AttributeError):
             raise PermissionDenied(f"the token server at {realm} answered no token") from None
 
-    def ping(self) -> None:
-        """``GET /v2/`` (the API version check): Unavailable when unreachable; with credentials,
-        PermissionDenied when they are refused (what ``docker login`` checks)."""
+    def ping(self, check_credentials: bool = True) -> None:
+        """``GET /v2/`` (the API version check): Unavailable when unreachable; with credentials
+        and *check_credentials*, PermissionDenied when they are refused (what ``docker login``
+        and a pull check; a push, as dockerd's, finds refused credentials at its first upload)."""
+        if not check_credentials:
+            with self._send("GET", self.url("/v2/"), {}) as resp:
+                return
         with self.request("GET", "/v2/", scope="", ok=(200, 401)) as resp:
             if resp.status == 401 and self.credentials:
                 raise PermissionDenied("unauthorized: authentication required")

@@ -37,8 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from runtime.errors import InvalidArgument, NotFound, PermissionDenied, Unimplemented
 from runtime.highlevel.content import sha256_digest
-from runtime.highlevel.images import INDEX_TYPES, MANIFEST_TYPES, MAX_JSON, ImageStore, _json, host_arch
-from runtime.highlevel.registry import MANIFEST_ACCEPT, Client, parse_reference, repo_path, scope
+from runtime.highlevel.images import INDEX_TYPES, MANIFEST_TYPES, MAX_JSON, MT_OCI_MANIFEST, ImageStore, _json, host_arch
+from runtime.highlevel.registry import MANIFEST_ACCEPT, NO_BASIC_AUTH, Client, parse_reference, repo_path, scope
+from runtime.highlevel.upload import Uploads, push_layer
 
 CONCURRENCY = 3
 CHUNK = 1 << 20
@@ -64,7 +65,17 @@ def in_parallel(fn, items: list, concurrency: int, name: str) -> None:
 
 
 def fetch_manifest(client: Client, path: str, reference: str, want: str | None = None) -> tuple[bytes, str, str]:
-    """(bytes, media type, digest) of manifest *reference* of *path*, verified (see the module)."""
+    """(bytes, media type, digest) of manifest *reference* of *path*, verified (see the module).
+
+    A tag is resolved first with ``HEAD`` (its ``Docker-Content-Digest``), then the manifest is
+    fetched by digest, as containerd's resolver and dockerd do; a ``HEAD`` 404 (no body) is asked
+    again with ``GET`` for the registry's error."""
+    if not want and not reference.startswith("sha256:"):
+        with client.request("HEAD", f"{repo_path(path)}/manifests/{reference}", scope(path),
+                            headers={"Accept": MANIFEST_ACCEPT}, ok=(200, 404)) as resp:
+            found = resp.headers.get("docker-content-digest", "") if resp.status == 200 else ""
+        if found.startswith("sha256:"):
+            reference = want = found
     with client.request("GET", f"{repo_path(path)}/manifests/{reference}", scope(path),
                         headers={"Accept": MANIFEST_ACCEPT}) as resp:
         data = resp.read(MAX_JSON + 1)
@@ -124,7 +135,11 @@ def fetch_layer(images: ImageStore, client: Client, path: str, desc: dict, progr
             from runtime.errors import Unavailable
             raise Unavailable(f"unexpected EOF: blob {digest} ended after {ing.offset} of {size} bytes")
         progress({"id": lid, "status": "Verifying Checksum"})
-        ing.commit()
+        try:
+            ing.commit()
+        except InvalidArgument as e:   # dockerd's text (distribution/pull_v2.go), the details logged
+            images.log.error("layer verification failed", digest=digest, error=str(e))
+            raise InvalidArgument(f"filesystem layer verification failed for digest {digest}") from None
     progress({"id": lid, "status": "Download complete"})
     return "downloaded"
 
@@ -145,6 +160,8 @@ def pull(images: ImageStore, namespace: str, reference: str, credentials: dict |
         raise NotFound(f"pull access denied for {ref.familiar}, repository does not exist or may require "
                        f"'docker login': {e}") from None
     except PermissionDenied as e:
+        if e.fields.get("cause") == NO_BASIC_AUTH:
+            raise
         raise NotFound(f"pull access denied for {ref.familiar}, repository does not exist or may require "
                        f"'docker login': {e}") from None
     progress({"id": ref.object if not ref.digest else short(ref.digest),
@@ -193,6 +210,10 @@ def pull(images: ImageStore, namespace: str, reference: str, credentials: dict |
             for layer in layers:
                 progress({"id": short(layer["digest"]), "status": "Extracting"})
             images._unpack(layers, diff_ids, lease)
+            meta, _ = distribution_state(images)
+            for layer, diff_id in zip(layers, diff_ids):
+                if isinstance(layer.get("size"), int):
+                    meta.add(diff_id, layer["digest"], layer["size"], str(layer.get("mediaType", "")), ref.repository)
             for layer in layers:
                 progress({"id": short(layer["digest"]), "status": "Pull complete"})
             for blob, want in blobs:
@@ -250,20 +271,43 @@ def push(images: ImageStore, namespace: str, name: str, reference: str | None = 
     row = images.md.get_image(namespace, normalize_name(name))
     ref = parse_reference(reference or row["name"])
     client = Client(ref.domain, credentials, ca_file)
-    client.ping()
+    progress({"status": f"The push refers to repository [{ref.repository}]"})
+    try:
+        return _push(images, namespace, row, ref, client, progress, concurrency)
+    except PermissionDenied as e:   # dockerd's push shows the bare cause (no basic auth credentials)
+        if e.fields.get("cause"):
+            raise PermissionDenied(e.fields["cause"], status=e.fields.get("status")) from None
+        raise
+
+
+def _push(images: ImageStore, namespace: str, row: dict, ref, client: Client, progress, concurrency: int) -> dict:
+    client.ping(check_credentials=False)
     manifest_bytes = images.content.read(row["target_digest"])
-    manifest, _ = images.manifest_and_config(row)
+    manifest, config = images.manifest_and_config(row)
     media_type = row["target_media_type"]
     if media_type in INDEX_TYPES:   # push the platform's manifest only
         desc = ImageStore._pick_platform(_json(images.content.read(row["target_digest"]), "index")
                                          .get("manifests") or [], "image index")
         manifest_bytes, media_type = images.content.read(desc["digest"]), desc["mediaType"]
-    progress({"status": f"The push refers to repository [{ref.repository}]"})
     layers = list(manifest.get("layers") or [])
     for layer in layers:
         progress({"id": short(layer["digest"]), "status": "Preparing"})
-    in_parallel(lambda d: upload_blob(images, client, ref.path, d, progress), layers, concurrency, "push")
+    diff_ids = ImageStore._diff_ids(config, f"image {row['name']}")
+    if len(diff_ids) != len(layers):
+        raise InvalidArgument(f"image {row['name']}: {len(layers)} layers but {len(diff_ids)} diff IDs")
+    meta, uploads = distribution_state(images)
+    pushed: list = [None] * len(layers)
+    oci = media_type == MT_OCI_MANIFEST
+
+    def one(i: int) -> None:
+        pushed[i] = push_layer(client, ref.domain, ref.path, images.content.open, layers[i], diff_ids[i], oci,
+                               meta, uploads, progress, images.log)
+    in_parallel(one, list(range(len(layers))), concurrency, "push")
     upload_blob(images, client, ref.path, manifest["config"], lambda ev: None)
+    if pushed != layers:   # layers compressed on the way: the manifest names the blobs sent
+        doc = _json(manifest_bytes, "manifest")
+        doc["layers"] = pushed
+        manifest_bytes = json.dumps(doc, indent=3).encode()
     tag = ref.tag or "latest"
     with client.request("PUT", f"{repo_path(ref.path)}/manifests/{tag}", scope(ref.path, "pull,push"),
                         body=manifest_bytes, headers={"Content-Type": media_type,
@@ -274,6 +318,15 @@ def push(images: ImageStore, namespace: str, name: str, reference: str | None = 
     progress({"status": f"{tag}: digest: {digest} size: {len(manifest_bytes)}"})
     images.log.info("image pushed", namespace=namespace, name=row["name"], to=str(ref), digest=digest)
     return {"digest": digest, "size": len(manifest_bytes), "tag": tag}
+
+
+def distribution_state(images: ImageStore):
+    """(v2 metadata, upload records) beside the content store: ``<root>/runtimed/distribution``
+    (:mod:`runtime.highlevel.distmeta`) and ``<root>/runtimed/uploads`` (:mod:`runtime.highlevel.upload`)."""
+    import os
+    from runtime.highlevel.distmeta import DistributionMetadata
+    base = os.path.dirname(images.content.dir)
+    return DistributionMetadata(os.path.join(base, "distribution")), Uploads(os.path.join(base, "uploads"))
 
 
 def dumps(obj) -> bytes:

@@ -65,7 +65,7 @@ def test_login_push_logout(engine, registry):
     ref = f"{reg.address}/private:1"
     engine.ok("tag", "busybox:latest", ref)
     r = engine.cli("push", ref)
-    assert r.returncode == 1 and "unauthorized" in r.stderr
+    assert r.returncode == 1 and r.stderr.strip() == "no basic auth credentials"
     r = engine.cli("login", "-u", "alice", "-p", "wrong", reg.address)
     assert r.returncode == 1
     assert f"login attempt to http://{reg.address}/v2/ failed with status: 401 Unauthorized" in r.stderr
@@ -78,7 +78,7 @@ def test_login_push_logout(engine, registry):
     engine.ok("rmi", ref)
     engine.ok("logout", reg.address)
     r = engine.cli("pull", ref)
-    assert r.returncode == 1 and "may require 'docker login'" in r.stderr
+    assert r.returncode == 1 and "no basic auth credentials" in r.stderr
 
 
 @pytest.mark.reference
@@ -104,3 +104,20 @@ def test_round_trips_with_real_docker(engine, registry, tmp_path):
     assert f"Status: Downloaded newer image for {theirs}" in out
     assert engine.ok("run", "--rm", theirs, "echo", "docker-made") == "docker-made"
     engine.ok("rmi", mine, theirs)
+
+
+def test_error_table_is_dockerds(engine, registry, tmp_path):
+    """Every case of tests/daemon/registry_errors.py gives dockerd's status, text and CLI output
+    (the table measured on a private dockerd: tests/daemon/data/registry-errors.json), and the
+    content store is consistent afterwards (nothing half-made)."""
+    from tests.daemon.registry_errors import CASES, DATA, measure
+    with open(DATA) as f:
+        want = json.load(f)["cases"]
+    got = measure(engine.cli, engine.sock, registry(), registry(users={"alice": "s3cret"}), str(tmp_path))
+    assert sorted(got) == sorted(CASES) == sorted(want)
+    for case in CASES:
+        assert got[case] == want[case], case
+    from runtime.highlevel.fsck import PROBLEMS, verify
+    report = verify(engine.root)
+    assert {k: report[k] for k in PROBLEMS} == {k: [] for k in PROBLEMS}
+    assert report["partial_ingests"] == []
