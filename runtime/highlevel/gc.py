@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 from contextlib import contextmanager
 
@@ -169,6 +170,9 @@ def collect(metadata, content, snapshotter, leases: Leases, only: tuple[set, set
             snapshotter.remove_dir(name)
             report["dirs_removed"] += 1
         content.clean_ingest()
+        from runtime.highlevel.content import INGEST_EXPIRY
+        from runtime.highlevel.upload import clean_uploads
+        clean_uploads(os.path.join(os.path.dirname(content.dir), "uploads"), INGEST_EXPIRY)
     if log is not None and any(report[k] for k in ("blobs_removed", "snapshots_removed", "dirs_removed")):
         log.info("garbage collected", **report)
     return report

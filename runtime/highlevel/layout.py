@@ -10,6 +10,8 @@ Persistent, under ``<root>/runtimed/``:
 ``snapshots/<dir>/``   one per snapshot: ``fs/`` (a layer's files, or an active snapshot's
                        upper dir) and, for active snapshots, ``work/`` (overlayfs workdir)
 ``tmp/``               uploads being imported, exports being written
+``distribution/``      which registry blobs each layer is known as (:mod:`runtime.highlevel.distmeta`)
+``uploads/``           push sessions to resume (:mod:`runtime.highlevel.upload`), GC'd after an hour
 =====================  =====================================================================
 
 Volatile, under ``<state>/``:

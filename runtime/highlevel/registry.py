@@ -19,7 +19,9 @@ Errors, with the texts dockerd shows (moby's distribution/errors.go, errcode's
 ``"<code in words>: <message>"``): a registry that cannot be reached is
 :class:`~runtime.errors.Unavailable` (``Get "http://H/v2/": dial tcp H: connect: connection
 refused``); a 401 is :class:`~runtime.errors.PermissionDenied` (``unauthorized: authentication
-required``); a missing manifest or repository is
+required``; a ``Basic`` challenge with no credentials: ``<Method> "<url>": no basic auth
+credentials``, Go's url.Error around distribution's ErrNoBasicAuthCredentials, the bare cause in
+the error's ``cause`` field); a missing manifest or repository is
 :class:`~runtime.errors.NotFound`; anything else the registry answers is
 :class:`RegistryError` (the status and the registry's errors). Docker Hub is never contacted:
 pulling from ``docker.io`` is :class:`~runtime.errors.Unavailable`.
