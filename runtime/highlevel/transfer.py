@@ -183,8 +183,6 @@ def pull(images: ImageStore, namespace: str, reference: str, credentials: dict |
     for layer in layers:
         if not isinstance(layer, dict) or not isinstance(layer.get("digest"), str):
             raise InvalidArgument(f"manifest {digest}: a layer is not a descriptor")
-        if "zstd" in str(layer.get("mediaType", "")):
-            raise Unimplemented("zstd-compressed layers are not supported")
 
     name = ref.repository + (f"@{ref.digest}" if ref.digest else f":{ref.tag}")
     with images.leases.hold() as lease:
