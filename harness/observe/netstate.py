@@ -95,15 +95,17 @@ def _flag(argv: list[str], *names: str) -> str | None:
 def proxies(netns_inode: int) -> list[dict]:
     """The port proxies in the namespace with inode *netns_inode*: ``[{"pid", "name", "argv",
     "container_ip", "container_port", "host_port", "proto"}]`` (from docker-proxy's flags
-    ``-container-ip``, ``-container-port``, ``-host-port``, ``-proto``; the same spelled with two
-    dashes for capsize-proxy)."""
+    ``-container-ip``, ``-container-port``, ``-host-port``, ``-proto``, which capsize-proxy takes
+    too, :mod:`runtime.proxy.cli`; its name is its second word, after the venv's python)."""
     from harness.reference.cleanup import find_processes, net_namespace_inode
     found = []
-    for p in find_processes(lambda argv, p: bool(argv) and os.path.basename(argv[0]) in PROXY_NAMES):
+    # capsize-proxy is a console script: its command line is ``<venv>/python3 <venv>/capsize-proxy ...``
+    for p in find_processes(lambda argv, p: any(os.path.basename(a) in PROXY_NAMES for a in (argv or [])[:2])):
         if net_namespace_inode(p.pid) != netns_inode:
             continue
         argv = p.info["cmdline"]
-        found.append({"pid": p.pid, "name": os.path.basename(argv[0]), "argv": argv,
+        name = next(os.path.basename(a) for a in argv[:2] if os.path.basename(a) in PROXY_NAMES)
+        found.append({"pid": p.pid, "name": name, "argv": argv,
                       "container_ip": _flag(argv, "-container-ip", "--container-ip"),
                       "container_port": _flag(argv, "-container-port", "--container-port"),
                       "host_port": _flag(argv, "-host-port", "--host-port"),

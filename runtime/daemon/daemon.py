@@ -21,7 +21,7 @@ import time
 from runtime import atomicfile
 from runtime.api import exits
 from runtime.daemon import copyup, hostconfig, reconcile, restart, sandbox, settings, stdin as stdinmod, stop as stopmod
-from runtime.daemon import bridge as bridgemod, endpoints, hostsfile, volumes as volmod
+from runtime.daemon import bridge as bridgemod, endpoints, hostsfile, ports as portsmod, volumes as volmod
 from runtime.daemon.backend import Backend
 from runtime.daemon.environ import merge_env
 from runtime.daemon.events import EventBus
@@ -55,6 +55,8 @@ class Daemon:
         self.shutting_down = False
         #: the networks (runtime.daemon.networks): bridges only when capsized runs in a namespace of its own
         self.networks = Networks(config.data_root, self.daemon_id, durable=getattr(config, "fsync_state", False))
+        self.networks.port_rules = lambda: portsmod.dnat_rules(self)   # published ports' DNAT
+        self.port_allocator = portsmod.Allocator()   # host ports given out (runtime.daemon.ports)
         #: whether the start-up reconcile (reconcile.at_start) ran: not while the runtime is down
         self.reconciled = False
         #: ids of the builds running in this process (:class:`runtime.daemon.builder.Build`): what
@@ -218,6 +220,7 @@ class Daemon:
                 raise InvalidArgument(f"{key} must be a list of strings")
         hostconfig.validate(cfg, host)   # mounts; what capsize would otherwise ignore is refused
         hostsfile.validate(host)   # --add-host, --dns...
+        portsmod.validate(cfg, host, self.networks.private)   # -p, -P
         if any(e.endswith(":" + hostsfile.HOST_GATEWAY) for e in host.get("ExtraHosts") or []) \
                 and not self.networks.private:
             raise InvalidArgument("unable to derive the IP value for host-gateway: capsized runs in the host's "
@@ -406,6 +409,7 @@ class Daemon:
         removed (``SandboxKey`` emptied); False when the sandbox could not go (logged)."""
         c = self.containers.get(cid)
         if c is not None:
+            portsmod.unpublish(self, c)   # its proxies and DNAT rules first
             endpoints.detach_all(self, c)
             c.SandboxKey = ""
         try:
@@ -417,8 +421,14 @@ class Daemon:
 
     def attach_endpoints(self, c: Container, sandbox_key: str) -> None:
         """*c*'s endpoints on each of its networks, in its sandbox at *sandbox_key*
-        (:func:`runtime.daemon.endpoints.attach_all`; what :func:`runtime.daemon.sandbox.apply` calls)."""
+        (:func:`runtime.daemon.endpoints.attach_all`; what :func:`runtime.daemon.sandbox.apply` calls),
+        then its published ports (:func:`runtime.daemon.ports.publish`: a failure detaches them again)."""
         endpoints.attach_all(self, c, sandbox_key)
+        try:
+            portsmod.publish(self, c)
+        except BaseException:
+            endpoints.detach_all(self, c)
+            raise
 
     def names_changed(self, c: Container) -> None:
         """Container *c* joined or left networks (or stopped): the /etc/hosts of its peers

@@ -28,8 +28,8 @@ Inspect's ``Mounts`` lists the binds and the ``Mounts`` entries (not ``Tmpfs``, 
 
 ``VolumesFrom`` is 501. Fields that would change what the container sees
 but that capsize cannot honour are refused (:func:`validate`) instead of being ignored: port
-publishing without ``--network host`` (a container's network namespace has only ``lo``),
-``Devices``,
+publishing with ``--network container:X`` (400, dockerd's text; the other port checks are
+:func:`runtime.daemon.ports.validate`'s), ``Devices``,
 ``DeviceRequests``, ``DeviceCgroupRules``, ``Links``, ``VolumeDriver`` other than
 ``local``, ``PidMode`` other than ``host`` (``container:X`` 501, anything else 400 ``invalid PID
 mode``), ``IpcMode`` other than private/shareable, ``UTSMode``, ``UsernsMode`` other than host,
@@ -332,11 +332,8 @@ def validate(cfg: dict, host: dict) -> None:
             raise InvalidArgument("invalid container format container:<name|id>")
     exposed = cfg.get("ExposedPorts") or {}
     publishing = bool(host.get("PortBindings")) or (host.get("PublishAllPorts") and exposed)
-    if publishing and mode != "host":
-        if mode == "none" or mode.startswith("container:"):
-            raise InvalidArgument("conflicting options: port publishing and the container type network mode")
-        raise Unimplemented("capsize cannot publish ports (-p, -P): a container's network namespace has only "
-                            "the loopback interface; use --network host to use the host's ports")
+    if publishing and mode.startswith("container:"):   # the rest: runtime.daemon.ports.validate
+        raise InvalidArgument("conflicting options: port publishing and the container type network mode")
     for key, flag, why in _REFUSED:
         if host.get(key):
             raise Unimplemented(f"capsize does not support {key} ({flag}){why}")

@@ -132,6 +132,9 @@ class Container:
     #: network name -> EndpointSettings (:mod:`runtime.daemon.endpoints`): the networks it is
     #: on, their runtime fields filled while it runs
     Networks: dict = field(default_factory=dict)
+    #: the published ports while it runs (:func:`runtime.daemon.ports.publish`): ``[{"Proto",
+    #: "HostIp", "HostPort", "ContainerIp", "ContainerPort", "Device"}]``, empty otherwise
+    PortMappings: list = field(default_factory=list)
     # runtime-side facts (not part of the API)
     TaskExists: bool = False
 
@@ -154,7 +157,7 @@ class Container:
                 "HasBeenStartedBefore": self.HasBeenStartedBefore,
                 "HasBeenManuallyStopped": self.HasBeenManuallyStopped, "LogPath": self.LogPath,
                 "MountPoints": self.MountPoints, "TaskExists": self.TaskExists, "SandboxKey": self.SandboxKey,
-                "Networks": self.Networks}
+                "Networks": self.Networks, "PortMappings": self.PortMappings}
 
     @classmethod
     def from_record(cls, r: dict) -> "Container":
@@ -166,7 +169,8 @@ class Container:
                    HasBeenManuallyStopped=r.get("HasBeenManuallyStopped", False),
                    LogPath=r.get("LogPath", ""), MountPoints=r.get("MountPoints") or [],
                    TaskExists=r.get("TaskExists", False), SandboxKey=r.get("SandboxKey", ""),
-                   Networks=r.get("Networks") if "Networks" in r else _networks_of_old(r))
+                   Networks=r.get("Networks") if "Networks" in r else _networks_of_old(r),
+                   PortMappings=r.get("PortMappings") or [])
 
     def notify(self) -> None:
         """Wake everything waiting on :attr:`changed`."""
@@ -217,10 +221,11 @@ class Container:
         """Inspect's ``NetworkSettings``: ``Networks`` (name -> EndpointSettings); the top-level
         address, gateway and MAC are those of the default ``bridge`` network's endpoint (dockerd's)."""
         from runtime.daemon.endpoints import view
+        from runtime.daemon.ports import inspect_ports
         nets = {name: view(ep) for name, ep in self.Networks.items()}
         ep = nets.get("bridge") or {}
         return {"Bridge": "", "SandboxID": "", "HairpinMode": False,
-                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
+                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": inspect_ports(self),
                 "SandboxKey": self.SandboxKey, "SecondaryIPAddresses": None,
                 "SecondaryIPv6Addresses": None, "EndpointID": ep.get("EndpointID", ""),
                 "Gateway": ep.get("Gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
@@ -229,8 +234,10 @@ class Container:
 
     def summary(self) -> dict:
         """One ``GET /containers/json`` item (ContainerSummary)."""
+        from runtime.daemon.ports import summary_ports
         return {"Id": self.ID, "Names": [self.Name], "Image": self.image_ref, "ImageID": self.Image,
-                "Command": self.command_text(), "Created": self.Created // 1_000_000_000, "Ports": [],
+                "Command": self.command_text(), "Created": self.Created // 1_000_000_000,
+                "Ports": summary_ports(self),
                 "Labels": dict(self.labels), "State": self.State.Status, "Status": self.State.status_text(),
                 "HostConfig": {"NetworkMode": self.HostConfig.get("NetworkMode") or "default"},
                 "NetworkSettings": {"Networks": self.network_settings()["Networks"]}, "Mounts": self.mounts()}

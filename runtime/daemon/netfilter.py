@@ -15,7 +15,21 @@ reader sees the old rules or the new ones, never half; :func:`ruleset` gives the
         chain postrouting {      # type nat hook postrouting priority srcnat; policy accept
             ip saddr 172.17.0.0/16 oifname != "capsize0" masquerade   # each non-internal bridge
         }
+        chain prerouting {       # type nat hook prerouting priority dstnat; policy accept
+            fib daddr type local jump ports                 # dockerd: -m addrtype --dst-type LOCAL -j DOCKER
+        }
+        chain output {           # type nat hook output priority -100 (dstnat); policy accept
+            ip daddr != 127.0.0.0/8 fib daddr type local jump ports   # locally originated (not loopback)
+        }
+        chain ports {            # dockerd's nat DOCKER chain: one DNAT per published IPv4 port
+            iifname != "capsize0" tcp dport 8080 dnat ip to 172.17.0.2:80
+            iifname != "capsize0" ip daddr 127.0.0.1 udp dport 9000 dnat ip to 172.17.0.2:90
+        }
     }
+
+The ``ports`` chains (:class:`Dnat`, from :mod:`runtime.daemon.ports`) exist only while a port
+is published. As dockerd with its userland proxy, traffic from the container's own bridge and to
+127.0.0.0/8 is not DNATed: the proxy (``capsize-proxy``) serves it.
 
 :func:`apply` runs it for a set of :class:`Rule` inputs (one per bridge network) and is called
 after every network create/remove and at start-up (a SIGKILLed capsized's table is replaced by
@@ -51,12 +65,41 @@ class Rule:
     internal: bool = False
 
 
+@dataclass(frozen=True)
+class Dnat:
+    """One published IPv4 port: *host_ip* (``0.0.0.0``: any local address) *host_port*/*proto*
+    to *container_ip*:*container_port* behind bridge *device*."""
+
+    proto: str
+    host_ip: str
+    host_port: int
+    container_ip: str
+    container_port: int
+    device: str
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', "") + '"'
 
 
-def ruleset(bridges: list[Rule]) -> str:
-    """The ``nft -f`` text that replaces the table with the rules for *bridges* (module docstring)."""
+def _port_chains(ports: list[Dnat]) -> list[str]:
+    if not ports:
+        return []
+    rules = []
+    for p in ports:
+        daddr = "" if p.host_ip == "0.0.0.0" else f"ip daddr {p.host_ip} "
+        rules.append(f"iifname != {_quote(p.device)} {daddr}{p.proto} dport {p.host_port} "
+                     f"dnat ip to {p.container_ip}:{p.container_port}")
+    return ["  chain prerouting {", "    type nat hook prerouting priority dstnat; policy accept;",
+            "    fib daddr type local jump ports", "  }",
+            "  chain output {", "    type nat hook output priority -100; policy accept;",
+            "    ip daddr != 127.0.0.0/8 fib daddr type local jump ports", "  }",
+            "  chain ports {", *("    " + r for r in rules), "  }"]
+
+
+def ruleset(bridges: list[Rule], ports: list[Dnat] | None = None) -> str:
+    """The ``nft -f`` text that replaces the table with the rules for *bridges* and the published
+    *ports* (module docstring)."""
     forward, nat = [], []
     devices = [b.device for b in bridges]
     for b in bridges:
@@ -74,7 +117,7 @@ def ruleset(bridges: list[Rule]) -> str:
         "  chain forward {", "    type filter hook forward priority filter; policy accept;",
         *("    " + r for r in forward), "  }",
         "  chain postrouting {", "    type nat hook postrouting priority srcnat; policy accept;",
-        *("    " + r for r in nat), "  }", "}", ""])
+        *("    " + r for r in nat), "  }", *_port_chains(ports or []), "}", ""])
     return body
 
 
@@ -101,10 +144,10 @@ def _guard() -> None:
                            f"devices it did not make ({', '.join(foreign)})")
 
 
-def apply(bridges: list[Rule]) -> None:
-    """Replace ``table inet capsize`` with the rules for *bridges* (after the namespace check)."""
+def apply(bridges: list[Rule], ports: list[Dnat] | None = None) -> None:
+    """Replace ``table inet capsize`` with the rules for *bridges* and *ports* (after the namespace check)."""
     _guard()
-    _nft(["-f", "-"], ruleset(bridges))
+    _nft(["-f", "-"], ruleset(bridges, ports))
 
 
 def remove() -> None:

@@ -87,6 +87,8 @@ class Networks:
         self.bridges: dict[str, bridgemod.Bridge] = {}   # id -> its bridge (private scope only)
         self.ipam = None
         self.private = False
+        #: the published ports' DNAT rules (:func:`runtime.daemon.ports.dnat_rules`, set by the daemon)
+        self.port_rules = list
 
     def predefined_id(self, name: str) -> str:
         return hashlib.sha256(f"{self.daemon_id}/{name}".encode()).hexdigest()
@@ -135,7 +137,7 @@ class Networks:
         from runtime.daemon import netfilter
         if self.private:
             netfilter.apply([netfilter.Rule(br.device, br.pool["subnet"], br.internal)
-                             for br in self.bridges.values()])
+                             for br in self.bridges.values()], self.port_rules())
 
     def _save(self) -> None:
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)

@@ -14,6 +14,8 @@ container recorded as running, paused or restarting, the runtime's task decides:
 * an ``AutoRemove`` (``--rm``) container that exited meanwhile is removed (``destroy``);
 * every network sandbox left of a container that is no longer running is removed
   (:func:`runtime.daemon.sandbox.sweep`): a SIGKILLed capsized leaks no netns mount;
+* the published ports (proxies, DNAT rules) of a container that is no longer running are
+  removed (:func:`runtime.daemon.ports.sweep`), as are proxies recorded for unknown containers;
 * on the default bridge, every address no container's endpoint holds is freed
   (:meth:`runtime.daemon.ipam.Ipam.retain`): a capsized killed in the middle of a start (the
   address saved, the container's record not yet) leaks no address.
@@ -95,6 +97,11 @@ async def at_start(daemon) -> None:
         daemon.log.info("removed a leftover network sandbox", container=cid)
         if cid in daemon.containers:
             await daemon.save(daemon.containers[cid])   # its endpoint detached, SandboxKey empty
+    from runtime.daemon import ports
+    for cid in ports.sweep(daemon):   # published ports of containers no longer running (a crash left them)
+        daemon.log.info("removed leftover published ports", container=cid)
+        if cid in daemon.containers:
+            await daemon.save(daemon.containers[cid])
     for nid, br in daemon.networks.bridges.items():
         # a running or paused container's endpoint (after the sweep, no other holds one; one
         # being started right now, when this runs late in on_runtime_up, holds its own already)

@@ -92,8 +92,6 @@ def test_tmpfs_mounts(stack):
     (["--mount", "type=volume,src=v,dst=/data,volume-driver=nfs"], 125, "the local volume driver only"),
     (["-v", "bad name:/data"], 125, "invalid volume specification"),
     (["-p", "8080:80"], 125, "capsize cannot publish ports"),
-    (["--network", "none", "-p", "8080:80"], 125,
-     "conflicting options: port publishing and the container type network mode"),
     (["--add-host", "a:host-gateway"], 125, "unable to derive the IP value for host-gateway"),
     (["--device", "/dev/null:/dev/xnull"], 125, "capsize does not support Devices"),
     (["--network", "container:abc"], 125, "No such container: abc"),
