@@ -33,6 +33,11 @@ from runtime.errors import NotFound
 NAMES = ("runc", "crun", "capsize-runc")
 #: The runtime a container gets when it names none.
 DEFAULT = "capsize-runc"
+#: Environment of a runtime invocation: the caller's pid. capsize-runc then dies with it
+#: (prctl(2) ``PR_SET_PDEATHSIG`` SIGKILL, and at once if it is already re-parented), as
+#: containerd-shim-runc-v2 runs runc (go-runc ``PdeathSignal: SIGKILL``): a ``create`` whose shim
+#: was SIGKILLed must not finish after the clean-up of that shim, leaving a container nobody owns.
+PARENT_ENV = "CAPSIZE_RUNC_PARENT"
 
 #: The wrapper that gives crun a pure cgroup-v1 view on a hybrid host.
 CRUN_HYBRID = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crun-hybrid")

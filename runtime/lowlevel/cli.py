@@ -22,6 +22,7 @@ import sys
 
 from runtime.errors import CapsizeError, InvalidArgument
 from runtime.lowlevel import log
+from runtime.runtimes import PARENT_ENV
 
 VERSION = "0.1.0"
 #: runc's exit codes for its own failures (runc 1.1 main.go fatal / exec.go fatalWithCode).
@@ -211,9 +212,24 @@ def _update_resources(args) -> dict:
     return res
 
 
+def _die_with_parent() -> None:
+    """Die (SIGKILL) with the caller named by :data:`runtime.runtimes.PARENT_ENV` (a shim):
+    prctl(2) ``PR_SET_PDEATHSIG``, then a check that it is still the parent (it may have died
+    before the prctl). The variable is not passed on (hooks, the container's init)."""
+    parent = os.environ.pop(PARENT_ENV, "")
+    if not parent.isdigit():
+        return
+    from runtime.host import HOST, PR_SET_PDEATHSIG
+    from _signal import SIGKILL
+    HOST.prctl(PR_SET_PDEATHSIG, SIGKILL)
+    if os.getppid() != int(parent):
+        os.kill(os.getpid(), SIGKILL)
+
+
 def main(argv: list[str] | None = None) -> int:
     from runtime.lowlevel.args import parse, usage
     argv = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
     try:
         args = parse(argv)
     except InvalidArgument as e:

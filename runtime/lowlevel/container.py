@@ -124,6 +124,25 @@ def _reserve(root: str, container_id: str, host: h.Host) -> State:
         os.close(fd)
 
 
+#: How long ``delete --force`` waits for a ``create`` of the same id in progress (seconds).
+CREATE_WAIT = 10.0
+
+
+def _wait_creator(root: str, container_id: str, timeout: float) -> bool:
+    """Wait until no live ``create`` holds the id (its "creator" file names a live process):
+    ``delete --force`` then removes what that create finished or left, instead of finding no
+    state yet and letting the create finish a container nobody owns. False on timeout."""
+    state_dir = os.path.join(root, container_id)
+    deadline = time.monotonic() + timeout
+    while True:
+        creator = _read_creator(state_dir)
+        if not creator or proc_start_time(creator[0]) != creator[1]:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+
+
 def _read_creator(state_dir: str):
     try:
         with open(os.path.join(state_dir, "creator")) as f:
@@ -419,6 +438,8 @@ def delete(root: str, container_id: str, force: bool = False, host: h.Host = h.H
     """
     from runtime.lowlevel import hooks
 
+    if force:
+        _wait_creator(root, container_id, CREATE_WAIT)
     try:
         st = State.load(root, container_id)
     except NotFound:

@@ -3,7 +3,8 @@
 Every invocation is ``<binary> --root <root> --log <task dir>/log.json --log-format json
 <command> ...``, as containerd's go-runc builds it. Processes are started with posix_spawn(3)
 and SIGPIPE/SIGXFSZ reset to their defaults (Python ignores them; the container must not inherit
-that). The shim never waits for them itself: their exits come through its reaper.
+that), with :data:`runtime.runtimes.PARENT_ENV` naming the shim, so that capsize-runc dies with
+it (containerd-shim-runc-v2 runs runc with go-runc's ``PdeathSignal: SIGKILL``). The shim never waits for them itself: their exits come through its reaper.
 
 When an invocation fails, :meth:`OCIRuntime.error_text` gives the go-runc style message
 ``<binary> did not terminate successfully: exit status N: <text>``, where the text is the last
@@ -18,6 +19,7 @@ from _signal import SIGKILL, SIGPIPE, SIGXFSZ  # the C module: `signal` costs an
 from runtime import jsonfast
 from runtime.api import failpoints
 from runtime.errors import CapsizeError
+from runtime.runtimes import PARENT_ENV
 
 _SIGDEF = (SIGPIPE, SIGXFSZ)
 
@@ -90,7 +92,8 @@ class OCIRuntime:
                 stderr = err_fd = os.memfd_create("runtime-stderr", os.MFD_CLOEXEC)
             argv = self.argv(*args)
             try:
-                env = self.env if self.env is not None else os.environ
+                # capsize-runc dies with the shim (runtime.runtimes.PARENT_ENV), as go-runc's PdeathSignal
+                env = dict(self.env if self.env is not None else os.environ, **{PARENT_ENV: str(os.getpid())})
                 pid = os.posix_spawn(self.binary, argv, env, setsigdef=_SIGDEF, file_actions=[
                     (os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
                     (os.POSIX_SPAWN_DUP2, stderr, 2)])

@@ -410,10 +410,15 @@ class Task:
         inv = self.runtime.spawn("delete", *(["--force"] if was_created else []), self.id)
 
         def deleted(code, _t):
-            error = self.runtime.error_text(inv, code) if code else ""
+            error = self.runtime.error_for(inv, code, id=self.id) if code else None
             inv.close()
-            if error:
-                done(CapsizeError(error, id=self.id))
+            if error is not None and (isinstance(error, NotFound) or "does not exist" in str(error)):
+                # containerd's process.Init delete: a runtime that already removed the container
+                # (its delete killed after the state went) is done, else the task is stuck
+                self.log.warning("runtime delete: container already gone", error=str(error))
+                error = None
+            if error is not None:
+                done(CapsizeError(str(error), id=self.id))
             elif self.exit_status is None:  # a created task: the killed init is about to be reaped
                 timer = self.loop.call_later(DELETE_EXIT_WAIT, self._give_up_exit)
                 self._exit_hooks.append(lambda: (timer.cancel(), self._finish_delete(done)))

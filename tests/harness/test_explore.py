@@ -105,3 +105,18 @@ def test_trace_names_registered_points_and_a_kill_happens_there(tmp_path, leak_s
     assert [(r["id"], r["hit"], r["action"], r["proc"]) for r in rec["fired"]] == [
         (point, 1, "kill", "capsize-runtimed")]
     assert rec["status"] in ("pass", "fail"), rec
+
+
+@needs_capsize
+@pytest.mark.parametrize("name", ["runc-killed-after-state-remove", "shim-killed-after-spawning-create"])
+def test_finding_regressions_replay_green(tmp_path, leak_scope, name):
+    """The explorer's two findings, fixed: their scenarios (a kill at the point, recovery, the
+    workload again) pass when replayed as ordinary scenarios (about 3-4 s each)."""
+    from harness.ledger import LEDGER, Ledger
+    from harness.observe.proctree import become_subreaper
+    from harness.runner import run_scenario
+    from harness.scenario import load
+    become_subreaper()
+    path = os.path.join(ROOT, "scenarios", "explore", "regressions", f"{name}.yaml")
+    entry = run_scenario(load(path), "capsize", str(tmp_path), Ledger(os.path.join(str(tmp_path), LEDGER)))
+    assert entry["status"] == "pass", entry.get("reason")

@@ -693,3 +693,16 @@ def test_update_applies_resources_live(runc, make_bundle, tmp_path):
     p = runc("update", "--pids-limit", "5", "up1")
     assert p.returncode != 0 and "stopped" in p.stderr
     assert runc("delete", "-f", "up1").returncode == 0
+
+
+def test_dies_with_the_parent_the_shim_names(tmp_path):
+    """CAPSIZE_RUNC_PARENT (runtime.runtimes.PARENT_ENV): capsize-runc dies at once (SIGKILL)
+    when its parent is not that process any more, and runs normally under it."""
+    from runtime.runtimes import PARENT_ENV
+    env = dict(os.environ)
+    env[PARENT_ENV] = str(os.getpid())
+    ok = subprocess.run([CAPSIZE_RUNC, "--version"], env=env, capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0 and "capsize-runc" in ok.stdout
+    env[PARENT_ENV] = "1"   # not our pid: as if re-parented after the shim died
+    gone = subprocess.run([CAPSIZE_RUNC, "--version"], env=env, capture_output=True, text=True, timeout=30)
+    assert gone.returncode == -signal.SIGKILL and gone.stdout == ""
