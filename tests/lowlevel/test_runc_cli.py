@@ -534,7 +534,7 @@ def test_prestart_poststart_poststop_hooks_get_state_on_stdin(runc, make_bundle,
     assert names == ["prestart", "poststart", "poststop"]
     states = [json.loads(r.rsplit(" ", 1)[0]) for r in records]
     assert all(s["id"] == "hk1" for s in states)
-    assert states[0]["status"] == "creating" and states[0]["pid"] > 0
+    assert states[0]["status"] == "created" and states[0]["pid"] > 0
     assert states[1]["status"] == "running"
 
 
