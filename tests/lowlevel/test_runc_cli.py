@@ -300,6 +300,19 @@ def test_isolation_pid_hostname_network_mounts(runc, make_bundle):
 
 
 @pytest.mark.privileged
+@pytest.mark.parametrize("prop, tag", [("unbindable", "unbindable"), ("shared", "shared:")])
+def test_rootfs_propagation_is_the_new_roots(runc, make_bundle, prop, tag):
+    # config-linux.md "Rootfs Mount Propagation"; an unbindable "/" used to refuse the rootfs bind
+    # (EINVAL, runtime-tools linux_rootfs_propagation): it is applied after pivot_root
+    def edit(c):
+        c["linux"]["rootfsPropagation"] = prop
+    status, out, err = _run_fg(runc, make_bundle, "cat /proc/self/mountinfo", cid=f"prop-{prop}", edit=edit)
+    assert status == 0, err
+    root = [ln.split(" - ")[0].split()[6:] for ln in out.splitlines() if ln.split()[4] == "/"]
+    assert root and any(f.startswith(tag) for f in root[-1]), out
+
+
+@pytest.mark.privileged
 def test_loopback_is_up_in_new_network_namespace(runc, make_bundle):
     status, out, err = _run_fg(runc, make_bundle, "cat /sys/class/net/lo/operstate; cat /sys/class/net/lo/flags",
                                cid="lo1")
