@@ -152,7 +152,9 @@ def _cpu_list(section: dict, name: str, field: str) -> str:
     return v
 
 
-def _device_rule(i: int, rule) -> tuple[bool, str, int | None, int | None, str]:
+def _device_rule(i: int, rule) -> tuple[bool, str, int | None, int | None, str] | None:
+    """One ``linux.resources.devices`` rule as ``(allow, type, major, minor, access)``; None for a
+    rule left with no permission (config-linux.md "Allowed Device List")."""
     field = f"{PREFIX}.devices[{i}]"
     if not isinstance(rule, dict):
         raise _bad(field, "must be an object")
@@ -169,9 +171,16 @@ def _device_rule(i: int, rule) -> tuple[bool, str, int | None, int | None, str]:
             raise _bad(f"{field}.{name}", f"must be a device number or -1 for any, not {n!r}")
         nums.append(None if n is None or n == -1 else n)
     access = rule.get("access") or "rwm"
-    if not isinstance(access, str) or not set(access) <= set("rwm") or len(set(access)) != len(access):
-        raise _bad(f"{field}.access", f"{access!r} is not a combination of r, w and m")
-    return allow, dtype, nums[0], nums[1], "".join(c for c in "rwm" if c in access)
+    if not isinstance(access, str):
+        raise _bad(f"{field}.access", f"must be a string of r, w and m, not {access!r}")
+    if not set(access) <= set("rwm"):
+        # runc 1.1 keeps only the r, w and m of an access string (devices.Permissions.toSet);
+        # the kernel would refuse the others (devices.allow/deny: EINVAL)
+        from runtime.lowlevel import log
+        log.warning(f"{field}.access: {access!r}: only r, w and m are device permissions; "
+                    f"{''.join(sorted(set(access) - set('rwm')))!r} ignored")
+    perms = "".join(c for c in "rwm" if c in access)
+    return (allow, dtype, nums[0], nums[1], perms) if perms else None
 
 
 def validate(resources) -> dict:
@@ -253,7 +262,7 @@ def validate(resources) -> dict:
         devs = []
     if not isinstance(devs, list):
         raise _bad(f"{PREFIX}.devices", "must be a list of device rules")
-    devices = [_device_rule(i, r) for i, r in enumerate(devs)]
+    devices = [d for d in (_device_rule(i, r) for i, r in enumerate(devs)) if d is not None]
 
     unified = resources.get("unified") or {}
     if not isinstance(unified, dict):

@@ -284,7 +284,9 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         msg = parent.recv(INIT_TIMEOUT)
         if msg.get("type") == "hooks":
             from runtime.lowlevel import hooks
-            state = st.hook_state("creating")
+            # "created", as crun and runtime-tools' hooks_stdin expect (runc 1.1 says "creating"):
+            # the runtime environment exists; only the user process has yet to start
+            state = st.hook_state("created")
             hooks.run_hooks(config, "prestart", state)
             hooks.run_hooks(config, "createRuntime", state)
             parent.send("continue")

@@ -223,7 +223,7 @@ def container_init(chan, container_id: str, config: dict, rootfs: str, fifo: str
         chan.send("hooks")
         chan.expect("continue")
     hooks.run_hooks(config, "createContainer", {"ociVersion": config.get("ociVersion"), "id": container_id,
-                                                "status": "creating", "pid": os.getpid()})
+                                                "status": "created", "pid": os.getpid()})
     fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     if no_pivot and own_mntns:
         rfs.move_root(rootfs, host)

@@ -232,7 +232,11 @@ def prepare(config: dict, rootfs: str, cgroup, cgroupns: bool, host: h.Host = h.
     if prop not in _PROPAGATION:
         raise InvalidArgument(f"linux.rootfsPropagation: unknown propagation {prop!r}")
     if own_namespace:
-        host.mount(None, "/", None, _PROPAGATION[prop], None)
+        # An unbindable "/" would refuse the rootfs bind below (EINVAL; runc 1.1 fails so): until
+        # pivot_root it is a slave, as runc's default, and propagate_root makes the new "/"
+        # unbindable afterwards (as crun).
+        before = _PROPAGATION["rslave"] if "unbindable" in prop else _PROPAGATION[prop]
+        host.mount(None, "/", None, before, None)
         _parent_mount_private(rootfs, host)
     host.mount(rootfs, rootfs, None, h.MS_BIND | h.MS_REC, None)
     dev_is_bound = False

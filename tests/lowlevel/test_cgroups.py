@@ -513,7 +513,7 @@ def test_devices_deny_all_then_the_rules_then_runc_defaults(cgname, spawn):
     ({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}, Unimplemented, "linux.resources.hugepageLimits"),
     ({"devices": [{"allow": "yes"}]}, InvalidArgument, "linux.resources.devices[0].allow"),
     ({"devices": [{"allow": True, "type": "x"}]}, InvalidArgument, "linux.resources.devices[0].type"),
-    ({"devices": [{"allow": True, "access": "rwx"}]}, InvalidArgument, "linux.resources.devices[0].access"),
+    ({"devices": [{"allow": True, "access": 7}]}, InvalidArgument, "linux.resources.devices[0].access"),
     ({"unified": {"memory.max": "1"}}, InvalidArgument, "linux.resources.unified"),
 ])
 def test_bad_values_name_the_field_and_change_nothing(cgname, resources, exc, field):
@@ -540,6 +540,17 @@ def test_unknown_properties_are_ignored_and_kernel_memory_only_warns(capsys):
     err = capsys.readouterr().err
     assert "level=warning" in err and "kernel memory settings are ignored" in err
     assert cr.validate({"memory": {"kernel": 0}}) and "warning" not in capsys.readouterr().err
+
+
+def test_device_access_letters_other_than_rwm_are_dropped_with_a_warning(capsys):
+    # runc 1.1 keeps the r, w, m of an access string (bats update.bats "minimal transition rules": "rwa")
+    norm = cr.validate({"devices": [{"allow": False, "access": "rwm"},
+                                    {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "rwa"},
+                                    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "x"}]})
+    assert norm["devices"] == [(False, "a", None, None, "rwm"), (False, "c", 1, 11, "rw")]
+    err = capsys.readouterr().err
+    assert "level=warning" in err and "devices[1].access: 'rwa'" in err and "'a' ignored" in err
+    assert "devices[2].access: 'x'" in err
 
 
 @v1_only

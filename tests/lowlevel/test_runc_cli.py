@@ -300,6 +300,19 @@ def test_isolation_pid_hostname_network_mounts(runc, make_bundle):
 
 
 @pytest.mark.privileged
+@pytest.mark.parametrize("prop, tag", [("unbindable", "unbindable"), ("shared", "shared:")])
+def test_rootfs_propagation_is_the_new_roots(runc, make_bundle, prop, tag):
+    # config-linux.md "Rootfs Mount Propagation"; an unbindable "/" used to refuse the rootfs bind
+    # (EINVAL, runtime-tools linux_rootfs_propagation): it is applied after pivot_root
+    def edit(c):
+        c["linux"]["rootfsPropagation"] = prop
+    status, out, err = _run_fg(runc, make_bundle, "cat /proc/self/mountinfo", cid=f"prop-{prop}", edit=edit)
+    assert status == 0, err
+    root = [ln.split(" - ")[0].split()[6:] for ln in out.splitlines() if ln.split()[4] == "/"]
+    assert root and any(f.startswith(tag) for f in root[-1]), out
+
+
+@pytest.mark.privileged
 def test_loopback_is_up_in_new_network_namespace(runc, make_bundle):
     status, out, err = _run_fg(runc, make_bundle, "cat /sys/class/net/lo/operstate; cat /sys/class/net/lo/flags",
                                cid="lo1")
@@ -534,7 +547,7 @@ def test_prestart_poststart_poststop_hooks_get_state_on_stdin(runc, make_bundle,
     assert names == ["prestart", "poststart", "poststop"]
     states = [json.loads(r.rsplit(" ", 1)[0]) for r in records]
     assert all(s["id"] == "hk1" for s in states)
-    assert states[0]["status"] == "creating" and states[0]["pid"] > 0
+    assert states[0]["status"] == "created" and states[0]["pid"] > 0
     assert states[1]["status"] == "running"
 
 
