@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -301,3 +302,40 @@ def test_compare_reports_the_library_and_v2_vs_v1(tmp_path):
     assert "| cgv2 | 2 | 0 | 0 | 0 |" in md and "| cgv1 | 1 | 0 | 0 | 1 |" in md
     assert "| tests.lowlevel.test_cgroups::test_v2 | pass | skip (cgroup v2 only) |" in md
     assert "- scenario `seed-1-process-tree` on cgv2, engine docker: 1 check(s) failed" in md
+
+
+@pytest.mark.privileged
+def test_run_checks_library_shards_and_cgroup_tests_on_this_host(tmp_path):
+    """--library and --cgroup-tests for real, on a two-file library: each shard is its own
+    `capsize run` on a fresh private capsize engine (run side by side), the per-engine line reads
+    every shard's journal; the cgroup tests run from the tree with pytest. (PID 1 is not systemd
+    here, so env.pid1-systemd fails and the run exits 1; the systemd scenario is n/a.)"""
+    tree = tmp_path / "tree"
+    for rel in ("seed/2-daemon-unreachable.yaml", "lifecycle/kill-container.yaml", "systemd/killmode-process.yaml"):
+        (tree / "scenarios" / os.path.dirname(rel)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.join(REPO, "scenarios", rel), tree / "scenarios" / rel)
+    out = tmp_path / "out"
+    venv_bin = os.path.dirname(os.path.abspath(os.sys.executable))
+    env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ["PATH"], CAPSIZE_PY=os.sys.executable,
+               CGROUP_TESTS_PATHS=os.path.join(REPO, "tests", "lowlevel", "test_cgroups.py"),
+               CGROUP_TESTS_K="test_create_add_pids_destroy")
+    p = subprocess.run([os.path.join(VAGRANT_DIR, "run-checks.sh"), "--name", "host", "--out", str(out),
+                        "--tree", str(tree), "--library", "--private-engines", "capsize", "--shards", "2",
+                        "--cgroup-tests"], capture_output=True, text=True, timeout=240, env=env)
+    by = {r.split("\t")[0]: r.split("\t") for r in (out / "checks.tsv").read_text().splitlines()}
+    assert p.returncode == 1 and by["env.pid1-systemd"][1] == "fail", p.stdout + p.stderr
+    assert by["harness.run"][1] == "pass", by["harness.run"]          # rc 3: the systemd one is n/a here
+    assert by["library.run"][1] == "pass", by["library.run"]
+    assert by["library.run"][3].startswith("2 shard(s), capsize run rc 0 0 in ")
+    shards = sorted((out / "library").iterdir())
+    assert [s.name for s in shards] == ["shard-0", "shard-1"]
+    # the files dealt round-robin (sorted), each shard's own run directory and JUnit
+    dealt = [(s / "files.txt").read_text().split() for s in shards]
+    assert sorted(os.path.relpath(f, tree) for d in dealt for f in d) == sorted(
+        os.path.join("scenarios", r) for r in ("seed/2-daemon-unreachable.yaml", "lifecycle/kill-container.yaml",
+                                               "systemd/killmode-process.yaml"))
+    assert all((s / "junit.xml").exists() and glob.glob(str(s / "*" / "journal.json")) for s in shards)
+    assert by["harness.capsize"][1] == "pass" and by["harness.capsize"][3] == "2 pass", by["harness.capsize"]
+    assert by["cgroup.tests"][1] == "pass" and "1 passed" in by["cgroup.tests"][3], by["cgroup.tests"]
+    cases = ET.parse(out / "pytest" / "junit-cgroup.xml").getroot().iter("testcase")
+    assert [c.get("name") for c in cases] == ["test_create_add_pids_destroy"]
