@@ -54,7 +54,7 @@ LIBRARY_TIMEOUT=${CAPSIZE_LIBRARY_TIMEOUT:-5400}   # one shard's `capsize run`, 
 PYTEST_TIMEOUT=${CAPSIZE_PYTEST_TIMEOUT:-2400}
 # the privileged tests that touch cgroups: limits, OOM, freeze/pause, kill of a cgroup, the cgroup
 # v2 paths, stats/update, cgroup parents (tests/vagrant is not among the paths: it needs the host)
-CGROUP_TESTS_K=${CGROUP_TESTS_K:-cgroup or oom or pause or freeze or kill_all or memory or stats or update}
+CGROUP_TESTS_K=${CGROUP_TESTS_K:-cgroup or oom or pause or freeze or kill_all or memory or cpu or pids or stats or update}
 CGROUP_TESTS_PATHS=${CGROUP_TESTS_PATHS:-tests/lowlevel tests/shim tests/highlevel tests/daemon}
 while [ $# -gt 0 ]; do
     case $1 in
