@@ -1,7 +1,8 @@
 # The two commands a fresh Debian 12 machine needs (as root); both set everything up first.
 #   make run    the main job
 #   make test   the test suite
-#   make vm-ci  the CI resilience checks in VMs (vagrant/ci.sh: about 18 min, not part of test)
+#   make vm-ci  the CI resilience checks in VMs, the whole library on cgroup v2 and v1 (vagrant/ci.sh;
+#               vagrant/README.md has the times; --mode systemd is the 17-min run), not part of test
 #   make reference-report  the seed scenarios on capsize, Docker and Podman, compared, into reports/reference/
 #               (refused unless every check held or is n/a (exit 3: a role Podman lacks); FORCE=1 writes it anyway)
 .PHONY: setup run demo test bench vm-ci reference-report docs fuzz conformance

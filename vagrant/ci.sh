@@ -2,10 +2,15 @@
 # The full VM run of capsize's CI resilience checks -- one command, as root, on a Debian 12 host
 # without systemd and without usable KVM:
 #
-#   vagrant/ci.sh [--machines "cgv2 cgv1"] [--rebuild-box] [--engines "docker-systemd capsize-systemd"]
+#   vagrant/ci.sh [--machines "cgv2 cgv1"] [--rebuild-box] [--mode full|systemd]
+#                 [--engines "docker-systemd capsize-systemd"] [--private-engines "capsize docker"]
+#                 [--shards N]
 #
-# --engines: the harness engines `capsize run` uses in each VM (add "docker capsize" to run the
-# private stacks there too, for host vs VM on the same scenarios; CAPSIZE_VM_ENGINES also sets it).
+# --mode full (the default; CAPSIZE_VM_MODE): in each VM the systemd scenarios on the engines under
+# systemd (--engines, CAPSIZE_VM_ENGINES), the whole scenario library on the private engines
+# (--private-engines, CAPSIZE_VM_PRIVATE_ENGINES) in --shards shards side by side (default: the
+# VM's vCPUs, CAPSIZE_VM_CPUS), and the test suite's privileged cgroup tests; --mode systemd: only
+# the systemd scenarios and checks (the quick run, ~17 min).
 # 1. installs the VM tools from apt (install-vm-tools.sh), takes a snapshot of the tree (what the
 #    wheels are built from and what the VMs get: one consistent tree even while people edit) and
 #    builds the wheels from it (build-wheels.sh);
@@ -16,11 +21,13 @@
 #    vagrant runs there too -- nothing appears in the host's namespace, nothing leaves the machine;
 # 4. for each machine, one at a time: `vagrant up` (qemu, TCG), run-checks.sh inside over ssh,
 #    the results copied back to reports/vagrant/<run>/<machine>/, `vagrant destroy`;
-# 5. renders reports/vagrant/<run>/comparison.md (host vs VMs, cgroup v1 vs v2, capsize vs Docker);
+# 5. renders reports/vagrant/<run>/comparison.md (host vs VMs, cgroup v1 vs v2, capsize vs Docker:
+#    which scenario or cgroup test differs between the VMs, and the failed checks that say why);
 # 6. always, even on failure or Ctrl-C: destroys the VMs, removes libvirt's network and pool,
 #    stops libvirtd and virtlogd, deletes the namespace, and checks that nothing is left.
 # Exits 0 only if every VM came up, no check failed, and the clean-up left nothing behind.
-# Expected duration on 2 cores: about 17 min with a cached box (+2 min to build it).
+# Expected duration on 2 cores under TCG: --mode systemd about 17 min with a cached box (+2 min to
+# build it); --mode full: see vagrant/README.md (the library's estimate, per VM).
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -28,17 +35,28 @@ TREE=$(cd "$HERE/.." && pwd)
 CACHE=${CAPSIZE_VM_CACHE:-/var/cache/capsize/vagrant}
 BOX=${CAPSIZE_BOX:-capsize-debian12}
 MACHINES="cgv2 cgv1"
-ENGINES=${CAPSIZE_VM_ENGINES:-docker-systemd capsize-systemd}   # harness engines run in each VM
+ENGINES=${CAPSIZE_VM_ENGINES:-docker-systemd capsize-systemd}   # harness engines under systemd
+PRIVATE_ENGINES=${CAPSIZE_VM_PRIVATE_ENGINES:-capsize docker}     # the library's engines (full mode)
+MODE=${CAPSIZE_VM_MODE:-full}
+SHARDS=${CAPSIZE_VM_SHARDS:-${CAPSIZE_VM_CPUS:-2}}
 REBUILD=""
 while [ $# -gt 0 ]; do
     case $1 in
         --machines) MACHINES=$2; shift 2 ;;
         --rebuild-box) REBUILD=--force; shift ;;
         --engines) ENGINES=$2; shift 2 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        --private-engines) PRIVATE_ENGINES=$2; shift 2 ;;
+        --mode) MODE=$2; shift 2 ;;
+        --shards) SHARDS=$2; shift 2 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "ci: unknown argument $1" >&2; exit 2 ;;
     esac
 done
+case $MODE in
+    full) CHECK_ARGS="--library --shards $SHARDS --cgroup-tests" ;;
+    systemd) CHECK_ARGS="" ;;
+    *) echo "ci: --mode full|systemd, not $MODE" >&2; exit 2 ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "ci: must run as root" >&2; exit 1; }
 
 RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
@@ -146,6 +164,7 @@ rsync -a --exclude .git/ --exclude .venv/ --exclude reports/ --exclude vagrant/.
 } >"$OUT/tree.txt"
 export CAPSIZE_TREE=$SNAP
 [ ! -x "$TREE/.venv/bin/pip" ] || export CAPSIZE_PIP=$TREE/.venv/bin/pip
+export CAPSIZE_WHEEL_CACHE=${CAPSIZE_WHEEL_CACHE:-$CACHE/wheels}   # the dependencies' wheels, kept
 timed build-wheels "$SNAP/vagrant/build-wheels.sh" >"$OUT/build-wheels.log" 2>&1 || { say "build-wheels failed"; exit 1; }
 say "box: build or reuse"
 timed build-box "$HERE/build-box.sh" --no-add $REBUILD >"$OUT/build-box.log" 2>&1
@@ -211,7 +230,7 @@ for m in $MACHINES; do
     else
         say "$m: run-checks.sh"
         timed "$m.checks" vg ssh "$m" -c \
-            "sudo /capsize/vagrant/run-checks.sh --out /var/tmp/capsize-checks --cgroup $cg --name $m --tree /capsize --engines '$ENGINES'" \
+            "sudo /capsize/vagrant/run-checks.sh --out /var/tmp/capsize-checks --cgroup $cg --name $m --tree /capsize --engines '$ENGINES' --private-engines '$PRIVATE_ENGINES' $CHECK_ARGS" \
             >"$mo/run-checks.out" 2>&1
         crc=$?
         sed 's/^/    /' "$mo/run-checks.out" | grep 'run-checks:'

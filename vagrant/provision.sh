@@ -90,6 +90,10 @@ fi
 log "installing capsize from $wheels (no index)"
 wheel=$(find "$wheels" -maxdepth 1 -name 'capsize-*.whl' | sort | tail -1)
 /opt/capsize/bin/pip install -q --no-index --find-links "$wheels" "$wheel"
+# pytest-timeout for the privileged cgroup tests (run-checks.sh --cgroup-tests), when built
+if ls "$wheels"/pytest_timeout-*.whl >/dev/null 2>&1; then
+    /opt/capsize/bin/pip install -q --no-index --find-links "$wheels" pytest-timeout
+fi
 # the version does not change between commits: always put this tree's code in place
 /opt/capsize/bin/pip install -q --no-index --no-deps --force-reinstall "$wheel"
 for cmd in capsize capsized capsize-runtimed capsize-shim capsize-runc; do

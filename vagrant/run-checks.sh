@@ -3,7 +3,13 @@
 # Plain script, run as root inside the VM after provision.sh; it does not depend on Vagrant.
 #
 #   run-checks.sh [--out DIR] [--tree DIR] [--cgroup v1|v2] [--name NAME] [--env-only]
-#                 [--engines "docker-systemd capsize-systemd"]   (harness engines to run the suite on)
+#                 [--engines "docker-systemd capsize-systemd"]   (engines under systemd: DIR/scenarios)
+#                 [--library] [--private-engines "capsize docker"] [--shards N]   (the whole library)
+#                 [--cgroup-tests]   (the test suite's privileged cgroup tests)
+#
+# --library runs every scenario file of DIR/scenarios on the private engines too, in N shards side
+# by side (default: the number of CPUs); --cgroup-tests runs pytest -m privileged -k
+# "$CGROUP_TESTS_K" over $CGROUP_TESTS_PATHS (both overridable from the environment) from DIR.
 #
 # --env-only records the environment and marks every other check skipped: safe anywhere (ci.sh
 # uses it for the host's column); without it, the checks stop and restart docker, containerd and
@@ -15,6 +21,8 @@
 #   checks.log            what each check did and saw (commands, outputs, durations)
 #   journal.txt           journald for docker, containerd and capsize's units during the run
 #   harness/              `capsize run` run directories and JUnit, where the harness exists
+#   library/shard-K/      --library: shard K's files.txt, run directory, junit.xml, summary.out
+#   pytest/               --cgroup-tests: junit-cgroup.xml, pytest.out
 # Exits 1 if any check failed, 0 otherwise (skipped checks do not fail).
 #
 # Checks (the seed's E2 and the KillMode matrix are harness scenarios now: scenarios/systemd,
@@ -25,7 +33,10 @@
 #   capsize.runtimed         capsize-runtimed.service is active with its socket
 #   harness.run              `capsize run --engine docker-systemd --engine capsize-systemd` over
 #                            DIR/scenarios (scenarios/systemd included): run dir + JUnit in harness/
-#   harness.<engine>         that engine's scenarios in the run: all pass (or n/a) -> pass
+#   library.run              --library: `capsize run --engine capsize --engine docker` over every
+#                            scenario file, sharded: run dirs + JUnit in library/shard-K/
+#   harness.<engine>         that engine's scenarios (systemd or private): all pass (or n/a) -> pass
+#   cgroup.tests             --cgroup-tests: the privileged cgroup tests pass on this cgroup version
 #   system.cleanup           afterwards: no container, shim or drop-in left, the units active
 set -u
 
@@ -35,6 +46,16 @@ want_cgroup=""
 name=$(hostname)
 env_only=0
 harness_engines="docker-systemd capsize-systemd"
+private_engines="capsize docker"
+library=0
+shards=$(nproc 2>/dev/null || echo 1)
+cgroup_tests=0
+LIBRARY_TIMEOUT=${CAPSIZE_LIBRARY_TIMEOUT:-5400}   # one shard's `capsize run`, seconds
+PYTEST_TIMEOUT=${CAPSIZE_PYTEST_TIMEOUT:-2400}
+# the privileged tests that touch cgroups: limits, OOM, freeze/pause, kill of a cgroup, the cgroup
+# v2 paths, stats/update, cgroup parents (tests/vagrant is not among the paths: it needs the host)
+CGROUP_TESTS_K=${CGROUP_TESTS_K:-cgroup or oom or pause or freeze or kill_all or memory or cpu or pids or stats or update}
+CGROUP_TESTS_PATHS=${CGROUP_TESTS_PATHS:-tests/lowlevel tests/shim tests/highlevel tests/daemon}
 while [ $# -gt 0 ]; do
     case $1 in
         --out) out=$2; shift 2 ;;
@@ -43,7 +64,11 @@ while [ $# -gt 0 ]; do
         --name) name=$2; shift 2 ;;
         --env-only) env_only=1; shift ;;
         --engines) harness_engines=$2; shift 2 ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        --private-engines) private_engines=$2; shift 2 ;;
+        --library) library=1; shift ;;
+        --shards) shards=$2; shift 2 ;;
+        --cgroup-tests) cgroup_tests=1; shift ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) echo "run-checks: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -55,7 +80,7 @@ LOG=$out/checks.log
 : >"$TSV"
 : >"$LOG"
 start_time=$(date '+%Y-%m-%d %H:%M:%S')   # the form journalctl --since takes
-PY=/opt/capsize/bin/python
+PY=${CAPSIZE_PY:-/opt/capsize/bin/python}   # the installed capsize's interpreter
 [ -x "$PY" ] || PY=python3
 
 RUN_TIMEOUT=120   # no command of a check may hang the run (a socket whose service keeps failing does)
@@ -223,54 +248,114 @@ fi
 
 
 # ---------------------------------------------------------------------------- the harness
-# The systemd scenarios (scenarios/systemd: seed E2 activation and cannot-connect, the KillMode
-# matrix) and the rest of the suite, run by the harness on the engines under systemd; one run
-# directory, one JUnit file, then one line per engine here (harness.<engine>).
+# 1. harness.run: the engines under systemd (--engines) over DIR/scenarios (the scenarios that do
+#    not list them -- all but scenarios/systemd -- are notes, not runs): one run directory in harness/.
+# 2. library.run (--library): the whole scenario library on the private engines (--private-engines,
+#    fresh engines under private roots, as on a developer's box), split into --shards shards run side
+#    by side (each its own `capsize run`, run directory and JUnit in library/shard-K/).
+# 3. harness.<engine>: one line per engine of both, from the run journals: every scenario pass (or
+#    n/a) -> pass; a failing scenario is named with its reason.
 engines=$("$PY" -c 'from harness.engines import NAMES; print(" ".join(NAMES))' 2>/dev/null)
-run_engines=()
-for engine in $harness_engines; do
-    [[ " $engines " != *" $engine "* ]] || run_engines+=(--engine "$engine")
-done
-harness_rc=""
+have_harness() {  # have_harness ENGINES: skip (and return 1) when the harness cannot run them here
+    if [ "$env_only" = 1 ]; then skip "environment only (--env-only)"; return 1; fi
+    if ! command -v capsize >/dev/null 2>&1; then skip "capsize not installed"; return 1; fi
+    local e
+    for e in $1; do [[ " $engines " != *" $e "* ]] || return 0; done
+    skip "the harness has none of the engines $1 (it has: ${engines:-none})"
+    return 1
+}
+engine_args() {  # engine_args ENGINES: "--engine E" for each one the harness has, on stdout
+    local e
+    for e in $1; do [[ " $engines " != *" $e "* ]] || printf -- '--engine\n%s\n' "$e"; done
+}
+# the summary table's rows of `capsize run` output FILE (before "run directory:"), on one line
+run_summary() { sed -n '3,/^$/p' "$1" | awk 'NF {printf "%s %s %s; ", $1, $2, $3}'; }
+
 begin harness.run
-if [ "$env_only" = 1 ]; then
-    skip "environment only (--env-only)"
-elif ! command -v capsize >/dev/null 2>&1; then
-    skip "capsize not installed"
-elif [ "${#run_engines[@]}" = 0 ]; then
-    skip "the harness has none of the engines $harness_engines (it has: ${engines:-none})"
-else
+if have_harness "$harness_engines"; then
     # capsize run: 0 every check held, 3 some were n/a here, 1 failed, 2 bad input, 130 interrupted
     rm -rf "$out/harness"
     mkdir -p "$out/harness"
+    mapfile -t run_engines < <(engine_args "$harness_engines")
     RUN_TIMEOUT=2400 run capsize run -q "${run_engines[@]}" --out "$out/harness" \
         --junit "$out/harness/junit.xml" "$tree/scenarios"
-    harness_rc=$RC
     printf '%s\n' "$OUT" >"$out/harness/summary.out"
-    # the summary table's rows (the last lines before "run directory:"), not capsize's notes on stderr
-    summary=$(printf '%s\n' "$OUT" | sed -n '3,/^$/p' | awk 'NF {printf "%s %s %s; ", $1, $2, $3}')
+    summary=$(run_summary "$out/harness/summary.out")
     [ -n "$summary" ] || summary=$(printf '%s\n' "$ERR" | grep -v '^capsize: note:' | tail -1)
     case $RC in
         0|3) pass "capsize run rc $RC in ${SECS}s: $summary" ;;
         *) fail "capsize run rc $RC in ${SECS}s: $(printf '%s' "$summary" | cut -c1-400)" ;;
     esac
 fi
-for engine in $harness_engines; do
+
+library_rc=""
+begin library.run
+if [ "$library" != 1 ]; then
+    skip "not asked for (--library)"
+elif have_harness "$private_engines"; then
+    rm -rf "$out/library"
+    mkdir -p "$out/library"
+    mapfile -t lib_engines < <(engine_args "$private_engines")
+    # every scenario file, dealt round-robin to the shards (sorted: the same split on every VM)
+    mapfile -t files < <(find "$tree/scenarios" -mindepth 2 -maxdepth 2 -name '*.yaml' | sort)
+    [ "$shards" -ge 1 ] 2>/dev/null || shards=1
+    [ "$shards" -le "${#files[@]}" ] || shards=${#files[@]}
+    note "library: ${#files[@]} scenario files, engines ${private_engines}, $shards shard(s)"
+    t0=$EPOCHREALTIME
+    pids=()
+    for ((k = 0; k < shards; k++)); do
+        sd=$out/library/shard-$k
+        mkdir -p "$sd"
+        part=()
+        for ((i = k; i < ${#files[@]}; i += shards)); do part+=("${files[i]}"); done
+        printf '%s\n' "${part[@]}" >"$sd/files.txt"
+        timeout --kill-after=30 "$LIBRARY_TIMEOUT" capsize run -q "${lib_engines[@]}" --out "$sd" \
+            --junit "$sd/junit.xml" "${part[@]}" >"$sd/summary.out" 2>"$sd/stderr.txt" &
+        pids+=($!)
+    done
+    library_rc=0
+    rcs=""
+    for ((k = 0; k < shards; k++)); do
+        wait "${pids[k]}"
+        rc=$?
+        rcs="$rcs $rc"
+        note "library shard $k ($(wc -l <"$out/library/shard-$k/files.txt") files): capsize run rc $rc"
+        note "$(sed 's/^/  out: /' "$out/library/shard-$k/summary.out" | head -40)"
+        case $rc in 0) ;; 3) [ "$library_rc" != 0 ] || library_rc=3 ;; *) library_rc=$rc ;; esac
+    done
+    SECS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.3f", b-a}')
+    case $library_rc in
+        0|3) pass "$shards shard(s), capsize run rc$rcs in ${SECS}s" ;;
+        *) fail "$shards shard(s), capsize run rc$rcs in ${SECS}s (124: over ${LIBRARY_TIMEOUT}s): $(cat "$out"/library/shard-*/stderr.txt | grep -v '^capsize: note:' | tail -1 | cut -c1-300)" ;;
+    esac
+fi
+
+# shellcheck disable=SC2086 # engine lists are words
+for engine in $(printf '%s\n' $harness_engines $private_engines | awk '!seen[$0]++'); do
     begin "harness.$engine"
+    journals=()
+    if [[ " $private_engines " == *" $engine "* ]]; then
+        [ "$library" = 1 ] || { skip "the library is not run here (--library)"; continue; }
+        kind=library
+        mapfile -t journals < <(ls "$out"/library/shard-*/*/journal.json 2>/dev/null)
+    else
+        kind=harness
+        mapfile -t journals < <(ls "$out"/harness/*/journal.json 2>/dev/null)
+    fi
     if [ "$env_only" = 1 ]; then
         skip "environment only (--env-only)"
     elif ! command -v capsize >/dev/null 2>&1; then
         skip "capsize not installed"
     elif [[ " $engines " != *" $engine "* ]]; then
         skip "the harness has no engine $engine (it has: ${engines:-none})"
-    elif [ -z "$harness_rc" ] || ! ls "$out"/harness/*/journal.json >/dev/null 2>&1; then
-        fail "capsize run wrote no journal (rc ${harness_rc:-none})"
+    elif [ "${#journals[@]}" = 0 ]; then
+        fail "capsize run wrote no journal in $kind/"
     else
-        # per engine, from the run's journal: every scenario pass (or n/a) -> pass; else fail
-        line=$("$PY" - "$engine" "$out"/harness/*/journal.json <<'PYEOF'
+        # per engine, from the run journals: every scenario pass (or n/a) -> pass; else fail
+        line=$("$PY" - "$engine" "${journals[@]}" <<'PYEOF'
 import collections, json, sys
-engine, path = sys.argv[1], sys.argv[2]
-runs = [e for e in json.load(open(path))["runs"] if e["engine"] == engine]
+engine, paths = sys.argv[1], sys.argv[2:]
+runs = [e for p in paths for e in json.load(open(p))["runs"] if e["engine"] == engine]
 count = collections.Counter(e["status"] for e in runs)
 bad = [f"{e['scenario']}: {e['status']} ({e.get('reason', '')})" for e in runs if e["status"] not in ("pass", "n/a")]
 head = ", ".join(f"{n} {s}" for s, n in sorted(count.items())) or "no scenario"
@@ -289,6 +374,35 @@ PYEOF
         esac
     fi
 done
+
+# ---------------------------------------------------------------------------- cgroup tests
+# The test suite's privileged tests that touch cgroups (--cgroup-tests: $CGROUP_TESTS_K over
+# $CGROUP_TESTS_PATHS, from the tree's tests/ with the installed capsize and its wheels' pytest):
+# limits, OOM, freeze/thaw, kill of a cgroup, clean-up, stats and update, on this VM's cgroup version.
+begin cgroup.tests
+if [ "$cgroup_tests" != 1 ]; then
+    skip "not asked for (--cgroup-tests)"
+elif [ "$env_only" = 1 ]; then
+    skip "environment only (--env-only)"
+elif ! "$PY" -c 'import pytest' 2>/dev/null; then
+    skip "pytest is not installed in $PY"
+else
+    rm -rf "$out/pytest"
+    mkdir -p "$out/pytest"
+    # shellcheck disable=SC2086 # the paths are words
+    (cd "$tree" && RUN_TIMEOUT=$PYTEST_TIMEOUT run "$PY" -m pytest -q -p no:cacheprovider -m privileged \
+        -k "$CGROUP_TESTS_K" --junit-xml "$out/pytest/junit-cgroup.xml" $CGROUP_TESTS_PATHS
+     printf '%s\n' "$OUT" >"$out/pytest/pytest.out"
+     printf '%s\n' "$ERR" >>"$out/pytest/pytest.out"
+     printf '%s\t%s\n' "$RC" "$SECS" >"$out/pytest/rc")
+    IFS=$'\t' read -r prc psecs <"$out/pytest/rc"
+    tail_line=$(grep -E '(passed|failed|error|skipped|deselected)' "$out/pytest/pytest.out" | tail -1)
+    case $prc in
+        0) pass "pytest rc 0 in ${psecs}s: $tail_line" ;;
+        5) fail "pytest selected no test (rc 5): -k '$CGROUP_TESTS_K' $CGROUP_TESTS_PATHS" ;;
+        *) fail "pytest rc $prc in ${psecs}s: $tail_line" ;;
+    esac
+fi
 
 # ---------------------------------------------------------------------------- nothing left
 begin system.cleanup

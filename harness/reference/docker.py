@@ -165,7 +165,12 @@ class DockerStack:
         self._write_config()
 
     def _write_config(self) -> None:
-        config = {"storage-driver": "overlay2", "live-restore": self.live_restore, "log-level": self.log_level}
+        # cgroupfs always: on a cgroup v2 host with systemd as PID 1 dockerd would default to the
+        # systemd driver (moby's UsingSystemd: "On cgroup v2 hosts, default to systemd driver") and
+        # put the private stack's containers in the host's system.slice as docker-<id>.scope units;
+        # with cgroupfs they are /docker/<id> on v1 and v2 alike, and no unit is made on the host.
+        config = {"storage-driver": "overlay2", "live-restore": self.live_restore, "log-level": self.log_level,
+                  "exec-opts": ["native.cgroupdriver=cgroupfs"]}
         if self.runtimes:
             config["runtimes"] = {name: {"path": path} for name, path in sorted(self.runtimes.items())}
         with open(self.config_path, "w") as f:

@@ -25,6 +25,7 @@ from harness.scenario import models as m
 from harness.suggest import nearest
 from harness.verbs import registry
 from runtime.errors import InvalidArgument
+from runtime.lowlevel.cgroups import layout as cgroup_layout
 
 _VAR = re.compile(r"\$\{([^}]*)\}")
 
@@ -202,10 +203,9 @@ def _substitute(path: str, value: Any, node: yaml.Node | None, values: dict[str,
                 line, col = _pos(node) if node is not None else (1, 1)
                 raise ScenarioError(path, line, col, f"${{{name}}} is not in expected{nearest(name, values)}")
             per = values[name]
-            if engine in per:
-                return per[engine]
-            if "default" in per:
-                return per["default"]
+            for key in m.expected_keys(engine, cgroup_layout()):
+                if key in per:
+                    return per[key]
             line, col = _pos(node) if node is not None else (1, 1)
             raise ScenarioError(path, line, col, f"expected.{name} has no value for engine {engine} (and no default)")
         whole = _VAR.fullmatch(value.strip())

@@ -32,6 +32,15 @@ from harness.scenario.types import (ENGINES, ROLES, Duration, DurationBound, Emp
 from harness.verbs import flow, registry
 
 RUNTIMES = ("capsize-runc", "runc", "crun")
+#: The host's cgroup versions an ``expected`` key may name (``docker@v2``): as
+#: :func:`runtime.lowlevel.cgroups.layout` says, a hybrid host is ``v1``.
+CGROUP_LAYOUTS = ("v1", "v2")
+
+
+def expected_keys(engine: str, cgroup: str) -> tuple[str, ...]:
+    """The keys of an ``expected`` value tried for *engine* on a host of cgroup version *cgroup*
+    (``v1``/``v2``), most specific first: ``docker@v2``, ``docker``, ``default@v2``, ``default``."""
+    return (f"{engine}@{cgroup}", engine, f"default@{cgroup}", "default")
 #: The fields of a check besides its kind.
 TIMING_FIELDS = ("id", "before", "after", "during", "within", "engines")
 #: The fields of a step besides its action.
@@ -242,7 +251,8 @@ class _ScenarioBase(Model):
     tags: list[str] = []
     engines: list[EngineName] = ["capsize", "docker"]
     options: EngineOptions = EngineOptions()
-    #: Per-engine expected values: ``{name: {engine: value, default: value}}``, used as ``${name}``.
+    #: Per-engine expected values: ``{name: {engine: value, default: value}}``, used as ``${name}``;
+    #: a key may name the host's cgroup version too, ``docker@v2``, ``default@v1`` (:func:`expected_keys`).
     expected: dict[str, dict[str, Any]] = {}
 
     @field_validator("expected")
@@ -252,8 +262,10 @@ class _ScenarioBase(Model):
             if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", name):
                 raise ValueError(f"expected value name {name!r}: letters, digits and _ only")
             for key in per:
-                if key not in ENGINES and key != "default":
-                    raise ValueError(f"expected.{name}: {key!r} is not an engine (one of {', '.join(ENGINES)}, default)")
+                base, at, version = key.partition("@")
+                if (base not in ENGINES and base != "default") or (at and version not in CGROUP_LAYOUTS):
+                    raise ValueError(f"expected.{name}: {key!r} is not an engine (one of {', '.join(ENGINES)}, "
+                                     f"default), optionally @v1 or @v2 (the host's cgroup version)")
         return v
 
     def all_steps(self):

@@ -170,14 +170,15 @@ def test_cgroup_parent_per_container(stack):
         assert f"{parent}/{cid}" in _cgroup_of(pid)
         assert inspect(stack, cid)["HostConfig"]["CgroupParent"] == parent
         stack.ok("rm", "-f", cid)
-        assert glob.glob(f"/sys/fs/cgroup/*{parent}/{cid}") == []
+        assert glob.glob(f"/sys/fs/cgroup/*{parent}/{cid}") + glob.glob(f"/sys/fs/cgroup{parent}/{cid}") == []
     finally:
         _remove_cgroup_parent(parent)
 
 
 def _remove_cgroup_parent(parent: str) -> None:
     """rmdir the test's cgroup parent in every hierarchy (children first)."""
-    for d in sorted(glob.glob(f"/sys/fs/cgroup/*{parent}") + glob.glob(f"/sys/fs/cgroup/*/*{parent}"), reverse=True):
+    for d in sorted(glob.glob(f"/sys/fs/cgroup/*{parent}") + glob.glob(f"/sys/fs/cgroup/*/*{parent}")
+                    + glob.glob(f"/sys/fs/cgroup{parent}"), reverse=True):
         try:
             os.rmdir(d)
         except OSError:

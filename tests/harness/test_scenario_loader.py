@@ -56,6 +56,23 @@ def test_good_scenario_loads_with_per_engine_values(tmp_path):
     assert checks["cleanup.complete"].timing == ("after", "teardown")
 
 
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_expected_values_per_cgroup_version(tmp_path, monkeypatch, layout):
+    """``engine@v2`` / ``default@v1`` keys: the host's cgroup version (runtime.lowlevel.cgroups.layout,
+    hybrid is v1) picks the value, most specific first (engine@vN, engine, default@vN, default)."""
+    from harness.scenario import loader
+    from runtime.lowlevel.cgroups import layout as real_layout
+    assert real_layout() in ("v1", "v2")
+    monkeypatch.setattr(loader, "cgroup_layout", lambda: layout)
+    text = GOOD.replace("code: {docker: 1, capsize: 0}", "code: {docker@v2: 2, docker: 1, default@v1: 5, default: 0}")
+    sc = load(write(tmp_path, text))
+    assert sc.by_engine["docker"].steps[1].expect.exit_code == (2 if layout == "v2" else 1)
+    assert sc.by_engine["capsize"].steps[1].expect.exit_code == (0 if layout == "v2" else 5)
+    for bad in ("docker@v3", "dockr@v2", "default@"):
+        with pytest.raises(ScenarioError, match=f"'{bad}' is not an engine .*optionally @v1 or @v2"):
+            load(write(tmp_path, GOOD.replace("code: {docker: 1,", f"code: {{{bad}: 1,"), f"{bad}.yaml"))
+
+
 BAD = [
     # (replace old -> new in GOOD, expected message, line, column)
     ("name: demo", "name: Demo", "name: String should match pattern", 1, 7),

@@ -48,7 +48,8 @@ def _wait_status(runc, cid, want, timeout=10):
 
 
 def _cgroup_dirs(cid):
-    out = []
+    """The container's cgroup in every v1 hierarchy (and the hybrid unified one), or on cgroup v2."""
+    out = [d for d in (f"/sys/fs/cgroup/capsize/{cid}",) if os.path.isdir(d)]
     for ctrl in os.listdir("/sys/fs/cgroup"):
         d = f"/sys/fs/cgroup/{ctrl}/capsize/{cid}"
         if os.path.isdir(d):
@@ -426,10 +427,15 @@ def test_cpu_shares_and_quota_are_applied(runc, make_bundle):
     def edit(c):
         c["linux"]["resources"]["cpu"] = {"shares": 512, "quota": 50000, "period": 100000}
     assert runc("run", "-d", "--bundle", make_bundle(["sleep", "100"], edit=edit), "cpu1").returncode == 0
-    base = "/sys/fs/cgroup/cpu/capsize/cpu1"
-    assert open(f"{base}/cpu.shares").read().strip() == "512"
-    assert open(f"{base}/cpu.cfs_quota_us").read().strip() == "50000"
-    assert open(f"{base}/cpu.cfs_period_us").read().strip() == "100000"
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # cgroup v2 (the cgv2 VM): runc's conversions
+        base = "/sys/fs/cgroup/capsize/cpu1"
+        assert open(f"{base}/cpu.weight").read().strip() == "20"   # 1 + (512 - 2) * 9999 // 262142
+        assert open(f"{base}/cpu.max").read().strip() == "50000 100000"
+    else:
+        base = "/sys/fs/cgroup/cpu/capsize/cpu1"
+        assert open(f"{base}/cpu.shares").read().strip() == "512"
+        assert open(f"{base}/cpu.cfs_quota_us").read().strip() == "50000"
+        assert open(f"{base}/cpu.cfs_period_us").read().strip() == "100000"
     assert runc("delete", "-f", "cpu1").returncode == 0
 
 

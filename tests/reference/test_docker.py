@@ -159,6 +159,8 @@ def test_daemons_and_network_are_private(dk):
     assert " docker0 " not in _links() and "172.17.0.1" not in _links()
     info = json.loads(dk.cli("info", "--format", "{{json .}}").stdout)
     assert info["Driver"] == "overlay2" and info["LiveRestoreEnabled"] is False
+    # cgroupfs on every host (a cgroup v2 host with systemd would default to the systemd driver)
+    assert info["CgroupDriver"] == "cgroupfs"
     assert {"runc", "runc-alias"} <= set(info["Runtimes"])
     assert info["Runtimes"]["runc-alias"]["path"] == RUNC_ALIAS
     # dockerd turned ip_forward on in its own namespace only

@@ -24,8 +24,9 @@ def _stat(pid: int) -> tuple[int, int, int]:
 
 
 def _cgroup_dirs(name: str) -> list[str]:
-    return [d for d in (os.path.join("/sys/fs/cgroup", c, name) for c in os.listdir("/sys/fs/cgroup"))
-            if os.path.isdir(d)]
+    """*name* in every v1 hierarchy (and the hybrid unified one), or at the cgroup v2 root."""
+    return [d for d in [os.path.join("/sys/fs/cgroup", name)] +
+            [os.path.join("/sys/fs/cgroup", c, name) for c in os.listdir("/sys/fs/cgroup")] if os.path.isdir(d)]
 
 
 def test_lifecycle_reports_exit_everywhere(shims, event_sink, runtime_bin):

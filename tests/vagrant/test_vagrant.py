@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -246,3 +247,95 @@ def test_compare_renders_host_vs_vms(tmp_path):
     assert "- scenario `systemd-killmode-process` on cgv2, engine capsize-systemd: 1 check(s) failed" in md
     assert md.rstrip().endswith("4 passed, 1 failed, 3 skipped over 3 columns (host, cgv2, cgv1)")
     assert compare.main([str(tmp_path / "missing")]) == 2
+
+
+def _journal(path, runs):
+    path.mkdir(parents=True)
+    (path / "journal.json").write_text(json.dumps({"runs": runs}))
+
+
+def _chk(name, status, **kw):
+    return dict({"check": name, "status": status, "source": f"scenarios/x.yaml:{len(name)}", "timing": "end"}, **kw)
+
+
+def test_compare_reports_the_library_and_v2_vs_v1(tmp_path):
+    """The whole-library run (library/shard-K journals) and the cgroup tests' JUnit: counts per VM
+    and engine, every scenario x engine that differs between cgroup v2 and v1 with the checks that
+    say why (a check n/a on one version and held on the other included), the differing tests."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("compare", os.path.join(VAGRANT_DIR, "compare.py"))
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    run = tmp_path / "20990101T000000Z"
+    run.mkdir()
+    (run / "timings.tsv").write_text("step\tseconds\ncgv2.up\t200\ncgv2.checks\t900\ncgv1.up\t260\n")
+    _write_col(run, "cgv2", [["library.run", "fail", "800", "2 shard(s)"]], {"cgroup": "v2", "pid1": "systemd"})
+    _write_col(run, "cgv1", [["library.run", "pass", "700", "2 shard(s)"]], {"cgroup": "hybrid", "pid1": "systemd"})
+    same = {"scenario": "kill-shim", "engine": "capsize", "status": "pass", "duration": 3, "checks": [_chk("a", "pass")]}
+    _journal(run / "cgv2" / "library" / "shard-0" / "t-scenarios", [
+        same,
+        {"scenario": "seed-1-process-tree", "engine": "docker", "status": "fail", "duration": 4, "reason": "1 check(s) failed",
+         "checks": [_chk("process.present(role=container)", "fail", expected="exactly 1", seen="0")]}])
+    _journal(run / "cgv2" / "library" / "shard-1" / "t-scenarios", [
+        {"scenario": "oom", "engine": "capsize", "status": "pass", "duration": 2,
+         "checks": [_chk("container.exit", "pass"), _chk("memory.events", "pass")]}])
+    _journal(run / "cgv1" / "library" / "shard-0" / "t-scenarios", [
+        same,
+        {"scenario": "seed-1-process-tree", "engine": "docker", "status": "pass", "duration": 4,
+         "checks": [_chk("process.present(role=container)", "pass")]},
+        {"scenario": "oom", "engine": "capsize", "status": "pass", "duration": 2,
+         "checks": [_chk("container.exit", "pass"), _chk("memory.events", "n/a", reason="no memory.events on cgroup v1")]}])
+    for col, outcome in (("cgv2", ""), ("cgv1", '<skipped message="cgroup v2 only"/>')):
+        (run / col / "pytest").mkdir()
+        (run / col / "pytest" / "junit-cgroup.xml").write_text(
+            '<testsuites><testsuite><testcase classname="tests.lowlevel.test_cgroups" name="test_a"/>'
+            f'<testcase classname="tests.lowlevel.test_cgroups" name="test_v2">{outcome}</testcase>'
+            '</testsuite></testsuites>')
+    md = compare.render(str(run))
+    assert "| cgv2: docker | 0 | 1 | 0 | 0 |" in md and "| cgv1: capsize | 2 | 0 | 0 | 0 |" in md
+    assert "## cgroup v2 vs v1: scenarios that differ" in md
+    rows = [l for l in md.splitlines() if l.startswith("| seed-1-process-tree | docker | cgv2: fail | cgv1: pass |")]
+    assert len(rows) == 1 and "expected exactly 1, seen 0" in rows[0]
+    oom = [l for l in md.splitlines() if l.startswith("| oom | capsize | cgv2: pass | cgv1: pass |")]
+    assert len(oom) == 1 and "memory.events: pass vs n/a" in oom[0] and "no memory.events on cgroup v1" in oom[0]
+    assert not [l for l in md.splitlines() if l.startswith("| kill-shim | capsize | cgv2")]
+    assert "| cgv2 | 2 | 0 | 0 | 0 |" in md and "| cgv1 | 1 | 0 | 0 | 1 |" in md
+    assert "| tests.lowlevel.test_cgroups::test_v2 | pass | skip (cgroup v2 only) |" in md
+    assert "- scenario `seed-1-process-tree` on cgv2, engine docker: 1 check(s) failed" in md
+
+
+@pytest.mark.privileged
+def test_run_checks_library_shards_and_cgroup_tests_on_this_host(tmp_path):
+    """--library and --cgroup-tests for real, on a two-file library: each shard is its own
+    `capsize run` on a fresh private capsize engine (run side by side), the per-engine line reads
+    every shard's journal; the cgroup tests run from the tree with pytest. (PID 1 is not systemd
+    here, so env.pid1-systemd fails and the run exits 1; the systemd scenario is n/a.)"""
+    tree = tmp_path / "tree"
+    for rel in ("seed/2-daemon-unreachable.yaml", "lifecycle/kill-container.yaml", "systemd/killmode-process.yaml"):
+        (tree / "scenarios" / os.path.dirname(rel)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.join(REPO, "scenarios", rel), tree / "scenarios" / rel)
+    out = tmp_path / "out"
+    venv_bin = os.path.dirname(os.path.abspath(os.sys.executable))
+    env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ["PATH"], CAPSIZE_PY=os.sys.executable,
+               CGROUP_TESTS_PATHS=os.path.join(REPO, "tests", "lowlevel", "test_cgroups.py"),
+               CGROUP_TESTS_K="test_create_add_pids_destroy")
+    p = subprocess.run([os.path.join(VAGRANT_DIR, "run-checks.sh"), "--name", "host", "--out", str(out),
+                        "--tree", str(tree), "--library", "--private-engines", "capsize", "--shards", "2",
+                        "--cgroup-tests"], capture_output=True, text=True, timeout=240, env=env)
+    by = {r.split("\t")[0]: r.split("\t") for r in (out / "checks.tsv").read_text().splitlines()}
+    assert p.returncode == 1 and by["env.pid1-systemd"][1] == "fail", p.stdout + p.stderr
+    assert by["harness.run"][1] == "pass", by["harness.run"]          # rc 3: the systemd one is n/a here
+    assert by["library.run"][1] == "pass", by["library.run"]
+    assert by["library.run"][3].startswith("2 shard(s), capsize run rc 0 0 in ")
+    shards = sorted((out / "library").iterdir())
+    assert [s.name for s in shards] == ["shard-0", "shard-1"]
+    # the files dealt round-robin (sorted), each shard's own run directory and JUnit
+    dealt = [(s / "files.txt").read_text().split() for s in shards]
+    assert sorted(os.path.relpath(f, tree) for d in dealt for f in d) == sorted(
+        os.path.join("scenarios", r) for r in ("seed/2-daemon-unreachable.yaml", "lifecycle/kill-container.yaml",
+                                               "systemd/killmode-process.yaml"))
+    assert all((s / "junit.xml").exists() and glob.glob(str(s / "*" / "journal.json")) for s in shards)
+    assert by["harness.capsize"][1] == "pass" and by["harness.capsize"][3] == "2 pass", by["harness.capsize"]
+    assert by["cgroup.tests"][1] == "pass" and "1 passed" in by["cgroup.tests"][3], by["cgroup.tests"]
+    cases = ET.parse(out / "pytest" / "junit-cgroup.xml").getroot().iter("testcase")
+    assert [c.get("name") for c in cases] == ["test_create_add_pids_destroy"]
