@@ -329,3 +329,8 @@ def _dial_text(netloc: str, e: BaseException) -> str:
     if isinstance(e, ssl.SSLError):
         return f"tls: {e.reason or e}"
     return str(getattr(e, "strerror", None) or e) or type(e).__name__
+
+
+def short(digest: str) -> str:
+    """The 12 hex digits the CLI's progress lines name a blob by (``sha256:abc...`` -> ``abc...``)."""
+    return digest.split(":", 1)[-1][:12]

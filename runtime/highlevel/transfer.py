@@ -38,15 +38,11 @@ from concurrent.futures import ThreadPoolExecutor
 from runtime.errors import InvalidArgument, NotFound, PermissionDenied, Unimplemented
 from runtime.highlevel.content import sha256_digest
 from runtime.highlevel.images import INDEX_TYPES, MANIFEST_TYPES, MAX_JSON, MT_OCI_MANIFEST, ImageStore, _json, host_arch
-from runtime.highlevel.registry import MANIFEST_ACCEPT, NO_BASIC_AUTH, Client, parse_reference, repo_path, scope
+from runtime.highlevel.registry import MANIFEST_ACCEPT, NO_BASIC_AUTH, Client, parse_reference, repo_path, scope, short
 from runtime.highlevel.upload import Uploads, push_layer
 
 CONCURRENCY = 3
 CHUNK = 1 << 20
-
-
-def short(digest: str) -> str:
-    return digest.split(":", 1)[-1][:12]
 
 
 def in_parallel(fn, items: list, concurrency: int, name: str) -> None:

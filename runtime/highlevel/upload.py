@@ -43,7 +43,7 @@ import zlib
 from urllib.parse import urlencode, urlsplit
 
 from runtime.errors import InvalidArgument, NotFound
-from runtime.highlevel.registry import Client, RegistryError, repo_path, scope
+from runtime.highlevel.registry import Client, RegistryError, repo_path, scope, short
 
 #: Bytes per PATCH: what a kill mid-push can lose at most.
 CHUNK = 8 << 20
@@ -226,7 +226,6 @@ def push_layer(client: Client, domain: str, path: str, opener, desc: dict, diff_
 
     *opener(digest)* opens a stored blob; *desc* is the stored layer's descriptor, *diff_id* its
     uncompressed digest, *oci* whether the manifest is an OCI one (the media type of a gzip)."""
-    from runtime.highlevel.transfer import short
     repository = f"{domain}/{path}"
     lid = short(desc["digest"])
     stored_compressed = str(desc.get("mediaType", "")).endswith(COMPRESSED_SUFFIXES)
