@@ -277,6 +277,16 @@ def _nft_table(s) -> str:
     return r.stdout if r.returncode == 0 else ""
 
 
+def _drop_uplink(s) -> None:
+    """Delete the uplink veth (both ends) if it is there."""
+    def drop():
+        from pyroute2 import IPRoute
+        with IPRoute() as ip:
+            for i in ip.link_lookup(ifname="vethupl0"):
+                ip.link("del", index=i)
+    netns.run_in(s.netns_path, drop)
+
+
 def _uplink(s, outside: str) -> None:
     """A veth from the engine's namespace (10.250.0.1/30, named veth* as capsized's own) to a test
     namespace *outside* (10.250.0.2/30) that has no route back to any bridge: only masqueraded
@@ -361,7 +371,8 @@ def test_isolation_internal_and_masquerade_with_nftables(s, tmp_path):
         table = _nft_table(s)
         assert "br-" not in table and '"capsize0"' in table
     finally:
-        netns.remove(outside)
+        _drop_uplink(s)   # explicitly: a removed netns takes its veth end with it only when the
+        netns.remove(outside)   # kernel's asynchronous netns clean-up runs, which may be later
     assert _links(s, "vethupl") == []
 
 
