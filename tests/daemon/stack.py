@@ -10,6 +10,7 @@ Benchmarks use it too (benchmarks/daemon_bench.py ...), outside the suite's leak
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -196,6 +197,45 @@ class Stack:
             # engine's containers keep them: rmdir fails with EBUSY)
             remove_empty_cgroup(CGROUP_PARENT)
             remove_empty_cgroup("/capsize")
+
+
+@contextlib.contextmanager
+def booted(workdir: str, **kw):
+    """A started :class:`Stack` (keyword arguments as its constructor's) with busybox loaded,
+    closed on exit whatever happened."""
+    s = Stack(str(workdir), **kw)
+    try:
+        s.start()
+        s.load_busybox()
+        yield s
+    finally:
+        s.close()
+
+
+def veth_between(near_ns: str, near: tuple[str, str], far_ns: str, far: tuple[str, str],
+                 prefixlen: int = 30) -> None:
+    """A veth pair from netns *near_ns* to *far_ns* (bind-mount paths), both ends up:
+    *near* and *far* are ``(ifname, address)``. Deleting the near end deletes both."""
+    def near_side():
+        from pyroute2 import IPRoute
+        with IPRoute() as ip:
+            ip.link("add", ifname=near[0], kind="veth", peer={"ifname": far[0]})
+            i = ip.link_lookup(ifname=near[0])[0]
+            ip.addr("add", index=i, address=near[1], prefixlen=prefixlen)
+            ip.link("set", index=i, state="up")
+            with open(far_ns) as ns:
+                ip.link("set", index=ip.link_lookup(ifname=far[0])[0], net_ns_fd=ns.fileno())
+
+    def far_side():
+        from pyroute2 import IPRoute
+        with IPRoute() as ip:
+            i = ip.link_lookup(ifname=far[0])[0]
+            ip.addr("add", index=i, address=far[1], prefixlen=prefixlen)
+            ip.link("set", index=i, state="up")
+
+    from runtime import netns
+    netns.run_in(near_ns, near_side)
+    netns.run_in(far_ns, far_side)
 
 
 def kill_named(text: str) -> None:

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from runtime import netns
+from tests.daemon.stack import booted, veth_between
 
 pytestmark = pytest.mark.privileged
 
@@ -21,14 +22,8 @@ NEW_DOCKER = shutil.which("docker")   # the newer CLI first on PATH (may be Debi
 
 @pytest.fixture(scope="module")
 def ns_stack(tmp_path_factory):
-    from tests.daemon.stack import Stack
-    s = Stack(tmp_path_factory.mktemp("netstack"), netns=True)
-    try:
-        s.start()
-        s.load_busybox()
+    with booted(tmp_path_factory.mktemp("netstack"), netns=True) as s:
         yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture
@@ -291,25 +286,7 @@ def _uplink(s, outside: str) -> None:
     """A veth from the engine's namespace (10.250.0.1/30, named veth* as capsized's own) to a test
     namespace *outside* (10.250.0.2/30) that has no route back to any bridge: only masqueraded
     traffic can get an answer there."""
-    def make():
-        from pyroute2 import IPRoute
-        with IPRoute() as ip:
-            ip.link("add", ifname="vethupl0", kind="veth", peer={"ifname": "vethupl1"})
-            i = ip.link_lookup(ifname="vethupl0")[0]
-            ip.addr("add", index=i, address="10.250.0.1", prefixlen=30)
-            ip.link("set", index=i, state="up")
-            with open(outside) as ns:
-                ip.link("set", index=ip.link_lookup(ifname="vethupl1")[0], net_ns_fd=ns.fileno())
-
-    def far():
-        from pyroute2 import IPRoute
-        with IPRoute() as ip:
-            i = ip.link_lookup(ifname="vethupl1")[0]
-            ip.addr("add", index=i, address="10.250.0.2", prefixlen=30)
-            ip.link("set", index=i, state="up")
-
-    netns.run_in(s.netns_path, make)
-    netns.run_in(outside, far)
+    veth_between(s.netns_path, ("vethupl0", "10.250.0.1"), outside, ("vethupl1", "10.250.0.2"))
 
 
 def _listener(outside: str):

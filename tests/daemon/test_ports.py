@@ -22,15 +22,10 @@ SERVE = "nc -ll -p 8080 -e echo pong"
 
 @pytest.fixture(scope="module")
 def ps(tmp_path_factory):
-    from tests.daemon.stack import Stack
-    s = Stack(tmp_path_factory.mktemp("portstack"), netns=True)
-    try:
-        s.start()
-        s.load_busybox()
+    from tests.daemon.stack import booted
+    with booted(tmp_path_factory.mktemp("portstack"), netns=True) as s:
         yield s
-    finally:
-        s.close()
-        assert _proxies(s) == [], "a capsize-proxy was left"
+    assert _proxies(s) == [], "a capsize-proxy was left"
 
 
 def _proxies(s) -> list[str]:
@@ -97,24 +92,8 @@ def test_publish_shapes_and_traffic(s, tmp_path):
     client = str(tmp_path / "client-ns")
     netns.create(client)
     try:
-        def engine_side():
-            from pyroute2 import IPRoute
-            with IPRoute() as ip:
-                ip.link("add", ifname="vethczcl", kind="veth", peer={"ifname": "czpeer"})
-                i = ip.link_lookup(ifname="vethczcl")[0]
-                ip.addr("add", index=i, address="10.199.0.1", prefixlen=30)
-                ip.link("set", index=i, state="up")
-                with open(client) as f:
-                    ip.link("set", index=ip.link_lookup(ifname="czpeer")[0], net_ns_fd=f.fileno())
-
-        def client_side():
-            from pyroute2 import IPRoute
-            with IPRoute() as ip:
-                i = ip.link_lookup(ifname="czpeer")[0]
-                ip.addr("add", index=i, address="10.199.0.2", prefixlen=30)
-                ip.link("set", index=i, state="up")
-        netns.run_in(s.netns_path, engine_side)
-        netns.run_in(client, client_side)
+        from tests.daemon.stack import veth_between
+        veth_between(s.netns_path, ("vethczcl", "10.199.0.1"), client, ("czpeer", "10.199.0.2"))
         for pid in _proxies(s):
             os.kill(int(pid), 9)
         assert _get(s, "10.199.0.1", 18080, client) == b"pong\n"
@@ -162,15 +141,10 @@ def test_sdk_ports_on_a_user_network(s):
 @pytest.fixture
 def own(tmp_path):
     """A stack of the test's own (it kills and restarts capsized)."""
-    from tests.daemon.stack import Stack
-    st = Stack(tmp_path / "own", netns=True)
-    try:
-        st.start()
-        st.load_busybox()
+    from tests.daemon.stack import booted
+    with booted(tmp_path / "own", netns=True) as st:
         yield st
-    finally:
-        st.close()
-        assert _proxies(st) == [], "a capsize-proxy was left"
+    assert _proxies(st) == [], "a capsize-proxy was left"
 
 
 def test_sigkill_restart_with_and_without_live_restore(own):

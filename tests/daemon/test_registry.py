@@ -10,7 +10,7 @@ import os
 import pytest
 
 from harness.reference.registry import unavailable
-from tests.daemon.stack import Stack
+from tests.daemon.stack import booted
 from tests.highlevel.test_registry import registry  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.privileged,
@@ -19,13 +19,8 @@ pytestmark = [pytest.mark.privileged,
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    s = Stack(tmp_path_factory.mktemp("rg"), netns=True)
-    try:
-        s.start()
-        s.load_busybox()
+    with booted(tmp_path_factory.mktemp("rg"), netns=True) as s:
         yield s
-    finally:
-        s.close()
 
 
 def test_push_rmi_pull_run(engine, registry):
